@@ -1,0 +1,123 @@
+/**
+ * The one place that loads the native addon. Everything else imports `native` from here.
+ * When loading fails, the error names the cause and the fix.
+ */
+import * as fs from "fs";
+import * as path from "path";
+
+/** Opaque handle to a native torch::Tensor. */
+export type NativeTensor = { readonly __nativeTensor: unique symbol };
+type H = NativeTensor;
+type Num = number;
+
+/** The native surface, declared once. Argument checks happen natively too; the facade adds context. */
+export interface NativeBinding {
+  buildInfo(): { builtWith: string; torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; cxx11Abi: boolean };
+  // creation and data
+  fromTypedArray(data: ArrayBufferView, shape: Num[], dtype: string, device: string, requiresGrad: boolean): H;
+  fromBytes(bytes: Uint8Array, shape: Num[], dtype: string, device: string): H;
+  toBytes(t: H): Buffer;
+  toArray(t: H): Float32Array | Float64Array | Int32Array | Uint8Array | BigInt64Array;
+  item(t: H): number;
+  factory(kind: string, shape: Num[], dtype: string, device: string, requiresGrad: boolean, fill?: number): H;
+  arange(start: Num, end: Num, step: Num, dtype: string, device: string, requiresGrad: boolean): H;
+  meta(t: H): [Num[], string, string, boolean, boolean];
+  shape(t: H): Num[];
+  dtype(t: H): string;
+  device(t: H): string;
+  numel(t: H): number;
+  to(t: H, dtype: string | null, device: string | null): H;
+  dispose(t: H): void;
+  isDisposed(t: H): boolean;
+  // ops
+  neg(t: H): H; relu(t: H): H; gelu(t: H): H; tanh(t: H): H; sigmoid(t: H): H; exp(t: H): H; log(t: H): H;
+  sqrt(t: H): H; abs(t: H): H; clone(t: H): H; detach(t: H): H; contiguous(t: H): H; t(t: H): H;
+  isfinite(t: H): H; allFinite(t: H): H;
+  add(a: H, b: H | Num): H; sub(a: H, b: H | Num): H; mul(a: H, b: H | Num): H; div(a: H, b: H | Num): H;
+  pow(a: H, b: H | Num): H; eq(a: H, b: H | Num): H; gt(a: H, b: H | Num): H; lt(a: H, b: H | Num): H;
+  maximum(a: H, b: H | Num): H;
+  matmul(a: H, b: H): H;
+  transpose(t: H, d0: Num, d1: Num): H;
+  reshape(t: H, shape: Num[]): H;
+  view(t: H, shape: Num[]): H;
+  indexSelect(t: H, dim: Num, index: H): H;
+  narrow(t: H, dim: Num, start: Num, length: Num): H;
+  cat(ts: H[], dim: Num): H;
+  sum(t: H, dims: Num[] | null, keepdim: boolean): H;
+  mean(t: H, dims: Num[] | null, keepdim: boolean): H;
+  max(t: H, dim: Num | null, keepdim: boolean): H;
+  argmax(t: H, dim: Num | null, keepdim: boolean): H;
+  softmax(t: H, dim: Num): H;
+  logSoftmax(t: H, dim: Num): H;
+  dropout(t: H, p: Num, train: boolean): H;
+  crossEntropy(logits: H, target: H, reduction: string, ignoreIndex: Num, labelSmoothing: Num): H;
+  mseLoss(input: H, target: H, reduction: string): H;
+  allclose(a: H, b: H, rtol: Num, atol: Num): boolean;
+  equal(a: H, b: H): boolean;
+  copyInto(dst: H, src: H): H;
+  // autograd
+  setRequiresGrad(t: H, flag: boolean): void;
+  grad(t: H): H | null;
+  clearGrad(t: H): void;
+  backward(t: H, gradient: H | null, retainGraph: boolean): void;
+  setGradEnabled(flag: boolean): boolean;
+  isGradEnabled(): boolean;
+  // init
+  initNormal(t: H, mean: Num, std: Num): H;
+  initUniform(t: H, a: Num, b: Num): H;
+  initConstant(t: H, value: Num): H;
+  initZeros(t: H): H;
+  initOnes(t: H): H;
+  initKaimingUniform(t: H, a: Num, mode: string, nonlinearity: string): H;
+  initKaimingNormal(t: H, a: Num, mode: string, nonlinearity: string): H;
+  initXavierUniform(t: H, gain: Num): H;
+  initXavierNormal(t: H, gain: Num): H;
+  initOrthogonal(t: H, gain: Num): H;
+  manualSeed(seed: Num): void;
+  // LoRA kernels and optimizers are declared in their own modules' interfaces.
+  [name: string]: unknown;
+}
+
+const ROOT = path.resolve(__dirname, "..");
+const CANDIDATES = ["build/Release/torch_lora.node", "build/Debug/torch_lora.node"];
+
+function explainLoadFailure(file: string, err: Error): string {
+  const msg = err.message;
+  const missingLib = /(lib[\w.+-]+\.so[\w.]*): cannot open shared object file/.exec(msg);
+  if (missingLib) {
+    return (
+      `torch-lora: the native addon ${file} needs ${missingLib[1]}, which the dynamic loader cannot find.\n` +
+      `  It was built against a libtorch that is no longer where it was. Either reinstall that libtorch\n` +
+      `  (Debian/Ubuntu: apt-get install libtorch-dev libopenblas0-pthread), add its lib/ folder to LD_LIBRARY_PATH,\n` +
+      `  or rebuild against the libtorch you have: npm run build`
+    );
+  }
+  if (/undefined symbol|version `[^']+' not found|wrong ELF class|invalid ELF header/.test(msg)) {
+    return (
+      `torch-lora: the native addon ${file} does not match the libtorch or system it is loaded on (ABI/version mismatch):\n` +
+      `  ${msg.split("\n")[0]}\n  Rebuild it against the libtorch you have: npm run build`
+    );
+  }
+  return `torch-lora: the native addon ${file} failed to load: ${msg}\n  Rebuild it with: npm run build`;
+}
+
+function load(): NativeBinding {
+  const override = process.env.TORCH_LORA_ADDON;
+  const files = override ? [override] : CANDIDATES.map((c) => path.join(ROOT, c));
+  const file = files.find((f) => fs.existsSync(f));
+  if (!file) {
+    throw new Error(
+      `torch-lora: the native addon is not built (looked for ${files.join(", ")}).\n` +
+        `  Build it with: npm run build   (finds or installs libtorch, then compiles with cmake-js)`,
+    );
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    return require(file) as NativeBinding;
+  } catch (err) {
+    throw new Error(explainLoadFailure(file, err as Error));
+  }
+}
+
+/** The loaded native addon. */
+export const native: NativeBinding = load();

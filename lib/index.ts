@@ -1,0 +1,13 @@
+/**
+ * torch-lora: LoRA fine-tuning for Node.js over libtorch.
+ *
+ * @packageDocumentation
+ */
+export { Tensor, tensor, zeros, ones, empty, full, rand, randn, arange, cat, noGrad, isGradEnabled, manualSeed } from "./tensor";
+export type { TensorOptions, TensorData, Operand } from "./tensor";
+export type { Dtype, Device } from "./dtype";
+export { crossEntropy, mseLoss } from "./functional";
+export type { Reduction } from "./functional";
+export { TorchLoraError, StateError, ConfigError, FormatError } from "./errors";
+export * as init from "./init";
+export * as cuda from "./cuda";

@@ -1,0 +1,64 @@
+/**
+ * Parameter initialization: each function calls libtorch's `torch::nn::init` function of the
+ * same name on the real tensor, in place, on any device and floating dtype, and returns it.
+ */
+import { native } from "./binding";
+import { Tensor, handleOf } from "./tensor";
+
+/** Fan mode for the Kaiming initializers. */
+export type FanMode = "fan_in" | "fan_out";
+/** Nonlinearity used to compute the Kaiming gain. */
+export type Nonlinearity = "leaky_relu" | "relu" | "linear" | "tanh" | "sigmoid";
+
+/** Options of {@link kaiming_uniform_} and {@link kaiming_normal_}; defaults as in PyTorch. */
+export interface KaimingOptions {
+  a?: number;
+  mode?: FanMode;
+  nonlinearity?: Nonlinearity;
+}
+
+function run(t: Tensor, fn: (h: ReturnType<typeof handleOf>) => unknown): Tensor {
+  fn(handleOf(t));
+  return t;
+}
+
+/** Fills with samples of N(mean, std²). */
+export function normal_(t: Tensor, mean = 0, std = 1): Tensor {
+  return run(t, (h) => native.initNormal(h, mean, std));
+}
+/** Fills with samples of U(a, b). */
+export function uniform_(t: Tensor, a = 0, b = 1): Tensor {
+  return run(t, (h) => native.initUniform(h, a, b));
+}
+/** Fills with `value`. */
+export function constant_(t: Tensor, value: number): Tensor {
+  return run(t, (h) => native.initConstant(h, value));
+}
+/** Fills with exact zeros. */
+export function zeros_(t: Tensor): Tensor {
+  return run(t, (h) => native.initZeros(h));
+}
+/** Fills with ones. */
+export function ones_(t: Tensor): Tensor {
+  return run(t, (h) => native.initOnes(h));
+}
+/** He uniform init: U(-bound, bound), bound = gain·√(3/fan). PyTorch's Linear uses `a = √5`. */
+export function kaiming_uniform_(t: Tensor, options: KaimingOptions = {}): Tensor {
+  return run(t, (h) => native.initKaimingUniform(h, options.a ?? 0, options.mode ?? "fan_in", options.nonlinearity ?? "leaky_relu"));
+}
+/** He normal init: N(0, std²), std = gain/√fan. */
+export function kaiming_normal_(t: Tensor, options: KaimingOptions = {}): Tensor {
+  return run(t, (h) => native.initKaimingNormal(h, options.a ?? 0, options.mode ?? "fan_in", options.nonlinearity ?? "leaky_relu"));
+}
+/** Glorot uniform init. */
+export function xavier_uniform_(t: Tensor, gain = 1): Tensor {
+  return run(t, (h) => native.initXavierUniform(h, gain));
+}
+/** Glorot normal init. */
+export function xavier_normal_(t: Tensor, gain = 1): Tensor {
+  return run(t, (h) => native.initXavierNormal(h, gain));
+}
+/** (Semi-)orthogonal init. */
+export function orthogonal_(t: Tensor, gain = 1): Tensor {
+  return run(t, (h) => native.initOrthogonal(h, gain));
+}

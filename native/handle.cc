@@ -1,0 +1,137 @@
+#include "handle.h"
+#include "errors.h"
+
+namespace tl {
+namespace {
+
+constexpr uint64_t kMagic = 0x746f7263686c6f72ULL;  // tags our boxes among Externals
+
+struct TensorBox {
+  uint64_t magic = kMagic;
+  at::Tensor tensor;
+  int64_t reportedBytes = 0;
+};
+
+int64_t OwnBytes(const at::Tensor& t) {
+  if (!t.defined()) return 0;
+  return static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size());
+}
+
+void Finalize(Napi::Env env, TensorBox* box) {
+  if (box->reportedBytes) Napi::MemoryManagement::AdjustExternalMemory(env, -box->reportedBytes);
+  box->magic = 0;
+  delete box;
+}
+
+TensorBox* BoxArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = info[i];
+  if (!v.IsExternal()) {
+    ThrowTypeError(info.Env(), std::string(name) + ": expected a Tensor, got " + Describe(v));
+  }
+  auto* box = v.As<Napi::External<TensorBox>>().Data();
+  if (box == nullptr || box->magic != kMagic) {
+    ThrowTypeError(info.Env(), std::string(name) + ": expected a Tensor, got a foreign handle");
+  }
+  return box;
+}
+
+}  // namespace
+
+Napi::Value WrapTensor(Napi::Env env, at::Tensor t) {
+  auto* box = new TensorBox();
+  box->reportedBytes = t.device().is_cpu() ? OwnBytes(t) : 0;
+  box->tensor = std::move(t);
+  if (box->reportedBytes) Napi::MemoryManagement::AdjustExternalMemory(env, box->reportedBytes);
+  return Napi::External<TensorBox>::New(env, box, Finalize);
+}
+
+at::Tensor& TensorArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  TensorBox* box = BoxArg(info, i, name);
+  if (!box->tensor.defined()) {
+    ThrowError(info.Env(), std::string(name) + ": the Tensor was disposed and can no longer be used");
+  }
+  return box->tensor;
+}
+
+at::Tensor OptionalTensorArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info[i].IsNull() || info[i].IsUndefined()) return at::Tensor();
+  return TensorArg(info, i, name);
+}
+
+std::vector<at::Tensor> TensorListArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = info[i];
+  if (!v.IsArray()) ThrowTypeError(info.Env(), std::string(name) + ": expected an array of Tensors, got " + Describe(v));
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<at::Tensor> out;
+  out.reserve(a.Length());
+  for (uint32_t k = 0; k < a.Length(); ++k) {
+    Napi::Value e = a.Get(k);
+    std::string label = std::string(name) + "[" + std::to_string(k) + "]";
+    if (!e.IsExternal()) ThrowTypeError(info.Env(), label + ": expected a Tensor, got " + Describe(e));
+    auto* box = e.As<Napi::External<TensorBox>>().Data();
+    if (box == nullptr || box->magic != kMagic) ThrowTypeError(info.Env(), label + ": expected a Tensor");
+    if (!box->tensor.defined()) ThrowError(info.Env(), label + ": the Tensor was disposed and can no longer be used");
+    out.push_back(box->tensor);
+  }
+  return out;
+}
+
+void DisposeHandle(const Napi::CallbackInfo& info, size_t i) {
+  TensorBox* box = BoxArg(info, i, "tensor");
+  if (box->reportedBytes) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -box->reportedBytes);
+  box->reportedBytes = 0;
+  box->tensor = at::Tensor();
+}
+
+static const std::pair<const char*, at::ScalarType> kDtypes[] = {
+    {"float32", at::kFloat}, {"float64", at::kDouble}, {"float16", at::kHalf},
+    {"bfloat16", at::kBFloat16}, {"int64", at::kLong}, {"int32", at::kInt},
+    {"uint8", at::kByte}, {"bool", at::kBool},
+};
+
+at::ScalarType ParseDtype(Napi::Env env, const std::string& name, const char* argName) {
+  for (const auto& [n, t] : kDtypes) {
+    if (name == n) return t;
+  }
+  ThrowTypeError(env, std::string(argName) + ": unknown dtype \"" + name +
+                          "\"; expected one of float32, float64, float16, bfloat16, int64, int32, uint8, bool");
+}
+
+const char* DtypeName(at::ScalarType type) {
+  for (const auto& [n, t] : kDtypes) {
+    if (type == t) return n;
+  }
+  return c10::toString(type);
+}
+
+at::Device ParseDevice(Napi::Env env, const std::string& name, const char* argName) {
+  bool isCuda = name == "cuda" || name.rfind("cuda:", 0) == 0;
+  bool wellFormed = name == "cpu" || name == "cuda";
+  if (name.rfind("cuda:", 0) == 0) {
+    std::string idx = name.substr(5);
+    wellFormed = !idx.empty() && idx.size() < 4 &&
+                 std::all_of(idx.begin(), idx.end(), [](char c) { return c >= '0' && c <= '9'; });
+  }
+  if (!wellFormed) {
+    ThrowTypeError(env, std::string(argName) + ": unknown device \"" + name + "\"; expected \"cpu\", \"cuda\" or \"cuda:N\"");
+  }
+  if (!isCuda) return at::Device(at::kCPU);
+  if (!torch::cuda::is_available()) {
+    ThrowError(env, std::string(argName) + ": CUDA is not available (device \"" + name +
+                        "\"): this libtorch build has no CUDA support or no GPU is visible. "
+                        "Build torch-lora against a CUDA libtorch (see README) or use device \"cpu\".");
+  }
+  at::Device device(name);
+  if (device.has_index() && device.index() >= static_cast<int>(torch::cuda::device_count())) {
+    ThrowRangeError(env, std::string(argName) + ": device \"" + name + "\" does not exist; " +
+                             std::to_string(torch::cuda::device_count()) + " CUDA device(s) are visible");
+  }
+  return device;
+}
+
+std::string DeviceName(const at::Device& device) {
+  if (device.is_cpu()) return "cpu";
+  return device.str();
+}
+
+}  // namespace tl

@@ -1,0 +1,32 @@
+// Tensor handles: a torch::Tensor boxed in a N-API External. The TypeScript Tensor class
+// holds the handle; creating an External is far cheaper than constructing an ObjectWrap
+// per result, which is what keeps small ops competitive with PyTorch from Python.
+#pragma once
+#include "torch_headers.h"
+
+namespace tl {
+
+/** Wraps `t` (moved) in a new handle; its native bytes are reported to V8. */
+Napi::Value WrapTensor(Napi::Env env, at::Tensor t);
+
+/** The tensor behind argument `i`; throws a JS Error when it is not a handle or was disposed. */
+at::Tensor& TensorArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+
+/** Like TensorArg, but null/undefined gives an undefined tensor. */
+at::Tensor OptionalTensorArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+
+/** Array of handles. */
+std::vector<at::Tensor> TensorListArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+
+/** Frees the tensor's memory now; later use of the handle is a clear error. */
+void DisposeHandle(const Napi::CallbackInfo& info, size_t i);
+
+/** dtype names as the TypeScript API spells them. */
+at::ScalarType ParseDtype(Napi::Env env, const std::string& name, const char* argName);
+const char* DtypeName(at::ScalarType type);
+
+/** "cpu", "cuda", "cuda:N"; CUDA on a build or machine without it is a clear error. */
+at::Device ParseDevice(Napi::Env env, const std::string& name, const char* argName);
+std::string DeviceName(const at::Device& device);
+
+}  // namespace tl

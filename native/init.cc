@@ -1,0 +1,137 @@
+// torch::nn::init bindings: each calls libtorch's function of the same name, in place.
+#include "handle.h"
+#include "errors.h"
+
+namespace tl {
+namespace {
+
+at::Tensor& FloatingArg(const Napi::CallbackInfo& info) {
+  at::Tensor& t = TensorArg(info, 0, "tensor");
+  if (!at::isFloatingType(t.scalar_type())) {
+    ThrowTypeError(info.Env(), std::string("tensor: init functions need a floating-point tensor, got ") +
+                                   DtypeName(t.scalar_type()));
+  }
+  return t;
+}
+
+torch::nn::init::FanModeType FanModeArg(const Napi::CallbackInfo& info, size_t i) {
+  std::string mode = StringArg(info, i, "mode");
+  if (mode == "fan_in") return torch::kFanIn;
+  if (mode == "fan_out") return torch::kFanOut;
+  ThrowTypeError(info.Env(), "mode: expected \"fan_in\" or \"fan_out\", got \"" + mode + "\"");
+}
+
+torch::nn::init::NonlinearityType NonlinearityArg(const Napi::CallbackInfo& info, size_t i) {
+  std::string n = StringArg(info, i, "nonlinearity");
+  if (n == "leaky_relu") return torch::kLeakyReLU;
+  if (n == "relu") return torch::kReLU;
+  if (n == "linear") return torch::kLinear;
+  if (n == "tanh") return torch::kTanh;
+  if (n == "sigmoid") return torch::kSigmoid;
+  ThrowTypeError(info.Env(), "nonlinearity: expected leaky_relu, relu, linear, tanh or sigmoid, got \"" + n + "\"");
+}
+
+void CheckFanDims(const Napi::CallbackInfo& info, const at::Tensor& t, const char* fn) {
+  if (t.dim() < 2) {
+    ThrowRangeError(info.Env(), std::string(fn) + ": fan in and fan out cannot be computed for a tensor with fewer than 2 dimensions (got " +
+                                    std::to_string(t.dim()) + ")");
+  }
+}
+
+double FiniteArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  double v = NumberArg(info, i, name);
+  if (!std::isfinite(v)) ThrowRangeError(info.Env(), std::string(name) + ": expected a finite number, got " + Describe(info[i]));
+  return v;
+}
+
+Napi::Value Normal(const Napi::CallbackInfo& info) {
+  at::Tensor& t = FloatingArg(info);
+  double mean = FiniteArg(info, 1, "mean"), std = FiniteArg(info, 2, "std");
+  if (std < 0) ThrowRangeError(info.Env(), "std: must be >= 0, got " + Describe(info[2]));
+  torch::nn::init::normal_(t, mean, std);
+  return info[0];
+}
+
+Napi::Value Uniform(const Napi::CallbackInfo& info) {
+  at::Tensor& t = FloatingArg(info);
+  double a = FiniteArg(info, 1, "a"), b = FiniteArg(info, 2, "b");
+  if (a > b) ThrowRangeError(info.Env(), "uniform_: a must be <= b, got a=" + Describe(info[1]) + " b=" + Describe(info[2]));
+  torch::nn::init::uniform_(t, a, b);
+  return info[0];
+}
+
+Napi::Value Constant(const Napi::CallbackInfo& info) {
+  torch::nn::init::constant_(FloatingArg(info), NumberArg(info, 1, "value"));
+  return info[0];
+}
+
+Napi::Value Zeros(const Napi::CallbackInfo& info) {
+  torch::nn::init::zeros_(FloatingArg(info));
+  return info[0];
+}
+
+Napi::Value Ones(const Napi::CallbackInfo& info) {
+  torch::nn::init::ones_(FloatingArg(info));
+  return info[0];
+}
+
+// kaimingUniform(t, a, mode, nonlinearity)
+Napi::Value KaimingUniform(const Napi::CallbackInfo& info) {
+  at::Tensor& t = FloatingArg(info);
+  CheckFanDims(info, t, "kaiming_uniform_");
+  torch::nn::init::kaiming_uniform_(t, FiniteArg(info, 1, "a"), FanModeArg(info, 2), NonlinearityArg(info, 3));
+  return info[0];
+}
+
+Napi::Value KaimingNormal(const Napi::CallbackInfo& info) {
+  at::Tensor& t = FloatingArg(info);
+  CheckFanDims(info, t, "kaiming_normal_");
+  torch::nn::init::kaiming_normal_(t, FiniteArg(info, 1, "a"), FanModeArg(info, 2), NonlinearityArg(info, 3));
+  return info[0];
+}
+
+Napi::Value XavierUniform(const Napi::CallbackInfo& info) {
+  at::Tensor& t = FloatingArg(info);
+  CheckFanDims(info, t, "xavier_uniform_");
+  torch::nn::init::xavier_uniform_(t, FiniteArg(info, 1, "gain"));
+  return info[0];
+}
+
+Napi::Value XavierNormal(const Napi::CallbackInfo& info) {
+  at::Tensor& t = FloatingArg(info);
+  CheckFanDims(info, t, "xavier_normal_");
+  torch::nn::init::xavier_normal_(t, FiniteArg(info, 1, "gain"));
+  return info[0];
+}
+
+Napi::Value Orthogonal(const Napi::CallbackInfo& info) {
+  at::Tensor& t = FloatingArg(info);
+  CheckFanDims(info, t, "orthogonal_");
+  torch::nn::init::orthogonal_(t, FiniteArg(info, 1, "gain"));
+  return info[0];
+}
+
+Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
+  int64_t seed = IntArg(info, 0, "seed");
+  if (seed < 0) ThrowRangeError(info.Env(), "seed: expected a non-negative integer, got " + Describe(info[0]));
+  torch::manual_seed(static_cast<uint64_t>(seed));
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void RegisterInit(Napi::Object exports) {
+  TL_EXPORT(exports, "initNormal", Normal);
+  TL_EXPORT(exports, "initUniform", Uniform);
+  TL_EXPORT(exports, "initConstant", Constant);
+  TL_EXPORT(exports, "initZeros", Zeros);
+  TL_EXPORT(exports, "initOnes", Ones);
+  TL_EXPORT(exports, "initKaimingUniform", KaimingUniform);
+  TL_EXPORT(exports, "initKaimingNormal", KaimingNormal);
+  TL_EXPORT(exports, "initXavierUniform", XavierUniform);
+  TL_EXPORT(exports, "initXavierNormal", XavierNormal);
+  TL_EXPORT(exports, "initOrthogonal", Orthogonal);
+  TL_EXPORT(exports, "manualSeed", ManualSeed);
+}
+
+}  // namespace tl

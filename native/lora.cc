@@ -1,0 +1,2 @@
+#include "handle.h"
+namespace tl { void RegisterLora(Napi::Object) {} }

@@ -1,0 +1,218 @@
+// The tensor operations a small model and its loss need, each a thin call into ATen.
+#include "handle.h"
+#include "errors.h"
+
+namespace tl {
+namespace {
+
+#define TL_UNARY(Name, expr)                                   \
+  Napi::Value Name(const Napi::CallbackInfo& info) {           \
+    at::Tensor& x = TensorArg(info, 0, "tensor");              \
+    return WrapTensor(info.Env(), (expr));                     \
+  }
+
+TL_UNARY(Neg, x.neg())
+TL_UNARY(Relu, x.relu())
+TL_UNARY(Gelu, at::gelu(x))
+TL_UNARY(Tanh, x.tanh())
+TL_UNARY(Sigmoid, x.sigmoid())
+TL_UNARY(Exp, x.exp())
+TL_UNARY(Log, x.log())
+TL_UNARY(Sqrt, x.sqrt())
+TL_UNARY(Abs, x.abs())
+TL_UNARY(Clone, x.clone())
+TL_UNARY(Detach, x.detach())
+TL_UNARY(Contiguous, x.contiguous())
+TL_UNARY(T, x.t())
+TL_UNARY(IsFinite, at::isfinite(x))
+TL_UNARY(AllFinite, at::isfinite(x).all())
+
+// Binary ops take a Tensor or a number as the second operand.
+#define TL_BINARY(Name, op)                                                  \
+  Napi::Value Name(const Napi::CallbackInfo& info) {                         \
+    at::Tensor& a = TensorArg(info, 0, "self");                             \
+    if (info[1].IsNumber()) {                                                \
+      return WrapTensor(info.Env(), at::op(a, info[1].As<Napi::Number>().DoubleValue())); \
+    }                                                                        \
+    return WrapTensor(info.Env(), at::op(a, TensorArg(info, 1, "other")));  \
+  }
+
+TL_BINARY(Add, add)
+TL_BINARY(Sub, sub)
+TL_BINARY(Mul, mul)
+TL_BINARY(Div, div)
+TL_BINARY(Pow, pow)
+TL_BINARY(Eq, eq)
+TL_BINARY(Gt, gt)
+TL_BINARY(Lt, lt)
+
+// maximum(t, other | number): elementwise max; with a number, a clamp from below.
+Napi::Value Maximum(const Napi::CallbackInfo& info) {
+  at::Tensor& a = TensorArg(info, 0, "self");
+  if (info[1].IsNumber()) return WrapTensor(info.Env(), a.clamp_min(info[1].As<Napi::Number>().DoubleValue()));
+  return WrapTensor(info.Env(), at::maximum(a, TensorArg(info, 1, "other")));
+}
+
+Napi::Value Matmul(const Napi::CallbackInfo& info) {
+  return WrapTensor(info.Env(), at::matmul(TensorArg(info, 0, "self"), TensorArg(info, 1, "other")));
+}
+
+Napi::Value Transpose(const Napi::CallbackInfo& info) {
+  return WrapTensor(info.Env(), TensorArg(info, 0, "tensor").transpose(IntArg(info, 1, "dim0"), IntArg(info, 2, "dim1")));
+}
+
+Napi::Value Reshape(const Napi::CallbackInfo& info) {
+  return WrapTensor(info.Env(), TensorArg(info, 0, "tensor").reshape(IntListArg(info, 1, "shape")));
+}
+
+Napi::Value View(const Napi::CallbackInfo& info) {
+  return WrapTensor(info.Env(), TensorArg(info, 0, "tensor").view(IntListArg(info, 1, "shape")));
+}
+
+Napi::Value IndexSelect(const Napi::CallbackInfo& info) {
+  return WrapTensor(info.Env(), TensorArg(info, 0, "tensor").index_select(IntArg(info, 1, "dim"), TensorArg(info, 2, "index")));
+}
+
+Napi::Value Narrow(const Napi::CallbackInfo& info) {
+  return WrapTensor(info.Env(), TensorArg(info, 0, "tensor").narrow(IntArg(info, 1, "dim"), IntArg(info, 2, "start"), IntArg(info, 3, "length")));
+}
+
+Napi::Value Cat(const Napi::CallbackInfo& info) {
+  std::vector<at::Tensor> parts = TensorListArg(info, 0, "tensors");
+  if (parts.empty()) ThrowRangeError(info.Env(), "tensors: expected at least one Tensor, got an empty array");
+  return WrapTensor(info.Env(), at::cat(parts, IntArg(info, 1, "dim")));
+}
+
+// Reductions: (t, dims | null, keepdim)
+#define TL_REDUCE(Name, fn)                                                        \
+  Napi::Value Name(const Napi::CallbackInfo& info) {                               \
+    at::Tensor& x = TensorArg(info, 0, "tensor");                                  \
+    if (info[1].IsNull() || info[1].IsUndefined()) return WrapTensor(info.Env(), x.fn()); \
+    return WrapTensor(info.Env(), x.fn(IntListArg(info, 1, "dim"), info.Length() > 2 && BoolArg(info, 2, "keepdim"))); \
+  }
+
+TL_REDUCE(Sum, sum)
+TL_REDUCE(Mean, mean)
+
+// max(t, dim | null, keepdim) -> values; argmax likewise.
+Napi::Value Max(const Napi::CallbackInfo& info) {
+  at::Tensor& x = TensorArg(info, 0, "tensor");
+  if (info[1].IsNull() || info[1].IsUndefined()) return WrapTensor(info.Env(), x.max());
+  return WrapTensor(info.Env(), std::get<0>(x.max(IntArg(info, 1, "dim"), BoolArg(info, 2, "keepdim"))));
+}
+
+Napi::Value Argmax(const Napi::CallbackInfo& info) {
+  at::Tensor& x = TensorArg(info, 0, "tensor");
+  if (info[1].IsNull() || info[1].IsUndefined()) return WrapTensor(info.Env(), x.argmax());
+  return WrapTensor(info.Env(), x.argmax(IntArg(info, 1, "dim"), BoolArg(info, 2, "keepdim")));
+}
+
+Napi::Value Softmax(const Napi::CallbackInfo& info) {
+  return WrapTensor(info.Env(), TensorArg(info, 0, "tensor").softmax(IntArg(info, 1, "dim")));
+}
+
+Napi::Value LogSoftmax(const Napi::CallbackInfo& info) {
+  return WrapTensor(info.Env(), TensorArg(info, 0, "tensor").log_softmax(IntArg(info, 1, "dim")));
+}
+
+Napi::Value Dropout(const Napi::CallbackInfo& info) {
+  double p = NumberArg(info, 1, "p");
+  if (!(p >= 0 && p <= 1)) ThrowRangeError(info.Env(), "p: dropout probability must be in [0, 1], got " + Describe(info[1]));
+  return WrapTensor(info.Env(), at::dropout(TensorArg(info, 0, "tensor"), p, BoolArg(info, 2, "train")));
+}
+
+at::Reduction::Reduction ReductionArg(const Napi::CallbackInfo& info, size_t i) {
+  std::string r = StringArg(info, i, "reduction");
+  if (r == "mean") return at::Reduction::Mean;
+  if (r == "sum") return at::Reduction::Sum;
+  if (r == "none") return at::Reduction::None;
+  ThrowTypeError(info.Env(), "reduction: expected \"mean\", \"sum\" or \"none\", got \"" + r + "\"");
+}
+
+// crossEntropy(logits (N, C), target int64 (N), reduction, ignoreIndex, labelSmoothing)
+Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
+  at::Tensor& logits = TensorArg(info, 0, "input");
+  at::Tensor& target = TensorArg(info, 1, "target");
+  if (target.scalar_type() != at::kLong) {
+    ThrowTypeError(info.Env(), std::string("target: expected class indices of dtype int64, got ") + DtypeName(target.scalar_type()));
+  }
+  return WrapTensor(info.Env(), at::cross_entropy_loss(logits, target, {}, ReductionArg(info, 2),
+                                                      IntArg(info, 3, "ignoreIndex"), NumberArg(info, 4, "labelSmoothing")));
+}
+
+Napi::Value MseLoss(const Napi::CallbackInfo& info) {
+  return WrapTensor(info.Env(), at::mse_loss(TensorArg(info, 0, "input"), TensorArg(info, 1, "target"), ReductionArg(info, 2)));
+}
+
+Napi::Value Allclose(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), at::allclose(TensorArg(info, 0, "self"), TensorArg(info, 1, "other"),
+                                                     NumberArg(info, 2, "rtol"), NumberArg(info, 3, "atol")));
+}
+
+Napi::Value Equal(const Napi::CallbackInfo& info) {
+  at::Tensor& a = TensorArg(info, 0, "self");
+  at::Tensor& b = TensorArg(info, 1, "other");
+  // at::equal demands equal dtypes and devices; "not equal" is the useful answer otherwise.
+  if (a.scalar_type() != b.scalar_type() || a.device() != b.device() || !a.sizes().equals(b.sizes())) {
+    return Napi::Boolean::New(info.Env(), false);
+  }
+  return Napi::Boolean::New(info.Env(), at::equal(a, b));
+}
+
+// In-place ops used by optimizers and merges; the tensor is returned for chaining.
+Napi::Value CopyInto(const Napi::CallbackInfo& info) {
+  at::Tensor& dst = TensorArg(info, 0, "self");
+  at::NoGradGuard noGrad;
+  dst.copy_(TensorArg(info, 1, "src"));
+  return info[0];
+}
+
+}  // namespace
+
+void RegisterOps(Napi::Object exports) {
+  TL_EXPORT(exports, "neg", Neg);
+  TL_EXPORT(exports, "relu", Relu);
+  TL_EXPORT(exports, "gelu", Gelu);
+  TL_EXPORT(exports, "tanh", Tanh);
+  TL_EXPORT(exports, "sigmoid", Sigmoid);
+  TL_EXPORT(exports, "exp", Exp);
+  TL_EXPORT(exports, "log", Log);
+  TL_EXPORT(exports, "sqrt", Sqrt);
+  TL_EXPORT(exports, "abs", Abs);
+  TL_EXPORT(exports, "clone", Clone);
+  TL_EXPORT(exports, "detach", Detach);
+  TL_EXPORT(exports, "contiguous", Contiguous);
+  TL_EXPORT(exports, "t", T);
+  TL_EXPORT(exports, "isfinite", IsFinite);
+  TL_EXPORT(exports, "allFinite", AllFinite);
+  TL_EXPORT(exports, "add", Add);
+  TL_EXPORT(exports, "sub", Sub);
+  TL_EXPORT(exports, "mul", Mul);
+  TL_EXPORT(exports, "div", Div);
+  TL_EXPORT(exports, "pow", Pow);
+  TL_EXPORT(exports, "eq", Eq);
+  TL_EXPORT(exports, "gt", Gt);
+  TL_EXPORT(exports, "lt", Lt);
+  TL_EXPORT(exports, "maximum", Maximum);
+  TL_EXPORT(exports, "matmul", Matmul);
+  TL_EXPORT(exports, "transpose", Transpose);
+  TL_EXPORT(exports, "reshape", Reshape);
+  TL_EXPORT(exports, "view", View);
+  TL_EXPORT(exports, "indexSelect", IndexSelect);
+  TL_EXPORT(exports, "narrow", Narrow);
+  TL_EXPORT(exports, "cat", Cat);
+  TL_EXPORT(exports, "sum", Sum);
+  TL_EXPORT(exports, "mean", Mean);
+  TL_EXPORT(exports, "max", Max);
+  TL_EXPORT(exports, "argmax", Argmax);
+  TL_EXPORT(exports, "softmax", Softmax);
+  TL_EXPORT(exports, "logSoftmax", LogSoftmax);
+  TL_EXPORT(exports, "dropout", Dropout);
+  TL_EXPORT(exports, "crossEntropy", CrossEntropy);
+  TL_EXPORT(exports, "mseLoss", MseLoss);
+  TL_EXPORT(exports, "allclose", Allclose);
+  TL_EXPORT(exports, "equal", Equal);
+  TL_EXPORT(exports, "copyInto", CopyInto);
+}
+
+}  // namespace tl

@@ -1,0 +1,2 @@
+#include "handle.h"
+namespace tl { void RegisterOptim(Napi::Object) {} }
