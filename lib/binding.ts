@@ -78,7 +78,16 @@ export interface NativeBinding {
   [name: string]: unknown;
 }
 
-const ROOT = path.resolve(__dirname, "..");
+/** The package root: the nearest folder above this file with our package.json (lib/ or dist/lib/). */
+function packageRoot(): string {
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    const manifest = path.join(dir, "package.json");
+    if (fs.existsSync(manifest) && JSON.parse(fs.readFileSync(manifest, "utf8")).name === "torch-lora") return dir;
+    if (path.dirname(dir) === dir) return path.resolve(__dirname, "..");
+  }
+}
+
+const ROOT = packageRoot();
 const CANDIDATES = ["build/Release/torch_lora.node", "build/Debug/torch_lora.node"];
 
 function explainLoadFailure(file: string, err: Error): string {

@@ -10,6 +10,7 @@ void RegisterAutograd(Napi::Object exports);
 void RegisterInit(Napi::Object exports);
 void RegisterLora(Napi::Object exports);
 void RegisterOptim(Napi::Object exports);
+void RegisterNn(Napi::Object exports);
 
 namespace {
 
@@ -35,6 +36,7 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   RegisterInit(exports);
   RegisterLora(exports);
   RegisterOptim(exports);
+  RegisterNn(exports);
   TL_EXPORT(exports, "buildInfo", BuildInfo);
   return exports;
 }

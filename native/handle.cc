@@ -76,6 +76,14 @@ std::vector<at::Tensor> TensorListArg(const Napi::CallbackInfo& info, size_t i, 
   return out;
 }
 
+at::Tensor& TensorValue(Napi::Env env, const Napi::Value& v, const std::string& name) {
+  if (!v.IsExternal()) ThrowTypeError(env, name + ": expected a Tensor, got " + Describe(v));
+  auto* box = v.As<Napi::External<TensorBox>>().Data();
+  if (box == nullptr || box->magic != kMagic) ThrowTypeError(env, name + ": expected a Tensor, got a foreign handle");
+  if (!box->tensor.defined()) ThrowError(env, name + ": the Tensor was disposed and can no longer be used");
+  return box->tensor;
+}
+
 void DisposeHandle(const Napi::CallbackInfo& info, size_t i) {
   TensorBox* box = BoxArg(info, i, "tensor");
   if (box->reportedBytes) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -box->reportedBytes);

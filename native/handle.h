@@ -12,6 +12,9 @@ Napi::Value WrapTensor(Napi::Env env, at::Tensor t);
 /** The tensor behind argument `i`; throws a JS Error when it is not a handle or was disposed. */
 at::Tensor& TensorArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 
+/** The tensor behind any JS value (an element of an array argument, say); `name` labels errors. */
+at::Tensor& TensorValue(Napi::Env env, const Napi::Value& value, const std::string& name);
+
 /** Like TensorArg, but null/undefined gives an undefined tensor. */
 at::Tensor OptionalTensorArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 

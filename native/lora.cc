@@ -1,2 +1,148 @@
+// JS entry points of the LoRA kernels: argument unpacking and checks only; the math is in
+// lora_kernels.cc.
+#include "lora.h"
 #include "handle.h"
-namespace tl { void RegisterLora(Napi::Object) {} }
+#include "errors.h"
+#include "lookup.h"
+#include "workers.h"
+
+namespace tl {
+namespace {
+
+// adapters: a flat array [A, B, scale, dropout, A, B, scale, dropout, ...]
+std::vector<LoraFactors> AdaptersArg(const Napi::CallbackInfo& info, size_t i) {
+  Napi::Env env = info.Env();
+  Napi::Value v = info[i];
+  if (!v.IsArray()) ThrowTypeError(env, "adapters: expected an array, got " + Describe(v));
+  Napi::Array a = v.As<Napi::Array>();
+  if (a.Length() % 4 != 0) ThrowTypeError(env, "adapters: expected groups of [A, B, scale, dropout]");
+  std::vector<LoraFactors> out(a.Length() / 4);
+  for (uint32_t k = 0; k < out.size(); ++k) {
+    std::string label = "adapters[" + std::to_string(k) + "]";
+    out[k].A = TensorValue(env, a.Get(4 * k), label + ".A");
+    out[k].B = TensorValue(env, a.Get(4 * k + 1), label + ".B");
+    Napi::Value scale = a.Get(4 * k + 2), dropout = a.Get(4 * k + 3);
+    if (!scale.IsNumber() || !dropout.IsNumber()) ThrowTypeError(env, label + ": scale and dropout must be numbers");
+    out[k].scale = scale.As<Napi::Number>().DoubleValue();
+    out[k].dropout = dropout.As<Napi::Number>().DoubleValue();
+  }
+  return out;
+}
+
+void CheckLinearShapes(Napi::Env env, const at::Tensor& x, const at::Tensor& w, bool fiof, const std::vector<LoraFactors>& adapters) {
+  const int64_t in = fiof ? w.size(0) : w.size(1), out = fiof ? w.size(1) : w.size(0);
+  if (x.dim() < 1 || x.size(-1) != in) {
+    ThrowRangeError(env, "input: expected last dimension " + std::to_string(in) + " (in_features), got shape " + c10::str(x.sizes()));
+  }
+  for (size_t k = 0; k < adapters.size(); ++k) {
+    const auto& f = adapters[k];
+    if (f.A.dim() != 2 || f.B.dim() != 2 || f.A.size(1) != in || f.B.size(0) != out || f.A.size(0) != f.B.size(1)) {
+      ThrowRangeError(env, "adapters[" + std::to_string(k) + "]: lora_A " + c10::str(f.A.sizes()) + " and lora_B " + c10::str(f.B.sizes()) +
+                               " do not fit a Linear(" + std::to_string(in) + ", " + std::to_string(out) + ")");
+    }
+  }
+}
+
+// loraLinear(x, weight, bias | null, fanInFanOut, training, adapters)
+Napi::Value LoraLinear(const Napi::CallbackInfo& info) {
+  at::Tensor& x = TensorArg(info, 0, "input");
+  at::Tensor& w = TensorArg(info, 1, "weight");
+  at::Tensor b = OptionalTensorArg(info, 2, "bias");
+  bool fiof = BoolArg(info, 3, "fanInFanOut");
+  bool training = BoolArg(info, 4, "training");
+  std::vector<LoraFactors> adapters = AdaptersArg(info, 5);
+  CheckLinearShapes(info.Env(), x, w, fiof, adapters);
+  return WrapTensor(info.Env(), LoraLinearForward(x, w, b, fiof, training, adapters));
+}
+
+// loraEmbedding(ids, weight, paddingIdx, adapters)
+Napi::Value LoraEmbedding(const Napi::CallbackInfo& info) {
+  at::Tensor& ids = TensorArg(info, 0, "ids");
+  at::Tensor& w = TensorArg(info, 1, "weight");
+  int64_t padding = IntArg(info, 2, "paddingIdx");
+  std::vector<LoraFactors> adapters = AdaptersArg(info, 3);
+  CheckTokenIds(info.Env(), ids, w.size(0));
+  for (size_t k = 0; k < adapters.size(); ++k) {
+    const auto& f = adapters[k];
+    if (f.A.dim() != 2 || f.B.dim() != 2 || f.A.size(1) != w.size(0) || f.B.size(0) != w.size(1) || f.A.size(0) != f.B.size(1)) {
+      ThrowRangeError(info.Env(), "adapters[" + std::to_string(k) + "]: lora_embedding_A " + c10::str(f.A.sizes()) + " and lora_embedding_B " +
+                                      c10::str(f.B.sizes()) + " do not fit an Embedding(" + std::to_string(w.size(0)) + ", " +
+                                      std::to_string(w.size(1)) + ")");
+    }
+  }
+  return WrapTensor(info.Env(), LoraEmbeddingForward(ids, w, padding, adapters));
+}
+
+LoraKind KindArg(const Napi::CallbackInfo& info, size_t i) {
+  std::string kind = StringArg(info, i, "kind");
+  if (kind == "linear") return LoraKind::Linear;
+  if (kind == "embedding") return LoraKind::Embedding;
+  ThrowTypeError(info.Env(), "kind: expected \"linear\" or \"embedding\", got \"" + kind + "\"");
+}
+
+Napi::Value BackupToJs(Napi::Env env, at::Tensor backup) {
+  return backup.defined() ? WrapTensor(env, std::move(backup)) : env.Null();
+}
+
+// loraMerge(weight, adapters, kind, fanInFanOut, safe, keepBackup) -> backup | null
+Napi::Value LoraMerge(const Napi::CallbackInfo& info) {
+  at::Tensor& w = TensorArg(info, 0, "weight");
+  std::vector<LoraFactors> adapters = AdaptersArg(info, 1);
+  LoraKind kind = KindArg(info, 2);
+  at::Tensor backup = MergeInto(w, adapters, kind, BoolArg(info, 3, "fanInFanOut"), BoolArg(info, 4, "safe"), BoolArg(info, 5, "keepBackup"));
+  return BackupToJs(info.Env(), std::move(backup));
+}
+
+// loraMergeAsync(...same) -> Promise<backup | null>
+Napi::Value LoraMergeAsync(const Napi::CallbackInfo& info) {
+  at::Tensor w = TensorArg(info, 0, "weight");
+  std::vector<LoraFactors> adapters = AdaptersArg(info, 1);
+  LoraKind kind = KindArg(info, 2);
+  bool fiof = BoolArg(info, 3, "fanInFanOut"), safe = BoolArg(info, 4, "safe"), keep = BoolArg(info, 5, "keepBackup");
+  return RunAsync(
+      info.Env(), "torch-lora:merge",
+      [=]() { return std::vector<at::Tensor>{MergeInto(w, adapters, kind, fiof, safe, keep)}; },
+      [](Napi::Env env, std::vector<at::Tensor>& r) { return BackupToJs(env, r[0]); });
+}
+
+void CheckRestore(const Napi::CallbackInfo& info, const at::Tensor& w, const at::Tensor& backup) {
+  if (!w.sizes().equals(backup.sizes()) || w.scalar_type() != backup.scalar_type()) {
+    ThrowError(info.Env(), "restore: the saved base weight " + c10::str(backup.sizes()) + " does not match the weight " + c10::str(w.sizes()));
+  }
+}
+
+// loraRestore(weight, backup): writes the saved pristine weight back, bit for bit.
+Napi::Value LoraRestore(const Napi::CallbackInfo& info) {
+  at::Tensor& w = TensorArg(info, 0, "weight");
+  at::Tensor& backup = TensorArg(info, 1, "backup");
+  CheckRestore(info, w, backup);
+  at::NoGradGuard noGrad;
+  w.copy_(backup);
+  return info.Env().Undefined();
+}
+
+Napi::Value LoraRestoreAsync(const Napi::CallbackInfo& info) {
+  at::Tensor w = TensorArg(info, 0, "weight");
+  at::Tensor backup = TensorArg(info, 1, "backup");
+  CheckRestore(info, w, backup);
+  return RunAsync(
+      info.Env(), "torch-lora:unmerge",
+      [=]() mutable {
+        w.copy_(backup);
+        return std::vector<at::Tensor>{};
+      },
+      [](Napi::Env env, std::vector<at::Tensor>&) { return env.Undefined(); });
+}
+
+}  // namespace
+
+void RegisterLora(Napi::Object exports) {
+  TL_EXPORT(exports, "loraLinear", LoraLinear);
+  TL_EXPORT(exports, "loraEmbedding", LoraEmbedding);
+  TL_EXPORT(exports, "loraMerge", LoraMerge);
+  TL_EXPORT(exports, "loraMergeAsync", LoraMergeAsync);
+  TL_EXPORT(exports, "loraRestore", LoraRestore);
+  TL_EXPORT(exports, "loraRestoreAsync", LoraRestoreAsync);
+}
+
+}  // namespace tl

@@ -1,0 +1,40 @@
+// Functional forms of the plain layers: linear and embedding, one native call each.
+#include "handle.h"
+#include "errors.h"
+#include "lookup.h"
+
+namespace tl {
+namespace {
+
+// linear(x, weight (out, in), bias | null)
+Napi::Value Linear(const Napi::CallbackInfo& info) {
+  at::Tensor& x = TensorArg(info, 0, "input");
+  at::Tensor& w = TensorArg(info, 1, "weight");
+  at::Tensor b = OptionalTensorArg(info, 2, "bias");
+  if (x.dim() < 1 || x.size(-1) != w.size(1)) {
+    ThrowRangeError(info.Env(), "input: expected last dimension " + std::to_string(w.size(1)) + " (in_features), got shape " +
+                                    c10::str(x.sizes()));
+  }
+  if (x.scalar_type() == at::kHalf && x.device().is_cpu()) {
+    // libtorch 1.13 has no fp16 matmul on CPU: compute in fp32 and round the result once.
+    return WrapTensor(info.Env(), at::linear(x.to(at::kFloat), w.to(at::kFloat), b.defined() ? b.to(at::kFloat) : b).to(at::kHalf));
+  }
+  return WrapTensor(info.Env(), at::linear(x, w, b));
+}
+
+// embedding(ids, weight (V, d), paddingIdx | -1)
+Napi::Value Embedding(const Napi::CallbackInfo& info) {
+  at::Tensor& ids = TensorArg(info, 0, "ids");
+  at::Tensor& w = TensorArg(info, 1, "weight");
+  CheckTokenIds(info.Env(), ids, w.size(0));
+  return WrapTensor(info.Env(), at::embedding(w, ids, IntArg(info, 2, "paddingIdx")));
+}
+
+}  // namespace
+
+void RegisterNn(Napi::Object exports) {
+  TL_EXPORT(exports, "linear", Linear);
+  TL_EXPORT(exports, "embedding", Embedding);
+}
+
+}  // namespace tl
