@@ -55,6 +55,8 @@ export interface NativeBinding {
   allclose(a: H, b: H, rtol: Num, atol: Num): boolean;
   equal(a: H, b: H): boolean;
   copyInto(dst: H, src: H): H;
+  linear(x: H, weight: H, bias: H | null): H;
+  embedding(ids: H, weight: H, paddingIdx: Num): H;
   // autograd
   setRequiresGrad(t: H, flag: boolean): void;
   grad(t: H): H | null;

@@ -1,0 +1,171 @@
+/**
+ * LoraConfig: the typed, validated configuration of one adapter, with PEFT's semantics.
+ * Invalid values throw a ConfigError naming the field.
+ */
+import { ConfigError, describe } from "../errors";
+
+/** How the Linear factors start: PEFT's `init_lora_weights`. */
+export type LinearInit = boolean | "gaussian";
+/** How the Embedding factors start (see README: a-normal is this project's default). */
+export type EmbeddingInit = "a-normal" | "b-normal";
+
+/** The options a user gives; every field is optional and defaults as listed. */
+export interface LoraConfig {
+  /** Rank of the update (default 8). */
+  r?: number;
+  /** Scaling numerator: s = loraAlpha / r, or / √r with rsLoRA (default 8). */
+  loraAlpha?: number;
+  /** Dropout on the Linear adapter's input, in [0, 1) (default 0). */
+  loraDropout?: number;
+  /** Module names to adapt: a list (exact name or `.`-suffix), a regex string matching the whole name, or "all-linear". */
+  targetModules?: string[] | string;
+  /** Module names never to adapt, with the same matching rules. */
+  excludeModules?: string[] | string;
+  /** Scale by loraAlpha / √r instead of loraAlpha / r (default false). */
+  useRslora?: boolean;
+  /** Linear init: true = A kaiming_uniform_(a=√5), B zeros; "gaussian" = A normal_(0, 1/r), B zeros; false = no no-op guarantee (debugging). */
+  initLoraWeights?: LinearInit;
+  /** Embedding init: "a-normal" (default: A normal_(0, std), B zeros) or "b-normal" (PEFT's: A zeros, B normal_(0, std)). */
+  embeddingInit?: EmbeddingInit;
+  /** Standard deviation of the random embedding factor (default 1). */
+  embeddingInitStd?: number;
+  /** The base weight is stored (in, out), as in GPT-2's Conv1D (default false; set automatically for Conv1D). */
+  fanInFanOut?: boolean;
+  /** Per-module rank overrides: pattern → r (pattern matches the name or a `.`-suffix of it, as a regex). */
+  rankPattern?: Record<string, number>;
+  /** Per-module alpha overrides, like rankPattern. */
+  alphaPattern?: Record<string, number>;
+  /** Only "none" is supported (bias terms stay frozen). */
+  bias?: "none";
+}
+
+/** A LoraConfig with every field present and checked. */
+export interface ResolvedLoraConfig {
+  r: number;
+  loraAlpha: number;
+  loraDropout: number;
+  targetModules: string[] | string;
+  excludeModules: string[] | string | null;
+  useRslora: boolean;
+  initLoraWeights: LinearInit;
+  embeddingInit: EmbeddingInit;
+  embeddingInitStd: number;
+  fanInFanOut: boolean;
+  rankPattern: Record<string, number>;
+  alphaPattern: Record<string, number>;
+  bias: "none";
+}
+
+const KNOWN_FIELDS = new Set([
+  "r", "loraAlpha", "loraDropout", "targetModules", "excludeModules", "useRslora", "initLoraWeights",
+  "embeddingInit", "embeddingInitStd", "fanInFanOut", "rankPattern", "alphaPattern", "bias",
+]);
+
+function fail(field: string, expected: string, given: unknown): never {
+  throw new ConfigError(`LoraConfig.${field}: expected ${expected}, got ${describe(given)}`);
+}
+
+function checkRank(value: unknown, field: string): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1) fail(field, "an integer >= 1", value);
+  return value;
+}
+
+function checkAlpha(value: unknown, field: string): number {
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) fail(field, "a finite number > 0", value);
+  return value;
+}
+
+function checkNames(value: unknown, field: string): string[] | string {
+  if (typeof value === "string") {
+    if (value !== "all-linear") {
+      try {
+        new RegExp(value);
+      } catch {
+        fail(field, "a valid regular expression", value);
+      }
+    }
+    return value;
+  }
+  if (!Array.isArray(value) || value.length === 0 || !value.every((v) => typeof v === "string" && v.length > 0)) {
+    fail(field, 'a non-empty list of module names, a regex string, or "all-linear"', value);
+  }
+  return [...value];
+}
+
+function checkPattern(value: unknown, field: string, check: (v: unknown, f: string) => number): Record<string, number> {
+  if (value === undefined) return {};
+  if (value === null || typeof value !== "object" || Array.isArray(value)) fail(field, "an object of pattern → number", value);
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(value)) {
+    try {
+      new RegExp(k);
+    } catch {
+      fail(`${field} key`, "a valid regular expression", k);
+    }
+    out[k] = check(v, `${field}["${k}"]`);
+  }
+  return out;
+}
+
+/** Validates `config` and fills in defaults. Throws ConfigError naming the first bad field. */
+export function resolveLoraConfig(config: LoraConfig): ResolvedLoraConfig {
+  if (config === null || typeof config !== "object") throw new ConfigError(`LoraConfig: expected an object, got ${describe(config)}`);
+  for (const key of Object.keys(config)) {
+    if (!KNOWN_FIELDS.has(key)) throw new ConfigError(`LoraConfig: unknown field "${key}" (known: ${[...KNOWN_FIELDS].join(", ")})`);
+  }
+  const c = config;
+  if (c.targetModules === undefined) fail("targetModules", 'a list of module names, a regex string, or "all-linear"', undefined);
+  const dropout = c.loraDropout ?? 0;
+  if (typeof dropout !== "number" || !(dropout >= 0 && dropout < 1)) fail("loraDropout", "a number in [0, 1)", dropout);
+  const bool = (v: unknown, field: string, d: boolean): boolean => {
+    if (v === undefined) return d;
+    if (typeof v !== "boolean") fail(field, "a boolean", v);
+    return v;
+  };
+  const initLoraWeights = c.initLoraWeights ?? true;
+  if (initLoraWeights !== true && initLoraWeights !== false && initLoraWeights !== "gaussian") {
+    fail("initLoraWeights", 'true, false or "gaussian"', initLoraWeights);
+  }
+  const embeddingInit = c.embeddingInit ?? "a-normal";
+  if (embeddingInit !== "a-normal" && embeddingInit !== "b-normal") fail("embeddingInit", '"a-normal" or "b-normal"', embeddingInit);
+  const std = c.embeddingInitStd ?? 1;
+  if (typeof std !== "number" || !Number.isFinite(std) || std <= 0) fail("embeddingInitStd", "a finite number > 0", std);
+  if (c.bias !== undefined && c.bias !== "none") {
+    throw new ConfigError(`LoraConfig.bias: only "none" is supported (bias terms stay frozen), got ${describe(c.bias)}`);
+  }
+  return {
+    r: checkRank(c.r ?? 8, "r"),
+    loraAlpha: checkAlpha(c.loraAlpha ?? 8, "loraAlpha"),
+    loraDropout: dropout,
+    targetModules: checkNames(c.targetModules, "targetModules"),
+    excludeModules: c.excludeModules === undefined ? null : checkNames(c.excludeModules, "excludeModules"),
+    useRslora: bool(c.useRslora, "useRslora", false),
+    initLoraWeights,
+    embeddingInit,
+    embeddingInitStd: std,
+    fanInFanOut: bool(c.fanInFanOut, "fanInFanOut", false),
+    rankPattern: checkPattern(c.rankPattern, "rankPattern", checkRank),
+    alphaPattern: checkPattern(c.alphaPattern, "alphaPattern", checkAlpha),
+    bias: "none",
+  };
+}
+
+/** Whether `name` is selected by a list (exact or `.`-suffix) or by a regex matching the whole name. */
+export function matchesModuleName(spec: string[] | string, name: string): boolean {
+  if (typeof spec === "string") return new RegExp(`^(?:${spec})$`).test(name);
+  return spec.some((entry) => name === entry || name.endsWith(`.${entry}`));
+}
+
+/** The first pattern key matching `name` as PEFT does: the key is a regex for the name or a `.`-suffix of it. */
+export function patternKeyFor(patterns: Record<string, number>, name: string): string | undefined {
+  return Object.keys(patterns).find((key) => new RegExp(`^(?:.*\\.)?(?:${key})$`).test(name));
+}
+
+/** The rank and scaling for module `name` under `config`, with rank/alpha patterns applied. */
+export function layerSettings(config: ResolvedLoraConfig, name: string): { r: number; alpha: number; scale: number } {
+  const rKey = patternKeyFor(config.rankPattern, name);
+  const aKey = patternKeyFor(config.alphaPattern, name);
+  const r = rKey === undefined ? config.r : config.rankPattern[rKey];
+  const alpha = aKey === undefined ? config.loraAlpha : config.alphaPattern[aKey];
+  return { r, alpha, scale: config.useRslora ? alpha / Math.sqrt(r) : alpha / r };
+}

@@ -1,0 +1,347 @@
+/**
+ * LoRA layers: `LoraLinear` and `LoraEmbedding` wrap a base layer and hold per-adapter factors
+ * under PEFT's names (`lora_A.<adapter>.weight`, `lora_embedding_A.<adapter>`). The shared
+ * adapter bookkeeping (active set, merge state, exact-unmerge backup, async guard) lives in
+ * `LoraLayer`; each subclass adds its factors, init and one-native-call forward.
+ */
+import { NativeTensor } from "../binding";
+import { StateError, describe } from "../errors";
+import * as init from "../init";
+import { Conv1D, Embedding, Linear } from "../nn/layers";
+import { Module, ModuleDict, ParameterDict } from "../nn/module";
+import { Tensor, empty, handleOf } from "../tensor";
+import { EmbeddingInit, LinearInit } from "./config";
+import { PackedAdapters, loraNative } from "./native";
+
+/** Per-adapter settings of one layer. */
+export interface AdapterSettings {
+  r: number;
+  alpha: number;
+  scale: number;
+  dropout: number;
+}
+
+/** How to initialize a new adapter's factors. */
+export interface AdapterInit {
+  initLoraWeights: LinearInit;
+  embeddingInit: EmbeddingInit;
+  embeddingInitStd: number;
+}
+
+/** Options of {@link LoraLayer.merge}. */
+export interface MergeOptions {
+  /** Compute the merged weight aside and refuse to write NaN/Inf (default false). */
+  safe?: boolean;
+  /** Adapters to merge (default: the active ones). */
+  adapterNames?: string[];
+}
+
+/** Holds one tensor as `weight`, so that factor keys read `lora_A.<adapter>.weight` as in PEFT. */
+export class LoraFactor extends Module {
+  constructor(public weight: Tensor) {
+    super();
+  }
+}
+
+function newFactor(shape: number[], like: Tensor): Tensor {
+  return empty(shape, { dtype: like.dtype, device: like.device });
+}
+
+/** Adapter state shared by every LoRA layer type. */
+export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extends Module {
+  base_layer: Base;
+  readonly #settings = new Map<string, AdapterSettings>();
+  #active: string[] = [];
+  #disabled = false;
+  #merged: string[] = [];
+  /** Pristine base weight kept while anything is merged: unmerge copies it back, bit for bit. */
+  #backup: Tensor | null = null;
+  /** Name of the async operation in flight, during which conflicting calls fail. */
+  #busy: string | null = null;
+
+  protected constructor(base: Base) {
+    super();
+    this.base_layer = base;
+  }
+
+  /** "linear" or "embedding": which delta formula merges this layer. */
+  protected abstract get kind(): "linear" | "embedding";
+  /** True when the base weight is stored (in, out). */
+  protected abstract get fanInFanOut(): boolean;
+  /** The (A, B) factor tensors of an adapter. */
+  abstract factors(name: string): [Tensor, Tensor];
+  protected abstract createFactors(name: string, r: number, how: AdapterInit): void;
+  protected abstract removeFactors(name: string): void;
+
+  /** Adds (or replaces) adapter `name` with rank `settings.r`, initialized as `how` says. */
+  addAdapter(name: string, settings: AdapterSettings, how: AdapterInit): void {
+    this.assertIdle("addAdapter");
+    if (this.#merged.includes(name)) throw new StateError(`adapter "${name}" is merged; unmerge() before replacing it`);
+    this.createFactors(name, settings.r, how);
+    this.#settings.set(name, { ...settings });
+    if (this.#active.length === 0) this.#active = [name];
+  }
+
+  /** Removes adapter `name`; a merged adapter is refused (unmerge first). */
+  deleteAdapter(name: string): void {
+    this.assertIdle("deleteAdapter");
+    if (!this.#settings.has(name)) return;
+    if (this.#merged.includes(name)) throw new StateError(`cannot delete adapter "${name}": it is merged into the base weight; unmerge() first`);
+    this.removeFactors(name);
+    this.#settings.delete(name);
+    this.#active = this.#active.filter((n) => n !== name);
+  }
+
+  /** Names of the adapters this layer holds. */
+  get adapterNames(): string[] {
+    return [...this.#settings.keys()];
+  }
+  /** Settings of adapter `name`. */
+  settings(name: string): AdapterSettings | undefined {
+    const s = this.#settings.get(name);
+    return s && { ...s };
+  }
+  /** Adapters that take part in forward (those this layer has). */
+  get activeAdapters(): string[] {
+    return this.#active.slice();
+  }
+  /** Adapters currently merged into the base weight. */
+  get mergedAdapters(): string[] {
+    return this.#merged.slice();
+  }
+  /** Whether any adapter is merged. */
+  get merged(): boolean {
+    return this.#merged.length > 0;
+  }
+  /** Whether adapters are switched off (forward gives the base output). */
+  get disabled(): boolean {
+    return this.#disabled;
+  }
+
+  /** Makes `names` the active adapters (names this layer lacks are skipped, as in PEFT). */
+  setActiveAdapters(names: string[]): void {
+    this.assertIdle("setAdapter");
+    this.#active = names.filter((n) => this.#settings.has(n));
+  }
+
+  /** Switches adapters off (unmerging first, as PEFT does) or back on. */
+  setDisabled(disabled: boolean): void {
+    this.assertIdle(disabled ? "disableAdapters" : "enableAdapters");
+    if (disabled && this.merged) this.unmerge();
+    this.#disabled = disabled;
+  }
+
+  /** The active, unmerged adapters packed for the native forward. */
+  protected packedForward(): PackedAdapters {
+    this.assertIdle("forward");
+    if (this.#disabled) return [];
+    const out: PackedAdapters = [];
+    for (const name of this.#active) {
+      if (this.#merged.includes(name)) continue;
+      const [A, B] = this.factors(name);
+      const s = this.#settings.get(name)!;
+      out.push(handleOf(A), handleOf(B), s.scale, s.dropout);
+    }
+    return out;
+  }
+
+  #mergePlan(options: MergeOptions): { names: string[]; packed: PackedAdapters; safe: boolean } {
+    if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
+    const requested = options.adapterNames ?? this.#active;
+    if (!Array.isArray(requested)) throw new TypeError(`adapterNames: expected an array of adapter names, got ${describe(requested)}`);
+    for (const n of requested) {
+      if (!this.#settings.has(n)) throw new RangeError(`adapterNames: this layer has no adapter ${describe(n)} (it has: ${this.adapterNames.join(", ") || "none"})`);
+    }
+    const names = requested.filter((n, i) => !this.#merged.includes(n) && requested.indexOf(n) === i);
+    const packed: PackedAdapters = [];
+    for (const name of names) {
+      const [A, B] = this.factors(name);
+      packed.push(handleOf(A), handleOf(B), this.#settings.get(name)!.scale, 0);
+    }
+    return { names, packed, safe: options.safe ?? false };
+  }
+
+  #afterMerge(names: string[], backup: NativeTensor | null): void {
+    if (backup) this.#backup = new Tensor(backup);
+    this.#merged.push(...names);
+  }
+
+  /**
+   * Adds the chosen adapters' deltas to the base weight. Already-merged adapters are skipped
+   * (a no-op, never a double merge). Returns the names merged by this call.
+   */
+  merge(options: MergeOptions = {}): string[] {
+    this.assertIdle("merge");
+    const plan = this.#mergePlan(options);
+    if (plan.names.length === 0) return [];
+    const backup = loraNative.loraMerge(handleOf(this.base_layer.weight), plan.packed, this.kind, this.fanInFanOut, plan.safe, this.#backup === null);
+    this.#afterMerge(plan.names, backup);
+    return plan.names;
+  }
+
+  /** {@link merge} on a worker thread; conflicting calls on this layer fail until it settles. */
+  async mergeAsync(options: MergeOptions = {}): Promise<string[]> {
+    this.assertIdle("merge");
+    const plan = this.#mergePlan(options);
+    if (plan.names.length === 0) return [];
+    this.#busy = "merge";
+    try {
+      const backup = await loraNative.loraMergeAsync(handleOf(this.base_layer.weight), plan.packed, this.kind, this.fanInFanOut, plan.safe, this.#backup === null);
+      this.#afterMerge(plan.names, backup);
+      return plan.names;
+    } finally {
+      this.#busy = null;
+    }
+  }
+
+  /** Restores the base weight bit for bit (from the backup taken at the first merge). No-op when nothing is merged. */
+  unmerge(): void {
+    this.assertIdle("unmerge");
+    if (!this.#backup) return;
+    loraNative.loraRestore(handleOf(this.base_layer.weight), handleOf(this.#backup));
+    this.#dropBackup();
+  }
+
+  /** {@link unmerge} on a worker thread. */
+  async unmergeAsync(): Promise<void> {
+    this.assertIdle("unmerge");
+    if (!this.#backup) return;
+    this.#busy = "unmerge";
+    try {
+      await loraNative.loraRestoreAsync(handleOf(this.base_layer.weight), handleOf(this.#backup));
+      this.#dropBackup();
+    } finally {
+      this.#busy = null;
+    }
+  }
+
+  #dropBackup(): void {
+    this.#backup?.dispose();
+    this.#backup = null;
+    this.#merged = [];
+  }
+
+  /**
+   * Forgets the backup while keeping the merge: the base weight now owns the deltas
+   * (used by mergeAndUnload, where there is nothing to unmerge later).
+   */
+  commitMerge(): void {
+    this.assertIdle("mergeAndUnload");
+    this.#dropBackup();
+  }
+
+  /** Throws a StateError when an async merge/unmerge is in flight on this layer. */
+  assertIdle(operation: string): void {
+    if (this.#busy) throw new StateError(`${operation}: an async ${this.#busy} is in flight on this layer; await it first`);
+  }
+
+  /** The adapter's delta ΔW in the base weight's layout, in fp32 (for inspection and tests). */
+  deltaWeight(name: string): Tensor {
+    const [A, B] = this.factors(name);
+    const s = this.#settings.get(name)!.scale;
+    const d = B.detach().to({ dtype: "float32" }).matmul(A.detach().to({ dtype: "float32" })).mul(s);
+    return this.kind === "embedding" || this.fanInFanOut ? d.t().contiguous() : d;
+  }
+}
+
+/** A Linear (or Conv1D) with LoRA adapters: `y = base(x) + Σ s·(dropout(x) Aᵀ) Bᵀ`, one native call. */
+export class LoraLinear extends LoraLayer<Linear | Conv1D> {
+  lora_A = new ModuleDict<LoraFactor>();
+  lora_B = new ModuleDict<LoraFactor>();
+
+  constructor(base: Linear | Conv1D) {
+    super(base);
+  }
+  protected get kind(): "linear" {
+    return "linear";
+  }
+  protected get fanInFanOut(): boolean {
+    return this.base_layer instanceof Conv1D;
+  }
+  factors(name: string): [Tensor, Tensor] {
+    return [this.lora_A.get(name)!.weight, this.lora_B.get(name)!.weight];
+  }
+  protected createFactors(name: string, r: number, how: AdapterInit): void {
+    const base = this.base_layer;
+    const A = newFactor([r, base.inFeatures], base.weight);
+    const B = newFactor([base.outFeatures, r], base.weight);
+    if (how.initLoraWeights === false) {
+      // PEFT leaves both factors at nn.Linear's default: the adapter is not a no-op.
+      init.kaiming_uniform_(A, { a: Math.sqrt(5) });
+      init.kaiming_uniform_(B, { a: Math.sqrt(5) });
+    } else {
+      if (how.initLoraWeights === "gaussian") init.normal_(A, 0, 1 / r);
+      else init.kaiming_uniform_(A, { a: Math.sqrt(5) });
+      init.zeros_(B);
+    }
+    A.requiresGrad = true;
+    B.requiresGrad = true;
+    this.lora_A.set(name, new LoraFactor(A));
+    this.lora_B.set(name, new LoraFactor(B));
+  }
+  protected removeFactors(name: string): void {
+    this.lora_A.delete(name);
+    this.lora_B.delete(name);
+  }
+
+  override forward(x: Tensor): Tensor {
+    const base = this.base_layer;
+    const packed = this.packedForward();
+    return new Tensor(
+      loraNative.loraLinear(handleOf(x, "input"), handleOf(base.weight), base.bias ? handleOf(base.bias) : null, this.fanInFanOut, this.training, packed),
+    );
+  }
+}
+
+/** An Embedding with LoRA adapters: `y = W[ids] + Σ s·(Aᵀ[ids]) Bᵀ`, one native call. */
+export class LoraEmbedding extends LoraLayer<Embedding> {
+  lora_embedding_A = new ParameterDict();
+  lora_embedding_B = new ParameterDict();
+
+  constructor(base: Embedding) {
+    super(base);
+  }
+  protected get kind(): "embedding" {
+    return "embedding";
+  }
+  protected get fanInFanOut(): boolean {
+    return false;
+  }
+  factors(name: string): [Tensor, Tensor] {
+    return [this.lora_embedding_A.get(name)!, this.lora_embedding_B.get(name)!];
+  }
+  protected createFactors(name: string, r: number, how: AdapterInit): void {
+    const base = this.base_layer;
+    const A = newFactor([r, base.numEmbeddings], base.weight);
+    const B = newFactor([base.embeddingDim, r], base.weight);
+    const std = how.embeddingInitStd;
+    if (how.initLoraWeights === false) {
+      init.normal_(A, 0, std);
+      init.normal_(B, 0, std);
+    } else if (how.embeddingInit === "b-normal") {
+      // PEFT's and loralib's embedding scheme, for exact reproduction of a PEFT run.
+      init.zeros_(A);
+      init.normal_(B, 0, std);
+    } else {
+      init.normal_(A, 0, std);
+      init.zeros_(B);
+      // The lookup reads A's padding column and padding_idx only blocks its gradient: a random
+      // column there would let training move the padding token's embedding.
+      if (base.paddingIdx !== null) init.zeros_(A.narrow(1, base.paddingIdx, 1));
+    }
+    A.requiresGrad = true;
+    B.requiresGrad = true;
+    this.lora_embedding_A.set(name, A);
+    this.lora_embedding_B.set(name, B);
+  }
+  protected removeFactors(name: string): void {
+    this.lora_embedding_A.delete(name);
+    this.lora_embedding_B.delete(name);
+  }
+
+  override forward(ids: Tensor): Tensor {
+    const base = this.base_layer;
+    const packed = this.packedForward();
+    return new Tensor(loraNative.loraEmbedding(handleOf(ids, "ids"), handleOf(base.weight), base.paddingIdx ?? -1, packed));
+  }
+}

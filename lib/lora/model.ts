@@ -1,0 +1,309 @@
+/**
+ * `injectAdapter` and `LoraModel`: find the target modules, swap in LoRA layers, and manage
+ * adapters across the whole model (activate, disable, merge/unmerge, unload).
+ */
+import { ConfigError, StateError, describe } from "../errors";
+import { Conv1D, Embedding, Linear } from "../nn/layers";
+import { Module } from "../nn/module";
+import { Tensor } from "../tensor";
+import { LoraConfig, ResolvedLoraConfig, layerSettings, matchesModuleName, resolveLoraConfig } from "./config";
+import { LoraEmbedding, LoraLayer, LoraLinear, MergeOptions } from "./layers";
+
+type AnyLoraLayer = LoraLayer<Linear | Conv1D | Embedding>;
+type Adaptable = Linear | Conv1D | Embedding;
+
+const isAdaptable = (m: Module): m is Adaptable => m instanceof Linear || m instanceof Conv1D || m instanceof Embedding;
+
+/** Name of the module whose path is `path` within its parent, and the parent's path. */
+function splitPath(path: string): [string, string] {
+  const i = path.lastIndexOf(".");
+  return i < 0 ? ["", path] : [path.slice(0, i), path.slice(i + 1)];
+}
+
+/** Selects the modules an adapter applies to, by PEFT's matching rules. */
+function selectTargets(model: Module, config: ResolvedLoraConfig): [string, Adaptable | AnyLoraLayer][] {
+  const candidates = model
+    .namedModules()
+    .filter(([path, m]) => path !== "" && (isAdaptable(m) || m instanceof LoraLayer))
+    .filter(([path]) => !/(^|\.)base_layer$/.test(path)) as [string, Adaptable | AnyLoraLayer][];
+  const selected = candidates.filter(([path, m]) => {
+    if (config.excludeModules && matchesModuleName(config.excludeModules, path)) return false;
+    if (config.targetModules === "all-linear") {
+      const linear = m instanceof Linear || m instanceof Conv1D || (m instanceof LoraLinear);
+      return linear && !/(^|\.)lm_head$/.test(path);
+    }
+    return matchesModuleName(config.targetModules, path);
+  });
+  if (selected.length === 0) {
+    const names = candidates.map(([p]) => p);
+    throw new ConfigError(
+      `LoraConfig.targetModules: ${JSON.stringify(config.targetModules)} matches no Linear/Embedding module; the model has: ${names.join(", ") || "none"}`,
+    );
+  }
+  return selected;
+}
+
+/** A model with LoRA adapters injected. Its `model` field is the (modified) user model. */
+export class LoraModel extends Module {
+  model: Module;
+  readonly #configs = new Map<string, ResolvedLoraConfig>();
+  #active: string[] = [];
+
+  /** @internal Use {@link injectAdapter}. */
+  constructor(model: Module) {
+    super();
+    this.model = model;
+  }
+
+  /** Calls the wrapped model's forward. */
+  override forward(...args: unknown[]): unknown {
+    return this.model.forward(...args);
+  }
+
+  /** The LoRA layers with their paths in the user model. */
+  loraLayers(): [string, AnyLoraLayer][] {
+    return this.model.namedModules().filter((e): e is [string, AnyLoraLayer] => e[1] instanceof LoraLayer);
+  }
+
+  /** The configuration of each adapter. */
+  get peftConfig(): Record<string, ResolvedLoraConfig> {
+    return Object.fromEntries([...this.#configs].map(([k, v]) => [k, { ...v }]));
+  }
+  /** Names of all adapters. */
+  get adapterNames(): string[] {
+    return [...this.#configs.keys()];
+  }
+  /** Names of the active adapters. */
+  get activeAdapters(): string[] {
+    return this.#active.slice();
+  }
+  /** The first active adapter (PEFT's `active_adapter`). */
+  get activeAdapter(): string {
+    return this.#active[0];
+  }
+
+  /**
+   * Injects a new adapter `name` into every module `config` targets. All new layers are built
+   * and initialized before the model is touched, so a bad config changes nothing.
+   */
+  addAdapter(name: string, config: LoraConfig): void {
+    if (typeof name !== "string" || name.length === 0 || name.includes(".")) {
+      throw new TypeError(`adapterName: expected a non-empty name without dots, got ${describe(name)}`);
+    }
+    if (this.#configs.has(name)) throw new ConfigError(`adapterName: an adapter called "${name}" already exists; deleteAdapter("${name}") first`);
+    this.#assertIdle("addAdapter");
+    const resolved = resolveLoraConfig(config);
+    const targets = selectTargets(this.model, resolved);
+    const how = { initLoraWeights: resolved.initLoraWeights, embeddingInit: resolved.embeddingInit, embeddingInitStd: resolved.embeddingInitStd };
+    const planned = targets.map(([path, module]) => {
+      const layer: AnyLoraLayer = module instanceof LoraLayer ? module : module instanceof Embedding ? new LoraEmbedding(module) : new LoraLinear(module);
+      return { path, module, layer };
+    });
+    // Checks first: a merged layer cannot take a new adapter silently.
+    for (const p of planned) {
+      if (p.layer.merged) throw new StateError(`addAdapter: ${p.path} has merged adapters; unmerge() first`);
+    }
+    for (const { path, module, layer } of planned) {
+      const { r, alpha, scale } = layerSettings(resolved, path);
+      const dropout = layer instanceof LoraLinear ? resolved.loraDropout : 0;
+      layer.addAdapter(name, { r, alpha, scale, dropout }, how);
+      if (layer !== module) {
+        const [parentPath, childName] = splitPath(path);
+        const parent = parentPath === "" ? this.model : this.model.namedModules().find(([p]) => p === parentPath)![1];
+        parent.setChild(childName, layer);
+      }
+    }
+    this.#configs.set(name, resolved);
+    if (this.#active.length === 0) this.setAdapter(name);
+    else this.#markTrainable();
+  }
+
+  /** Makes `names` the active adapter(s): their parameters are trainable, all others frozen. */
+  setAdapter(names: string | string[]): void {
+    const list = typeof names === "string" ? [names] : names;
+    if (!Array.isArray(list) || list.length === 0) throw new TypeError(`adapterName: expected a name or a non-empty list of names, got ${describe(names)}`);
+    for (const n of list) {
+      if (!this.#configs.has(n)) throw new RangeError(`adapterName: no adapter ${describe(n)} (adapters: ${this.adapterNames.join(", ")})`);
+    }
+    this.#assertIdle("setAdapter");
+    for (const [, layer] of this.loraLayers()) layer.setActiveAdapters(list);
+    this.#active = [...list];
+    this.#markTrainable();
+  }
+
+  /** Removes adapter `name` from every layer. A merged adapter is refused. */
+  deleteAdapter(name: string): void {
+    if (!this.#configs.has(name)) throw new RangeError(`adapterName: no adapter ${describe(name)} (adapters: ${this.adapterNames.join(", ")})`);
+    this.#assertIdle("deleteAdapter");
+    const layers = this.loraLayers();
+    const mergedIn = layers.filter(([, l]) => l.mergedAdapters.includes(name)).map(([p]) => p);
+    if (mergedIn.length) throw new StateError(`deleteAdapter: "${name}" is merged into ${mergedIn.join(", ")}; unmerge() first`);
+    for (const [, layer] of layers) layer.deleteAdapter(name);
+    this.#configs.delete(name);
+    this.#active = this.#active.filter((n) => n !== name);
+    if (this.#active.length === 0 && this.#configs.size > 0) this.setAdapter(this.adapterNames[0]);
+  }
+
+  /** Switches every adapter off: forward gives the base model's output (merged adapters are unmerged first). */
+  disableAdapters(): void {
+    this.#assertIdle("disableAdapters");
+    for (const [, layer] of this.loraLayers()) layer.setDisabled(true);
+  }
+  /** Switches adapters back on. */
+  enableAdapters(): void {
+    this.#assertIdle("enableAdapters");
+    for (const [, layer] of this.loraLayers()) layer.setDisabled(false);
+  }
+  /** Runs `fn` with adapters disabled and re-enables them afterwards, even if `fn` throws. */
+  withAdaptersDisabled<T>(fn: () => T): T {
+    this.disableAdapters();
+    try {
+      return fn();
+    } finally {
+      this.enableAdapters();
+    }
+  }
+
+  /**
+   * Merges the active (or named) adapters into the base weights. All or nothing: if any layer
+   * fails (e.g. `safe` finds NaN/Inf), the layers merged by this call are restored bit for bit.
+   */
+  merge(options: MergeOptions = {}): void {
+    this.#assertIdle("merge");
+    this.#checkAdapterNames(options);
+    const done: [AnyLoraLayer, string[]][] = [];
+    try {
+      for (const [, layer] of this.loraLayers()) done.push([layer, layer.merge(this.#layerOptions(layer, options))]);
+    } catch (err) {
+      for (const [layer, names] of done) rollback(layer, names);
+      throw err;
+    }
+  }
+
+  /** {@link merge} with the heavy work on worker threads; the event loop keeps turning. */
+  async mergeAsync(options: MergeOptions = {}): Promise<void> {
+    this.#assertIdle("merge");
+    this.#checkAdapterNames(options);
+    const done: [AnyLoraLayer, string[]][] = [];
+    try {
+      for (const [, layer] of this.loraLayers()) done.push([layer, await layer.mergeAsync(this.#layerOptions(layer, options))]);
+    } catch (err) {
+      for (const [layer, names] of done) rollback(layer, names);
+      throw err;
+    }
+  }
+
+  /** Restores every base weight bit for bit. No-op where nothing is merged. */
+  unmerge(): void {
+    this.#assertIdle("unmerge");
+    for (const [, layer] of this.loraLayers()) layer.unmerge();
+  }
+
+  /** {@link unmerge} on worker threads. */
+  async unmergeAsync(): Promise<void> {
+    this.#assertIdle("unmerge");
+    for (const [, layer] of this.loraLayers()) await layer.unmergeAsync();
+  }
+
+  /** Merges the active adapters and returns the user model with plain layers in place of LoRA layers. */
+  mergeAndUnload(options: Omit<MergeOptions, "adapterNames"> & { adapterNames?: string[] } = {}): Module {
+    this.merge(options);
+    return this.#unloadLayers(true);
+  }
+
+  /** {@link mergeAndUnload} with the merges on worker threads. */
+  async mergeAndUnloadAsync(options: MergeOptions = {}): Promise<Module> {
+    await this.mergeAsync(options);
+    return this.#unloadLayers(true);
+  }
+
+  /** Returns the user model with plain layers and nothing merged (adapters dropped). */
+  unload(): Module {
+    this.unmerge();
+    return this.#unloadLayers(false);
+  }
+
+  /** Parameters that train: the active adapters' factors. */
+  trainableParameters(): Tensor[] {
+    return this.model.parameters().filter((p) => p.requiresGrad);
+  }
+
+  /** Counts as PEFT's `print_trainable_parameters` reports them. */
+  trainableParameterCount(): { trainable: number; total: number; percent: number } {
+    const params = this.model.parameters();
+    const trainable = params.filter((p) => p.requiresGrad).reduce((n, p) => n + p.numel, 0);
+    const total = params.reduce((n, p) => n + p.numel, 0);
+    return { trainable, total, percent: total ? (100 * trainable) / total : 0 };
+  }
+
+  /** `trainable params: 1,234 || all params: 56,789 || trainable%: 2.1730`, as PEFT prints it. */
+  formatTrainableParameters(): string {
+    const { trainable, total, percent } = this.trainableParameterCount();
+    return `trainable params: ${trainable.toLocaleString("en-US")} || all params: ${total.toLocaleString("en-US")} || trainable%: ${percent.toFixed(4)}`;
+  }
+
+  #unloadLayers(keepMerge: boolean): Module {
+    this.#assertIdle("unload");
+    for (const [path, layer] of this.loraLayers()) {
+      if (keepMerge) layer.commitMerge();
+      const [parentPath, childName] = splitPath(path);
+      const parent = parentPath === "" ? this.model : this.model.namedModules().find(([p]) => p === parentPath)![1];
+      parent.setChild(childName, layer.base_layer);
+    }
+    this.#configs.clear();
+    this.#active = [];
+    return this.model;
+  }
+
+  #layerOptions(layer: AnyLoraLayer, options: MergeOptions): MergeOptions {
+    const names = options.adapterNames ?? this.#active;
+    return { safe: options.safe, adapterNames: names.filter((n) => layer.adapterNames.includes(n)) };
+  }
+
+  #checkAdapterNames(options: MergeOptions): void {
+    if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
+    const names = options.adapterNames;
+    if (names === undefined) return;
+    if (!Array.isArray(names)) throw new TypeError(`adapterNames: expected an array of adapter names, got ${describe(names)}`);
+    for (const n of names) {
+      if (!this.#configs.has(n)) throw new RangeError(`adapterNames: no adapter ${describe(n)} (adapters: ${this.adapterNames.join(", ")})`);
+    }
+  }
+
+  #assertIdle(operation: string): void {
+    for (const [, layer] of this.loraLayers()) layer.assertIdle(operation);
+  }
+
+  /** Only the active adapters' factors train; base weights and inactive adapters are frozen. */
+  #markTrainable(): void {
+    const activeFactors = new Set<Tensor>();
+    for (const [, layer] of this.loraLayers()) {
+      for (const name of this.#active) if (layer.adapterNames.includes(name)) layer.factors(name).forEach((t) => activeFactors.add(t));
+    }
+    for (const p of this.model.parameters()) {
+      const want = activeFactors.has(p);
+      if (p.requiresGrad !== want) p.requiresGrad = want;
+    }
+  }
+}
+
+/** Undoes the merge of `names` on `layer` made by the failed call, leaving earlier merges in place. */
+function rollback(layer: AnyLoraLayer, names: string[]): void {
+  if (names.length === 0) return;
+  const earlier = layer.mergedAdapters.filter((n) => !names.includes(n));
+  layer.unmerge();
+  // Re-merging the earlier adapters from the pristine weight reproduces their bits exactly.
+  if (earlier.length) layer.merge({ adapterNames: earlier });
+}
+
+/**
+ * Injects LoRA adapter `adapterName` into `model` in place (matched Linear/Embedding/Conv1D
+ * modules become LoraLinear/LoraEmbedding) and returns the LoraModel that manages it.
+ * Base parameters are frozen; the adapter's factors are the trainable parameters.
+ */
+export function injectAdapter(model: Module, config: LoraConfig, adapterName = "default"): LoraModel {
+  if (!(model instanceof Module)) throw new TypeError(`model: expected an nn.Module, got ${describe(model)}`);
+  const lora = new LoraModel(model);
+  lora.addAdapter(adapterName, config);
+  return lora;
+}

@@ -1,0 +1,5 @@
+/** PyTorch-like modules (`torch.nn`). */
+export { Module, ModuleDict, ModuleList, ParameterDict, Sequential, copyInto } from "./module";
+export { Linear, Conv1D, Embedding } from "./layers";
+export type { FactoryOptions } from "./layers";
+export { Dropout, ReLU, GELU, Tanh, Sigmoid } from "./activation";
