@@ -1,0 +1,153 @@
+import { Tensor, init, lora, manualSeed, nn, randn, tensor, StateError } from "../../lib";
+import type { Dtype } from "../../lib";
+import { TinyModel, snapshot, changedParameters } from "../helpers/models";
+
+/** A TinyModel with all three layers adapted and nonzero B (so merges change weights). */
+function adapted(dtype: Dtype = "float32", seed = 11) {
+  manualSeed(seed);
+  const model = new TinyModel({ dtype, activation: dtype !== "float16" });
+  const lm = lora.injectAdapter(model, { r: 4, loraAlpha: 8, targetModules: ["emb", "fc1", "head"] });
+  for (const [, layer] of lm.loraLayers()) init.normal_(layer.factors("default")[1], 0, 0.3);
+  return { model, lm };
+}
+const ids = () => tensor([[1, 2, 3, 4], [5, 6, 7, 8]], { dtype: "int64" });
+
+describe("merge", () => {
+  test("merged forward equals unmerged forward (fp32, 1e-5 relative)", () => {
+    const { lm } = adapted();
+    const unmerged = lm.forward(ids()) as Tensor;
+    lm.merge();
+    const merged = lm.forward(ids()) as Tensor;
+    expect(merged.allclose(unmerged, { rtol: 1e-5, atol: 1e-6 })).toBe(true);
+  });
+
+  test("the merged delta is s·BA (Linear) and s·(BA)ᵀ (Embedding)", () => {
+    const { model, lm } = adapted();
+    const fc1 = model.fc1 as unknown as lora.LoraLinear;
+    const emb = model.emb as unknown as lora.LoraEmbedding;
+    const W1 = fc1.base_layer.weight.clone();
+    const We = emb.base_layer.weight.clone();
+    const [A1, B1] = fc1.factors("default");
+    const [Ae, Be] = emb.factors("default");
+    lm.merge();
+    expect(fc1.base_layer.weight.sub(W1).allclose(B1.matmul(A1).mul(2), { atol: 1e-5 })).toBe(true);
+    expect(emb.base_layer.weight.sub(We).allclose(Be.matmul(Ae).t().mul(2), { atol: 1e-5 })).toBe(true);
+  });
+
+  for (const dtype of ["float32", "float16", "bfloat16"] as Dtype[]) {
+    test(`unmerge is bit-exact after 10 merge/unmerge cycles (${dtype})`, () => {
+      const { model, lm } = adapted(dtype);
+      const before = snapshot(model);
+      for (let i = 0; i < 10; i++) {
+        lm.merge();
+        expect(changedParameters(before, snapshot(model)).length).toBeGreaterThan(0);
+        lm.unmerge();
+      }
+      expect(changedParameters(before, snapshot(model))).toEqual([]);
+    });
+  }
+
+  test("low precision: the delta is computed in fp32 and rounded once", () => {
+    const { model, lm } = adapted("bfloat16");
+    const fc1 = model.fc1 as unknown as lora.LoraLinear;
+    const W = fc1.base_layer.weight.to({ dtype: "float32" });
+    const [A, B] = fc1.factors("default").map((t) => t.to({ dtype: "float32" }));
+    const expected = W.add(B.matmul(A).mul(2)).to({ dtype: "bfloat16" });
+    lm.merge();
+    expect(fc1.base_layer.weight.equal(expected)).toBe(true);
+  });
+
+  test("merging twice is a no-op and unmerging when nothing is merged is a no-op", () => {
+    const { model, lm } = adapted();
+    lm.unmerge();
+    lm.merge();
+    const once = snapshot(model);
+    lm.merge();
+    expect(changedParameters(once, snapshot(model))).toEqual([]);
+  });
+
+  test("safe merge refuses NaN and leaves every weight bit-identical", () => {
+    const { model, lm } = adapted();
+    const head = model.head as unknown as lora.LoraLinear;
+    init.constant_(head.factors("default")[0], NaN);
+    const before = snapshot(model);
+    expect(() => lm.merge({ safe: true })).toThrow(/NaN or Inf/);
+    expect(changedParameters(before, snapshot(model))).toEqual([]);
+    for (const [, layer] of lm.loraLayers()) expect(layer.merged).toBe(false);
+    // And the model still works: a later unmerge/merge of the healthy layers is correct.
+    lm.unmerge();
+    expect(changedParameters(before, snapshot(model))).toEqual([]);
+  });
+
+  test("Conv1D (fanInFanOut) merges transposed and unmerges exactly", () => {
+    manualSeed(12);
+    const conv = new nn.Conv1D(5, 7);
+    const model = new nn.Sequential(conv);
+    const lm = lora.injectAdapter(model, { r: 2, loraAlpha: 2, targetModules: ["0"] });
+    const layer = model.at(0) as lora.LoraLinear;
+    init.normal_(layer.factors("default")[1]);
+    const x = randn([3, 7]);
+    const y = lm.forward(x) as Tensor;
+    const W = conv.weight.clone();
+    lm.merge();
+    expect((lm.forward(x) as Tensor).allclose(y, { rtol: 1e-5, atol: 1e-6 })).toBe(true);
+    lm.unmerge();
+    expect(conv.weight.equal(W)).toBe(true);
+  });
+
+  test("mergeAndUnload returns plain layers with the deltas; unload returns plain layers without", () => {
+    const a = adapted();
+    const expected = a.lm.forward(ids()) as Tensor;
+    const plain = a.lm.mergeAndUnload() as TinyModel;
+    expect(plain.fc1).toBeInstanceOf(nn.Linear);
+    expect(plain.emb).toBeInstanceOf(nn.Embedding);
+    expect(plain.forward(ids()).allclose(expected, { rtol: 1e-5, atol: 1e-6 })).toBe(true);
+
+    manualSeed(11);
+    const baseOnly = new TinyModel().forward(ids());
+    const b = adapted();
+    b.lm.merge();
+    const unloaded = b.lm.unload() as TinyModel;
+    expect(unloaded.head).toBeInstanceOf(nn.Linear);
+    expect(unloaded.forward(ids()).equal(baseOnly)).toBe(true);
+  });
+});
+
+describe("async merge", () => {
+  test("mergeAsync/unmergeAsync give results identical to the sync versions", async () => {
+    const s = adapted("float32", 13);
+    const a = adapted("float32", 13);
+    s.lm.merge();
+    await a.lm.mergeAsync();
+    expect(changedParameters(snapshot(s.model), snapshot(a.model))).toEqual([]);
+    const before = snapshot(adapted("float32", 13).model);
+    await a.lm.unmergeAsync();
+    expect(changedParameters(before, snapshot(a.model))).toEqual([]);
+  });
+
+  test("the event loop keeps turning during a large merge, and conflicting calls fail clearly", async () => {
+    manualSeed(14);
+    const model = new nn.Sequential(new nn.Linear(2048, 2048));
+    const lm = lora.injectAdapter(model, { r: 16, loraAlpha: 16, targetModules: ["0"] });
+    init.normal_((model.at(0) as lora.LoraLinear).factors("default")[1]);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 0);
+    const pending = lm.mergeAsync({ safe: true });
+    expect(() => lm.forward(randn([1, 2048]))).toThrow(StateError);
+    expect(() => lm.unmerge()).toThrow(/async merge is in flight/);
+    await pending;
+    clearInterval(timer);
+    expect(ticks).toBeGreaterThan(0);
+    expect((model.at(0) as lora.LoraLinear).merged).toBe(true);
+    const tsum = await lm.mergeAndUnloadAsync();
+    expect((tsum as nn.Sequential).at(0)).toBeInstanceOf(nn.Linear);
+  });
+
+  test("a failing async merge rejects and leaves the weights untouched", async () => {
+    const { model, lm } = adapted("float32", 15);
+    init.constant_((model.fc1 as unknown as lora.LoraLinear).factors("default")[1], Infinity);
+    const before = snapshot(model);
+    await expect(lm.mergeAsync({ safe: true })).rejects.toThrow(/NaN or Inf/);
+    expect(changedParameters(before, snapshot(model))).toEqual([]);
+  });
+});
