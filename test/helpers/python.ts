@@ -23,7 +23,7 @@ export function hasTorch(): boolean {
 }
 
 /** `it` when PyTorch is available, else `it.skip` (with the note printed by {@link hasTorch}). */
-export const itTorch = (name: string, fn: () => void | Promise<void>, timeout?: number): void =>
+export const itTorch = (name: string, fn: () => void, timeout?: number): void =>
   (hasTorch() ? it : it.skip)(name, fn, timeout);
 
 /**
