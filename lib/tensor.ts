@@ -381,6 +381,13 @@ const TYPED_DTYPE: [new (...a: never[]) => ArrayBufferView, Dtype][] = [
   [Uint8Array, "uint8"],
 ];
 
+/** Representable values of the integer dtypes (int64 limited to what a JS number holds exactly). */
+const INT_RANGE: Partial<Record<Dtype, [number, number]>> = {
+  int64: [-Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+  int32: [-(2 ** 31), 2 ** 31 - 1],
+  uint8: [0, 255],
+};
+
 /**
  * Creates a tensor from data (values are copied).
  *
@@ -411,9 +418,14 @@ export function tensor(data: TensorData, options: TensorOptions & { shape?: read
     throw new TypeError(`data: expected a TypedArray, an array of numbers or a number, got ${describe(data)}`);
   }
   const resolved = defaults({ ...options, dtype: dtype ?? "float32" });
-  if (values instanceof Float64Array && ["int64", "int32", "uint8"].includes(resolved.dtype)) {
-    const bad = values.findIndex((v) => !Number.isInteger(v));
-    if (bad >= 0) throw new RangeError(`data[${bad}]: ${values[bad]} is not an integer, but dtype is ${resolved.dtype}`);
+  const range = INT_RANGE[resolved.dtype];
+  if (range && (values instanceof Float64Array || values instanceof Float32Array)) {
+    // libtorch would truncate fractions and wrap out-of-range values silently (300 -> 44 as uint8).
+    const bad = values.findIndex((v) => !Number.isInteger(v) || v < range[0] || v > range[1]);
+    if (bad >= 0) {
+      const why = Number.isInteger(values[bad]) ? `is outside the ${resolved.dtype} range [${range[0]}, ${range[1]}]` : "is not an integer";
+      throw new RangeError(`data[${bad}]: ${values[bad]} ${why}, but dtype is ${resolved.dtype}`);
+    }
   }
   checkGradDtype(resolved.requiresGrad, resolved.dtype);
   return new Tensor(native.fromTypedArray(values, shape, resolved.dtype, resolved.device, resolved.requiresGrad));

@@ -11,7 +11,14 @@ std::string CleanTorchMessage(const std::string& what) {
     if (at != std::string::npos) msg.erase(at);
   }
   while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-  return msg.empty() ? std::string("libtorch error") : msg;
+  if (msg.empty()) return "libtorch error";
+  // CPU builds of libtorch lack many float16 kernels (matmul, exp, tanh, softmax, ...); the
+  // bare kernel name does not tell the user what to do about it.
+  if (msg.find("not implemented for 'Half'") != std::string::npos) {
+    msg += " (this libtorch has no float16 kernel for the operation on this device: convert with "
+           "to(\"float32\") or use bfloat16)";
+  }
+  return msg;
 }
 
 void ThrowError(Napi::Env env, const std::string& message) {

@@ -27,13 +27,21 @@ TL_UNARY(T, x.t())
 TL_UNARY(IsFinite, at::isfinite(x))
 TL_UNARY(AllFinite, at::isfinite(x).all())
 
+// A JS number as an operand. Integral values become integer Scalars so that, as with a
+// Python int in PyTorch, `intTensor.add(1)` stays integer instead of promoting to float32.
+at::Scalar NumberScalar(const Napi::Value& v) {
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (std::isfinite(d) && std::floor(d) == d && std::fabs(d) <= 9007199254740991.0 && !(d == 0 && std::signbit(d))) {
+    return at::Scalar(static_cast<int64_t>(d));
+  }
+  return at::Scalar(d);
+}
+
 // Binary ops take a Tensor or a number as the second operand.
 #define TL_BINARY(Name, op)                                                  \
   Napi::Value Name(const Napi::CallbackInfo& info) {                         \
     at::Tensor& a = TensorArg(info, 0, "self");                             \
-    if (info[1].IsNumber()) {                                                \
-      return WrapTensor(info.Env(), at::op(a, info[1].As<Napi::Number>().DoubleValue())); \
-    }                                                                        \
+    if (info[1].IsNumber()) return WrapTensor(info.Env(), at::op(a, NumberScalar(info[1]))); \
     return WrapTensor(info.Env(), at::op(a, TensorArg(info, 1, "other")));  \
   }
 
@@ -49,7 +57,7 @@ TL_BINARY(Lt, lt)
 // maximum(t, other | number): elementwise max; with a number, a clamp from below.
 Napi::Value Maximum(const Napi::CallbackInfo& info) {
   at::Tensor& a = TensorArg(info, 0, "self");
-  if (info[1].IsNumber()) return WrapTensor(info.Env(), a.clamp_min(info[1].As<Napi::Number>().DoubleValue()));
+  if (info[1].IsNumber()) return WrapTensor(info.Env(), a.clamp_min(NumberScalar(info[1])));
   return WrapTensor(info.Env(), at::maximum(a, TensorArg(info, 1, "other")));
 }
 
