@@ -13,3 +13,4 @@ export * as init from "./init";
 export * as cuda from "./cuda";
 export * as nn from "./nn";
 export * as lora from "./lora";
+export * as io from "./io";
