@@ -11,3 +11,4 @@ export type { Reduction } from "./functional";
 export { TorchLoraError, StateError, ConfigError, FormatError } from "./errors";
 export * as init from "./init";
 export * as cuda from "./cuda";
+export * as optim from "./optim";
