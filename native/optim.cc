@@ -123,6 +123,29 @@ Napi::Float64Array StepsArg(const Napi::CallbackInfo& info, size_t i, const char
   return steps;
 }
 
+struct AdamWHyper {
+  double lr, beta1, beta2, eps, weightDecay;
+};
+
+// One parameter's AdamW update, op for op as torch.optim.AdamW's single-tensor path.
+// `maxSq` is undefined unless amsgrad is on.
+void AdamWUpdate(at::Tensor& p, at::Tensor& m, at::Tensor& v, at::Tensor& maxSq, const at::Tensor& g, double step,
+                 const AdamWHyper& h) {
+  p.mul_(1 - h.lr * h.weightDecay);  // decoupled weight decay, before the moment update
+  m.mul_(h.beta1).add_(g, 1 - h.beta1);
+  v.mul_(h.beta2).addcmul_(g, g, 1 - h.beta2);
+  double biasCorrection1 = 1 - std::pow(h.beta1, step);
+  double biasCorrection2Sqrt = std::sqrt(1 - std::pow(h.beta2, step));
+  double stepSize = h.lr / biasCorrection1;
+  at::Tensor second = v;
+  if (maxSq.defined()) {
+    at::maximum_out(maxSq, maxSq, v);
+    second = maxSq;
+  }
+  at::Tensor denom = (second.sqrt() / biasCorrection2Sqrt).add_(h.eps);  // eps after sqrt(v̂)
+  p.addcdiv_(m, denom, -stepSize);
+}
+
 // adamwStep(params, expAvg, expAvgSq, maxExpAvgSq, steps, lr, beta1, beta2, eps, weightDecay, amsgrad, maximize)
 //   -> number of parameters updated. maxExpAvgSq is [] unless amsgrad.
 Napi::Value AdamWStep(const Napi::CallbackInfo& info) {
@@ -147,28 +170,29 @@ Napi::Value AdamWStep(const Napi::CallbackInfo& info) {
   std::vector<at::Tensor> grads = GradsOf(env, params, "params", true);
 
   at::NoGradGuard noGrad;
+  AdamWHyper h{lr, beta1, beta2, eps, weightDecay};
   int updated = 0;
   for (size_t k = 0; k < params.size(); ++k) {
     if (!grads[k].defined()) continue;  // as in PyTorch: no gradient, no step and no state change
-    at::Tensor& p = params[k];
     at::Tensor g = maximize ? grads[k].neg() : grads[k];
     double step = steps[k] + 1;
-    steps[k] = step;
-
-    p.mul_(1 - lr * weightDecay);  // decoupled weight decay, before the moment update
-    expAvg[k].mul_(beta1).add_(g, 1 - beta1);
-    expAvgSq[k].mul_(beta2).addcmul_(g, g, 1 - beta2);
-
-    double biasCorrection1 = 1 - std::pow(beta1, step);
-    double biasCorrection2Sqrt = std::sqrt(1 - std::pow(beta2, step));
-    double stepSize = lr / biasCorrection1;
-    at::Tensor second = expAvgSq[k];
-    if (amsgrad) {
-      at::maximum_out(maxExpAvgSq[k], maxExpAvgSq[k], expAvgSq[k]);
-      second = maxExpAvgSq[k];
+    at::Tensor none;
+    at::Tensor& maxSq = amsgrad ? maxExpAvgSq[k] : none;
+    if (params[k].is_cpu() && params[k].scalar_type() == at::kHalf) {
+      // CPU libtorch has no float16 addcmul/addcdiv/sqrt kernels: update float32 copies and
+      // round once per tensor at the end, as PyTorch's fused (fused=True) Adam kernels do.
+      auto up = [](const at::Tensor& t) { return t.to(at::kFloat); };
+      at::Tensor p32 = up(params[k]), m32 = up(expAvg[k]), v32 = up(expAvgSq[k]);
+      at::Tensor mx32 = amsgrad ? up(maxSq) : at::Tensor();
+      AdamWUpdate(p32, m32, v32, mx32, up(g), step, h);
+      params[k].copy_(p32);
+      expAvg[k].copy_(m32);
+      expAvgSq[k].copy_(v32);
+      if (amsgrad) maxSq.copy_(mx32);
+    } else {
+      AdamWUpdate(params[k], expAvg[k], expAvgSq[k], maxSq, g, step, h);
     }
-    at::Tensor denom = (second.sqrt() / biasCorrection2Sqrt).add_(eps);  // eps after sqrt(v̂)
-    p.addcdiv_(expAvg[k], denom, -stepSize);
+    steps[k] = step;
     ++updated;
   }
   return Napi::Number::New(env, updated);
