@@ -10,7 +10,10 @@
 namespace tl {
 namespace {
 
+// Numbers spelled as JavaScript prints them (NaN, Infinity), since the reader is a JS user.
 std::string Num(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
   std::ostringstream s;
   s << v;
   return s.str();

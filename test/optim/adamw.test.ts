@@ -1,6 +1,4 @@
-import { optim, Tensor, zeros } from "../../lib";
-import { optimNative } from "../../lib/optim/native";
-import { handleOf } from "../../lib/tensor";
+import { optim, Tensor } from "../../lib";
 import { TORCH_DRIVER, maxAbsDiff, param, runTorch, setGrad, torchAvailable, values } from "./helpers";
 
 /** AdamW written out with plain float64 numbers, one element at a time. */
