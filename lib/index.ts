@@ -14,3 +14,4 @@ export * as cuda from "./cuda";
 export * as nn from "./nn";
 export * as lora from "./lora";
 export * as io from "./io";
+export * as optim from "./optim";
