@@ -20,7 +20,7 @@ export class TinyModel extends nn.Module {
   }
 
   override forward(ids: Tensor): Tensor {
-    return this.head.forward(this.act.forward(this.fc1.forward(this.emb.forward(ids))));
+    return this.head.forward(this.act.forward(this.fc1.forward(this.emb.forward(ids))) as Tensor);
   }
 }
 

@@ -51,11 +51,11 @@ describe("forward equals the formula computed independently", () => {
     const layer = model.at(0) as lora.LoraEmbedding;
     const [A, B] = layer.factors("default");
     init.normal_(B);
-    const Wv = emb.weight.toArray();
-    const Av = A.toArray();
-    const Bv = B.toArray();
+    const Wv = emb.weight.toList();
+    const Av = A.toList();
+    const Bv = B.toList();
     const idList = [0, 2, 6, 2, 3];
-    const out = (lm.forward(tensor(idList, { dtype: "int64" })) as Tensor).toArray();
+    const out = (lm.forward(tensor(idList, { dtype: "int64" })) as Tensor).toList();
     // Hand computation in plain JS numbers.
     idList.forEach((id, row) => {
       for (let j = 0; j < 3; j++) {
