@@ -17,7 +17,10 @@ int64_t OwnBytes(const at::Tensor& t) {
   return static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size());
 }
 
-void Finalize(Napi::Env env, TensorBox* box) {
+// A basic (pure) finalizer: with NAPI_EXPERIMENTAL, Node runs it during garbage collection
+// itself instead of on a later event-loop turn. A synchronous training loop never yields to
+// the loop, so deferred finalizers would keep every dropped tensor's memory until it ends.
+void Finalize(Napi::BasicEnv env, TensorBox* box) {
   if (box->reportedBytes) Napi::MemoryManagement::AdjustExternalMemory(env, -box->reportedBytes);
   box->magic = 0;
   delete box;

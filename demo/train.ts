@@ -1,0 +1,60 @@
+/** The demo's training and evaluation loops, written out explicitly as a user would. */
+import { Tensor, crossEntropy, noGrad, nn, optim } from "../lib";
+import { Examples, batchAt } from "./data";
+import { Progress } from "./progress";
+
+export interface TrainOptions {
+  steps: number;
+  batchSize: number;
+  lr: number;
+  label: string;
+  /** Parameters to train (the model's trainable parameters by default). */
+  parameters?: Tensor[];
+}
+
+/** Trains `model` on `examples` with AdamW and a warmup+cosine schedule; returns the last loss. */
+export function train(model: nn.Module, examples: Examples, options: TrainOptions): number {
+  const params = options.parameters ?? model.parameters().filter((p) => p.requiresGrad);
+  const opt = new optim.AdamW(params, { lr: options.lr, weightDecay: 0 });
+  const schedule = new optim.LRScheduler(
+    opt,
+    optim.linearWarmupCosine({ warmupSteps: Math.ceil(options.steps / 20), totalSteps: options.steps, minLrRatio: 0.1 }),
+  );
+  const progress = new Progress(options.label, options.steps);
+  const context = examples.inputs.shape[1];
+  model.train();
+  const started = process.hrtime.bigint();
+  let last = NaN;
+  for (let step = 1; step <= options.steps; step++) {
+    const { inputs, targets } = batchAt(examples, (step - 1) * options.batchSize, options.batchSize);
+    const loss = crossEntropy(model.forward(inputs) as Tensor, targets);
+    loss.backward();
+    optim.clipGradNorm(params, 1.0);
+    opt.step();
+    opt.zeroGrad();
+    schedule.step();
+    last = loss.item();
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    progress.update(step, { loss: last, tokensPerSecond: (step * options.batchSize * (context + 1)) / seconds });
+  }
+  progress.stop();
+  model.eval();
+  return last;
+}
+
+/** Mean cross-entropy of `model` over `examples`, without gradients, in evaluation mode. */
+export function evaluate(model: nn.Module, examples: Examples, batchSize = 1024): number {
+  const wasTraining = model.training;
+  model.eval();
+  let total = 0;
+  noGrad(() => {
+    for (let start = 0; start < examples.count; start += batchSize) {
+      const size = Math.min(batchSize, examples.count - start);
+      const inputs = examples.inputs.narrow(0, start, size);
+      const targets = examples.targets.narrow(0, start, size);
+      total += crossEntropy(model.forward(inputs) as Tensor, targets, { reduction: "sum" }).item();
+    }
+  });
+  model.train(wasTraining);
+  return total / examples.count;
+}
