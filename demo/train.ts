@@ -10,6 +10,10 @@ export interface TrainOptions {
   label: string;
   /** Parameters to train (the model's trainable parameters by default). */
   parameters?: Tensor[];
+  /** Called after every step with its loss (for loss curves). */
+  onStep?: (step: number, loss: number) => void;
+  /** No progress display. */
+  quiet?: boolean;
 }
 
 /** Trains `model` on `examples` with AdamW and a warmup+cosine schedule; returns the last loss. */
@@ -20,7 +24,7 @@ export function train(model: nn.Module, examples: Examples, options: TrainOption
     opt,
     optim.linearWarmupCosine({ warmupSteps: Math.ceil(options.steps / 20), totalSteps: options.steps, minLrRatio: 0.1 }),
   );
-  const progress = new Progress(options.label, options.steps);
+  const progress = options.quiet ? null : new Progress(options.label, options.steps);
   const context = examples.inputs.shape[1];
   model.train();
   const started = process.hrtime.bigint();
@@ -34,10 +38,11 @@ export function train(model: nn.Module, examples: Examples, options: TrainOption
     opt.zeroGrad();
     schedule.step();
     last = loss.item();
+    options.onStep?.(step, last);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    progress.update(step, { loss: last, tokensPerSecond: (step * options.batchSize * (context + 1)) / seconds });
+    progress?.update(step, { loss: last, tokensPerSecond: (step * options.batchSize * (context + 1)) / seconds });
   }
-  progress.stop();
+  progress?.stop();
   model.eval();
   return last;
 }
