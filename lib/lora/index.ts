@@ -4,3 +4,7 @@ export { LoraLinear, LoraEmbedding, LoraLayer, LoraFactor } from "./layers";
 export type { AdapterSettings, MergeOptions } from "./layers";
 export { resolveLoraConfig, matchesModuleName, layerSettings } from "./config";
 export type { LoraConfig, ResolvedLoraConfig, LinearInit, EmbeddingInit } from "./config";
+export { saveAdapter, saveAdapterAsync, loadAdapter, loadAdapterAsync, locateAdapter, readAdapterConfig } from "./peft-format";
+export type { SaveAdapterOptions, LoadAdapterOptions, AdapterLocation } from "./peft-format";
+export { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PEFT_KEY_PREFIX, toPeftConfigJson, fromPeftConfigJson } from "./peft-config";
+export type { PeftConfigReading } from "./peft-config";

@@ -8,6 +8,7 @@ import { Module } from "../nn/module";
 import { Tensor } from "../tensor";
 import { LoraConfig, ResolvedLoraConfig, layerSettings, matchesModuleName, resolveLoraConfig } from "./config";
 import { LoraEmbedding, LoraLayer, LoraLinear, MergeOptions } from "./layers";
+import { SaveAdapterOptions, saveAdapter, saveAdapterAsync } from "./peft-format";
 
 type AnyLoraLayer = LoraLayer<Linear | Conv1D | Embedding>;
 type Adaptable = Linear | Conv1D | Embedding;
@@ -21,7 +22,7 @@ function splitPath(path: string): [string, string] {
 }
 
 /** Selects the modules an adapter applies to, by PEFT's matching rules. */
-function selectTargets(model: Module, config: ResolvedLoraConfig): [string, Adaptable | AnyLoraLayer][] {
+export function selectTargets(model: Module, config: ResolvedLoraConfig): [string, Adaptable | AnyLoraLayer][] {
   const candidates = model
     .namedModules()
     .filter(([path, m]) => path !== "" && (isAdaptable(m) || m instanceof LoraLayer))
@@ -221,6 +222,20 @@ export class LoraModel extends Module {
   unload(): Module {
     this.unmerge();
     return this.#unloadLayers(false);
+  }
+
+  /**
+   * Saves adapters in Hugging Face PEFT's layout (see {@link saveAdapter}): `adapter_model.safetensors`
+   * and `adapter_config.json` in `dir`, or in `dir/<name>` for an adapter not named "default".
+   * Returns the directories written.
+   */
+  saveAdapter(dir: string, options: SaveAdapterOptions = {}): string[] {
+    return saveAdapter(this, dir, options);
+  }
+
+  /** {@link saveAdapter} with asynchronous file writes. */
+  saveAdapterAsync(dir: string, options: SaveAdapterOptions = {}): Promise<string[]> {
+    return saveAdapterAsync(this, dir, options);
   }
 
   /** Parameters that train: the active adapters' factors. */

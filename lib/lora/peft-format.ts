@@ -1,0 +1,325 @@
+/**
+ * Adapters on disk in Hugging Face PEFT's layout, so they move between this library and Python
+ * PEFT in both directions: a directory holding `adapter_model.safetensors` (keys
+ * `base_model.model.<module path>.lora_A.weight`, `.lora_B.weight`, `.lora_embedding_A`,
+ * `.lora_embedding_B`, adapter name stripped) and `adapter_config.json` (PEFT's snake_case
+ * LoraConfig). An adapter not named "default" lives in a subfolder named after it.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import { ConfigError, FormatError, describe } from "../errors";
+import { loadSafetensors, loadSafetensorsSync, saveSafetensors, saveSafetensorsSync, writeFileAtomic, writeFileAtomicSync } from "../io";
+import { Conv1D, Embedding } from "../nn/layers";
+import { Module, copyInto } from "../nn/module";
+import { Tensor, noGrad } from "../tensor";
+import { LoraConfig, ResolvedLoraConfig, layerSettings } from "./config";
+import { LoraEmbedding, LoraLayer, LoraLinear } from "./layers";
+import { LoraModel, injectAdapter, selectTargets } from "./model";
+import {
+  ADAPTER_CONFIG_NAME,
+  ADAPTER_WEIGHTS_NAME,
+  PEFT_KEY_PREFIX,
+  PeftConfigReading,
+  formatConfigJson,
+  parseConfigText,
+  resolvePeftConfig,
+  toPeftConfigJson,
+} from "./peft-config";
+
+// PEFT's safetensors writer stores this; transformers' loaders check it.
+const WEIGHTS_METADATA = { format: "pt" };
+const FLOAT_DTYPES = new Set(["float32", "float64", "float16", "bfloat16"]);
+
+/** Options of {@link saveAdapter}. */
+export interface SaveAdapterOptions {
+  /** The adapter(s) to save (default: every adapter, as PEFT's `save_pretrained` does). */
+  adapterName?: string | string[];
+}
+
+/** Options of {@link loadAdapter}. */
+export interface LoadAdapterOptions {
+  /** Name the loaded adapter gets (default "default"); also picks the subfolder `<dir>/<name>` when it holds an adapter. */
+  adapterName?: string;
+  /**
+   * false (default, as in PEFT's `from_pretrained`): the adapter's factors are frozen and the
+   * model is put in eval mode. true: the adapter trains like a freshly injected one.
+   */
+  isTrainable?: boolean;
+}
+
+/** Where an adapter's two files are. */
+export interface AdapterLocation {
+  dir: string;
+  configPath: string;
+  weightsPath: string;
+}
+
+interface SavePlan {
+  dir: string;
+  tensors: Map<string, Tensor>;
+  configText: string;
+}
+
+function adapterNamesToSave(model: LoraModel, options: SaveAdapterOptions): string[] {
+  if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
+  const requested = options.adapterName ?? model.adapterNames;
+  const names = typeof requested === "string" ? [requested] : requested;
+  if (!Array.isArray(names) || names.length === 0) {
+    throw new TypeError(`adapterName: expected an adapter name or a non-empty list of names, got ${describe(options.adapterName)}`);
+  }
+  for (const n of names) {
+    if (!model.adapterNames.includes(n)) throw new RangeError(`adapterName: no adapter ${describe(n)} (adapters: ${model.adapterNames.join(", ") || "none"})`);
+  }
+  return names;
+}
+
+function planSave(model: LoraModel, dir: string, options: SaveAdapterOptions): SavePlan[] {
+  if (!(model instanceof LoraModel)) throw new TypeError(`model: expected a LoraModel, got ${describe(model)}`);
+  if (typeof dir !== "string" || dir.length === 0) throw new TypeError(`dir: expected a directory path, got ${describe(dir)}`);
+  if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) throw new TypeError(`dir: ${dir} exists and is not a directory`);
+  const configs = model.peftConfig;
+  return adapterNamesToSave(model, options).map((name) => {
+    const tensors = new Map<string, Tensor>();
+    let conv1d = false;
+    for (const [p, layer] of model.loraLayers()) {
+      if (!layer.adapterNames.includes(name)) continue;
+      const [A, B] = layer.factors(name);
+      const [a, b] = layer instanceof LoraEmbedding ? ["lora_embedding_A", "lora_embedding_B"] : ["lora_A.weight", "lora_B.weight"];
+      tensors.set(`${PEFT_KEY_PREFIX}${p}.${a}`, A.detach());
+      tensors.set(`${PEFT_KEY_PREFIX}${p}.${b}`, B.detach());
+      if (layer instanceof LoraLinear && layer.base_layer instanceof Conv1D) conv1d = true;
+    }
+    // PEFT records fan_in_fan_out as the layers store their weight (it sets it for Conv1D), which
+    // is what a merge from the files alone needs to know.
+    const json = toPeftConfigJson(configs[name], conv1d);
+    return { dir: name === "default" ? dir : path.join(dir, name), tensors, configText: formatConfigJson(json) };
+  });
+}
+
+/**
+ * Saves adapters in PEFT's layout: `<dir>/adapter_model.safetensors` and
+ * `<dir>/adapter_config.json` for the adapter "default", `<dir>/<name>/...` for any other.
+ * Python PEFT's `PeftModel.from_pretrained` loads the result. Files are replaced atomically.
+ *
+ * @returns The directories written, one per adapter.
+ */
+export function saveAdapter(model: LoraModel, dir: string, options: SaveAdapterOptions = {}): string[] {
+  const plans = planSave(model, dir, options);
+  for (const p of plans) {
+    fs.mkdirSync(p.dir, { recursive: true });
+    saveSafetensorsSync(path.join(p.dir, ADAPTER_WEIGHTS_NAME), p.tensors, WEIGHTS_METADATA);
+    writeFileAtomicSync(path.join(p.dir, ADAPTER_CONFIG_NAME), p.configText);
+  }
+  return plans.map((p) => p.dir);
+}
+
+/** {@link saveAdapter} with asynchronous file writes. */
+export async function saveAdapterAsync(model: LoraModel, dir: string, options: SaveAdapterOptions = {}): Promise<string[]> {
+  const plans = planSave(model, dir, options);
+  for (const p of plans) {
+    await fs.promises.mkdir(p.dir, { recursive: true });
+    await saveSafetensors(path.join(p.dir, ADAPTER_WEIGHTS_NAME), p.tensors, WEIGHTS_METADATA);
+    await writeFileAtomic(path.join(p.dir, ADAPTER_CONFIG_NAME), p.configText);
+  }
+  return plans.map((p) => p.dir);
+}
+
+/**
+ * Finds an adapter's files: `<dir>/<adapterName>/` when `adapterName` is given, is not "default"
+ * and that subfolder holds an adapter_config.json (the layout {@link saveAdapter} writes), else
+ * `<dir>` itself. Throws a FormatError naming the missing path.
+ */
+export function locateAdapter(dir: string, adapterName?: string): AdapterLocation {
+  if (typeof dir !== "string" || dir.length === 0) throw new TypeError(`dir: expected an adapter directory path, got ${describe(dir)}`);
+  if (!fs.existsSync(dir)) throw new FormatError(`${dir}: no such adapter directory`);
+  if (!fs.statSync(dir).isDirectory()) {
+    throw new FormatError(`${dir}: not a directory (an adapter is a directory holding ${ADAPTER_CONFIG_NAME} and ${ADAPTER_WEIGHTS_NAME})`);
+  }
+  let base = dir;
+  if (adapterName !== undefined && adapterName !== "default" && fs.existsSync(path.join(dir, adapterName, ADAPTER_CONFIG_NAME))) {
+    base = path.join(dir, adapterName);
+  }
+  const configPath = path.join(base, ADAPTER_CONFIG_NAME);
+  const weightsPath = path.join(base, ADAPTER_WEIGHTS_NAME);
+  if (!fs.existsSync(configPath)) throw new FormatError(`${configPath}: missing (an adapter directory holds ${ADAPTER_CONFIG_NAME} and ${ADAPTER_WEIGHTS_NAME})`);
+  if (!fs.existsSync(weightsPath)) {
+    const bin = fs.existsSync(path.join(base, "adapter_model.bin"));
+    throw new FormatError(
+      `${weightsPath}: missing` +
+        (bin ? " (this adapter was saved as adapter_model.bin, a pickle; save it again with safe_serialization=True)" : ""),
+    );
+  }
+  return { dir: base, configPath, weightsPath };
+}
+
+/**
+ * Reads and checks an adapter_config.json (synchronously): the PEFT fields mapped to a
+ * {@link LoraConfig}, validated, with the fields from newer PEFT versions that were ignored.
+ */
+export function readAdapterConfig(configPath: string): PeftConfigReading & { resolved: ResolvedLoraConfig } {
+  return resolvePeftConfig(parseConfigText(readText(configPath), configPath), configPath);
+}
+
+function readText(file: string): string {
+  try {
+    return fs.readFileSync(file, "utf8");
+  } catch (err) {
+    throw new FormatError(`${file}: cannot be read (${(err as Error).message})`);
+  }
+}
+
+/** One tensor the file must hold, and where it goes. */
+interface Slot {
+  key: string;
+  shape: number[];
+  /** The target tensor, found once the adapter exists. */
+  target: (model: LoraModel) => Tensor;
+}
+
+const shapeText = (s: readonly number[]): string => `[${s.join(", ")}]`;
+
+/**
+ * Works out every key the weights file must hold for `config` on `model`, and checks the file
+ * against it: missing keys, unexpected keys, shapes and dtypes. Nothing in the model changes.
+ */
+function planLoad(model: Module, config: ResolvedLoraConfig, name: string, tensors: Record<string, Tensor>, loc: AdapterLocation): Slot[] {
+  const userModel = model instanceof LoraModel ? model.model : model;
+  let targets: ReturnType<typeof selectTargets>;
+  try {
+    targets = selectTargets(userModel, config);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError(`${loc.configPath}: ${err.message.replace(/^LoraConfig\.targetModules/, "target_modules")}`);
+    throw err;
+  }
+  const slots: Slot[] = [];
+  const fresh = new Set<string>();
+  for (const [p, module] of targets) {
+    const base = module instanceof LoraLayer ? module.base_layer : module;
+    if (!(module instanceof LoraLayer)) fresh.add(p);
+    const { r } = layerSettings(config, p);
+    const factor = (which: 0 | 1) => (m: LoraModel) => m.loraLayers().find(([q]) => q === p)![1].factors(name)[which];
+    if (base instanceof Embedding) {
+      slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_embedding_A`, shape: [r, base.numEmbeddings], target: factor(0) });
+      slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_embedding_B`, shape: [base.embeddingDim, r], target: factor(1) });
+    } else {
+      slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_A.weight`, shape: [r, base.inFeatures], target: factor(0) });
+      slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_B.weight`, shape: [base.outFeatures, r], target: factor(1) });
+    }
+  }
+  // PEFT also saves base weights in an adapter file (a targeted or resized embedding, with
+  // save_embedding_layers); its loader copies them into the model, and so do we.
+  const factorTensors = new Set<Tensor>();
+  if (model instanceof LoraModel) {
+    for (const [, layer] of model.loraLayers()) for (const n of layer.adapterNames) layer.factors(n).forEach((t) => factorTensors.add(t));
+  }
+  const baseParams = new Map<string, Tensor>();
+  for (const [n, t] of userModel.namedParameters()) {
+    if (factorTensors.has(t)) continue;
+    const cut = n.lastIndexOf(".");
+    const owner = cut < 0 ? "" : n.slice(0, cut);
+    const peftName = fresh.has(owner) ? `${owner}.base_layer.${n.slice(cut + 1)}` : n;
+    baseParams.set(`${PEFT_KEY_PREFIX}${peftName}`, t);
+  }
+  for (const [key, t] of baseParams) {
+    if (key in tensors) slots.push({ key, shape: t.shape, target: () => t });
+  }
+
+  const problems: string[] = [];
+  const expected = new Set(slots.map((s) => s.key));
+  const missing = slots.filter((s) => !(s.key in tensors)).map((s) => s.key);
+  const unexpected = Object.keys(tensors).filter((k) => !expected.has(k));
+  const list = (keys: string[]): string => keys.slice(0, 12).join(", ") + (keys.length > 12 ? `, ... (${keys.length} in all)` : "");
+  if (missing.length) problems.push(`missing keys: ${list(missing)}`);
+  if (unexpected.length) {
+    const named = unexpected.some((k) => new RegExp(`\\.lora_(?:embedding_)?[AB]\\.${name}(?:\\.|$)`).test(k));
+    problems.push(
+      `unexpected keys: ${list(unexpected)}` +
+        (named ? " (these keys carry the adapter name; PEFT strips it when saving)" : " (the config's target_modules does not select these modules in this model)"),
+    );
+  }
+  for (const s of slots) {
+    const t = tensors[s.key];
+    if (!t) continue;
+    if (t.shape.join() !== s.shape.join()) problems.push(`${s.key}: shape ${shapeText(t.shape)} in the file, ${shapeText(s.shape)} expected by the model and config`);
+    else if (!FLOAT_DTYPES.has(t.dtype)) problems.push(`${s.key}: dtype ${t.dtype}, expected a floating dtype`);
+  }
+  if (problems.length) throw new FormatError(`${loc.weightsPath}: does not fit the model: ${problems.join("; ")}`);
+  return slots;
+}
+
+function checkLoadArgs(model: unknown, options: LoadAdapterOptions): { name: string; trainable: boolean } {
+  if (!(model instanceof Module)) throw new TypeError(`model: expected an nn.Module or a LoraModel, got ${describe(model)}`);
+  if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
+  const name = options.adapterName ?? "default";
+  if (typeof name !== "string" || name.length === 0 || name.includes(".") || name.includes("/") || name.includes("\\")) {
+    throw new TypeError(`adapterName: expected a non-empty name without dots or slashes, got ${describe(name)}`);
+  }
+  if (model instanceof LoraModel && model.adapterNames.includes(name)) {
+    throw new ConfigError(`adapterName: the model already has an adapter called "${name}"; pass another adapterName or deleteAdapter("${name}") first`);
+  }
+  const trainable = options.isTrainable ?? false;
+  if (typeof trainable !== "boolean") throw new TypeError(`isTrainable: expected a boolean, got ${describe(trainable)}`);
+  return { name, trainable };
+}
+
+/** Injects (or adds) the adapter and copies the checked tensors in. */
+function apply(model: Module, config: LoraConfig, name: string, trainable: boolean, slots: Slot[], tensors: Record<string, Tensor>): LoraModel {
+  const existing = model instanceof LoraModel ? model : null;
+  const lora = existing ?? injectAdapter(model, config, name);
+  if (existing) existing.addAdapter(name, config);
+  try {
+    noGrad(() => {
+      for (const s of slots) copyInto(s.target(lora), tensors[s.key]);
+    });
+  } catch (err) {
+    // Not expected after the checks above; leave no half-loaded adapter behind.
+    if (existing) existing.deleteAdapter(name);
+    else lora.unload();
+    throw err;
+  }
+  if (!trainable) {
+    for (const [, layer] of lora.loraLayers()) {
+      if (layer.adapterNames.includes(name)) for (const t of layer.factors(name)) if (t.requiresGrad) t.requiresGrad = false;
+    }
+    lora.eval();
+  }
+  return lora;
+}
+
+/**
+ * Loads an adapter saved in PEFT's layout (by {@link saveAdapter} or by Python PEFT's
+ * `save_pretrained`) into `model`: a plain module gets the adapter injected, a LoraModel gets it
+ * added next to its adapters. Every key, shape and config field is checked before the model is
+ * touched, so a failed load changes nothing.
+ *
+ * @param model An nn.Module or a LoraModel.
+ * @param dir The adapter directory (or its parent, with `adapterName` naming the subfolder).
+ * @returns The LoraModel holding the adapter.
+ * @throws FormatError for a missing file, bad JSON, a missing/unexpected key or a shape mismatch
+ *   (naming the file and key); ConfigError for an unsupported or invalid config field (naming it).
+ */
+export function loadAdapter(model: Module, dir: string, options: LoadAdapterOptions = {}): LoraModel {
+  const { name, trainable } = checkLoadArgs(model, options);
+  const loc = locateAdapter(dir, options.adapterName);
+  const { config, resolved } = readAdapterConfig(loc.configPath);
+  const tensors = loadSafetensorsSync(loc.weightsPath);
+  const slots = planLoad(model, resolved, name, tensors, loc);
+  return apply(model, config, name, trainable, slots, tensors);
+}
+
+/** {@link loadAdapter} with asynchronous file reads. */
+export async function loadAdapterAsync(model: Module, dir: string, options: LoadAdapterOptions = {}): Promise<LoraModel> {
+  const { name, trainable } = checkLoadArgs(model, options);
+  const loc = locateAdapter(dir, options.adapterName);
+  let text: string;
+  try {
+    text = await fs.promises.readFile(loc.configPath, "utf8");
+  } catch (err) {
+    throw new FormatError(`${loc.configPath}: cannot be read (${(err as Error).message})`);
+  }
+  const { config, resolved } = resolvePeftConfig(parseConfigText(text, loc.configPath), loc.configPath);
+  const tensors = await loadSafetensors(loc.weightsPath);
+  // Planned after the last await, so the checks see the model as it is when it is changed.
+  const slots = planLoad(model, resolved, name, tensors, loc);
+  return apply(model, config, name, trainable, slots, tensors);
+}

@@ -1,0 +1,191 @@
+/**
+ * Merging a PEFT adapter into a base model's weights from the tensor names alone, with no model
+ * code: for every adapted module path p, `<p>.weight` gets `W += s·B·A` (Linear; transposed
+ * when fan_in_fan_out) or `W += s·(B·A)ᵀ` (Embedding), through the same native kernel as
+ * `LoraModel.merge`, so half-precision weights are merged in fp32 and rounded once.
+ */
+import { Dtype } from "../dtype";
+import { ConfigError, FormatError } from "../errors";
+import { Tensor, handleOf } from "../tensor";
+import { ResolvedLoraConfig, layerSettings } from "./config";
+import { loraNative } from "./native";
+import { PEFT_KEY_PREFIX } from "./peft-config";
+
+/** Name, shape and dtype of a stored tensor: a safetensors header entry or a loaded tensor. */
+export interface TensorShapeInfo {
+  name: string;
+  shape: number[];
+  dtype: Dtype | null;
+}
+
+/** One adapted module as the adapter files describe it. */
+export interface AdapterModuleInfo {
+  /** The module's path in the user model (the key without `base_model.model.` and the factor suffix). */
+  path: string;
+  kind: "linear" | "embedding";
+  r: number;
+  alpha: number;
+  scale: number;
+  keyA: string;
+  keyB: string;
+  shapeA: number[];
+  shapeB: number[];
+  dtype: Dtype | null;
+}
+
+const FACTOR_KEY = /^(.+)\.(lora_A\.weight|lora_B\.weight|lora_embedding_A|lora_embedding_B)$/;
+const FLOATING: readonly string[] = ["float32", "float64", "float16", "bfloat16"];
+
+/**
+ * Lists the adapted modules of an adapter from its tensor names and shapes, with rank, alpha
+ * and scale per module (rank_pattern / alpha_pattern / use_rslora applied). Checks that every
+ * key is a LoRA factor under `base_model.model.`, that A and B come in pairs with one rank, and
+ * that the rank agrees with the config; throws a FormatError naming the key otherwise.
+ */
+export function describeAdapterModules(config: ResolvedLoraConfig, tensors: TensorShapeInfo[], file: string): AdapterModuleInfo[] {
+  const byPath = new Map<string, Partial<Record<string, TensorShapeInfo>>>();
+  for (const t of tensors) {
+    const m = FACTOR_KEY.exec(t.name);
+    if (!t.name.startsWith(PEFT_KEY_PREFIX) || !m) {
+      throw new FormatError(
+        `${file}: ${JSON.stringify(t.name)} is not a LoRA factor key (expected ${PEFT_KEY_PREFIX}<module>.lora_A.weight, .lora_B.weight, .lora_embedding_A or .lora_embedding_B)`,
+      );
+    }
+    const p = m[1].slice(PEFT_KEY_PREFIX.length);
+    const entry = byPath.get(p) ?? {};
+    entry[m[2]] = t;
+    byPath.set(p, entry);
+  }
+  const out: AdapterModuleInfo[] = [];
+  for (const [p, entry] of byPath) {
+    const embedding = entry.lora_embedding_A !== undefined || entry.lora_embedding_B !== undefined;
+    const [na, nb] = embedding ? ["lora_embedding_A", "lora_embedding_B"] : ["lora_A.weight", "lora_B.weight"];
+    const keyA = `${PEFT_KEY_PREFIX}${p}.${na}`;
+    const keyB = `${PEFT_KEY_PREFIX}${p}.${nb}`;
+    if (Object.keys(entry).length !== 2 || !entry[na] || !entry[nb]) {
+      const have = Object.keys(entry).map((k) => `${PEFT_KEY_PREFIX}${p}.${k}`);
+      throw new FormatError(`${file}: module ${p} needs exactly ${keyA} and ${keyB}; the file has ${have.join(", ")}`);
+    }
+    const A = entry[na]!;
+    const B = entry[nb]!;
+    if (A.shape.length !== 2 || B.shape.length !== 2 || A.shape[0] !== B.shape[1]) {
+      throw new FormatError(`${file}: ${keyA} has shape [${A.shape.join(", ")}] and ${keyB} has shape [${B.shape.join(", ")}]; expected (r, in) and (out, r)`);
+    }
+    for (const t of [A, B]) {
+      if (t.dtype === null || !FLOATING.includes(t.dtype)) throw new FormatError(`${file}: ${t.name} has dtype ${t.dtype ?? "unsupported"}, expected a floating dtype`);
+    }
+    const { r, alpha, scale } = layerSettings(config, p);
+    if (A.shape[0] !== r) {
+      throw new FormatError(`${file}: ${keyA} has rank ${A.shape[0]}, but the config gives module ${p} r = ${r} (r / rank_pattern)`);
+    }
+    out.push({ path: p, kind: embedding ? "embedding" : "linear", r, alpha, scale, keyA, keyB, shapeA: A.shape, shapeB: B.shape, dtype: A.dtype });
+  }
+  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/** How an adapter module path becomes a base-file key; tried in this order, the first that finds every module wins. */
+const KEY_STYLES: { label: string; key: (p: string) => string | null }[] = [
+  { label: "<module>.weight", key: (p) => `${p}.weight` },
+  { label: "base_model.model.<module>.weight", key: (p) => `${PEFT_KEY_PREFIX}${p}.weight` },
+  { label: "model.<module>.weight", key: (p) => `model.${p}.weight` },
+  { label: "<module without its model. prefix>.weight", key: (p) => (p.startsWith("model.") ? `${p.slice(6)}.weight` : null) },
+];
+
+/** One planned module merge. */
+export interface PlannedMerge {
+  module: AdapterModuleInfo;
+  /** The base-file key receiving the delta. */
+  baseKey: string;
+  /** True when the delta is added transposed (embeddings, fan_in_fan_out Linear). */
+  transposed: boolean;
+}
+
+/**
+ * Matches each adapted module to its weight in a base file and checks the shapes, before any data
+ * is read. The base keys may be the module paths as in the adapter, or carry (or lack) a
+ * `base_model.model.` / `model.` prefix: one naming style is picked for the whole file, the
+ * first of those under which every module's `.weight` exists.
+ *
+ * @throws ConfigError when no style finds every module (listing the missing keys) or a shape disagrees.
+ */
+export function planWeightMerge(base: TensorShapeInfo[], modules: AdapterModuleInfo[], fanInFanOut: boolean, file: string): PlannedMerge[] {
+  const byName = new Map(base.map((t) => [t.name, t]));
+  const style = KEY_STYLES.find((s) => modules.every((m) => { const k = s.key(m.path); return k !== null && byName.has(k); }));
+  if (!style) {
+    const missing = modules.map((m) => `${m.path}.weight`).filter((k) => !byName.has(k));
+    throw new ConfigError(
+      `${file}: the base weights lack ${missing.slice(0, 12).join(", ")}${missing.length > 12 ? `, ... (${missing.length} in all)` : ""} ` +
+        `(also tried the key styles ${KEY_STYLES.slice(1).map((s) => s.label).join(", ")})`,
+    );
+  }
+  return modules.map((m) => {
+    const baseKey = style.key(m.path)!;
+    const w = byName.get(baseKey)!;
+    const transposed = m.kind === "embedding" || fanInFanOut;
+    const outDim = m.shapeB[0];
+    const inDim = m.shapeA[1];
+    const want = transposed ? [inDim, outDim] : [outDim, inDim];
+    if (w.shape.join() !== want.join()) {
+      const hint = m.kind === "linear" && w.shape.join() === [want[1], want[0]].join() ? ` (the adapter's fan_in_fan_out is ${fanInFanOut}; the base weight looks stored the other way round)` : "";
+      throw new ConfigError(`${file}: ${baseKey} has shape [${w.shape.join(", ")}], but the adapter for ${m.path} needs [${want.join(", ")}]${hint}`);
+    }
+    if (w.dtype === null || !FLOATING.includes(w.dtype)) throw new ConfigError(`${file}: ${baseKey} has dtype ${w.dtype ?? "unsupported"}; only floating weights can be merged`);
+    return { module: m, baseKey, transposed };
+  });
+}
+
+/** Options of {@link mergeWeights}. */
+export interface MergeWeightsOptions {
+  /** Cast every floating tensor of the output to this dtype (merged weights are rounded once). */
+  dtype?: Dtype;
+  /** Refuse (ConfigError naming the tensor) when a merged or cast tensor holds NaN/Inf. */
+  safe?: boolean;
+  /** Called after each module is merged. */
+  onMerged?: (done: number, total: number, plan: PlannedMerge) => void;
+}
+
+/**
+ * Applies planned merges to `base` (name → tensor, modified in place where the dtype is kept) and
+ * returns the output weights, every tensor of `base` included, cast as `options.dtype` says.
+ */
+export function mergeWeights(
+  base: Record<string, Tensor>,
+  adapter: Record<string, Tensor>,
+  plans: PlannedMerge[],
+  options: MergeWeightsOptions = {},
+): Record<string, Tensor> {
+  const out: Record<string, Tensor> = { ...base };
+  const target = options.dtype;
+  const touched = new Set<string>();
+  plans.forEach((plan, i) => {
+    const { module: m, baseKey } = plan;
+    const w = base[baseKey];
+    const packed = [handleOf(adapter[m.keyA]), handleOf(adapter[m.keyB]), m.scale, 0];
+    const outDtype = target ?? w.dtype;
+    // Same dtype: the kernel merges in place (fp32 math for fp16/bf16, one rounding). A cast on
+    // the way out: merge in a wide dtype and round once at the end, never twice.
+    const work = outDtype === w.dtype ? w : w.to({ dtype: w.dtype === "float64" || outDtype === "float64" ? "float64" : "float32" });
+    try {
+      loraNative.loraMerge(handleOf(work), packed, m.kind, plan.transposed && m.kind === "linear", false, false);
+    } catch (err) {
+      throw new ConfigError(`merging ${m.path} into ${baseKey} failed: ${(err as Error).message}`);
+    }
+    out[baseKey] = work.dtype === outDtype ? work : work.to({ dtype: outDtype });
+    touched.add(baseKey);
+    options.onMerged?.(i + 1, plans.length, plan);
+  });
+  if (target) {
+    for (const [k, t] of Object.entries(out)) {
+      if (!touched.has(k) && FLOATING.includes(t.dtype) && t.dtype !== target) {
+        out[k] = t.to({ dtype: target });
+        touched.add(k);
+      }
+    }
+  }
+  if (options.safe) {
+    for (const k of touched) {
+      if (!out[k].allFinite()) throw new ConfigError(`refused (--safe): ${k} would hold NaN or Inf values after the merge${target ? ` and the cast to ${target}` : ""}`);
+    }
+  }
+  return out;
+}
