@@ -129,7 +129,7 @@ function main(): void {
   const identical = [...baseWeights].every(([n, b]) => after.get(n)?.equals(b));
   check(identical, `after unmerge the ${baseWeights.size} base tensors are bit-identical to before fine-tuning`);
   fs.mkdirSync(args.out, { recursive: true });
-  (lm as unknown as { saveAdapter(dir: string): void }).saveAdapter?.(args.out);
+  lm.saveAdapter(args.out);
   for (const file of fs.readdirSync(args.out).sort()) {
     console.log(`  wrote ${path.join(args.out, file)} (${fs.statSync(path.join(args.out, file)).size.toLocaleString("en-US")} bytes)`);
   }
