@@ -3,7 +3,7 @@
  * same name on the real tensor, in place, on any device and floating dtype, and returns it.
  */
 import { native } from "./binding";
-import { Tensor, handleOf } from "./tensor";
+import { Tensor, handleOf, optionsObject } from "./tensor";
 
 /** Fan mode for the Kaiming initializers. */
 export type FanMode = "fan_in" | "fan_out";
@@ -44,10 +44,12 @@ export function ones_(t: Tensor): Tensor {
 }
 /** He uniform init: U(-bound, bound), bound = gain·√(3/fan). PyTorch's Linear uses `a = √5`. */
 export function kaiming_uniform_(t: Tensor, options: KaimingOptions = {}): Tensor {
+  optionsObject(options);
   return run(t, (h) => native.initKaimingUniform(h, options.a ?? 0, options.mode ?? "fan_in", options.nonlinearity ?? "leaky_relu"));
 }
 /** He normal init: N(0, std²), std = gain/√fan. */
 export function kaiming_normal_(t: Tensor, options: KaimingOptions = {}): Tensor {
+  optionsObject(options);
   return run(t, (h) => native.initKaimingNormal(h, options.a ?? 0, options.mode ?? "fan_in", options.nonlinearity ?? "leaky_relu"));
 }
 /** Glorot uniform init. */

@@ -19,6 +19,18 @@ export type Operand = Tensor | number;
 
 let handleOfTensor: (t: Tensor) => NativeTensor;
 
+/**
+ * `value` as an options object (undefined gives `{}`); anything else (null, a string, an array)
+ * is a TypeError naming `arg`, rather than a "cannot read properties of null" from deep inside.
+ */
+export function optionsObject<T extends object>(value: T | undefined, arg = "options"): T {
+  if (value === undefined) return {} as T;
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new TypeError(`${arg}: expected an options object, got ${describe(value)}`);
+  }
+  return value;
+}
+
 /** A tensor backed by libtorch. Create one with {@link tensor}, {@link zeros}, {@link randn}, ... */
 export class Tensor {
   readonly #h: NativeTensor;
@@ -91,7 +103,7 @@ export class Tensor {
 
   /** Converts to another dtype and/or device (a new tensor; autograd flows through). */
   to(options: { dtype?: Dtype; device?: Device } | Dtype | Device): Tensor {
-    const opts = typeof options === "string" ? (options.startsWith("c") ? { device: options as Device } : { dtype: options as Dtype }) : options;
+    const opts = typeof options === "string" ? (options.startsWith("c") ? { device: options as Device } : { dtype: options as Dtype }) : optionsObject(options);
     const dtype = opts.dtype === undefined ? null : checkDtype(opts.dtype, "dtype");
     const device = opts.device === undefined ? null : checkDevice(opts.device, "device");
     return new Tensor(native.to(this.#h, dtype, device));
@@ -137,7 +149,8 @@ export class Tensor {
   }
   /** Computes gradients of this tensor with respect to the leaves that require them. */
   backward(gradient?: Tensor, options: { retainGraph?: boolean } = {}): void {
-    native.backward(this.#h, gradient === undefined ? null : handleOf(gradient, "gradient"), options.retainGraph ?? false);
+    const retainGraph = optionsObject(options).retainGraph ?? false;
+    native.backward(this.#h, gradient === undefined ? null : handleOf(gradient, "gradient"), retainGraph);
   }
 
   // ---- arithmetic ----
@@ -273,7 +286,8 @@ export class Tensor {
   // ---- comparison ----
   /** True when `|this - other| <= atol + rtol·|other|` everywhere. */
   allclose(other: Tensor, options: { rtol?: number; atol?: number } = {}): boolean {
-    return native.allclose(this.#h, handleOf(other, "other"), options.rtol ?? 1e-5, options.atol ?? 1e-8);
+    const { rtol = 1e-5, atol = 1e-8 } = optionsObject(options);
+    return native.allclose(this.#h, handleOf(other, "other"), rtol, atol);
   }
   /** True when shape, dtype, device and every value are the same (bit-exact for floats except NaN). */
   equal(other: Tensor): boolean {
@@ -324,6 +338,7 @@ type NestedNumbers = number | boolean | NestedNumbers[];
 export type TensorData = ArrayBufferView | NestedNumbers[] | number;
 
 function defaults(options: TensorOptions): { dtype: Dtype; device: Device; requiresGrad: boolean } {
+  optionsObject(options);
   return {
     dtype: options.dtype === undefined ? "float32" : checkDtype(options.dtype, "dtype"),
     device: options.device === undefined ? "cpu" : checkDevice(options.device, "device"),
@@ -344,10 +359,15 @@ function checkGradDtype(requiresGrad: boolean, dtype: Dtype): void {
   }
 }
 
+/** libtorch's limit on the number of dimensions. */
+const MAX_NDIM = 64;
+
 function inferShape(data: NestedNumbers[]): number[] {
   const shape: number[] = [];
   let level: NestedNumbers = data;
   while (Array.isArray(level)) {
+    // Checked here so that absurd nesting is a clear error, not a stack overflow in flatten().
+    if (shape.length === MAX_NDIM) throw new RangeError(`data: nested deeper than ${MAX_NDIM} levels (libtorch's limit on dimensions)`);
     shape.push(level.length);
     level = level[0];
   }
@@ -388,6 +408,17 @@ const INT_RANGE: Partial<Record<Dtype, [number, number]>> = {
   uint8: [0, 255],
 };
 
+// libtorch would truncate fractions and wrap out-of-range values silently (300 -> 44 as uint8).
+function fitsDtype(v: number, dtype: Dtype): boolean {
+  const range = INT_RANGE[dtype];
+  return !range || (Number.isInteger(v) && v >= range[0] && v <= range[1]);
+}
+
+function whyNotFits(v: number, dtype: Dtype): string {
+  const range = INT_RANGE[dtype]!;
+  return Number.isInteger(v) ? `is outside the ${dtype} range [${range[0]}, ${range[1]}]` : "is not an integer";
+}
+
 /**
  * Creates a tensor from data (values are copied).
  *
@@ -396,6 +427,7 @@ const INT_RANGE: Partial<Record<Dtype, [number, number]>> = {
  * @example tensor([[1, 2], [3, 4]]) ; tensor(new Float32Array(6), { shape: [2, 3] }) ; tensor([3, 1, 4], { dtype: "int64" })
  */
 export function tensor(data: TensorData, options: TensorOptions & { shape?: readonly number[] } = {}): Tensor {
+  optionsObject(options);
   let values: ArrayBufferView;
   let shape: number[];
   let dtype: Dtype | undefined = options.dtype === undefined ? undefined : checkDtype(options.dtype, "dtype");
@@ -418,14 +450,9 @@ export function tensor(data: TensorData, options: TensorOptions & { shape?: read
     throw new TypeError(`data: expected a TypedArray, an array of numbers or a number, got ${describe(data)}`);
   }
   const resolved = defaults({ ...options, dtype: dtype ?? "float32" });
-  const range = INT_RANGE[resolved.dtype];
-  if (range && (values instanceof Float64Array || values instanceof Float32Array)) {
-    // libtorch would truncate fractions and wrap out-of-range values silently (300 -> 44 as uint8).
-    const bad = values.findIndex((v) => !Number.isInteger(v) || v < range[0] || v > range[1]);
-    if (bad >= 0) {
-      const why = Number.isInteger(values[bad]) ? `is outside the ${resolved.dtype} range [${range[0]}, ${range[1]}]` : "is not an integer";
-      throw new RangeError(`data[${bad}]: ${values[bad]} ${why}, but dtype is ${resolved.dtype}`);
-    }
+  if (values instanceof Float64Array || values instanceof Float32Array) {
+    const bad = values.findIndex((v) => !fitsDtype(v, resolved.dtype));
+    if (bad >= 0) throw new RangeError(`data[${bad}]: ${values[bad]} ${whyNotFits(values[bad], resolved.dtype)}, but dtype is ${resolved.dtype}`);
   }
   checkGradDtype(resolved.requiresGrad, resolved.dtype);
   return new Tensor(native.fromTypedArray(values, shape, resolved.dtype, resolved.device, resolved.requiresGrad));
@@ -451,6 +478,8 @@ export const randn = (shape: readonly number[], options: TensorOptions = {}): Te
 /** A tensor filled with `value`. */
 export function full(shape: readonly number[], value: number, options: TensorOptions = {}): Tensor {
   if (typeof value !== "number") throw new TypeError(`value: expected a number, got ${describe(value)}`);
+  const dtype = defaults(options).dtype;
+  if (!fitsDtype(value, dtype)) throw new RangeError(`value: ${value} ${whyNotFits(value, dtype)}, but dtype is ${dtype}`);
   return factory("full", shape, options, value);
 }
 
@@ -459,6 +488,7 @@ export function full(shape: readonly number[], value: number, options: TensorOpt
  * The default dtype is int64, as in PyTorch, when every argument is an integer, else float32.
  */
 export function arange(start: number, end?: number, step = 1, options: TensorOptions = {}): Tensor {
+  optionsObject(options);
   if (end === undefined) [start, end] = [0, start];
   for (const [name, v] of [["start", start], ["end", end], ["step", step]] as const) {
     if (typeof v !== "number" || !Number.isFinite(v)) throw new TypeError(`${name}: expected a finite number, got ${describe(v)}`);

@@ -86,7 +86,8 @@ std::vector<int64_t> IntListArg(const Napi::CallbackInfo& info, size_t i, const 
   for (uint32_t k = 0; k < a.Length(); ++k) {
     Napi::Value e = a.Get(k);
     double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : NAN;
-    if (!std::isfinite(d) || std::floor(d) != d) {
+    // Beyond 2^53 a double is no longer an exact integer, and casting one past 2^63 is undefined.
+    if (!std::isfinite(d) || std::floor(d) != d || std::fabs(d) > 9007199254740991.0) {
       ThrowTypeError(info.Env(), std::string(name) + "[" + std::to_string(k) +
                                      "]: expected an integer, got " + Describe(e));
     }

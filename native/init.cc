@@ -31,6 +31,10 @@ torch::nn::init::NonlinearityType NonlinearityArg(const Napi::CallbackInfo& info
   ThrowTypeError(info.Env(), "nonlinearity: expected leaky_relu, relu, linear, tanh or sigmoid, got \"" + n + "\"");
 }
 
+// PyTorch's Python init functions return a zero-element tensor untouched; libtorch's C++
+// ones divide by a zero fan (orthogonal_ even raises SIGFPE), so the bindings return early.
+bool NothingToFill(const at::Tensor& t) { return t.numel() == 0; }
+
 void CheckFanDims(const Napi::CallbackInfo& info, const at::Tensor& t, const char* fn) {
   if (t.dim() < 2) {
     ThrowRangeError(info.Env(), std::string(fn) + ": fan in and fan out cannot be computed for a tensor with fewer than 2 dimensions (got " +
@@ -79,35 +83,44 @@ Napi::Value Ones(const Napi::CallbackInfo& info) {
 Napi::Value KaimingUniform(const Napi::CallbackInfo& info) {
   at::Tensor& t = FloatingArg(info);
   CheckFanDims(info, t, "kaiming_uniform_");
-  torch::nn::init::kaiming_uniform_(t, FiniteArg(info, 1, "a"), FanModeArg(info, 2), NonlinearityArg(info, 3));
+  double a = FiniteArg(info, 1, "a");
+  auto mode = FanModeArg(info, 2);
+  auto nonlinearity = NonlinearityArg(info, 3);
+  if (!NothingToFill(t)) torch::nn::init::kaiming_uniform_(t, a, mode, nonlinearity);
   return info[0];
 }
 
 Napi::Value KaimingNormal(const Napi::CallbackInfo& info) {
   at::Tensor& t = FloatingArg(info);
   CheckFanDims(info, t, "kaiming_normal_");
-  torch::nn::init::kaiming_normal_(t, FiniteArg(info, 1, "a"), FanModeArg(info, 2), NonlinearityArg(info, 3));
+  double a = FiniteArg(info, 1, "a");
+  auto mode = FanModeArg(info, 2);
+  auto nonlinearity = NonlinearityArg(info, 3);
+  if (!NothingToFill(t)) torch::nn::init::kaiming_normal_(t, a, mode, nonlinearity);
   return info[0];
 }
 
 Napi::Value XavierUniform(const Napi::CallbackInfo& info) {
   at::Tensor& t = FloatingArg(info);
   CheckFanDims(info, t, "xavier_uniform_");
-  torch::nn::init::xavier_uniform_(t, FiniteArg(info, 1, "gain"));
+  double gain = FiniteArg(info, 1, "gain");
+  if (!NothingToFill(t)) torch::nn::init::xavier_uniform_(t, gain);
   return info[0];
 }
 
 Napi::Value XavierNormal(const Napi::CallbackInfo& info) {
   at::Tensor& t = FloatingArg(info);
   CheckFanDims(info, t, "xavier_normal_");
-  torch::nn::init::xavier_normal_(t, FiniteArg(info, 1, "gain"));
+  double gain = FiniteArg(info, 1, "gain");
+  if (!NothingToFill(t)) torch::nn::init::xavier_normal_(t, gain);
   return info[0];
 }
 
 Napi::Value Orthogonal(const Napi::CallbackInfo& info) {
   at::Tensor& t = FloatingArg(info);
   CheckFanDims(info, t, "orthogonal_");
-  torch::nn::init::orthogonal_(t, FiniteArg(info, 1, "gain"));
+  double gain = FiniteArg(info, 1, "gain");
+  if (!NothingToFill(t)) torch::nn::init::orthogonal_(t, gain);
   return info[0];
 }
 

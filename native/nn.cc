@@ -6,11 +6,26 @@
 namespace tl {
 namespace {
 
+// ATen's own messages ("expected scalar type Long but found Float") name neither argument.
+void CheckSameKind(Napi::Env env, const at::Tensor& x, const char* xName, const at::Tensor& w, const char* what) {
+  if (x.device() != w.device()) {
+    ThrowError(env, std::string(xName) + ": is on " + DeviceName(x.device()) + " but the " + what + " is on " + DeviceName(w.device()) +
+                        "; move it with to(\"" + DeviceName(w.device()) + "\")");
+  }
+  if (x.scalar_type() != w.scalar_type()) {
+    ThrowTypeError(env, std::string(xName) + ": expected dtype " + DtypeName(w.scalar_type()) + " (the " + what + "'s dtype), got " +
+                            DtypeName(x.scalar_type()));
+  }
+}
+
 // linear(x, weight (out, in), bias | null)
 Napi::Value Linear(const Napi::CallbackInfo& info) {
   at::Tensor& x = TensorArg(info, 0, "input");
   at::Tensor& w = TensorArg(info, 1, "weight");
   at::Tensor b = OptionalTensorArg(info, 2, "bias");
+  if (w.dim() != 2) ThrowRangeError(info.Env(), "weight: expected a matrix (out_features, in_features), got shape " + c10::str(w.sizes()));
+  CheckSameKind(info.Env(), x, "input", w, "layer weight");
+  if (b.defined()) CheckSameKind(info.Env(), b, "bias", w, "layer weight");
   if (x.dim() < 1 || x.size(-1) != w.size(1)) {
     ThrowRangeError(info.Env(), "input: expected last dimension " + std::to_string(w.size(1)) + " (in_features), got shape " +
                                     c10::str(x.sizes()));
@@ -26,6 +41,10 @@ Napi::Value Linear(const Napi::CallbackInfo& info) {
 Napi::Value Embedding(const Napi::CallbackInfo& info) {
   at::Tensor& ids = TensorArg(info, 0, "ids");
   at::Tensor& w = TensorArg(info, 1, "weight");
+  if (w.dim() != 2) ThrowRangeError(info.Env(), "weight: expected a matrix (num_embeddings, embedding_dim), got shape " + c10::str(w.sizes()));
+  if (ids.device() != w.device()) {
+    ThrowError(info.Env(), "ids: are on " + DeviceName(ids.device()) + " but the embedding weight is on " + DeviceName(w.device()));
+  }
   CheckTokenIds(info.Env(), ids, w.size(0));
   return WrapTensor(info.Env(), at::embedding(w, ids, IntArg(info, 2, "paddingIdx")));
 }

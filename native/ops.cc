@@ -62,7 +62,14 @@ Napi::Value Maximum(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Matmul(const Napi::CallbackInfo& info) {
-  return WrapTensor(info.Env(), at::matmul(TensorArg(info, 0, "self"), TensorArg(info, 1, "other")));
+  at::Tensor& a = TensorArg(info, 0, "self");
+  at::Tensor& b = TensorArg(info, 1, "other");
+  // matmul does not promote; ATen's "expected scalar type Float but found Double" names no argument.
+  if (a.scalar_type() != b.scalar_type()) {
+    ThrowTypeError(info.Env(), std::string("other: expected dtype ") + DtypeName(a.scalar_type()) + " (the dtype of self), got " +
+                                   DtypeName(b.scalar_type()));
+  }
+  return WrapTensor(info.Env(), at::matmul(a, b));
 }
 
 Napi::Value Transpose(const Napi::CallbackInfo& info) {
@@ -144,17 +151,28 @@ Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
   if (target.scalar_type() != at::kLong) {
     ThrowTypeError(info.Env(), std::string("target: expected class indices of dtype int64, got ") + DtypeName(target.scalar_type()));
   }
+  double smoothing = NumberArg(info, 4, "labelSmoothing");
+  // ATen checks the range with comparisons that NaN slips through.
+  if (!(smoothing >= 0 && smoothing <= 1)) ThrowRangeError(info.Env(), "labelSmoothing: expected a number in [0, 1], got " + Describe(info[4]));
   return WrapTensor(info.Env(), at::cross_entropy_loss(logits, target, {}, ReductionArg(info, 2),
-                                                      IntArg(info, 3, "ignoreIndex"), NumberArg(info, 4, "labelSmoothing")));
+                                                      IntArg(info, 3, "ignoreIndex"), smoothing));
 }
 
 Napi::Value MseLoss(const Napi::CallbackInfo& info) {
-  return WrapTensor(info.Env(), at::mse_loss(TensorArg(info, 0, "input"), TensorArg(info, 1, "target"), ReductionArg(info, 2)));
+  at::Tensor& input = TensorArg(info, 0, "input");
+  at::Tensor& target = TensorArg(info, 1, "target");
+  // PyTorch only warns and broadcasts here, which silently computes the wrong loss.
+  if (!input.sizes().equals(target.sizes())) {
+    ThrowRangeError(info.Env(), "target: expected the shape of input " + c10::str(input.sizes()) + ", got " + c10::str(target.sizes()));
+  }
+  return WrapTensor(info.Env(), at::mse_loss(input, target, ReductionArg(info, 2)));
 }
 
 Napi::Value Allclose(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), at::allclose(TensorArg(info, 0, "self"), TensorArg(info, 1, "other"),
-                                                     NumberArg(info, 2, "rtol"), NumberArg(info, 3, "atol")));
+  double rtol = NumberArg(info, 2, "rtol"), atol = NumberArg(info, 3, "atol");
+  if (!(rtol >= 0 && std::isfinite(rtol))) ThrowRangeError(info.Env(), "rtol: expected a finite number >= 0, got " + Describe(info[2]));
+  if (!(atol >= 0 && std::isfinite(atol))) ThrowRangeError(info.Env(), "atol: expected a finite number >= 0, got " + Describe(info[3]));
+  return Napi::Boolean::New(info.Env(), at::allclose(TensorArg(info, 0, "self"), TensorArg(info, 1, "other"), rtol, atol));
 }
 
 Napi::Value Equal(const Napi::CallbackInfo& info) {

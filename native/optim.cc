@@ -5,6 +5,7 @@
 #include "errors.h"
 
 #include <cmath>
+#include <limits>
 #include <unordered_set>
 
 namespace tl {
@@ -130,6 +131,26 @@ struct AdamWHyper {
   double lr, beta1, beta2, eps, weightDecay;
 };
 
+// The dtype the update arithmetic of parameter `p` runs in (float16 on CPU is updated in float32).
+at::ScalarType ComputeType(const at::Tensor& p) {
+  return p.is_cpu() && p.scalar_type() == at::kHalf ? at::kFloat : p.scalar_type();
+}
+
+// libtorch refuses a Scalar operand that overflows the tensor's dtype ("value cannot be converted
+// to type float without overflow") in the middle of an update, after earlier parameters were
+// written. Each factor is checked for every parameter before anything changes.
+void CheckFactorFits(Napi::Env env, double factor, const at::Tensor& p, size_t k, const std::string& what) {
+  at::ScalarType type = ComputeType(p);
+  double limit = type == at::kFloat ? std::numeric_limits<float>::max()
+                 : type == at::kHalf ? 65504.0
+                 : type == at::kBFloat16 ? 3.3895313892515355e38
+                 : std::numeric_limits<double>::max();
+  if (std::fabs(factor) > limit) {
+    ThrowRangeError(env, what + " gives the factor " + Num(factor) + ", which " + DtypeName(type) + " arithmetic cannot represent (params[" +
+                             std::to_string(k) + "]); nothing was changed");
+  }
+}
+
 // One parameter's AdamW update, op for op as torch.optim.AdamW's single-tensor path.
 // `maxSq` is undefined unless amsgrad is on.
 void AdamWUpdate(at::Tensor& p, at::Tensor& m, at::Tensor& v, at::Tensor& maxSq, const at::Tensor& g, double step,
@@ -171,6 +192,13 @@ Napi::Value AdamWStep(const Napi::CallbackInfo& info) {
     ThrowTypeError(env, "maxExpAvgSq: expected an empty array when amsgrad is false, got " + Describe(info[3]));
   }
   std::vector<at::Tensor> grads = GradsOf(env, params, "params", true);
+  for (size_t k = 0; k < params.size(); ++k) {
+    if (!grads[k].defined()) continue;
+    double step = steps[k] + 1;
+    CheckFactorFits(env, 1 - lr * weightDecay, params[k], k, "lr " + Num(lr) + " with weightDecay " + Num(weightDecay));
+    CheckFactorFits(env, lr / (1 - std::pow(beta1, step)), params[k], k, "lr " + Num(lr) + " over the bias correction");
+    CheckFactorFits(env, eps, params[k], k, "eps " + Num(eps));
+  }
 
   at::NoGradGuard noGrad;
   AdamWHyper h{lr, beta1, beta2, eps, weightDecay};
@@ -225,6 +253,13 @@ Napi::Value SgdStep(const Napi::CallbackInfo& info) {
     ThrowTypeError(env, "momentumBuffers: expected an empty array when momentum is 0, got " + Describe(info[1]));
   }
   std::vector<at::Tensor> grads = GradsOf(env, params, "params", true);
+  for (size_t k = 0; k < params.size(); ++k) {
+    if (!grads[k].defined()) continue;
+    CheckFactorFits(env, lr, params[k], k, "lr " + Num(lr));
+    CheckFactorFits(env, weightDecay, params[k], k, "weightDecay " + Num(weightDecay));
+    CheckFactorFits(env, momentum, params[k], k, "momentum " + Num(momentum));
+    CheckFactorFits(env, 1 - dampening, params[k], k, "dampening " + Num(dampening));
+  }
 
   at::NoGradGuard noGrad;
   int updated = 0;

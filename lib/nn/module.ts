@@ -3,9 +3,9 @@
  * and a field holding a Tensor is a parameter; names and state-dict keys follow the fields.
  */
 import { describe } from "../errors";
-import { Device, Dtype } from "../dtype";
+import { Device, Dtype, checkDevice, checkDtype, isFloatingDtype } from "../dtype";
 import { native } from "../binding";
-import { Tensor, handleOf, noGrad } from "../tensor";
+import { Tensor, handleOf, noGrad, optionsObject } from "../tensor";
 
 /** Base class of layers and models. Subclass it and write `forward(...)`. */
 export class Module {
@@ -87,6 +87,14 @@ export class Module {
 
   /** Moves/casts every parameter; `requiresGrad` is kept. Returns this. */
   to(options: { device?: Device; dtype?: Dtype }): this {
+    // Checked up front: a bad option found at the third parameter would leave the module half-moved.
+    const { dtype, device } = optionsObject(options);
+    if (dtype !== undefined) checkDtype(dtype, "dtype");
+    if (device !== undefined) checkDevice(device, "device");
+    const floating = dtype === undefined || isFloatingDtype(dtype);
+    if (!floating && this.parameters().some((p) => p.requiresGrad)) {
+      throw new TypeError(`dtype: trainable parameters must stay floating-point, got ${dtype}`);
+    }
     for (const [, module] of this.namedModules()) {
       for (const [name, t] of module.ownParameters()) {
         const trainable = t.requiresGrad;

@@ -1,0 +1,36 @@
+/**
+ * Property-based API fuzzing: random sequences of calls (tensors, init, ops, modules, adapter
+ * injection and management, merge/unmerge, optimizer steps) with valid and invalid arguments,
+ * in a child process so that an abort would show as its exit status. Every failure must be a
+ * JS Error that leaves parameter bytes and adapter state exactly as they were.
+ * Seed: TL_FUZZ_SEED (default fixed); time budget: TL_FUZZ_MS (default 20 s).
+ */
+import * as path from "path";
+import { DIST, itDist, runNode } from "./support/child";
+
+const SEED = Number(process.env.TL_FUZZ_SEED ?? 424242);
+const BUDGET_MS = Number(process.env.TL_FUZZ_MS ?? 20_000);
+
+interface Report {
+  seed: number;
+  calls: number;
+  threw: number;
+  failureCount: number;
+  failures: unknown[];
+  finalShape: number[];
+  byAction: Record<string, [number, number]>;
+}
+
+itDist(`random call sequences (seed ${SEED}) never crash and every failed call changes nothing`, () => {
+  const r = runNode<Report>([path.join(__dirname, "support/api-fuzz.js"), DIST, String(SEED), String(BUDGET_MS)], BUDGET_MS + 60_000);
+  expect({ status: r.status, signal: r.signal }).toEqual({ status: 0, signal: null });
+  const report = r.result!;
+  console.log(`api fuzz (seed ${report.seed}): ${report.calls} calls, ${report.threw} threw a JS Error, ${report.failureCount} invariant failures`);
+  expect(report.failures).toEqual([]);
+  // Both outcomes occur in volume, and every action ran, so the sequences reach deep states.
+  expect(report.calls).toBeGreaterThan(1000);
+  expect(report.threw).toBeGreaterThan(report.calls / 10);
+  expect(report.calls - report.threw).toBeGreaterThan(report.calls / 10);
+  for (const [label, [ran]] of Object.entries(report.byAction)) expect([label, ran > 0]).toEqual([label, true]);
+  expect(report.finalShape).toEqual([3, 11]);
+}, 120_000);
