@@ -39,22 +39,20 @@ function main(): void {
   const cases = allCases.filter((c) => c.name.includes(filter) && (!quick || c.quick));
   const started = Date.now();
 
-  const plans = cases.map((c) => ({ c, options: planFor(c, quick) }));
-  const rows: ReportRow[] = plans.map(({ c, options }) => {
-    process.stderr.write(`  ${c.name} ...\n`);
-    const js = measure(c.js(), options);
-    const floor = c.floor ? measureLoop(c.floor(), options) : null;
-    return { name: c.name, group: c.group, js, python: null, floor, itemsPerCall: c.itemsPerCall };
-  });
-
   const torch = torchVersion();
-  if (torch.version) {
-    process.stderr.write("  PyTorch reference ...\n");
-    const py = measurePython(plans);
-    for (const row of rows) row.python = py[row.name] ?? null;
-  } else {
+  if (!torch.version) {
     console.log(`note: PyTorch comparison skipped (/usr/bin/python3 cannot import torch: ${torch.reason ?? "unknown"})`);
   }
+  // Each case runs its three sides back to back (Python in its own short-lived process), so
+  // that the ratios compare figures taken under the same machine load.
+  const rows: ReportRow[] = cases.map((c) => {
+    process.stderr.write(`  ${c.name} ...\n`);
+    const options = planFor(c, quick);
+    const js = measure(c.js(), options);
+    const floor = c.floor ? measureLoop(c.floor(), options) : null;
+    const python = torch.version && c.python ? measurePython([{ c, options }])[c.name] ?? null : null;
+    return { name: c.name, group: c.group, js, python, floor, itemsPerCall: c.itemsPerCall };
+  });
 
   const meta = { torch: torch.version, libtorch: native.buildInfo().torchVersion };
   console.log(`torch-lora bench (${quick ? "quick" : "full"}): median µs per call (min..max over timed batches); ${machineLine(meta)}`);
