@@ -1,36 +1,64 @@
 /**
- * `npm run bench`: per-call cost of torch-lora operations from Node next to the same
- * operations in PyTorch from Python (same libtorch build, so the ratio is binding overhead).
- * Options: --quick (fewer batches), --filter <substring>.
+ * `npm run bench`: torch-lora from Node next to (a) a PEFT-style PyTorch-eager reference run by
+ * `/usr/bin/python3` (the same libtorch build, so the ratio measures the binding and the fused
+ * kernels) and (b) the native floor: the same kernels in a C++ loop with no JS in between.
+ * Options: --quick (a fast subset, fewer batches), --filter <substring>, --memory (the
+ * memory-growth check of bench/memory.ts instead).
  */
 import { native } from "../lib/binding";
 import { allCases } from "./cases";
-import { measure } from "./measure";
+import { calibrate, measure, measureLoop, MeasureOptions } from "./measure";
+import { runMemoryCheck } from "./memory";
 import { measurePython, torchVersion } from "./python";
-import { ReportRow, formatTable, writeResults } from "./report";
+import { ReportRow, formatTable, machineLine, writeResults } from "./report";
+import { BenchCase } from "./types";
+
+function planFor(c: BenchCase, quick: boolean): MeasureOptions {
+  const batchMs = (c.batchMs ?? 40) / (quick ? 2 : 1);
+  const callsPerBatch = calibrate(c.js(), batchMs);
+  const big = (c.batches ?? 9) < 9;
+  return {
+    warmupBatches: big || quick ? 1 : 2,
+    batches: quick ? Math.min(5, c.batches ?? 9) : c.batches ?? 9,
+    callsPerBatch,
+  };
+}
 
 function main(): void {
   const args = process.argv.slice(2);
+  if (args.includes("--memory")) {
+    void runMemoryCheck({ quick: args.includes("--quick") }).catch((e: unknown) => {
+      console.error(e);
+      process.exitCode = 1;
+    });
+    return;
+  }
   const quick = args.includes("--quick");
   const filterAt = args.indexOf("--filter");
   const filter = filterAt >= 0 ? args[filterAt + 1] ?? "" : "";
-  const options = { warmupBatches: 3, batches: quick ? 5 : 15, callsPerBatch: quick ? 5_000 : 20_000 };
-  const cases = allCases.filter((c) => c.name.includes(filter));
-
-  const rows: ReportRow[] = cases.map((c) => ({ name: c.name, js: measure(c.js(), options), python: null }));
+  const cases = allCases.filter((c) => c.name.includes(filter) && (!quick || c.quick));
+  const started = Date.now();
 
   const torch = torchVersion();
-  if (torch.version) {
-    const py = measurePython(cases, options);
-    for (const row of rows) row.python = py[row.name] ?? null;
-  } else {
+  if (!torch.version) {
     console.log(`note: PyTorch comparison skipped (/usr/bin/python3 cannot import torch: ${torch.reason ?? "unknown"})`);
   }
+  // Each case runs its three sides back to back (Python in its own short-lived process), so
+  // that the ratios compare figures taken under the same machine load.
+  const rows: ReportRow[] = cases.map((c) => {
+    process.stderr.write(`  ${c.name} ...\n`);
+    const options = planFor(c, quick);
+    const js = measure(c.js(), options);
+    const floor = c.floor ? measureLoop(c.floor(), options) : null;
+    const python = torch.version && c.python ? measurePython([{ c, options }])[c.name] ?? null : null;
+    return { name: c.name, group: c.group, js, python, floor, itemsPerCall: c.itemsPerCall };
+  });
 
-  console.log(`torch-lora bench: median per-call cost over ${options.batches} batches of ${options.callsPerBatch} calls after ${options.warmupBatches} warm-up batches`);
+  const meta = { torch: torch.version, libtorch: native.buildInfo().torchVersion };
+  console.log(`torch-lora bench (${quick ? "quick" : "full"}): median µs per call (min..max over timed batches); ${machineLine(meta)}`);
   console.log(formatTable(rows));
-  const file = writeResults(rows, { torch: torch.version, libtorch: native.buildInfo().torchVersion, options });
-  console.log(`results written to ${file}`);
+  const files = writeResults(rows, { ...meta, quick, seconds: (Date.now() - started) / 1000 });
+  console.log(`\n${((Date.now() - started) / 1000).toFixed(0)} s; results written to ${files.join(" and ")}`);
 }
 
 main();

@@ -11,6 +11,7 @@ void RegisterInit(Napi::Object exports);
 void RegisterLora(Napi::Object exports);
 void RegisterOptim(Napi::Object exports);
 void RegisterNn(Napi::Object exports);
+void RegisterBench(Napi::Object exports);
 
 namespace {
 
@@ -37,6 +38,7 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   RegisterLora(exports);
   RegisterOptim(exports);
   RegisterNn(exports);
+  RegisterBench(exports);
   TL_EXPORT(exports, "buildInfo", BuildInfo);
   return exports;
 }

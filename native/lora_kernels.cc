@@ -1,35 +1,79 @@
 #include "lora.h"
 
+#include <sys/mman.h>
+
+#include <cstdlib>
+
 namespace tl {
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// One input row (a single token: the generation case): matrix-vector products. libtorch's mm
+// hands a 1-row product to a general GEMM, which measured 2.5x slower than gemv at 1x256.
+// Fills h = xd Aᵀ (1, r) and y = x Wᵀ + b + s·h Bᵀ (1, out).
+void SingleRow(const at::Tensor& x2, const at::Tensor& xd2, const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& A,
+               const at::Tensor& B, double scale, bool fanInFanOut, at::Tensor& h, at::Tensor& y) {
+  at::Tensor w = fanInFanOut ? weight.t() : weight;  // (out, in)
+  at::Tensor v = x2.select(0, 0), vd = xd2.select(0, 0);
+  at::Tensor hv = at::mv(A, vd);
+  at::Tensor yv = bias.defined() ? at::addmv(bias, w, v) : at::mv(w, v);
+  yv.addmv_(B, hv, 1, scale);
+  h = hv.unsqueeze(0);
+  y = yv.unsqueeze(0);
+}
+
+// a (m, k) · b (k, n), with gemv or an outer product for the one-row and rank-one shapes
+// that a single token gives in backward.
+at::Tensor Mm(const at::Tensor& a, const at::Tensor& b) {
+  if (a.size(0) == 1) return at::mv(b.t(), a.select(0, 0)).unsqueeze(0);
+  if (a.size(1) == 1) return at::outer(a.select(1, 0), b.select(0, 0));
+  return at::mm(a, b);
+}
+
+std::vector<int64_t> OutShape(const at::Tensor& x, int64_t out) {
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.back() = out;
+  return shape;
+}
+
 // A LoRA Linear layer as ONE autograd node. The stock graph (linear, dropout, two mm, mul,
 // add) costs more in bookkeeping than in math at small shapes; here the backward computes
 // exactly the gradients that are needed, sharing the (g·B) product between dA and dx.
 struct LoraLinearFunction : public torch::autograd::Function<LoraLinearFunction> {
+  // Which gradients backward must produce, packed in one saved value: each saved_data entry
+  // is a string-keyed hash insert, a real cost at small shapes.
+  enum Flag : int64_t { kFiof = 1, kHasDropped = 2, kXGrad = 4, kWGrad = 8, kBGrad = 16, kAbGrad = 32 };
+
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const c10::optional<at::Tensor>& dropped,
                             const at::Tensor& weight, const c10::optional<at::Tensor>& bias, const at::Tensor& A,
                             const at::Tensor& B, double scale, bool fanInFanOut) {
     const int64_t in = x.size(-1);
-    at::Tensor x2 = x.reshape({-1, in});
-    at::Tensor xd2 = dropped.has_value() ? dropped->reshape({-1, in}) : x2;
-    at::Tensor wt = fanInFanOut ? weight : weight.t();
-    at::Tensor h = at::mm(xd2, A.t());
-    at::Tensor y = bias.has_value() ? at::addmm(*bias, x2, wt) : at::mm(x2, wt);
-    y.addmm_(h, B.t(), 1, scale);
+    // A 2-D input is used as is: reshape would still allocate a new view per call.
+    at::Tensor x2 = x.dim() == 2 ? x : x.reshape({-1, in});
+    at::Tensor xd2 = dropped.has_value() ? (dropped->dim() == 2 ? *dropped : dropped->reshape({-1, in})) : x2;
+    at::Tensor h, y;
+    if (x2.size(0) == 1) {
+      SingleRow(x2, xd2, weight, bias.has_value() ? *bias : at::Tensor(), A, B, scale, fanInFanOut, h, y);
+    } else {
+      at::Tensor wt = fanInFanOut ? weight : weight.t();
+      h = at::mm(xd2, A.t());
+      y = bias.has_value() ? at::addmm(*bias, x2, wt) : at::mm(x2, wt);
+      y.addmm_(h, B.t(), 1, scale);
+    }
 
     ctx->save_for_backward({x2, xd2, weight, A, B, h});
-    ctx->saved_data["scale"] = scale;
-    ctx->saved_data["fiof"] = fanInFanOut;
-    ctx->saved_data["hasDropped"] = dropped.has_value();
-    ctx->saved_data["hasBias"] = bias.has_value();
-    ctx->saved_data["xGrad"] = x.requires_grad() || (dropped.has_value() && dropped->requires_grad());
-    ctx->saved_data["wGrad"] = weight.requires_grad();
-    ctx->saved_data["bGrad"] = bias.has_value() && bias->requires_grad();
-    ctx->saved_data["abGrad"] = A.requires_grad() || B.requires_grad();
+    int64_t flags = 0;
+    if (fanInFanOut) flags |= kFiof;
+    if (dropped.has_value()) flags |= kHasDropped;
+    if (x.requires_grad() || (dropped.has_value() && dropped->requires_grad())) flags |= kXGrad;
+    if (weight.requires_grad()) flags |= kWGrad;
+    if (bias.has_value() && bias->requires_grad()) flags |= kBGrad;
+    if (A.requires_grad() || B.requires_grad()) flags |= kAbGrad;
+    ctx->saved_data["s"] = scale;
+    ctx->saved_data["f"] = flags;
+    if (x.dim() == 2) return y;
     std::vector<int64_t> outShape(x.sizes().begin(), x.sizes().end());
     outShape.back() = y.size(1);
     return y.view(outShape);
@@ -38,33 +82,31 @@ struct LoraLinearFunction : public torch::autograd::Function<LoraLinearFunction>
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
     const at::Tensor &x2 = saved[0], &xd2 = saved[1], &weight = saved[2], &A = saved[3], &B = saved[4], &h = saved[5];
-    const double scale = ctx->saved_data["scale"].toDouble();
-    const bool fiof = ctx->saved_data["fiof"].toBool();
-    const bool hasDropped = ctx->saved_data["hasDropped"].toBool();
-    at::Tensor g = grads[0].reshape({-1, grads[0].size(-1)});
+    const double scale = ctx->saved_data["s"].toDouble();
+    const int64_t flags = ctx->saved_data["f"].toInt();
+    const bool fiof = flags & kFiof, hasDropped = flags & kHasDropped, xGrad = flags & kXGrad, abGrad = flags & kAbGrad;
+    at::Tensor g = grads[0].dim() == 2 ? grads[0] : grads[0].reshape({-1, grads[0].size(-1)});
 
     at::Tensor gx, gDropped, gW, gb, gA, gB;
     at::Tensor gh;  // s·(g B): gradient reaching h = xd Aᵀ
-    if (ctx->saved_data["abGrad"].toBool() || ctx->saved_data["xGrad"].toBool()) gh = at::mm(g, B).mul_(scale);
-    if (ctx->saved_data["abGrad"].toBool()) {
-      gA = at::mm(gh.t(), xd2);
-      gB = at::mm(g.t(), h).mul_(scale);
+    if (abGrad || xGrad) gh = Mm(g, B).mul_(scale);
+    if (abGrad) {
+      gA = Mm(gh.t(), xd2);
+      gB = Mm(g.t(), h).mul_(scale);
     }
-    if (ctx->saved_data["xGrad"].toBool()) {
-      at::Tensor base = at::mm(g, fiof ? weight.t() : weight);
-      at::Tensor low = at::mm(gh, A);
-      const auto shape = grads[0].sizes().vec();
-      std::vector<int64_t> inShape(shape.begin(), shape.end());
+    if (xGrad) {
+      at::Tensor base = Mm(g, fiof ? weight.t() : weight);
+      std::vector<int64_t> inShape = grads[0].sizes().vec();
       inShape.back() = x2.size(1);
       if (hasDropped) {
         gx = base.view(inShape);
-        gDropped = low.view(inShape);
+        gDropped = Mm(gh, A).view(inShape);
       } else {
-        gx = base.add_(low).view(inShape);
+        gx = (g.size(0) == 1 ? base.add_(Mm(gh, A)) : base.addmm_(gh, A)).view(inShape);
       }
     }
-    if (ctx->saved_data["wGrad"].toBool()) gW = fiof ? at::mm(x2.t(), g) : at::mm(g.t(), x2);
-    if (ctx->saved_data["bGrad"].toBool()) gb = g.sum(0);
+    if (flags & kWGrad) gW = fiof ? Mm(x2.t(), g) : Mm(g.t(), x2);
+    if (flags & kBGrad) gb = g.sum(0);
     return {gx, gDropped, gW, gb, gA, gB, at::Tensor(), at::Tensor()};
   }
 };
@@ -73,6 +115,39 @@ bool HalfOnCpu(const at::Tensor& t) { return t.scalar_type() == at::kHalf && t.d
 
 at::Tensor LowRank(const at::Tensor& xd, const LoraFactors& f) {
   return at::matmul(at::matmul(xd, f.A.t()), f.B.t()).mul_(f.scale);
+}
+
+// Whether autograd must record this forward: grad mode on and some input requires grad.
+bool NeedsGraph(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, const std::vector<LoraFactors>& adapters) {
+  if (!at::GradMode::is_enabled()) return false;
+  if (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad())) return true;
+  for (const LoraFactors& f : adapters) {
+    if (f.A.requires_grad() || f.B.requires_grad()) return true;
+  }
+  return false;
+}
+
+// Inference: the same products as the autograd node's forward, without creating the node
+// (its context, saved tensors and hash map cost more than the math at small shapes).
+at::Tensor PlainLinear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, bool fanInFanOut,
+                       bool training, const std::vector<LoraFactors>& adapters) {
+  const int64_t in = x.size(-1);
+  at::Tensor x2 = x.dim() == 2 ? x : x.reshape({-1, in});
+  if (x2.size(0) == 1 && adapters.size() == 1 && !(training && adapters[0].dropout > 0)) {
+    at::Tensor h, y;
+    SingleRow(x2, x2, weight, bias, adapters[0].A, adapters[0].B, adapters[0].scale, fanInFanOut, h, y);
+    return x.dim() == 2 ? y : y.view(OutShape(x, y.size(1)));
+  }
+  at::Tensor wt = fanInFanOut ? weight : weight.t();
+  at::Tensor y = bias.defined() ? at::addmm(bias, x2, wt) : at::mm(x2, wt);
+  for (const LoraFactors& f : adapters) {
+    at::Tensor xd = training && f.dropout > 0 ? at::dropout(x2, f.dropout, true) : x2;
+    y.addmm_(at::mm(xd, f.A.t()), f.B.t(), 1, f.scale);
+  }
+  if (x.dim() == 2) return y;
+  std::vector<int64_t> outShape(x.sizes().begin(), x.sizes().end());
+  outShape.back() = y.size(1);
+  return y.view(outShape);
 }
 
 }  // namespace
@@ -94,6 +169,7 @@ at::Tensor LoraLinearForward(const at::Tensor& x, const at::Tensor& weight, cons
     at::Tensor y = at::matmul(x, weight);
     return bias.defined() ? y.add_(bias) : y;
   }
+  if (!NeedsGraph(x, weight, bias, adapters)) return PlainLinear(x, weight, bias, fanInFanOut, training, adapters);
   const LoraFactors& first = adapters.front();
   c10::optional<at::Tensor> dropped;
   if (training && first.dropout > 0) dropped = at::dropout(x, first.dropout, true);
@@ -120,12 +196,19 @@ at::Tensor LoraEmbeddingForward(const at::Tensor& ids, const at::Tensor& weight,
     }
     return (y.to(at::kFloat) + low).to(at::kHalf);
   }
+  if (adapters.empty()) return y;
+  // Flat ids make every lookup 2-D, so y + s·(Aᵀ[ids]) Bᵀ is one addmm (one autograd node,
+  // no separate scaled temporary) instead of matmul, mul and add.
+  const int64_t dim = weight.size(1);
+  at::Tensor flatIds = ids.dim() == 1 ? ids : ids.reshape({-1});
+  at::Tensor y2 = ids.dim() == 1 ? y : y.view({-1, dim});
   for (const LoraFactors& f : adapters) {
     // Aᵀ[ids] through embedding(), so padding_idx blocks A's gradient as nn.Embedding does.
-    at::Tensor after = at::embedding(f.A.t(), ids, paddingIdx);
-    y = y + at::matmul(after, f.B.t()).mul_(f.scale);
+    at::Tensor after = at::embedding(f.A.t(), flatIds, paddingIdx);
+    y2 = at::addmm(y2, after, f.B.t(), 1, f.scale);
   }
-  return y;
+  if (ids.dim() == 1) return y2;
+  return y2.view(y.sizes());
 }
 
 namespace {
@@ -138,6 +221,23 @@ void AddDelta(at::Tensor& target, const LoraFactors& f, bool transposed) {
   else target.addmm_(B, A, 1, f.scale);
 }
 
+// A contiguous CPU buffer of `w`'s shape, memory advised for transparent huge pages when big:
+// a fresh 64 MiB buffer otherwise costs ~16 000 page faults, which made the backup taken at
+// merge time several times dearer than the merge arithmetic itself.
+at::Tensor EmptyLike(const at::Tensor& w, at::ScalarType dtype) {
+  constexpr size_t kHugePage = size_t{2} << 20;
+  const size_t bytes = static_cast<size_t>(w.numel()) * c10::elementSize(dtype);
+  if (!w.device().is_cpu() || bytes < 4 * kHugePage) return at::empty(w.sizes(), w.options().dtype(dtype));
+  const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  void* data = std::aligned_alloc(kHugePage, rounded);
+  if (data == nullptr) throw std::bad_alloc();
+  madvise(data, rounded, MADV_HUGEPAGE);  // advice only: without THP it is a plain buffer
+  return at::from_blob(data, w.sizes(), [](void* p) { std::free(p); }, w.options().dtype(dtype));
+}
+
+/** A contiguous copy of `w` in `dtype` (one rounding when narrowing). */
+at::Tensor CopyOf(const at::Tensor& w, at::ScalarType dtype) { return EmptyLike(w, dtype).copy_(w); }
+
 }  // namespace
 
 at::Tensor MergeInto(at::Tensor weight, const std::vector<LoraFactors>& adapters, LoraKind kind, bool fanInFanOut,
@@ -149,7 +249,7 @@ at::Tensor MergeInto(at::Tensor weight, const std::vector<LoraFactors>& adapters
     TORCH_CHECK(weight.dim() == 2 && weight.size(0) == rows && weight.size(1) == cols, "merge: the adapter's delta has shape [",
                 rows, ", ", cols, "] but the base weight has shape ", weight.sizes());
   }
-  at::Tensor backup = keepBackup ? weight.clone() : at::Tensor();
+  at::Tensor backup = keepBackup ? CopyOf(weight, weight.scalar_type()) : at::Tensor();
   const bool lowPrecision = weight.scalar_type() == at::kHalf || weight.scalar_type() == at::kBFloat16;
   if (!lowPrecision && !safe) {
     for (const LoraFactors& f : adapters) AddDelta(weight, f, transposed);  // the floor: addmm_ in place
@@ -157,9 +257,10 @@ at::Tensor MergeInto(at::Tensor weight, const std::vector<LoraFactors>& adapters
   }
   // Computed aside: in fp32 for half types (one rounding at the final cast), and so that a
   // non-finite result can be refused before anything is written.
-  at::Tensor merged = lowPrecision ? weight.to(at::kFloat) : weight.clone();
+  at::Tensor merged = CopyOf(weight, lowPrecision ? at::kFloat : weight.scalar_type());
   for (const LoraFactors& f : adapters) AddDelta(merged, f, transposed);
-  if (lowPrecision) merged = merged.to(weight.scalar_type());
+  // Without the finiteness check, copy_ below rounds to the weight's type once, as .to() would.
+  if (lowPrecision && safe) merged = merged.to(weight.scalar_type());
   if (safe && !at::isfinite(merged).all().item<bool>()) {
     TORCH_CHECK(false, "merge refused: the merged weight would contain NaN or Inf values; the base weight is unchanged");
   }

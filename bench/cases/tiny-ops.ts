@@ -1,21 +1,30 @@
 /**
  * Tiny ops: the cost of one call from JS into libtorch and back when the math is negligible.
- * These measure the binding's overhead (argument checks, handle creation, result wrapping).
+ * These measure the binding's overhead (argument checks, handle creation, result wrapping);
+ * results are left to the garbage collector, as most code does.
  */
-import { tensor } from "../../lib";
+import { handleOf, tensor } from "../../lib/tensor";
 import { BenchCase } from "../types";
+import { benchNative } from "./fixtures";
 
 export const tinyOps: BenchCase[] = [
   {
     name: "x.sum() (4 x f32)",
+    group: "Call overhead",
+    quick: true,
     js: () => {
       const x = tensor([1, 2, 3, 4]);
       return () => x.sum();
     },
     python: { setup: "x = torch.tensor([1., 2., 3., 4.])", stmt: "x.sum()" },
+    floor: () => {
+      const x = handleOf(tensor([1, 2, 3, 4]));
+      return (n) => benchNative.benchSum(x, n);
+    },
   },
   {
     name: "a.add(b) (4 x f32)",
+    group: "Call overhead",
     js: () => {
       const a = tensor([1, 2, 3, 4]);
       const b = tensor([5, 6, 7, 8]);
