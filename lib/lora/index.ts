@@ -8,3 +8,5 @@ export { saveAdapter, saveAdapterAsync, loadAdapter, loadAdapterAsync, locateAda
 export type { SaveAdapterOptions, LoadAdapterOptions, AdapterLocation } from "./peft-format";
 export { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PEFT_KEY_PREFIX, toPeftConfigJson, fromPeftConfigJson } from "./peft-config";
 export type { PeftConfigReading } from "./peft-config";
+export { describeAdapterModules, planWeightMerge, mergeWeights } from "./peft-merge";
+export type { AdapterModuleInfo, PlannedMerge, MergeWeightsOptions, TensorShapeInfo } from "./peft-merge";

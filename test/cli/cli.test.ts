@@ -112,6 +112,24 @@ describe("torch-lora merge", () => {
     expectSameBytes(io.loadSafetensorsSync(out), lm.mergeAndUnload().stateDict());
   });
 
+  test("a hand-built PEFT directory merges to what loadAdapter + mergeAndUnload give", () => {
+    const s = setup();
+    manualSeed(30);
+    const tensors = {
+      "base_model.model.emb.lora_embedding_A": randn([2, 12]),
+      "base_model.model.emb.lora_embedding_B": randn([8, 2]),
+      "base_model.model.head.lora_A.weight": randn([3, 16]),
+      "base_model.model.head.lora_B.weight": randn([12, 3]),
+    };
+    const peftDir = path.join(s.dir, "peft");
+    writePeftDir(peftDir, tensors, pythonStyleConfig({ r: 3, lora_alpha: 5, rank_pattern: { emb: 2 }, target_modules: "emb|head", future_field: 1 }));
+    const r = runCli(["merge", "--base", s.basePath, "--adapter", peftDir, "--out", s.out]);
+    expect(r.code).toBe(0);
+    manualSeed(21);
+    const want = lora.loadAdapter(new TinyModel(), peftDir).mergeAndUnload().stateDict();
+    expectSameBytes(io.loadSafetensorsSync(s.out), want);
+  });
+
   test("a non-default adapter is picked with --adapter-name", () => {
     const s = setup();
     s.lm.addAdapter("other", { r: 2, loraAlpha: 2, targetModules: ["fc1"] });
