@@ -29,7 +29,27 @@ std::vector<LoraFactors> AdaptersArg(const Napi::CallbackInfo& info, size_t i) {
   return out;
 }
 
+// The input and every factor must share the base weight's dtype and device: ATen's own
+// message ("expected scalar type Double but found Float") names no argument.
+void CheckSameKind(Napi::Env env, const at::Tensor& t, const at::Tensor& w, const std::string& name) {
+  if (t.scalar_type() != w.scalar_type()) {
+    ThrowTypeError(env, name + ": expected dtype " + DtypeName(w.scalar_type()) + " (the layer's weight dtype), got " + DtypeName(t.scalar_type()));
+  }
+  if (t.device() != w.device()) {
+    ThrowTypeError(env, name + ": expected a tensor on " + DeviceName(w.device()) + " (where the layer's weight is), got one on " + DeviceName(t.device()));
+  }
+}
+
+void CheckFactorKinds(Napi::Env env, const at::Tensor& w, const std::vector<LoraFactors>& adapters) {
+  for (size_t k = 0; k < adapters.size(); ++k) {
+    CheckSameKind(env, adapters[k].A, w, "adapters[" + std::to_string(k) + "].A");
+    CheckSameKind(env, adapters[k].B, w, "adapters[" + std::to_string(k) + "].B");
+  }
+}
+
 void CheckLinearShapes(Napi::Env env, const at::Tensor& x, const at::Tensor& w, bool fiof, const std::vector<LoraFactors>& adapters) {
+  CheckSameKind(env, x, w, "input");
+  CheckFactorKinds(env, w, adapters);
   const int64_t in = fiof ? w.size(0) : w.size(1), out = fiof ? w.size(1) : w.size(0);
   if (x.dim() < 1 || x.size(-1) != in) {
     ThrowRangeError(env, "input: expected last dimension " + std::to_string(in) + " (in_features), got shape " + c10::str(x.sizes()));
@@ -62,6 +82,10 @@ Napi::Value LoraEmbedding(const Napi::CallbackInfo& info) {
   int64_t padding = IntArg(info, 2, "paddingIdx");
   std::vector<LoraFactors> adapters = AdaptersArg(info, 3);
   CheckTokenIds(info.Env(), ids, w.size(0));
+  if (ids.device() != w.device()) {
+    ThrowTypeError(info.Env(), "ids: expected a tensor on " + DeviceName(w.device()) + " (where the layer's weight is), got one on " + DeviceName(ids.device()));
+  }
+  CheckFactorKinds(info.Env(), w, adapters);
   for (size_t k = 0; k < adapters.size(); ++k) {
     const auto& f = adapters[k];
     if (f.A.dim() != 2 || f.B.dim() != 2 || f.A.size(1) != w.size(0) || f.B.size(0) != w.size(1) || f.A.size(0) != f.B.size(1)) {

@@ -59,8 +59,9 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
   /** Name of the async operation in flight, during which conflicting calls fail. */
   #busy: string | null = null;
 
-  protected constructor(base: Base) {
+  protected constructor(base: Base, accepts: (m: unknown) => boolean, expected: string) {
     super();
+    if (!accepts(base)) throw new TypeError(`base: expected ${expected} to wrap, got ${describe(base)}`);
     this.base_layer = base;
   }
 
@@ -230,6 +231,32 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     this.#dropBackup();
   }
 
+  /** A merged layer holds a backup tied to the weight's dtype and device: moving it would break unmerge. */
+  protected override checkMovable(): void {
+    this.assertIdle("to");
+    if (this.merged) throw new StateError("to: this layer has merged adapters; unmerge() before moving or casting the model");
+  }
+
+  /**
+   * Unmerges for the duration of `fn` and then puts the merged weight back exactly as it was
+   * (used by withAdaptersDisabled, which must leave a merged model merged).
+   */
+  withMergeSuspended<T>(fn: () => T): T {
+    this.assertIdle("withAdaptersDisabled");
+    if (!this.#backup) return fn();
+    const names = this.#merged.slice();
+    const mergedWeight = this.base_layer.weight.detach().clone();
+    this.unmerge();
+    try {
+      return fn();
+    } finally {
+      this.#backup = this.base_layer.weight.detach().clone();
+      loraNative.loraRestore(handleOf(this.base_layer.weight), handleOf(mergedWeight));
+      mergedWeight.dispose();
+      this.#merged = names;
+    }
+  }
+
   /** Throws a StateError when an async merge/unmerge is in flight on this layer. */
   assertIdle(operation: string): void {
     if (this.#busy) throw new StateError(`${operation}: an async ${this.#busy} is in flight on this layer; await it first`);
@@ -250,7 +277,7 @@ export class LoraLinear extends LoraLayer<Linear | Conv1D> {
   lora_B = new ModuleDict<LoraFactor>();
 
   constructor(base: Linear | Conv1D) {
-    super(base);
+    super(base, (m) => m instanceof Linear || m instanceof Conv1D, "an nn.Linear or nn.Conv1D");
   }
   protected get kind(): "linear" {
     return "linear";
@@ -299,7 +326,7 @@ export class LoraEmbedding extends LoraLayer<Embedding> {
   lora_embedding_B = new ParameterDict();
 
   constructor(base: Embedding) {
-    super(base);
+    super(base, (m) => m instanceof Embedding, "an nn.Embedding");
   }
   protected get kind(): "embedding" {
     return "embedding";

@@ -100,9 +100,16 @@ export class LoraModel extends Module {
       const layer: AnyLoraLayer = module instanceof LoraLayer ? module : module instanceof Embedding ? new LoraEmbedding(module) : new LoraLinear(module);
       return { path, module, layer };
     });
-    // Checks first: a merged layer cannot take a new adapter silently.
+    // Checks first: a merged layer cannot take a new adapter silently, and a rank far beyond
+    // the layer's size adds no capacity but could ask for an enormous allocation.
     for (const p of planned) {
       if (p.layer.merged) throw new StateError(`addAdapter: ${p.path} has merged adapters; unmerge() first`);
+      const [rows, cols] = p.layer.base_layer.weight.shape;
+      const { r } = layerSettings(resolved, p.path);
+      const limit = Math.max(1024, 16 * Math.max(rows, cols));
+      if (r > limit) {
+        throw new ConfigError(`LoraConfig.r: rank ${r} for ${p.path} is far beyond its weight's size [${rows}, ${cols}] (at most ${limit} is accepted)`);
+      }
     }
     for (const { path, module, layer } of planned) {
       const { r, alpha, scale } = layerSettings(resolved, path);
@@ -155,14 +162,25 @@ export class LoraModel extends Module {
     this.#assertIdle("enableAdapters");
     for (const [, layer] of this.loraLayers()) layer.setDisabled(false);
   }
-  /** Runs `fn` with adapters disabled and re-enables them afterwards, even if `fn` throws. */
+  /**
+   * Runs `fn` with adapters disabled, then restores exactly the state before: layers that were
+   * disabled stay disabled, and merged layers are merged again with bit-identical weights.
+   */
   withAdaptersDisabled<T>(fn: () => T): T {
-    this.disableAdapters();
-    try {
-      return fn();
-    } finally {
-      this.enableAdapters();
-    }
+    this.#assertIdle("withAdaptersDisabled");
+    const layers = this.loraLayers().map(([, l]) => l);
+    const wasDisabled = layers.map((l) => l.disabled);
+    const disabled = (): T => {
+      for (const l of layers) l.setDisabled(true);
+      try {
+        return fn();
+      } finally {
+        layers.forEach((l, i) => l.setDisabled(wasDisabled[i]));
+      }
+    };
+    // Each merged layer is unmerged around the call and re-merged afterwards, bit for bit.
+    const suspended = (i: number): T => (i === layers.length ? disabled() : layers[i].withMergeSuspended(() => suspended(i + 1)));
+    return suspended(0);
   }
 
   /**

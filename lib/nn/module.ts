@@ -95,6 +95,7 @@ export class Module {
     if (!floating && this.parameters().some((p) => p.requiresGrad)) {
       throw new TypeError(`dtype: trainable parameters must stay floating-point, got ${dtype}`);
     }
+    for (const [, module] of this.namedModules()) module.checkMovable();
     for (const [, module] of this.namedModules()) {
       for (const [name, t] of module.ownParameters()) {
         const trainable = t.requiresGrad;
@@ -105,6 +106,12 @@ export class Module {
     }
     return this;
   }
+
+  /**
+   * Called on every module before {@link to} replaces any parameter; throw to refuse the move.
+   * Modules holding state tied to their parameters' tensors override it.
+   */
+  protected checkMovable(): void {}
 
   /** The parameters by PyTorch key (`fc1.weight`), detached and sharing storage. */
   stateDict(): Record<string, Tensor> {
