@@ -34,9 +34,8 @@ export function optionsObject<T extends object>(value: T | undefined, arg = "opt
 /** A tensor backed by libtorch. Create one with {@link tensor}, {@link zeros}, {@link randn}, ... */
 export class Tensor {
   readonly #h: NativeTensor;
-  #shape: readonly number[] | undefined;
-  #dtype: Dtype | undefined;
-  #device: Device | undefined;
+  /** shape, dtype and device, fetched together on first use (one field keeps construction cheap). */
+  #meta: { shape: readonly number[]; dtype: Dtype; device: Device } | undefined;
 
   static {
     handleOfTensor = (t) => t.#h;
@@ -52,23 +51,29 @@ export class Tensor {
     return new Tensor(native.fromBytes(bytes, shape as number[], checkDtype(dtype, "dtype"), checkDevice(device, "device")));
   }
 
+  #info(): { shape: readonly number[]; dtype: Dtype; device: Device } {
+    if (!this.#meta) {
+      const [shape, dtype, device] = native.meta(this.#h);
+      this.#meta = { shape: Object.freeze(shape), dtype: dtype as Dtype, device: device as Device };
+    }
+    return this.#meta;
+  }
+
   /** The size of each dimension. */
   get shape(): number[] {
-    this.#shape ??= Object.freeze(native.shape(this.#h));
-    return this.#shape.slice();
+    return this.#info().shape.slice();
   }
   /** Number of dimensions. */
   get ndim(): number {
-    this.#shape ??= Object.freeze(native.shape(this.#h));
-    return this.#shape.length;
+    return this.#info().shape.length;
   }
   /** The element type. */
   get dtype(): Dtype {
-    return (this.#dtype ??= native.dtype(this.#h) as Dtype);
+    return this.#info().dtype;
   }
   /** Where the data lives: `"cpu"` or `"cuda:N"`. */
   get device(): Device {
-    return (this.#device ??= native.device(this.#h) as Device);
+    return this.#info().device;
   }
   /** Number of elements. */
   get numel(): number {
