@@ -140,8 +140,7 @@ Napi::Value LoraRestore(const Napi::CallbackInfo& info) {
   at::Tensor& w = TensorArg(info, 0, "weight");
   at::Tensor& backup = TensorArg(info, 1, "backup");
   CheckRestore(info, w, backup);
-  at::NoGradGuard noGrad;
-  w.copy_(backup);
+  RestoreFrom(w, backup);
   return info.Env().Undefined();
 }
 
@@ -151,8 +150,8 @@ Napi::Value LoraRestoreAsync(const Napi::CallbackInfo& info) {
   CheckRestore(info, w, backup);
   return RunAsync(
       info.Env(), "torch-lora:unmerge",
-      [=]() mutable {
-        w.copy_(backup);
+      [=]() {
+        RestoreFrom(w, backup);
         return std::vector<at::Tensor>{};
       },
       [](Napi::Env env, std::vector<at::Tensor>&) { return env.Undefined(); });

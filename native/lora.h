@@ -27,9 +27,13 @@ enum class LoraKind { Linear, Embedding };
  * Adds every adapter's delta to `weight` in place (Linear: s·BA, ᵀ with fanInFanOut;
  * Embedding: s·(BA)ᵀ). Low-precision weights are merged in fp32 and cast once.
  * With `safe`, the result is computed aside and written only if finite; otherwise it throws
- * and `weight` is untouched. Returns a pristine copy of `weight` when `keepBackup`.
+ * and `weight` is untouched. With `keepBackup` (the first merge) the merged values go to a new
+ * buffer that `weight` then points to, and the returned backup holds the pristine buffer.
  */
 at::Tensor MergeInto(at::Tensor weight, const std::vector<LoraFactors>& adapters, LoraKind kind, bool fanInFanOut,
                      bool safe, bool keepBackup);
+
+/** Points `weight` back at the storage `backup` holds (the pristine weight kept by MergeInto). */
+void RestoreFrom(at::Tensor weight, const at::Tensor& backup);
 
 }  // namespace tl

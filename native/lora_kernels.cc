@@ -249,23 +249,44 @@ at::Tensor MergeInto(at::Tensor weight, const std::vector<LoraFactors>& adapters
     TORCH_CHECK(weight.dim() == 2 && weight.size(0) == rows && weight.size(1) == cols, "merge: the adapter's delta has shape [",
                 rows, ", ", cols, "] but the base weight has shape ", weight.sizes());
   }
-  at::Tensor backup = keepBackup ? CopyOf(weight, weight.scalar_type()) : at::Tensor();
   const bool lowPrecision = weight.scalar_type() == at::kHalf || weight.scalar_type() == at::kBFloat16;
-  if (!lowPrecision && !safe) {
+  if (!keepBackup && !lowPrecision && !safe) {
     for (const LoraFactors& f : adapters) AddDelta(weight, f, transposed);  // the floor: addmm_ in place
-    return backup;
+    return at::Tensor();
   }
   // Computed aside: in fp32 for half types (one rounding at the final cast), and so that a
   // non-finite result can be refused before anything is written.
-  at::Tensor merged = CopyOf(weight, lowPrecision ? at::kFloat : weight.scalar_type());
-  for (const LoraFactors& f : adapters) AddDelta(merged, f, transposed);
-  // Without the finiteness check, copy_ below rounds to the weight's type once, as .to() would.
-  if (lowPrecision && safe) merged = merged.to(weight.scalar_type());
+  at::Tensor merged;
+  if (lowPrecision) {
+    at::Tensor wide = CopyOf(weight, at::kFloat);
+    for (const LoraFactors& f : adapters) AddDelta(wide, f, transposed);
+    merged = CopyOf(wide, weight.scalar_type());
+  } else {
+    merged = EmptyLike(weight, weight.scalar_type());
+    const LoraFactors& first = adapters.front();
+    at::Tensor A = first.A.to(weight.scalar_type()), B = first.B.to(weight.scalar_type());
+    if (transposed) at::addmm_out(merged, weight, A.t(), B.t(), 1, first.scale);
+    else at::addmm_out(merged, weight, B, A, 1, first.scale);
+    for (size_t i = 1; i < adapters.size(); ++i) AddDelta(merged, adapters[i], transposed);
+  }
   if (safe && !at::isfinite(merged).all().item<bool>()) {
     TORCH_CHECK(false, "merge refused: the merged weight would contain NaN or Inf values; the base weight is unchanged");
   }
-  weight.copy_(merged);
+  if (!keepBackup) {
+    weight.copy_(merged);
+    return at::Tensor();
+  }
+  // The first merge swaps storages instead of copying: the weight takes the merged buffer and
+  // the backup keeps the pristine one, so unmerge (RestoreFrom) is a swap back, bit for bit.
+  at::Tensor backup = at::empty({0}, weight.options());
+  backup.set_(weight);
+  weight.set_(merged);
   return backup;
+}
+
+void RestoreFrom(at::Tensor weight, const at::Tensor& backup) {
+  at::NoGradGuard noGrad;
+  weight.set_(backup);
 }
 
 }  // namespace tl
