@@ -80,7 +80,7 @@ describeInstall("installed package (npm pack → npm install, no compiler on PAT
     fs.writeFileSync(path.join(app, "package.json"), JSON.stringify({ name: "app", version: "1.0.0", private: true }));
     fs.copyFileSync(path.join(__dirname, "lora-smoke.js"), path.join(app, "smoke.js"));
     const bin = toolchainFreeBin(path.join(work, "bin"));
-    const env = { ...process.env, PATH: bin, npm_config_cache: sh("npm", ["config", "get", "cache"]).trim() };
+    const env: NodeJS.ProcessEnv = { ...process.env, PATH: bin, npm_config_cache: sh("npm", ["config", "get", "cache"]).trim() };
     for (const k of Object.keys(env)) if (/^(LIBTORCH|TORCH_LORA_ADDON|Torch_DIR|TORCH_DIR|CMAKE_PREFIX_PATH)$/.test(k)) delete env[k];
     installLog = sh("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--foreground-scripts", path.join(work, tgz)], { cwd: app, env, withStderr: true });
     installedRoot = path.join(app, "node_modules/torch-lora");
