@@ -19,7 +19,9 @@
 #   Torch_DIR         build against this TorchConfig.cmake folder instead of Python's torch
 #   GPU_CHECK_BUILD   gyp (default: node-gyp + make + g++, needs no CUDA toolkit) or cmake
 #                     (cmake-js; find_package(Torch) of a CUDA torch also wants the CUDA toolkit)
-#   GPU_CHECK_OUT     folder for logs (default build/gpu-check)
+#   GPU_CHECK_OUT     folder for logs (default /tmp/torch-lora-gpu-check; not under build/,
+#                     which node-gyp rebuild wipes)
+#   GPU_CHECK_BUILD_TIMEOUT  seconds allowed for the build (default 300: ~1-2 min on 16 cores)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -62,7 +64,8 @@ if [[ "${1:-}" == "--bundle" ]]; then
 fi
 
 START=$SECONDS
-OUTDIR="${GPU_CHECK_OUT:-$ROOT/build/gpu-check}"
+OUTDIR="${GPU_CHECK_OUT:-/tmp/torch-lora-gpu-check}"
+BUILD_TIMEOUT="${GPU_CHECK_BUILD_TIMEOUT:-300}"
 mkdir -p "$OUTDIR"
 PYTHON="${PYTHON:-python3}"
 
@@ -113,16 +116,17 @@ node -e 'const f=require("./scripts/lib/find-libtorch");const d=f.describeLibtor
 BUILD="${GPU_CHECK_BUILD:-gyp}"
 JOBS="$(nproc 2>/dev/null || echo 4)"
 log "building with $BUILD on $JOBS cores"
+if [[ -z "${CXX:-}" ]] && command -v ccache >/dev/null; then export CXX="ccache g++"; fi
 case "$BUILD" in
   gyp)
     for tool in make g++ "$PYTHON"; do command -v "$tool" >/dev/null || die "$tool is needed for the node-gyp build"; done
     [[ -f "$NODE_HEADERS/include/node/common.gypi" ]] || die "no Node headers in $NODE_HEADERS (set NODE_HEADERS)"
     export npm_config_python; npm_config_python="$(command -v "$PYTHON")"
-    timeout 300 node node_modules/node-gyp/bin/node-gyp.js rebuild --nodedir="$NODE_HEADERS" --jobs "$JOBS" >"$OUTDIR/build.log" 2>&1 \
+    timeout "$BUILD_TIMEOUT" node node_modules/node-gyp/bin/node-gyp.js rebuild --nodedir="$NODE_HEADERS" --jobs "$JOBS" >"$OUTDIR/build.log" 2>&1 \
       || { tail -n 40 "$OUTDIR/build.log"; die "node-gyp build failed (log: $OUTDIR/build.log)"; }
     ;;
   cmake)
-    timeout 300 node -e 'const f=require("./scripts/lib/find-libtorch");require("./scripts/lib/build-native").buildNative(process.cwd(), f.findLibtorch(), {force: true})' \
+    timeout "$BUILD_TIMEOUT" node -e 'const f=require("./scripts/lib/find-libtorch");require("./scripts/lib/build-native").buildNative(process.cwd(), f.findLibtorch(), {force: true})' \
       >"$OUTDIR/build.log" 2>&1 || { tail -n 40 "$OUTDIR/build.log"; die "cmake-js build failed (log: $OUTDIR/build.log)"; }
     ;;
   *) die "GPU_CHECK_BUILD must be gyp or cmake, not $BUILD" ;;

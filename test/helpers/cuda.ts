@@ -17,6 +17,7 @@ export function describeCuda(name: string, body: () => void): void {
     describe(`[cuda] ${name}`, body);
     return;
   }
-  console.warn(`[cuda] SKIPPED "${name}": ${reason}`);
+  // Straight to stderr: jest does not show console output of a file whose tests all skip.
+  process.stderr.write(`[cuda] SKIPPED "${name}": ${reason}\n`);
   describe.skip(`[cuda] ${name}`, body);
 }
