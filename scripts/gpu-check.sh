@@ -138,13 +138,16 @@ node -e 'const i=JSON.parse(process.argv[1]); if(!i.cudaAvailable){console.error
 
 # --- tests ------------------------------------------------------------------------------------
 log "CUDA tests"
+set +e
 timeout 240 node node_modules/jest/bin/jest.js --ci test/cuda test/lora 2>&1 | tee "$OUTDIR/tests.log"
 TEST_STATUS=${PIPESTATUS[0]}
+set -e
 grep -q "SKIPPED" "$OUTDIR/tests.log" && { log "CUDA tests were skipped although a GPU is visible"; TEST_STATUS=1; }
 
 # --- benchmark --------------------------------------------------------------------------------
 log "GPU benchmark"
-timeout 60 node node_modules/typescript/bin/tsc -p tsconfig.build.json
+# tsc writes dist/ even when it reports type errors; the benchmark needs only lib/.
+timeout 60 node node_modules/typescript/bin/tsc -p tsconfig.build.json || log "tsc reported errors (dist/ written anyway)"
 BENCH_STATUS=0
 timeout 120 node scripts/gpu-bench.js --python "$PYTHON" 2>&1 | tee "$OUTDIR/bench.log" || BENCH_STATUS=$?
 
