@@ -16,7 +16,7 @@
 const fs = require("fs");
 const path = require("path");
 const { spawnSync } = require("child_process");
-const { runtimeLibtorch, tagOfBuildInfo, writeManifestEntry, currentLibc } = require("./lib/prebuilds");
+const { runtimeLibtorch, tagOfBuildInfo, writeManifestEntry, currentLibc, nativeSourceHash } = require("./lib/prebuilds");
 
 const root = path.resolve(__dirname, "..");
 const log = (msg) => console.log(`[torch-lora prebuild] ${msg}`);
@@ -94,6 +94,7 @@ function main() {
     builtWith: info.builtWith,
     cxx11Abi: info.cxx11Abi,
     libtorchLibDir: lt.libDir,
+    sourceHash: nativeSourceHash(root),
   });
   log(`wrote ${dest} (${(fs.statSync(dest).size / 1e6).toFixed(1)} MB) and prebuilds/prebuild-manifest.json`);
 }

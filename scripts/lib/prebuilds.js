@@ -8,6 +8,21 @@ const { findLibtorch, describeLibtorch, libtorchTag } = require("./find-libtorch
 
 const MANIFEST = "prebuilds/prebuild-manifest.json";
 
+/**
+ * A hash of the native sources (native/*, binding.gyp, CMakeLists.txt), recorded with each
+ * prebuild so a prebuild left over from older sources can be told apart from a current one.
+ */
+function nativeSourceHash(root) {
+  const hash = require("crypto").createHash("sha256");
+  const files = fs.readdirSync(path.join(root, "native")).filter((n) => /\.(cc|h)$/.test(n)).sort().map((n) => `native/${n}`);
+  for (const rel of [...files, "binding.gyp", "CMakeLists.txt"]) {
+    const file = path.join(root, rel);
+    if (!fs.existsSync(file)) continue;
+    hash.update(rel).update("\0").update(fs.readFileSync(file)).update("\0");
+  }
+  return hash.digest("hex").slice(0, 16);
+}
+
 /** glibc or musl: the C library this Node process runs on. */
 function currentLibc() {
   const report = typeof process.report?.getReport === "function" ? process.report.getReport() : null;
@@ -138,6 +153,7 @@ function noAddonMessage(root, lt, env = process.env) {
 module.exports = {
   MANIFEST,
   currentLibc,
+  nativeSourceHash,
   readManifest,
   writeManifestEntry,
   runtimeLibtorch,

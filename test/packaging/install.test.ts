@@ -69,9 +69,11 @@ describeInstall("installed package (npm pack → npm install, no compiler on PAT
     work = fs.mkdtempSync(path.join(os.tmpdir(), "torch-lora-install-"));
     const pkg = path.join(work, "pkg");
     const shipped = stagePackage(pkg);
-    // A prebuild that the repository already has is shipped as is; else the local cmake-js
-    // build (linked the same way as a node-gyp prebuild) is packaged as one.
-    if (!shipped.some((f) => f.startsWith("prebuilds/") && f.includes(libtorch.tag))) {
+    // A prebuild from `npm run build:prebuild` of the current sources is shipped as is; else
+    // (none, or one left from older sources) the local cmake-js build, linked the same way, is
+    // packaged as the prebuild for this libtorch.
+    const current = prebuilds.readManifest(ROOT).some((e: { tag: string; sourceHash?: string }) => e.tag === libtorch.tag && e.sourceHash === prebuilds.nativeSourceHash(ROOT));
+    if (!current || !shipped.some((f) => f.startsWith("prebuilds/") && f.includes(libtorch.tag))) {
       sh(process.execPath, [path.join(ROOT, "scripts/prebuild.js"), "--from-build", "--out", pkg]);
     }
     const tgz = JSON.parse(sh("npm", ["pack", "--json", "--ignore-scripts", "--pack-destination", work], { cwd: pkg }))[0].filename as string;
