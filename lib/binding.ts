@@ -92,12 +92,36 @@ function packageRoot(): string {
 const ROOT = packageRoot();
 const CANDIDATES = ["build/Release/torch_lora.node", "build/Debug/torch_lora.node"];
 
-function explainLoadFailure(file: string, err: Error): string {
+/** A libtorch as scripts/lib/find-libtorch.js describes it (null: none found). */
+interface FoundLibtorch {
+  version: string;
+  variant: string;
+  cxx11Abi: boolean;
+  libDir: string;
+  torchDir: string;
+  source: string;
+  tag: string;
+  error?: string;
+}
+
+/** scripts/lib/prebuilds.js: shared with the install and prebuild scripts so all pick alike. */
+interface PrebuildsModule {
+  runtimeLibtorch(): FoundLibtorch | { error: string } | null;
+  selectPrebuild(root: string, lt: FoundLibtorch | { error: string } | null): string | null;
+  noAddonMessage(root: string, lt: FoundLibtorch | { error: string } | null): string;
+}
+
+function explainLoadFailure(file: string, err: Error, libtorch?: FoundLibtorch): string {
   const msg = err.message;
   const missingLib = /(lib[\w.+-]+\.so[\w.]*): cannot open shared object file/.exec(msg);
   if (missingLib) {
+    const where = libtorch
+      ? `  It was prebuilt against libtorch ${libtorch.version}; the one found here is in ${libtorch.libDir}:\n` +
+        `  LD_LIBRARY_PATH=${libtorch.libDir} node ... makes it findable, or build against it: node ${path.join(ROOT, "scripts/install.js")} --build\n`
+      : "";
     return (
       `torch-lora: the native addon ${file} needs ${missingLib[1]}, which the dynamic loader cannot find.\n` +
+      where +
       `  It was built against a libtorch that is no longer where it was. Either reinstall that libtorch\n` +
       `  (Debian/Ubuntu: apt-get install libtorch-dev libopenblas0-pthread), add its lib/ folder to LD_LIBRARY_PATH,\n` +
       `  or rebuild against the libtorch you have: npm run build`
@@ -112,23 +136,43 @@ function explainLoadFailure(file: string, err: Error): string {
   return `torch-lora: the native addon ${file} failed to load: ${msg}\n  Rebuild it with: npm run build`;
 }
 
-function load(): NativeBinding {
-  const override = process.env.TORCH_LORA_ADDON;
-  const files = override ? [override] : CANDIDATES.map((c) => path.join(ROOT, c));
-  const file = files.find((f) => fs.existsSync(f));
-  if (!file) {
-    throw new Error(
-      `torch-lora: the native addon is not built (looked for ${files.join(", ")}).\n` +
-        `  Build it with: npm run build   (finds or installs libtorch, then compiles with cmake-js)`,
-    );
-  }
+function requireAddon(file: string, libtorch?: FoundLibtorch): NativeBinding {
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
     return require(file) as NativeBinding;
   } catch (err) {
-    throw new Error(explainLoadFailure(file, err as Error));
+    throw new Error(explainLoadFailure(file, err as Error, libtorch));
   }
 }
 
+/**
+ * Picks the addon, in order: TORCH_LORA_ADDON; a local build (build/Release, build/Debug);
+ * the prebuild whose tag matches the libtorch found at run time; else an error naming the
+ * libtorch found, the prebuilds shipped and what to install. Returns the addon and its path.
+ */
+function load(): { binding: NativeBinding; file: string } {
+  const override = process.env.TORCH_LORA_ADDON;
+  if (override) {
+    if (!fs.existsSync(override)) throw new Error(`torch-lora: TORCH_LORA_ADDON=${override} does not exist`);
+    return { binding: requireAddon(override), file: override };
+  }
+  const local = CANDIDATES.map((c) => path.join(ROOT, c)).find((f) => fs.existsSync(f));
+  if (local) return { binding: requireAddon(local), file: local };
+  // Only now pay for discovery (it may start python3): installed packages without a local build.
+  const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js")) as PrebuildsModule;
+  const libtorch = prebuilds.runtimeLibtorch();
+  const prebuild = prebuilds.selectPrebuild(ROOT, libtorch);
+  if (prebuild) return { binding: requireAddon(prebuild, libtorch as FoundLibtorch), file: prebuild };
+  throw new Error(
+    `${prebuilds.noAddonMessage(ROOT, libtorch)}\n` +
+      `  (a local build would be at ${CANDIDATES.map((c) => path.join(ROOT, c)).join(" or ")}; in a clone of the repository: npm run build)`,
+  );
+}
+
+const loaded = load();
+
 /** The loaded native addon. */
-export const native: NativeBinding = load();
+export const native: NativeBinding = loaded.binding;
+
+/** The path of the .node file that was loaded (a local build, a prebuild, or TORCH_LORA_ADDON). */
+export const addonPath: string = loaded.file;

@@ -6,26 +6,12 @@
 const fs = require("fs");
 const path = require("path");
 const { run } = require("./lib/run");
-const { findLibtorch, describeLibtorch } = require("./lib/find-libtorch");
+const { findLibtorch } = require("./lib/find-libtorch");
+const { buildNative, newestMtime, mtime } = require("./lib/build-native");
 
 const root = path.resolve(__dirname, "..");
 const forceBuild = process.argv.includes("--force-build");
 const log = (msg) => console.log(`[torch-lora setup] ${msg}`);
-
-function newestMtime(dir, filter) {
-  let newest = 0;
-  if (!fs.existsSync(dir)) return 0;
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, entry.name);
-    if (entry.isDirectory()) newest = Math.max(newest, newestMtime(p, filter));
-    else if (filter(entry.name)) newest = Math.max(newest, fs.statSync(p).mtimeMs);
-  }
-  return newest;
-}
-
-function mtime(file) {
-  return fs.existsSync(file) ? fs.statSync(file).mtimeMs : 0;
-}
 
 function ensureNodeModules() {
   const marker = path.join(root, "node_modules/.package-lock.json");
@@ -76,27 +62,6 @@ function ensureLibtorch() {
   return found;
 }
 
-function buildNative(found) {
-  const addon = path.join(root, "build/Release/torch_lora.node");
-  const stampFile = path.join(root, "build/libtorch.json");
-  const { version, cuda } = describeLibtorch(found.torchDir);
-  const stamp = JSON.stringify({ torchDir: found.torchDir, version, cuda });
-  const sources = Math.max(
-    newestMtime(path.join(root, "native"), (n) => /\.(cc|h)$/.test(n)),
-    mtime(path.join(root, "CMakeLists.txt")),
-  );
-  const upToDate =
-    fs.existsSync(addon) && mtime(addon) >= sources && fs.existsSync(stampFile) && fs.readFileSync(stampFile, "utf8") === stamp;
-  if (upToDate && !forceBuild) return;
-  log(`building the native addon against libtorch ${version} (${cuda ? "CUDA" : "CPU"}) at ${found.torchDir} [found via ${found.source}]`);
-  const cmakeJs = path.join(root, "node_modules/cmake-js/bin/cmake-js");
-  const jobs = String(Math.max(1, require("os").availableParallelism?.() ?? require("os").cpus().length));
-  run(process.execPath, [cmakeJs, "compile", "--out", "build", "--parallel", jobs, `--CDTorch_DIR=${found.torchDir}`], {
-    cwd: root,
-  });
-  fs.writeFileSync(stampFile, stamp);
-}
-
 function buildTypeScript() {
   const out = path.join(root, "dist/lib/index.js");
   const sources = Math.max(
@@ -113,7 +78,7 @@ function buildTypeScript() {
 
 function main() {
   ensureNodeModules();
-  buildNative(ensureLibtorch());
+  buildNative(root, ensureLibtorch(), { force: forceBuild, log });
   buildTypeScript();
 }
 

@@ -64,18 +64,79 @@ function findLibtorch(env = process.env) {
   return null;
 }
 
-/** Version and CUDA flag of the libtorch at torchDir, read from its headers/config. */
-function describeLibtorch(torchDir) {
-  let version = "unknown";
-  const versionFile = path.join(torchDir, "TorchConfigVersion.cmake");
-  if (fs.existsSync(versionFile)) {
-    const m = /PACKAGE_VERSION\s+"([^"]+)"/.exec(fs.readFileSync(versionFile, "utf8"));
-    if (m) version = m[1];
-  }
-  // A CUDA build ships libtorch_cuda next to libtorch, three levels above share/cmake/Torch.
-  const libDirs = [path.resolve(torchDir, "../../../lib"), path.resolve(torchDir, "../..")];
-  const cuda = libDirs.some((dir) => fs.existsSync(path.join(dir, "libtorch_cuda.so")));
-  return { version, cuda: Boolean(cuda) };
+function readIfExists(file) {
+  return fs.existsSync(file) ? fs.readFileSync(file, "utf8") : null;
 }
 
-module.exports = { findLibtorch, describeLibtorch, torchConfigDir };
+/** TORCH_INSTALL_PREFIX as TorchConfig.cmake computes it (relative to its own folder). */
+function installPrefix(torchDir, config) {
+  if (process.env.TORCH_INSTALL_PREFIX) return process.env.TORCH_INSTALL_PREFIX;
+  const m = /get_filename_component\(TORCH_INSTALL_PREFIX\s+"\$\{CMAKE_CURRENT_LIST_DIR\}\/([./]*)"/.exec(config || "");
+  return path.resolve(torchDir, m ? m[1] : "../../..");
+}
+
+/** The folder holding libtorch.so: <prefix>/lib for distributions, the multiarch folder on Debian. */
+function libraryDir(torchDir, prefix) {
+  const candidates = [path.join(prefix, "lib"), path.resolve(torchDir, "../.."), path.resolve(torchDir, "../../../lib")];
+  const hasTorch = (dir) => fs.existsSync(dir) && fs.readdirSync(dir).some((n) => /^libtorch\.so(\.|$)/.test(n));
+  return candidates.find(hasTorch) || candidates[0];
+}
+
+/**
+ * The CUDA version a libtorch was built for ("12.1"), null for CPU builds, or "unknown" when
+ * it has CUDA libraries but records no version. Python's torch says it in torch/version.py;
+ * an unpacked libtorch distribution in its build-version file ("2.1.0+cu121").
+ */
+function cudaVersionOf(prefix, libDir) {
+  const hasCudaLib = fs.existsSync(path.join(libDir, "libtorch_cuda.so"));
+  const versionPy = readIfExists(path.join(prefix, "version.py"));
+  if (versionPy) {
+    const m = /^cuda(?:\s*:[^=]*)?\s*=\s*['"]([\d.]+)['"]/m.exec(versionPy);
+    if (m) return m[1];
+    if (!hasCudaLib) return null;
+  }
+  const buildVersion = readIfExists(path.join(prefix, "build-version"));
+  const cu = buildVersion && /\+cu(\d+)(\d)\b/.exec(buildVersion);
+  if (cu) return `${cu[1]}.${cu[2]}`;
+  return hasCudaLib ? "unknown" : null;
+}
+
+/**
+ * What a libtorch is, read from its CMake config and files (no compiler, no Python):
+ * version, CUDA flavour, the _GLIBCXX_USE_CXX11_ABI value it was built with, and its folders.
+ * The ABI comes from the same TORCH_CXX_FLAGS line that CMake builds use.
+ */
+function describeLibtorch(torchDir) {
+  const config = readIfExists(path.join(torchDir, "TorchConfig.cmake")) || "";
+  let version = "unknown";
+  const versionConfig = readIfExists(path.join(torchDir, "TorchConfigVersion.cmake"));
+  const vm = versionConfig && /PACKAGE_VERSION\s+"([^"]+)"/.exec(versionConfig);
+  if (vm) version = vm[1];
+  const prefix = installPrefix(torchDir, config);
+  const libDir = libraryDir(torchDir, prefix);
+  const cudaVersion = cudaVersionOf(prefix, libDir);
+  const abi = /_GLIBCXX_USE_CXX11_ABI=(\d)/.exec(config);
+  const includeDirs = [path.join(prefix, "include"), path.join(prefix, "include/torch/csrc/api/include")];
+  return {
+    version,
+    cuda: cudaVersion !== null,
+    cudaVersion,
+    // cpu, cu121 (CUDA 12.1), or cuda when the version is not recorded.
+    variant: cudaVersion === null ? "cpu" : cudaVersion === "unknown" ? "cuda" : `cu${cudaVersion.replace(".", "")}`,
+    // Linux libtorch configs always state it; 1 is the compiler default when none is stated.
+    cxx11Abi: abi ? abi[1] === "1" : true,
+    prefix,
+    libDir,
+    includeDirs,
+  };
+}
+
+/**
+ * The tag naming what an addon is linked against: torch<version>-<variant>-cxx11abi<0|1>,
+ * dots in the version written as underscores (prebuild file names use dots between tags).
+ */
+function libtorchTag({ version, variant, cxx11Abi }) {
+  return `torch${String(version).replace(/\+.*$/, "").replace(/\./g, "_")}-${variant}-cxx11abi${cxx11Abi ? 1 : 0}`;
+}
+
+module.exports = { findLibtorch, describeLibtorch, torchConfigDir, libtorchTag };

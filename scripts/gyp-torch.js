@@ -1,0 +1,46 @@
+#!/usr/bin/env node
+"use strict";
+// Prints libtorch build settings for binding.gyp, from the same discovery as the cmake-js build
+// (scripts/lib/find-libtorch.js): LIBTORCH, Torch_DIR / CMAKE_PREFIX_PATH, python3's torch, system.
+//   node scripts/gyp-torch.js include-dirs | libraries | ldflags | abi-define | built-with
+// Values are printed space-separated for gyp's <!@(...) expansion, so libtorch paths must not
+// contain spaces.
+const { findLibtorch, describeLibtorch } = require("./lib/find-libtorch");
+
+function main(what) {
+  const found = findLibtorch();
+  if (!found) {
+    throw new Error(
+      "no libtorch found for the node-gyp build: set LIBTORCH=/path/to/libtorch, Torch_DIR, or install libtorch-dev (Debian) or torch (pip)",
+    );
+  }
+  const d = describeLibtorch(found.torchDir);
+  const cudaLibs = d.cuda ? ["torch_cuda", "c10_cuda"] : [];
+  switch (what) {
+    case "include-dirs":
+      return d.includeDirs.join(" ");
+    case "libraries":
+      return [`-L${d.libDir}`, "-ltorch", "-ltorch_cpu", "-lc10"].join(" ");
+    case "ldflags":
+      // libtorch_cuda is only reached through registration at load time: without
+      // --no-as-needed the linker drops it and CUDA silently looks unavailable.
+      return [
+        `-Wl,-rpath,${d.libDir}`,
+        ...(cudaLibs.length ? ["-Wl,--no-as-needed", ...cudaLibs.map((l) => `-l${l}`), "-Wl,--as-needed"] : []),
+      ].join(" ");
+    case "abi-define":
+      return `_GLIBCXX_USE_CXX11_ABI=${d.cxx11Abi ? 1 : 0}`;
+    case "built-with":
+      // Same format as the cmake-js build's TORCH_LORA_BUILT_WITH: <version>-cpu or <version>-cuda<X.Y>.
+      return `${d.version}-${d.cuda ? `cuda${d.cudaVersion === "unknown" ? "" : d.cudaVersion}` : "cpu"}`;
+    default:
+      throw new Error(`unknown query ${JSON.stringify(what)}: use include-dirs, libraries, ldflags, abi-define or built-with`);
+  }
+}
+
+try {
+  process.stdout.write(main(process.argv[2]) + "\n");
+} catch (err) {
+  console.error(`[torch-lora gyp] ${err.message}`);
+  process.exit(1);
+}

@@ -1,0 +1,86 @@
+/** LoRA on the GPU: forward/backward against the CPU, merge/unmerge exactness on cuda:0. */
+import { Tensor, crossEntropy, init, lora, manualSeed, tensor } from "../../lib";
+import type { Dtype } from "../../lib";
+import { describeCuda } from "../helpers/cuda";
+import { TinyModel, snapshot, changedParameters } from "../helpers/models";
+
+const ids = (device: "cpu" | "cuda:0") => tensor([[1, 2, 3, 4], [5, 6, 7, 8]], { dtype: "int64", device });
+
+/** A TinyModel with adapters on all layers and nonzero B, on the CPU. */
+function adaptedOnCpu(dtype: Dtype = "float32") {
+  manualSeed(21);
+  const model = new TinyModel({ dtype, activation: dtype !== "float16" });
+  const lm = lora.injectAdapter(model, { r: 4, loraAlpha: 8, targetModules: ["emb", "fc1", "head"] });
+  for (const [, layer] of lm.loraLayers()) init.normal_(layer.factors("default")[1], 0, 0.3);
+  lm.eval();
+  return { model, lm };
+}
+
+describeCuda("LoRA on cuda:0", () => {
+  test("module.to('cuda:0') moves base weights and adapter factors", () => {
+    const { lm } = adaptedOnCpu();
+    lm.to({ device: "cuda:0" });
+    for (const [name, p] of lm.namedParameters()) expect([name, p.device]).toEqual([name, "cuda:0"]);
+  });
+
+  test("forward and backward on the GPU match the same model on the CPU", () => {
+    const cpu = adaptedOnCpu();
+    const gpu = adaptedOnCpu();
+    gpu.lm.to({ device: "cuda:0" });
+    const target = (device: "cpu" | "cuda:0") => tensor([3, 0, 7, 1, 2, 9, 4, 5], { dtype: "int64", device });
+    const outCpu = cpu.lm.forward(ids("cpu")) as Tensor;
+    const outGpu = gpu.lm.forward(ids("cuda:0")) as Tensor;
+    expect(outGpu.device).toBe("cuda:0");
+    expect(outGpu.cpu().allclose(outCpu, { rtol: 1e-4, atol: 1e-5 })).toBe(true);
+    crossEntropy(outCpu.reshape([8, -1]), target("cpu")).backward();
+    crossEntropy(outGpu.reshape([8, -1]), target("cuda:0")).backward();
+    const gradsCpu = new Map(cpu.lm.namedParameters().filter(([, p]) => p.requiresGrad).map(([n, p]) => [n, p.grad!]));
+    const trainable = gpu.lm.namedParameters().filter(([, p]) => p.requiresGrad);
+    expect(trainable.length).toBe(6);
+    for (const [name, p] of trainable) {
+      expect(p.grad!.device).toBe("cuda:0");
+      expect([name, p.grad!.cpu().allclose(gradsCpu.get(name)!, { rtol: 1e-4, atol: 1e-5 })]).toEqual([name, true]);
+    }
+  });
+
+  test("merged forward on the GPU equals unmerged forward", () => {
+    const { lm } = adaptedOnCpu();
+    lm.to({ device: "cuda:0" });
+    const unmerged = lm.forward(ids("cuda:0")) as Tensor;
+    lm.merge();
+    expect((lm.forward(ids("cuda:0")) as Tensor).allclose(unmerged, { rtol: 1e-5, atol: 1e-5 })).toBe(true);
+  });
+
+  for (const dtype of ["float32", "float16", "bfloat16"] as Dtype[]) {
+    test(`unmerge on the GPU restores every weight bit for bit after 5 cycles (${dtype})`, () => {
+      const { model, lm } = adaptedOnCpu(dtype);
+      lm.to({ device: "cuda:0" });
+      const before = snapshot(model);
+      for (let i = 0; i < 5; i++) {
+        lm.merge();
+        expect(changedParameters(before, snapshot(model)).length).toBeGreaterThan(0);
+        lm.unmerge();
+      }
+      expect(changedParameters(before, snapshot(model))).toEqual([]);
+    });
+  }
+
+  test("the merged GPU weight equals W + s·BA computed on the CPU", () => {
+    const { model, lm } = adaptedOnCpu();
+    const fc1 = model.fc1 as unknown as lora.LoraLinear;
+    const [A, B] = fc1.factors("default").map((t) => t.clone());
+    const expected = fc1.base_layer.weight.add(B.matmul(A).mul(2));
+    lm.to({ device: "cuda:0" });
+    lm.merge();
+    expect(fc1.base_layer.weight.device).toBe("cuda:0");
+    expect(fc1.base_layer.weight.cpu().allclose(expected, { rtol: 1e-5, atol: 1e-5 })).toBe(true);
+  });
+
+  test("a model moved back to the CPU computes what it computed on the GPU", () => {
+    const { lm } = adaptedOnCpu();
+    lm.to({ device: "cuda:0" });
+    const onGpu = (lm.forward(ids("cuda:0")) as Tensor).cpu();
+    lm.to({ device: "cpu" });
+    expect((lm.forward(ids("cpu")) as Tensor).allclose(onGpu, { rtol: 1e-4, atol: 1e-5 })).toBe(true);
+  });
+});

@@ -1,0 +1,127 @@
+/**
+ * The published package as a user gets it: `npm pack`, install the tarball into a fresh project
+ * with no compiler on PATH, and run a LoRA round trip there on the prebuilt addon.
+ */
+import { spawnSync, SpawnSyncOptions } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+
+const ROOT = path.resolve(__dirname, "../..");
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js"));
+
+/** Runs a command; returns its stdout (and stderr with `withStderr`), throws with both on failure. */
+function sh(cmd: string, args: string[], options: SpawnSyncOptions & { withStderr?: boolean } = {}): string {
+  const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20, timeout: 150000, ...options });
+  const out = `${r.stdout ?? ""}${r.stderr ?? ""}`;
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (exit ${r.status}):\n${out}`);
+  return options.withStderr ? out : String(r.stdout);
+}
+
+/** A bin folder with node, npm and sh only: what a CI image without build tools offers. */
+function toolchainFreeBin(dir: string): string {
+  fs.mkdirSync(dir, { recursive: true });
+  const npmCli = fs.realpathSync(sh("sh", ["-c", "command -v npm"]).trim());
+  fs.symlinkSync(process.execPath, path.join(dir, "node"));
+  fs.symlinkSync(npmCli, path.join(dir, "npm"));
+  fs.symlinkSync("/bin/sh", path.join(dir, "sh"));
+  return dir;
+}
+
+/** Copies the files `npm pack` would ship into `dest`; returns their relative paths. */
+function stagePackage(dest: string): string[] {
+  const listing = JSON.parse(sh("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: ROOT }));
+  const files: string[] = listing[0].files.map((f: { path: string }) => f.path);
+  for (const f of files) {
+    fs.mkdirSync(path.dirname(path.join(dest, f)), { recursive: true });
+    fs.copyFileSync(path.join(ROOT, f), path.join(dest, f));
+  }
+  return files;
+}
+
+interface Smoke {
+  stepZeroEqual: boolean;
+  adapterChangesOutput: boolean;
+  manualMaxDiff: number;
+  mergedMaxDiff: number;
+  mergedChangedWeights: boolean;
+  unmergeExact: boolean;
+  addons: string[];
+}
+
+const libtorch = prebuilds.runtimeLibtorch();
+const localBuild = path.join(ROOT, "build/Release/torch_lora.node");
+const skipReason = !libtorch || libtorch.error ? "no libtorch found here" : !fs.existsSync(localBuild) && !prebuilds.selectPrebuild(ROOT, libtorch) ? "no local build to make a prebuild from (run node scripts/setup.js)" : null;
+const describeInstall = skipReason ? describe.skip : describe;
+// Straight to stderr: jest does not show console output of a file whose tests all skip.
+if (skipReason) process.stderr.write(`[packaging] SKIPPED the install test: ${skipReason}\n`);
+
+describeInstall("installed package (npm pack → npm install, no compiler on PATH)", () => {
+  let work: string;
+  let installLog = "";
+  let smoke: Smoke;
+  let installedRoot: string;
+
+  beforeAll(() => {
+    // dist/ is what ships: bring it up to date with lib/ (a no-op after `npm test`'s pretest).
+    sh(process.execPath, [path.join(ROOT, "scripts/setup.js")], { cwd: ROOT });
+    work = fs.mkdtempSync(path.join(os.tmpdir(), "torch-lora-install-"));
+    const pkg = path.join(work, "pkg");
+    const shipped = stagePackage(pkg);
+    // A prebuild from `npm run build:prebuild` of the current sources is shipped as is; else
+    // (none, or one left from older sources) the local cmake-js build, linked the same way, is
+    // packaged as the prebuild for this libtorch.
+    const current = prebuilds.readManifest(ROOT).some((e: { tag: string; sourceHash?: string }) => e.tag === libtorch.tag && e.sourceHash === prebuilds.nativeSourceHash(ROOT));
+    if (!current || !shipped.some((f) => f.startsWith("prebuilds/") && f.includes(libtorch.tag))) {
+      sh(process.execPath, [path.join(ROOT, "scripts/prebuild.js"), "--from-build", "--out", pkg]);
+    }
+    const tgz = JSON.parse(sh("npm", ["pack", "--json", "--ignore-scripts", "--pack-destination", work], { cwd: pkg }))[0].filename as string;
+
+    const app = path.join(work, "app");
+    fs.mkdirSync(app);
+    fs.writeFileSync(path.join(app, "package.json"), JSON.stringify({ name: "app", version: "1.0.0", private: true }));
+    fs.copyFileSync(path.join(__dirname, "lora-smoke.js"), path.join(app, "smoke.js"));
+    const bin = toolchainFreeBin(path.join(work, "bin"));
+    const env: NodeJS.ProcessEnv = { ...process.env, PATH: bin, npm_config_cache: sh("npm", ["config", "get", "cache"]).trim() };
+    for (const k of Object.keys(env)) if (/^(LIBTORCH|TORCH_LORA_ADDON|Torch_DIR|TORCH_DIR|CMAKE_PREFIX_PATH)$/.test(k)) delete env[k];
+    installLog = sh("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--foreground-scripts", path.join(work, tgz)], { cwd: app, env, withStderr: true });
+    installedRoot = path.join(app, "node_modules/torch-lora");
+    smoke = JSON.parse(sh("node", ["smoke.js"], { cwd: app, env }).trim().split("\n").pop()!);
+  }, 170000);
+
+  afterAll(() => {
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  test("the compiler really is hidden from the install", () => {
+    const env = { PATH: path.join(work, "bin") };
+    for (const tool of ["cc", "c++", "g++", "cmake", "make"]) {
+      expect(spawnSync("sh", ["-c", `command -v ${tool}`], { env, encoding: "utf8" }).status).not.toBe(0);
+    }
+    expect(prebuilds.missingToolchain(env)).toHaveLength(2);
+  });
+
+  test("the install step picks the prebuild tagged for the libtorch found, and builds nothing", () => {
+    expect(installLog).toContain(`-> tag ${libtorch.tag}`);
+    expect(installLog).toMatch(new RegExp(`using the prebuilt addon prebuilds/linux-x64/torch-lora\\.${libtorch.tag}\\.napi\\.glibc\\.node`));
+    expect(fs.existsSync(path.join(installedRoot, "build"))).toBe(false);
+  });
+
+  test("the installed package loads that prebuild and no other addon", () => {
+    const expected = fs.realpathSync(path.join(installedRoot, `prebuilds/linux-x64/torch-lora.${libtorch.tag}.napi.glibc.node`));
+    expect(smoke.addons).toEqual([expected]);
+  });
+
+  test("LoRA through the installed package: no-op at step 0, matches a second code path", () => {
+    expect(smoke.stepZeroEqual).toBe(true);
+    expect(smoke.adapterChangesOutput).toBe(true);
+    expect(smoke.manualMaxDiff).toBeLessThan(1e-5);
+  });
+
+  test("merge keeps the output and unmerge restores every weight bit for bit", () => {
+    expect(smoke.mergedChangedWeights).toBe(true);
+    expect(smoke.mergedMaxDiff).toBeLessThan(1e-5);
+    expect(smoke.unmergeExact).toBe(true);
+  });
+});

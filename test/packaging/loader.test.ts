@@ -1,0 +1,159 @@
+/**
+ * libtorch description, prebuild tags and selection, and the loader's error when nothing fits.
+ * Fake libtorch trees stand in for the distributions this machine does not have.
+ */
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+
+const ROOT = path.resolve(__dirname, "../..");
+/* eslint-disable @typescript-eslint/no-var-requires */
+const findLibtorch = require(path.join(ROOT, "scripts/lib/find-libtorch.js"));
+const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js"));
+/* eslint-enable @typescript-eslint/no-var-requires */
+
+let tmp: string;
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "torch-lora-loader-"));
+});
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+/** Writes files (relative path -> content) under a new folder and returns it. */
+function tree(name: string, files: Record<string, string>): string {
+  const dir = path.join(tmp, name);
+  for (const [rel, content] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
+    fs.writeFileSync(path.join(dir, rel), content);
+  }
+  return dir;
+}
+
+const config = (abi: 0 | 1) =>
+  `get_filename_component(TORCH_INSTALL_PREFIX "\${CMAKE_CURRENT_LIST_DIR}/../../../" ABSOLUTE)\n` +
+  `if(CMAKE_SYSTEM_NAME STREQUAL "Linux")\n  set(TORCH_CXX_FLAGS "-D_GLIBCXX_USE_CXX11_ABI=${abi}")\nendif()\n`;
+
+describe("describeLibtorch", () => {
+  test("an unpacked CUDA distribution: version, cu121 from build-version, ABI 1, lib dir", () => {
+    const dir = tree("libtorch-cu121", {
+      "share/cmake/Torch/TorchConfig.cmake": config(1),
+      "share/cmake/Torch/TorchConfigVersion.cmake": 'set(PACKAGE_VERSION "2.1.0")\n',
+      "build-version": "2.1.0+cu121\n",
+      "lib/libtorch.so": "",
+      "lib/libtorch_cuda.so": "",
+    });
+    const d = findLibtorch.describeLibtorch(path.join(dir, "share/cmake/Torch"));
+    expect(d).toMatchObject({ version: "2.1.0", cuda: true, cudaVersion: "12.1", variant: "cu121", cxx11Abi: true, prefix: dir, libDir: path.join(dir, "lib") });
+    expect(d.includeDirs).toEqual([path.join(dir, "include"), path.join(dir, "include/torch/csrc/api/include")]);
+    expect(findLibtorch.libtorchTag(d)).toBe("torch2_1_0-cu121-cxx11abi1");
+  });
+
+  test("Python's torch: CUDA version from torch/version.py, the old ABI from TorchConfig.cmake", () => {
+    const dir = tree("site-packages/torch", {
+      "share/cmake/Torch/TorchConfig.cmake": config(0),
+      "share/cmake/Torch/TorchConfigVersion.cmake": 'set(PACKAGE_VERSION "2.3.1")\n',
+      "version.py": "__version__ = '2.3.1+cu118'\ndebug = False\ncuda: Optional[str] = '11.8'\n",
+      "lib/libtorch.so": "",
+      "lib/libtorch_cuda.so": "",
+    });
+    const d = findLibtorch.describeLibtorch(path.join(dir, "share/cmake/Torch"));
+    expect(findLibtorch.libtorchTag(d)).toBe("torch2_3_1-cu118-cxx11abi0");
+  });
+
+  test("a CPU wheel (version.py says cuda = None) is cpu", () => {
+    const dir = tree("cpu-wheel/torch", {
+      "share/cmake/Torch/TorchConfig.cmake": config(0),
+      "share/cmake/Torch/TorchConfigVersion.cmake": 'set(PACKAGE_VERSION "2.2.0")\n',
+      "version.py": "__version__ = '2.2.0+cpu'\ncuda: Optional[str] = None\n",
+      "lib/libtorch.so": "",
+    });
+    expect(findLibtorch.libtorchTag(findLibtorch.describeLibtorch(path.join(dir, "share/cmake/Torch")))).toBe("torch2_2_0-cpu-cxx11abi0");
+  });
+
+  test("the libtorch found here agrees with the addon built against it", () => {
+    const lt = prebuilds.runtimeLibtorch();
+    if (!lt || lt.error) return console.warn("[packaging] SKIPPED: no libtorch found here");
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const { native } = require("../../lib/binding");
+    expect(prebuilds.tagOfBuildInfo(native.buildInfo())).toBe(lt.tag);
+  });
+});
+
+describe("tagOfBuildInfo", () => {
+  test("reads the variant from builtWith and the ABI from the addon", () => {
+    expect(prebuilds.tagOfBuildInfo({ builtWith: "1.13.0-cpu", torchVersion: "1.13.0", cxx11Abi: true })).toBe("torch1_13_0-cpu-cxx11abi1");
+    expect(prebuilds.tagOfBuildInfo({ builtWith: "2.4.0-cuda12.4", torchVersion: "2.4.0", cxx11Abi: false })).toBe("torch2_4_0-cu124-cxx11abi0");
+    expect(() => prebuilds.tagOfBuildInfo({ builtWith: "weird", torchVersion: "1", cxx11Abi: true })).toThrow(/builtWith/);
+  });
+});
+
+describe("selectPrebuild", () => {
+  const host = { platform: "linux", arch: "x64", libc: "glibc", napi: 9 };
+  const entry = (tag: string, extra: object = {}) => ({ file: `linux-x64/torch-lora.${tag}.napi.glibc.node`, platform: "linux", arch: "x64", libc: "glibc", napi: 8, tag, ...extra });
+  let root: string;
+  beforeAll(() => {
+    root = path.join(tmp, "pkg");
+    for (const e of [entry("torch1_13_0-cpu-cxx11abi1"), entry("torch2_1_0-cu121-cxx11abi0"), entry("torch2_1_0-cpu-cxx11abi0", { libc: "musl" })]) {
+      prebuilds.writeManifestEntry(root, e);
+    }
+  });
+
+  test("picks the entry whose tag equals the libtorch's", () => {
+    expect(prebuilds.selectPrebuild(root, { tag: "torch2_1_0-cu121-cxx11abi0" }, host)).toBe(path.join(root, "prebuilds/linux-x64/torch-lora.torch2_1_0-cu121-cxx11abi0.napi.glibc.node"));
+  });
+
+  test("a different ABI, CUDA version, libc, arch or too old a Node-API picks nothing", () => {
+    expect(prebuilds.selectPrebuild(root, { tag: "torch2_1_0-cu121-cxx11abi1" }, host)).toBeNull();
+    expect(prebuilds.selectPrebuild(root, { tag: "torch2_1_0-cu118-cxx11abi0" }, host)).toBeNull();
+    expect(prebuilds.selectPrebuild(root, { tag: "torch2_1_0-cpu-cxx11abi0" }, host)).toBeNull();
+    expect(prebuilds.selectPrebuild(root, { tag: "torch1_13_0-cpu-cxx11abi1" }, { ...host, arch: "arm64" })).toBeNull();
+    expect(prebuilds.selectPrebuild(root, { tag: "torch1_13_0-cpu-cxx11abi1" }, { ...host, napi: 7 })).toBeNull();
+    expect(prebuilds.selectPrebuild(root, null, host)).toBeNull();
+  });
+
+  test("the manifest keeps one entry per file", () => {
+    prebuilds.writeManifestEntry(root, entry("torch1_13_0-cpu-cxx11abi1", { torchVersion: "1.13.0" }));
+    const entries = prebuilds.readManifest(root);
+    expect(entries.map((e: { tag: string }) => e.tag).sort()).toEqual(["torch1_13_0-cpu-cxx11abi1", "torch2_1_0-cpu-cxx11abi0", "torch2_1_0-cu121-cxx11abi0"]);
+    expect(entries.find((e: { tag: string }) => e.tag === "torch1_13_0-cpu-cxx11abi1").torchVersion).toBe("1.13.0");
+  });
+
+  test("the no-addon message names the libtorch found, the prebuilds shipped and the fixes", () => {
+    const lt = { version: "2.1.0", variant: "cu118", cuda: true, cudaVersion: "11.8", cxx11Abi: false, torchDir: "/opt/t/share/cmake/Torch", source: "LIBTORCH", tag: "torch2_1_0-cu118-cxx11abi0" };
+    const noTools = prebuilds.noAddonMessage(root, lt, { PATH: path.join(tmp, "empty-bin") });
+    expect(noTools).toContain("libtorch 2.1.0 (CUDA 11.8, _GLIBCXX_USE_CXX11_ABI=0) at /opt/t/share/cmake/Torch [found via LIBTORCH] -> tag torch2_1_0-cu118-cxx11abi0");
+    expect(noTools).toContain("linux-x64/torch-lora.torch2_1_0-cu121-cxx11abi0.napi.glibc.node");
+    expect(noTools).toContain("install a C++17 compiler (g++ or clang++) and cmake >= 3.18");
+    expect(noTools).toContain("apt-get install libtorch-dev");
+    expect(prebuilds.noAddonMessage(root, null, { PATH: "" })).toContain("no libtorch found");
+  });
+});
+
+describe("the loader in a package without a fitting addon", () => {
+  test("fails with the libtorch found, the prebuilds (none) and what to do", () => {
+    const dist = path.join(ROOT, "dist/lib/binding.js");
+    if (!fs.existsSync(dist)) return console.warn("[packaging] SKIPPED: dist/ is not built (node scripts/setup.js)");
+    const pkg = path.join(tmp, "bare");
+    fs.mkdirSync(path.join(pkg, "dist/lib"), { recursive: true });
+    fs.copyFileSync(dist, path.join(pkg, "dist/lib/binding.js"));
+    fs.cpSync(path.join(ROOT, "scripts"), path.join(pkg, "scripts"), { recursive: true });
+    fs.writeFileSync(path.join(pkg, "package.json"), JSON.stringify({ name: "torch-lora" }));
+    const env = { PATH: "", LIBTORCH: path.join(tmp, "libtorch-cu121") };
+    const r = spawnSync(process.execPath, ["-e", `require(${JSON.stringify(path.join(pkg, "dist/lib/binding.js"))})`], { env, encoding: "utf8" });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain("torch-lora: no native addon fits this machine.");
+    expect(r.stderr).toContain("libtorch 2.1.0 (CUDA 12.1, _GLIBCXX_USE_CXX11_ABI=1)");
+    expect(r.stderr).toContain("[found via LIBTORCH] -> tag torch2_1_0-cu121-cxx11abi1");
+    expect(r.stderr).toMatch(/prebuilt addons in this package .*:\n {4}none/);
+    expect(r.stderr).toContain("scripts/install.js --build");
+  });
+
+  test("TORCH_LORA_ADDON pointing nowhere is named in the error", () => {
+    const r = spawnSync(process.execPath, ["-e", `require(${JSON.stringify(path.join(ROOT, "dist/lib/binding.js"))})`], {
+      env: { ...process.env, TORCH_LORA_ADDON: "/nonexistent/torch_lora.node" },
+      encoding: "utf8",
+    });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain("TORCH_LORA_ADDON=/nonexistent/torch_lora.node does not exist");
+  });
+});
