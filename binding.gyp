@@ -14,7 +14,7 @@
         "<!@(node scripts/gyp-torch.js include-dirs)"
       ],
       "defines": [
-        "NAPI_VERSION=8",
+        "<!(node scripts/gyp-torch.js napi-define)",
         "NAPI_CPP_EXCEPTIONS",
         "NODE_ADDON_API_DISABLE_DEPRECATED",
         "<!(node scripts/gyp-torch.js abi-define)",

@@ -2,12 +2,25 @@
 "use strict";
 // Prints libtorch build settings for binding.gyp, from the same discovery as the cmake-js build
 // (scripts/lib/find-libtorch.js): LIBTORCH, Torch_DIR / CMAKE_PREFIX_PATH, python3's torch, system.
-//   node scripts/gyp-torch.js include-dirs | libraries | ldflags | abi-define | built-with
+//   node scripts/gyp-torch.js include-dirs | libraries | ldflags | abi-define | built-with | napi-define
 // Values are printed space-separated for gyp's <!@(...) expansion, so libtorch paths must not
 // contain spaces.
+const fs = require("fs");
+const path = require("path");
 const { findLibtorch, describeLibtorch } = require("./lib/find-libtorch");
 
+/**
+ * NAPI_EXPERIMENTAL when this Node's headers declare GC-time ("basic") finalizers, which let a
+ * synchronous training loop free dropped tensors at each collection (see CMakeLists.txt).
+ */
+function napiDefine() {
+  const header = path.resolve(process.execPath, "../../include/node/js_native_api.h");
+  const experimental = fs.existsSync(header) && fs.readFileSync(header, "utf8").includes("NODE_API_EXPERIMENTAL_HAS_POST_FINALIZER");
+  return experimental ? "NAPI_EXPERIMENTAL" : "NAPI_VERSION=8";
+}
+
 function main(what) {
+  if (what === "napi-define") return napiDefine();
   const found = findLibtorch();
   if (!found) {
     throw new Error(
@@ -34,7 +47,7 @@ function main(what) {
       // Same format as the cmake-js build's TORCH_LORA_BUILT_WITH: <version>-cpu or <version>-cuda<X.Y>.
       return `${d.version}-${d.cuda ? `cuda${d.cudaVersion === "unknown" ? "" : d.cudaVersion}` : "cpu"}`;
     default:
-      throw new Error(`unknown query ${JSON.stringify(what)}: use include-dirs, libraries, ldflags, abi-define or built-with`);
+      throw new Error(`unknown query ${JSON.stringify(what)}: use include-dirs, libraries, ldflags, abi-define, built-with or napi-define`);
   }
 }
 
