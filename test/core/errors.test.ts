@@ -6,6 +6,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { Tensor, arange, cat, crossEntropy, empty, full, init, manualSeed, tensor, zeros } from "../../lib";
+import { thrownBy } from "../helpers/errors";
 
 type Case = [name: string, fn: () => unknown, message: RegExp, kind?: typeof TypeError | typeof RangeError];
 
@@ -60,17 +61,9 @@ const CASES: Case[] = [
 describe("bad input throws a clear JS Error", () => {
   // Each row is passed whole: a trailing undefined column would make Jest pass `done` instead.
   it.each(CASES.map((c) => [c[0], c] as const))("%s", (_name, [, fn, message, kind]) => {
-    let caught: unknown;
-    try {
-      fn();
-    } catch (e) {
-      caught = e;
-    }
-    // Errors from the native side come from the addon's realm, so check by name, not identity.
-    expect(caught).toBeDefined();
-    expect(Object.prototype.toString.call(caught)).toBe("[object Error]");
-    expect((caught as Error).message).toMatch(message);
-    if (kind) expect((caught as Error).name).toBe(kind.name);
+    const caught = thrownBy(fn);
+    expect(caught.message).toMatch(message);
+    if (kind) expect(caught.name).toBe(kind.name);
   });
 
   it("a failed call changes nothing: the tensor keeps its values and stays usable", () => {

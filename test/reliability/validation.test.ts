@@ -5,6 +5,7 @@
  * wrong results, half-applied updates or "cannot read properties of null" before.
  */
 import { Tensor, crossEntropy, full, init, lora, mseLoss, nn, noGrad, optim, tensor, zeros, ones } from "../../lib";
+import { thrownBy } from "../helpers/errors";
 
 type Kind = "TypeError" | "RangeError" | "Error" | "ConfigError";
 type Case = [name: string, fn: () => unknown, message: RegExp, kind: Kind];
@@ -59,16 +60,9 @@ const CASES: Case[] = [
 
 describe("bad input throws a typed, informative JS Error", () => {
   it.each(CASES.map((c) => [c[0], c] as const))("%s", (_name, [, fn, message, kind]) => {
-    let caught: unknown;
-    try {
-      fn();
-    } catch (e) {
-      caught = e;
-    }
-    expect(caught).toBeDefined();
-    expect(Object.prototype.toString.call(caught)).toBe("[object Error]");
-    expect((caught as Error).name).toBe(kind);
-    expect((caught as Error).message).toMatch(message);
+    const caught = thrownBy(fn);
+    expect(caught.name).toBe(kind);
+    expect(caught.message).toMatch(message);
   });
 });
 
