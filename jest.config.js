@@ -4,5 +4,5 @@ module.exports = {
   testEnvironment: "node",
   roots: ["<rootDir>/test"],
   testTimeout: 120000,
-  transform: { "^.+\\.ts$": ["ts-jest", { tsconfig: require("path").join(__dirname, "tsconfig.json"), isolatedModules: true }] },
+  transform: { "^.+\\.ts$": ["ts-jest", { tsconfig: require("path").join(__dirname, "tsconfig.json") }] },
 };
