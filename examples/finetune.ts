@@ -35,7 +35,7 @@ async function main(): Promise<void> {
   const ids = tensor(Array.from({ length: 64 * 6 }, (_, i) => 1 + ((i * 37) % 99)), { dtype: "int64", shape: [64, 6] });
   const labels = tensor(Array.from({ length: 64 }, (_, i) => (1 + ((i * 6 * 37) % 99)) % 4), { dtype: "int64" });
 
-  const opt = new optim.AdamW(lm.trainableParameters(), { lr: 1e-2 });
+  const opt = new optim.AdamW(lm.trainableParameters(), { lr: 2e-3 });
   for (let step = 1; step <= 100; step++) {
     const loss = crossEntropy(lm.forward(ids) as Tensor, labels);
     loss.backward(); // one autograd pass: gradients reach the adapter factors only

@@ -102,3 +102,16 @@ describe("npm run demo", () => {
     expect(fs.readdirSync(out).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors"]);
   });
 });
+
+describe("examples/finetune.ts", () => {
+  test("runs to the end: the reloaded adapter and the merged model reproduce the trained outputs", () => {
+    const r = spawnSync(process.execPath, [path.join(ROOT, "dist/examples/finetune.js")], { encoding: "utf8", timeout: 120000 });
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    const losses = [...r.stdout.matchAll(/step \d+: loss ([\d.]+)/g)].map((m) => Number(m[1]));
+    expect(losses.length).toBe(4);
+    expect(losses[3]).toBeLessThan(losses[0]);
+    expect(r.stdout).toMatch(/reloaded adapter gives identical outputs: true/);
+    expect(r.stdout).toMatch(/merged model matches the adapter's outputs: true/);
+  });
+});
