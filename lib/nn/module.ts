@@ -166,28 +166,25 @@ export function copyInto(target: Tensor, source: Tensor): void {
   native.copyInto(handleOf(target, "target"), handleOf(source, "source"));
 }
 
-/** A name → Module map whose entries are children named by their keys (`lora_A.default`). */
-export class ModuleDict<M extends Module = Module> extends Module {
-  readonly #entries = new Map<string, M>();
+/** A name → value map kept in insertion order, with a type check on insert: the base of the dict modules. */
+abstract class KeyedModule<V> extends Module {
+  readonly #entries = new Map<string, V>();
 
-  constructor(entries: Record<string, M> = {}) {
-    super();
-    for (const [k, v] of Object.entries(entries)) this.set(k, v);
-  }
-  override namedChildren(): [string, Module][] {
+  /** Throws a TypeError unless `value` may be stored under `name`. */
+  protected abstract checkEntry(name: string, value: unknown): asserts value is V;
+
+  /** The entries in insertion order. */
+  protected entries(): [string, V][] {
     return [...this.#entries];
   }
-  override setChild(name: string, module: Module): void {
-    this.set(name, module as M);
-  }
   /** The entry called `name`. */
-  get(name: string): M | undefined {
+  get(name: string): V | undefined {
     return this.#entries.get(name);
   }
   /** Adds or replaces an entry. */
-  set(name: string, module: M): void {
-    if (!(module instanceof Module)) throw new TypeError(`ModuleDict.set: expected a Module for "${name}", got ${describe(module)}`);
-    this.#entries.set(name, module);
+  set(name: string, value: V): void {
+    this.checkEntry(name, value);
+    this.#entries.set(name, value);
   }
   /** Removes an entry; returns whether it existed. */
   delete(name: string): boolean {
@@ -201,31 +198,33 @@ export class ModuleDict<M extends Module = Module> extends Module {
   }
 }
 
-/** A name → Tensor map whose entries are parameters named by their keys (`lora_embedding_A.default`). */
-export class ParameterDict extends Module {
-  readonly #entries = new Map<string, Tensor>();
+/** A name → Module map whose entries are children named by their keys (`lora_A.default`). */
+export class ModuleDict<M extends Module = Module> extends KeyedModule<M> {
+  constructor(entries: Record<string, M> = {}) {
+    super();
+    for (const [k, v] of Object.entries(entries)) this.set(k, v);
+  }
+  protected checkEntry(name: string, value: unknown): asserts value is M {
+    if (!(value instanceof Module)) throw new TypeError(`ModuleDict.set: expected a Module for "${name}", got ${describe(value)}`);
+  }
+  override namedChildren(): [string, Module][] {
+    return this.entries();
+  }
+  override setChild(name: string, module: Module): void {
+    this.set(name, module as M);
+  }
+}
 
+/** A name → Tensor map whose entries are parameters named by their keys (`lora_embedding_A.default`). */
+export class ParameterDict extends KeyedModule<Tensor> {
+  protected checkEntry(name: string, value: unknown): asserts value is Tensor {
+    if (!(value instanceof Tensor)) throw new TypeError(`ParameterDict.set: expected a Tensor for "${name}", got ${describe(value)}`);
+  }
   override ownParameters(): [string, Tensor][] {
-    return [...this.#entries];
+    return this.entries();
   }
   override setParameter(name: string, value: Tensor): void {
     this.set(name, value);
-  }
-  get(name: string): Tensor | undefined {
-    return this.#entries.get(name);
-  }
-  set(name: string, value: Tensor): void {
-    if (!(value instanceof Tensor)) throw new TypeError(`ParameterDict.set: expected a Tensor for "${name}", got ${describe(value)}`);
-    this.#entries.set(name, value);
-  }
-  delete(name: string): boolean {
-    return this.#entries.delete(name);
-  }
-  has(name: string): boolean {
-    return this.#entries.has(name);
-  }
-  keys(): string[] {
-    return [...this.#entries.keys()];
   }
 }
 
