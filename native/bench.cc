@@ -30,6 +30,17 @@ double Elapsed(Clock::time_point start) {
   return static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
 }
 
+// Runs `forward` (and the backward of `gradOut` when asked) `n` times; returns the elapsed ns.
+template <typename Forward>
+Napi::Value TimeForward(Napi::Env env, int64_t n, bool backward, const at::Tensor& gradOut, Forward forward) {
+  auto start = Clock::now();
+  for (int64_t i = 0; i < n; ++i) {
+    at::Tensor y = forward();
+    if (backward) y.backward(gradOut);
+  }
+  return Napi::Number::New(env, Elapsed(start));
+}
+
 // benchLoraLinear(x, weight, bias | null, A, B, scale, mode, gradOut | null, iterations) -> ns
 Napi::Value BenchLoraLinear(const Napi::CallbackInfo& info) {
   at::Tensor x = TensorArg(info, 0, "input");
@@ -42,12 +53,7 @@ Napi::Value BenchLoraLinear(const Napi::CallbackInfo& info) {
   const bool backward = BackwardArg(info, 6);
   at::Tensor g = OptionalTensorArg(info, 7, "gradOut");
   const int64_t n = IterationsArg(info, 8);
-  auto start = Clock::now();
-  for (int64_t i = 0; i < n; ++i) {
-    at::Tensor y = LoraLinearForward(x, w, b, false, true, adapters);
-    if (backward) y.backward(g);
-  }
-  return Napi::Number::New(info.Env(), Elapsed(start));
+  return TimeForward(info.Env(), n, backward, g, [&] { return LoraLinearForward(x, w, b, false, true, adapters); });
 }
 
 // benchLoraEmbedding(ids, weight, A, B, scale, mode, gradOut | null, iterations) -> ns
@@ -61,12 +67,7 @@ Napi::Value BenchLoraEmbedding(const Napi::CallbackInfo& info) {
   const bool backward = BackwardArg(info, 5);
   at::Tensor g = OptionalTensorArg(info, 6, "gradOut");
   const int64_t n = IterationsArg(info, 7);
-  auto start = Clock::now();
-  for (int64_t i = 0; i < n; ++i) {
-    at::Tensor y = LoraEmbeddingForward(ids, w, -1, adapters);
-    if (backward) y.backward(g);
-  }
-  return Napi::Number::New(info.Env(), Elapsed(start));
+  return TimeForward(info.Env(), n, backward, g, [&] { return LoraEmbeddingForward(ids, w, -1, adapters); });
 }
 
 // benchMergeFloor(weight, A, B, scale, iterations) -> ns: W += s·BA, then W -= s·BA, in place.
