@@ -6,6 +6,10 @@
 #   scripts/gpu-check.sh [NODE]
 #     NODE   node-vX.Y.Z-linux-x64.tar.xz (the official build) or an unpacked Node folder with
 #            bin/node; default: $TORCH_LORA_NODE, else the node on PATH.
+#   scripts/gpu-check.sh --rehearse [NODE]
+#     the same steps on a machine without a GPU, against whatever libtorch Python has: the CUDA
+#     tests run on the CPU (TORCH_LORA_CUDA_TESTS_DEVICE=cpu) and the benchmark small, so the
+#     script, the build and the tests are known to work before the GPU run.
 #   scripts/gpu-check.sh --bundle DIR
 #     run where Node and node_modules exist: writes DIR/node.tar.xz (bin/node + include/node of
 #     the running Node) and DIR/node_modules.tar.xz, the two things to carry to the GPU machine.
@@ -63,6 +67,12 @@ if [[ "${1:-}" == "--bundle" ]]; then
   exit 0
 fi
 
+REHEARSE=0
+if [[ "${1:-}" == "--rehearse" ]]; then
+  REHEARSE=1
+  shift
+fi
+
 START=$SECONDS
 OUTDIR="${GPU_CHECK_OUT:-/tmp/torch-lora-gpu-check}"
 BUILD_TIMEOUT="${GPU_CHECK_BUILD_TIMEOUT:-300}"
@@ -106,7 +116,15 @@ done
 # --- libtorch from Python's torch -------------------------------------------------------------
 if [[ -z "${Torch_DIR:-}" ]]; then
   TORCH_PREFIX="$("$PYTHON" -c 'import torch; print(torch.utils.cmake_prefix_path)')" || die "$PYTHON cannot import torch"
-  export Torch_DIR="$TORCH_PREFIX/Torch"
+  if [[ -f "$TORCH_PREFIX/Torch/TorchConfig.cmake" ]]; then
+    export Torch_DIR="$TORCH_PREFIX/Torch"
+  else
+    # Distribution packages (Debian's python3-torch) keep the CMake files with libtorch-dev.
+    Torch_DIR="$(node -e 'const r=require("./scripts/lib/find-libtorch").findLibtorch(); if (!r) process.exit(1); console.log(r.torchDir)')" \
+      || die "$PYTHON's torch has no TorchConfig.cmake under $TORCH_PREFIX and no other libtorch was found"
+    export Torch_DIR
+    log "$PYTHON's torch has no TorchConfig.cmake under $TORCH_PREFIX; using $Torch_DIR"
+  fi
 fi
 [[ -f "$Torch_DIR/TorchConfig.cmake" ]] || die "no TorchConfig.cmake in $Torch_DIR"
 "$PYTHON" -c 'import torch; print("[gpu-check] python torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available(), "cxx11abi", torch.compiled_with_cxx11_abi())'
@@ -134,7 +152,17 @@ esac
 log "built in $((SECONDS - START)) s"
 INFO="$(node -p 'JSON.stringify(require("./build/Release/torch_lora.node").buildInfo())')"
 log "buildInfo $INFO"
-node -e 'const i=JSON.parse(process.argv[1]); if(!i.cudaAvailable){console.error("[gpu-check] the addon sees no GPU (built against a CPU libtorch, or no driver)");process.exit(1)}' "$INFO"
+if (( REHEARSE )); then
+  log "rehearsal: the CUDA tests run on the CPU"
+  export TORCH_LORA_CUDA_TESTS_DEVICE=cpu
+  BENCH_ARGS=(--device cpu --small)
+else
+  node -e 'const i=JSON.parse(process.argv[1]); if(!i.cudaAvailable){console.error("[gpu-check] the addon sees no GPU (built against a CPU libtorch, or no driver)");process.exit(1)}' "$INFO"
+  BENCH_ARGS=()
+fi
+
+# tsc writes dist/ even when it reports type errors; the demo test and the benchmark need only lib/ and demo/.
+timeout 90 node node_modules/typescript/bin/tsc -p tsconfig.build.json || log "tsc reported errors (dist/ written anyway)"
 
 # --- tests ------------------------------------------------------------------------------------
 log "CUDA tests"
@@ -142,14 +170,12 @@ set +e
 timeout 240 node node_modules/jest/bin/jest.js --ci test/cuda test/lora 2>&1 | tee "$OUTDIR/tests.log"
 TEST_STATUS=${PIPESTATUS[0]}
 set -e
-grep -q "SKIPPED" "$OUTDIR/tests.log" && { log "CUDA tests were skipped although a GPU is visible"; TEST_STATUS=1; }
+grep -q "\[cuda\] SKIPPED" "$OUTDIR/tests.log" && { log "CUDA tests were skipped although a GPU is visible"; TEST_STATUS=1; }
 
 # --- benchmark --------------------------------------------------------------------------------
 log "GPU benchmark"
-# tsc writes dist/ even when it reports type errors; the benchmark needs only lib/.
-timeout 60 node node_modules/typescript/bin/tsc -p tsconfig.build.json || log "tsc reported errors (dist/ written anyway)"
 BENCH_STATUS=0
-timeout 120 node scripts/gpu-bench.js --python "$PYTHON" 2>&1 | tee "$OUTDIR/bench.log" || BENCH_STATUS=$?
+timeout 120 node scripts/gpu-bench.js --python "$PYTHON" ${BENCH_ARGS[@]+"${BENCH_ARGS[@]}"} 2>&1 | tee "$OUTDIR/bench.log" || BENCH_STATUS=$?
 
 log "done in $((SECONDS - START)) s: tests exit $TEST_STATUS, benchmark exit $BENCH_STATUS (logs in $OUTDIR)"
 exit $(( TEST_STATUS != 0 || BENCH_STATUS != 0 ))
