@@ -1,5 +1,9 @@
 #include "lora.h"
 
+// c10::optional is its own type in libtorch 1.x and an alias of std::optional from 2.4; the
+// custom autograd Function below must take the type its apply() unpacks, so it says c10::optional.
+// Newer torch headers include <optional> directly, so this header must be named here.
+#include <c10/util/Optional.h>
 #include <sys/mman.h>
 
 #include <cstdlib>

@@ -2,9 +2,11 @@
 "use strict";
 // Prints libtorch build settings for binding.gyp, from the same discovery as the cmake-js build
 // (scripts/lib/find-libtorch.js): LIBTORCH, Torch_DIR / CMAKE_PREFIX_PATH, python3's torch, system.
-//   node scripts/gyp-torch.js include-dirs | libraries | ldflags | abi-define | built-with | napi-define
+//   node scripts/gyp-torch.js include-dirs | libraries | ldflags | abi-define | built-with | napi-define [TORCH_DIR]
 // Values are printed space-separated for gyp's <!@(...) expansion, so libtorch paths must not
-// contain spaces.
+// contain spaces. With TORCH_DIR (a folder holding TorchConfig.cmake) that libtorch is described
+// instead of the one discovery finds: CMakeLists.txt passes its Torch_DIR, so both builds name
+// the CUDA flavour from the libtorch's own files, never from whichever CUDA toolkit is installed.
 const fs = require("fs");
 const path = require("path");
 const { findLibtorch, describeLibtorch } = require("./lib/find-libtorch");
@@ -19,9 +21,12 @@ function napiDefine() {
   return experimental ? "NAPI_EXPERIMENTAL" : "NAPI_VERSION=8";
 }
 
-function main(what) {
+function main(what, torchDir) {
   if (what === "napi-define") return napiDefine();
-  const found = findLibtorch();
+  if (torchDir && !fs.existsSync(path.join(torchDir, "TorchConfig.cmake"))) {
+    throw new Error(`${torchDir} holds no TorchConfig.cmake`);
+  }
+  const found = torchDir ? { torchDir } : findLibtorch();
   if (!found) {
     throw new Error(
       "no libtorch found for the node-gyp build: set LIBTORCH=/path/to/libtorch, Torch_DIR, or install libtorch-dev (Debian) or torch (pip)",
@@ -36,7 +41,9 @@ function main(what) {
       return [`-L${d.libDir}`, "-ltorch", "-ltorch_cpu", "-lc10"].join(" ");
     case "ldflags":
       // libtorch_cuda is only reached through registration at load time: without
-      // --no-as-needed the linker drops it and CUDA silently looks unavailable.
+      // --no-as-needed the linker drops it and CUDA silently looks unavailable. Its own CUDA
+      // dependencies (cudart, cublas, ...; in pip wheels the nvidia-* packages) and
+      // libtorch_cuda_linalg (opened lazily) are found through libtorch_cuda's RPATH at load time.
       return [
         `-Wl,-rpath,${d.libDir}`,
         ...(cudaLibs.length ? ["-Wl,--no-as-needed", ...cudaLibs.map((l) => `-l${l}`), "-Wl,--as-needed"] : []),
@@ -52,7 +59,7 @@ function main(what) {
 }
 
 try {
-  process.stdout.write(main(process.argv[2]) + "\n");
+  process.stdout.write(main(process.argv[2], process.argv[3]) + "\n");
 } catch (err) {
   console.error(`[torch-lora gyp] ${err.message}`);
   process.exit(1);

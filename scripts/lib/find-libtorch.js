@@ -123,7 +123,8 @@ function describeLibtorch(torchDir) {
     cudaVersion,
     // cpu, cu121 (CUDA 12.1), or cuda when the version is not recorded.
     variant: cudaVersion === null ? "cpu" : cudaVersion === "unknown" ? "cuda" : `cu${cudaVersion.replace(".", "")}`,
-    // Linux libtorch configs always state it; 1 is the compiler default when none is stated.
+    // Linux configs of PyTorch <= 2.7 state it (0 for pip wheels before 2.7); those of 2.8 and
+    // later state none, since only the C++11 ABI is built: 1 then, which CMakeLists.txt also defines.
     cxx11Abi: abi ? abi[1] === "1" : true,
     prefix,
     libDir,

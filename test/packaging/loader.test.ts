@@ -79,6 +79,100 @@ describe("describeLibtorch", () => {
   });
 });
 
+/** A TorchConfig.cmake as PyTorch >= 2.8 writes it: the install prefix, and no ABI line at all. */
+const configWithoutAbi =
+  `get_filename_component(TORCH_INSTALL_PREFIX "\${CMAKE_CURRENT_LIST_DIR}/../../../" ABSOLUTE)\n` +
+  `if(TORCH_CXX_FLAGS)\n  set_property(TARGET torch PROPERTY INTERFACE_COMPILE_OPTIONS "\${TORCH_CXX_FLAGS}")\nendif()\n`;
+
+/** torch/version.py as the wheels of 2.5 and later write it (hip and xpu lines; 'cuda' inside __all__). */
+const versionPy = (version: string, cuda: string | null) =>
+  `from typing import Optional\n\n__all__ = ['__version__', 'debug', 'cuda', 'git_version', 'hip', 'xpu']\n` +
+  `__version__ = '${version}'\ndebug = False\ncuda: Optional[str] = ${cuda === null ? "None" : `'${cuda}'`}\n` +
+  `git_version = '0123456789abcdef0123456789abcdef01234567'\nhip: Optional[str] = None\nxpu: Optional[str] = None\n`;
+
+/** Runs scripts/gyp-torch.js with `args` and no discovery hints in the environment. */
+function gypTorch(...args: string[]) {
+  const r = spawnSync(process.execPath, [path.join(ROOT, "scripts/gyp-torch.js"), ...args], { env: { PATH: "" }, encoding: "utf8" });
+  return { status: r.status, out: r.stdout.trim(), err: r.stderr };
+}
+
+describe("PyTorch 2.x layouts", () => {
+  let wheel: string;
+  let cpuZip: string;
+  let oldAbiWheel: string;
+  beforeAll(() => {
+    wheel = tree("py313/site-packages/torch", {
+      "share/cmake/Torch/TorchConfig.cmake": configWithoutAbi,
+      "share/cmake/Torch/TorchConfigVersion.cmake": 'set(PACKAGE_VERSION "2.9.0")\n',
+      "version.py": versionPy("2.9.0+cu130", "13.0"),
+      "lib/libtorch.so": "",
+      "lib/libtorch_cpu.so": "",
+      "lib/libtorch_cuda.so": "",
+      "lib/libtorch_cuda_linalg.so": "",
+      "lib/libc10.so": "",
+      "lib/libc10_cuda.so": "",
+    });
+    cpuZip = tree("libtorch-2.4-cpu", {
+      "share/cmake/Torch/TorchConfig.cmake": config(1),
+      "share/cmake/Torch/TorchConfigVersion.cmake": 'set(PACKAGE_VERSION "2.4.1")\n',
+      "build-version": "2.4.1+cpu\n",
+      "build-hash": "ee1b6804381c57161c477caa380a840a84167676\n",
+      "lib/libtorch.so": "",
+      "lib/libtorch_cpu.so": "",
+    });
+    oldAbiWheel = tree("py310/site-packages/torch", {
+      "share/cmake/Torch/TorchConfig.cmake": config(0),
+      "share/cmake/Torch/TorchConfigVersion.cmake": 'set(PACKAGE_VERSION "2.6.0")\n',
+      "version.py": versionPy("2.6.0+cu126", "12.6"),
+      "lib/libtorch.so": "",
+      "lib/libtorch_cuda.so": "",
+    });
+  });
+
+  test("a 2.9 CUDA 13.0 wheel whose TorchConfig.cmake states no ABI is cxx11abi1, cu130", () => {
+    const d = findLibtorch.describeLibtorch(path.join(wheel, "share/cmake/Torch"));
+    expect(d).toMatchObject({ version: "2.9.0", cuda: true, cudaVersion: "13.0", variant: "cu130", cxx11Abi: true, prefix: wheel, libDir: path.join(wheel, "lib") });
+    expect(findLibtorch.libtorchTag(d)).toBe("torch2_9_0-cu130-cxx11abi1");
+  });
+
+  test("a CPU libtorch zip (build-version 2.4.1+cpu) is cpu", () => {
+    const d = findLibtorch.describeLibtorch(path.join(cpuZip, "share/cmake/Torch"));
+    expect(d).toMatchObject({ cuda: false, cudaVersion: null, variant: "cpu" });
+    expect(findLibtorch.libtorchTag(d)).toBe("torch2_4_1-cpu-cxx11abi1");
+  });
+
+  test("gyp-torch.js describes the TorchConfig folder it is given, and its built-with maps back to the same tag", () => {
+    for (const [dir, builtWith, abiDefine] of [
+      [wheel, "2.9.0-cuda13.0", "_GLIBCXX_USE_CXX11_ABI=1"],
+      [oldAbiWheel, "2.6.0-cuda12.6", "_GLIBCXX_USE_CXX11_ABI=0"],
+      [cpuZip, "2.4.1-cpu", "_GLIBCXX_USE_CXX11_ABI=1"],
+    ]) {
+      const torchDir = path.join(dir, "share/cmake/Torch");
+      expect(gypTorch("built-with", torchDir)).toMatchObject({ status: 0, out: builtWith });
+      expect(gypTorch("abi-define", torchDir).out).toBe(abiDefine);
+      const d = findLibtorch.describeLibtorch(torchDir);
+      // The addon records builtWith (CMake and gyp builds alike); the loader compares its tag with the libtorch's.
+      expect(prebuilds.tagOfBuildInfo({ builtWith, torchVersion: d.version, cxx11Abi: abiDefine.endsWith("=1") })).toBe(findLibtorch.libtorchTag(d));
+    }
+  });
+
+  test("gyp-torch.js links libtorch_cuda and libc10_cuda with --no-as-needed only for CUDA builds", () => {
+    const cuda = gypTorch("ldflags", path.join(wheel, "share/cmake/Torch"));
+    expect(cuda.out.split(" ")).toEqual([`-Wl,-rpath,${path.join(wheel, "lib")}`, "-Wl,--no-as-needed", "-ltorch_cuda", "-lc10_cuda", "-Wl,--as-needed"]);
+    expect(gypTorch("ldflags", path.join(cpuZip, "share/cmake/Torch")).out).toBe(`-Wl,-rpath,${path.join(cpuZip, "lib")}`);
+    expect(gypTorch("libraries", path.join(cpuZip, "share/cmake/Torch")).out).toBe(`-L${path.join(cpuZip, "lib")} -ltorch -ltorch_cpu -lc10`);
+    expect(gypTorch("include-dirs", path.join(wheel, "share/cmake/Torch")).out).toBe(
+      `${path.join(wheel, "include")} ${path.join(wheel, "include/torch/csrc/api/include")}`,
+    );
+  });
+
+  test("gyp-torch.js refuses a folder without TorchConfig.cmake, naming it", () => {
+    const r = gypTorch("built-with", path.join(wheel, "lib"));
+    expect(r.status).not.toBe(0);
+    expect(r.err).toContain(`${path.join(wheel, "lib")} holds no TorchConfig.cmake`);
+  });
+});
+
 describe("tagOfBuildInfo", () => {
   test("reads the variant from builtWith and the ABI from the addon", () => {
     expect(prebuilds.tagOfBuildInfo({ builtWith: "1.13.0-cpu", torchVersion: "1.13.0", cxx11Abi: true })).toBe("torch1_13_0-cpu-cxx11abi1");
