@@ -46,7 +46,7 @@ function main(what, torchDir) {
       // libtorch_cuda_linalg (opened lazily) are found through libtorch_cuda's RPATH at load time.
       return [
         `-Wl,-rpath,${d.libDir}`,
-        ...(cudaLibs.length ? ["-Wl,--no-as-needed", ...cudaLibs.map((l) => `-l${l}`), "-Wl,--as-needed"] : []),
+        ...(cudaLibs.length ? ["-Wl,--push-state,--no-as-needed", ...cudaLibs.map((l) => `-l${l}`), "-Wl,--pop-state"] : []),
       ].join(" ");
     case "abi-define":
       return `_GLIBCXX_USE_CXX11_ABI=${d.cxx11Abi ? 1 : 0}`;

@@ -156,9 +156,9 @@ describe("PyTorch 2.x layouts", () => {
     }
   });
 
-  test("gyp-torch.js links libtorch_cuda and libc10_cuda with --no-as-needed only for CUDA builds", () => {
+  test("gyp-torch.js links libtorch_cuda and libc10_cuda with --no-as-needed (pushed and popped) only for CUDA builds", () => {
     const cuda = gypTorch("ldflags", path.join(wheel, "share/cmake/Torch"));
-    expect(cuda.out.split(" ")).toEqual([`-Wl,-rpath,${path.join(wheel, "lib")}`, "-Wl,--no-as-needed", "-ltorch_cuda", "-lc10_cuda", "-Wl,--as-needed"]);
+    expect(cuda.out.split(" ")).toEqual([`-Wl,-rpath,${path.join(wheel, "lib")}`, "-Wl,--push-state,--no-as-needed", "-ltorch_cuda", "-lc10_cuda", "-Wl,--pop-state"]);
     expect(gypTorch("ldflags", path.join(cpuZip, "share/cmake/Torch")).out).toBe(`-Wl,-rpath,${path.join(cpuZip, "lib")}`);
     expect(gypTorch("libraries", path.join(cpuZip, "share/cmake/Torch")).out).toBe(`-L${path.join(cpuZip, "lib")} -ltorch -ltorch_cpu -lc10`);
     expect(gypTorch("include-dirs", path.join(wheel, "share/cmake/Torch")).out).toBe(
