@@ -2,7 +2,7 @@
  * A LoRA fine-tuning script to copy: build a model, inject adapters, train, save the adapter in
  * PEFT's layout, load it back, merge it for deployment.
  *
- * Run from the repository: npm run build && node dist/examples/finetune.js
+ * Run from the repository: npm run setup && node dist/examples/finetune.js
  * In your own project, import from "torch-lora" instead of "../lib".
  */
 import * as os from "os";

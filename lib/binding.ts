@@ -124,16 +124,16 @@ function explainLoadFailure(file: string, err: Error, libtorch?: FoundLibtorch):
       where +
       `  It was built against a libtorch that is no longer where it was. Either reinstall that libtorch\n` +
       `  (Debian/Ubuntu: apt-get install libtorch-dev libopenblas0-pthread), add its lib/ folder to LD_LIBRARY_PATH,\n` +
-      `  or rebuild against the libtorch you have: npm run build`
+      `  or rebuild against the libtorch you have: npm run rebuild`
     );
   }
   if (/undefined symbol|version `[^']+' not found|wrong ELF class|invalid ELF header/.test(msg)) {
     return (
       `torch-lora: the native addon ${file} does not match the libtorch or system it is loaded on (ABI/version mismatch):\n` +
-      `  ${msg.split("\n")[0]}\n  Rebuild it against the libtorch you have: npm run build`
+      `  ${msg.split("\n")[0]}\n  Rebuild it against the libtorch you have: npm run rebuild`
     );
   }
-  return `torch-lora: the native addon ${file} failed to load: ${msg}\n  Rebuild it with: npm run build`;
+  return `torch-lora: the native addon ${file} failed to load: ${msg}\n  Rebuild it with: npm run rebuild`;
 }
 
 function requireAddon(file: string, libtorch?: FoundLibtorch): NativeBinding {
@@ -165,7 +165,7 @@ function load(): { binding: NativeBinding; file: string } {
   if (prebuild) return { binding: requireAddon(prebuild, libtorch as FoundLibtorch), file: prebuild };
   throw new Error(
     `${prebuilds.noAddonMessage(ROOT, libtorch)}\n` +
-      `  (a local build would be at ${CANDIDATES.map((c) => path.join(ROOT, c)).join(" or ")}; in a clone of the repository: npm run build)`,
+      `  (a local build would be at ${CANDIDATES.map((c) => path.join(ROOT, c)).join(" or ")}; in a clone of the repository: npm run setup)`,
   );
 }
 

@@ -69,7 +69,7 @@ describeInstall("installed package (npm pack → npm install, no compiler on PAT
     work = fs.mkdtempSync(path.join(os.tmpdir(), "torch-lora-install-"));
     const pkg = path.join(work, "pkg");
     const shipped = stagePackage(pkg);
-    // A prebuild from `npm run build:prebuild` of the current sources is shipped as is; else
+    // A prebuild from `npm run prebuild` of the current sources is shipped as is; else
     // (none, or one left from older sources) the local cmake-js build, linked the same way, is
     // packaged as the prebuild for this libtorch.
     const current = prebuilds.readManifest(ROOT).some((e: { tag: string; sourceHash?: string }) => e.tag === libtorch.tag && e.sourceHash === prebuilds.nativeSourceHash(ROOT));
