@@ -29,15 +29,40 @@ function stampOf(found) {
   return JSON.stringify({ torchDir: found.torchDir, version, cuda });
 }
 
+/** True when build/ was configured and built against `found` (its stamp says so). */
+function builtAgainst(root, found) {
+  const stampFile = path.join(root, "build/libtorch.json");
+  return fs.existsSync(stampFile) && fs.readFileSync(stampFile, "utf8") === stampOf(found);
+}
+
 /** True when build/Release/torch_lora.node is newer than its sources and built against `found`. */
 function isUpToDate(root, found) {
   const addon = path.join(root, "build/Release/torch_lora.node");
-  const stampFile = path.join(root, "build/libtorch.json");
   const sources = Math.max(
     newestMtime(path.join(root, "native"), (n) => /\.(cc|h)$/.test(n)),
     mtime(path.join(root, "CMakeLists.txt")),
   );
-  return fs.existsSync(addon) && mtime(addon) >= sources && fs.existsSync(stampFile) && fs.readFileSync(stampFile, "utf8") === stampOf(found);
+  return fs.existsSync(addon) && mtime(addon) >= sources && builtAgainst(root, found);
+}
+
+/**
+ * CMake cache entries that keep find_package(Torch) inside the libtorch found. TorchConfig.cmake
+ * looks for Caffe2 and for libtorch.so / libc10.so with find_package(... PATHS) and
+ * find_library(... PATHS), which search the system folders before the PATHS given: with an
+ * unpacked distribution on a machine that also has Debian's libtorch-dev, the build would take
+ * the system's Caffe2 targets and libraries (and record /usr/lib/<multiarch> first in the rpath).
+ * Cache entries set beforehand are used as they are, so name the distribution's own files.
+ */
+function torchCmakeDefines(found) {
+  const { libDir, cuda } = describeLibtorch(found.torchDir);
+  const defines = { Torch_DIR: found.torchDir };
+  const caffe2Dir = path.resolve(found.torchDir, "../Caffe2");
+  if (fs.existsSync(path.join(caffe2Dir, "Caffe2Config.cmake"))) defines.Caffe2_DIR = caffe2Dir;
+  const libraries = { TORCH_LIBRARY: "libtorch.so", c10_LIBRARY: "libc10.so", ...(cuda ? { C10_CUDA_LIBRARY: "libc10_cuda.so" } : {}) };
+  for (const [variable, file] of Object.entries(libraries)) {
+    if (fs.existsSync(path.join(libDir, file))) defines[variable] = path.join(libDir, file);
+  }
+  return defines;
 }
 
 /** The cmake-js entry point, wherever npm put it (nested or hoisted next to this package). */
@@ -45,17 +70,25 @@ function cmakeJsBin(root) {
   return require.resolve("cmake-js/bin/cmake-js", { paths: [root] });
 }
 
-/** Builds the addon against `found` unless it is up to date (or `force`). */
+/**
+ * Builds the addon against `found` unless it is up to date (or `force`). A build folder
+ * configured for another libtorch (or none) is configured afresh: cmake-js `compile` alone
+ * would keep the cached Torch_DIR and library paths and relink against the old libtorch.
+ */
 function buildNative(root, found, { force = false, log = console.log } = {}) {
   if (!force && isUpToDate(root, found)) return false;
   const { version, cuda } = describeLibtorch(found.torchDir);
-  log(`building the native addon against libtorch ${version} (${cuda ? "CUDA" : "CPU"}) at ${found.torchDir} [found via ${found.source}]`);
+  const fresh = force || !builtAgainst(root, found);
+  log(`building the native addon against libtorch ${version} (${cuda ? "CUDA" : "CPU"}) at ${found.torchDir} [found via ${found.source}]${fresh ? ", configured afresh" : ""}`);
   const jobs = String(Math.max(1, os.availableParallelism?.() ?? os.cpus().length));
-  run(process.execPath, [cmakeJsBin(root), "compile", "--out", "build", "--parallel", jobs, `--CDTorch_DIR=${found.torchDir}`], {
+  const defines = Object.entries(torchCmakeDefines(found)).map(([k, v]) => `--CD${k}=${v}`);
+  // The stamp goes first: a failed build must not leave a stamp that claims the old libtorch.
+  fs.rmSync(path.join(root, "build/libtorch.json"), { force: true });
+  run(process.execPath, [cmakeJsBin(root), fresh ? "rebuild" : "compile", "--out", "build", "--parallel", jobs, ...defines], {
     cwd: root,
   });
   fs.writeFileSync(path.join(root, "build/libtorch.json"), stampOf(found));
   return true;
 }
 
-module.exports = { buildNative, isUpToDate, newestMtime, mtime };
+module.exports = { buildNative, isUpToDate, torchCmakeDefines, newestMtime, mtime };
