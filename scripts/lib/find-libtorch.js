@@ -36,13 +36,25 @@ const SYSTEM_PREFIXES = [
 ];
 
 /**
+ * Why LIBTORCH names no libtorch, and the folder it most likely should name: libtorch-*.zip
+ * unpacks to a libtorch/ folder, so LIBTORCH is often set to the folder that holds it.
+ */
+function badLibtorchMessage(value) {
+  const expected = "an unpacked libtorch distribution (the libtorch/ folder of libtorch-*.zip, which holds lib/, include/ and share/cmake/Torch/TorchConfig.cmake)";
+  if (!fs.existsSync(value)) return `LIBTORCH=${value} does not exist: set it to ${expected}`;
+  const inner = path.join(value, "libtorch");
+  if (torchConfigDir(inner)) return `LIBTORCH=${value} holds no share/cmake/Torch/TorchConfig.cmake, but ${inner} does: set LIBTORCH=${inner}`;
+  return `LIBTORCH=${value} holds no share/cmake/Torch/TorchConfig.cmake: set it to ${expected}`;
+}
+
+/**
  * Returns {torchDir, source} for the first libtorch found, or null.
  * `source` says which rule found it, for the build log.
  */
 function findLibtorch(env = process.env) {
   if (env.LIBTORCH) {
     const dir = torchConfigDir(env.LIBTORCH);
-    if (!dir) throw new Error(`LIBTORCH=${env.LIBTORCH} holds no share/cmake/Torch/TorchConfig.cmake: point it at an unpacked libtorch distribution`);
+    if (!dir) throw new Error(badLibtorchMessage(env.LIBTORCH));
     return { torchDir: dir, source: "LIBTORCH" };
   }
   for (const name of ["Torch_DIR", "TORCH_DIR"]) {

@@ -137,7 +137,14 @@ function noAddonMessage(root, lt, env = process.env) {
     shipped,
     "  fix, one of:",
   ];
-  if (missing.length === 0) {
+  if (lt && lt.error) {
+    // A source build would fail on the same discovery error: fix the setting first.
+    lines.push("    - correct LIBTORCH (see \"found\" above) or unset it to use the libtorch found otherwise, then load again;");
+    lines.push(`      with no fitting prebuild, build from source after that: node ${installScript} --build`);
+  } else if (!lt) {
+    lines.push("    - install a libtorch: an unpacked distribution from pytorch.org with LIBTORCH=/path/to/libtorch, pip install torch, or on Debian/Ubuntu apt-get install libtorch-dev libopenblas0-pthread;");
+    lines.push(`      then, with no fitting prebuild, build from source: node ${installScript} --build`);
+  } else if (missing.length === 0) {
     lines.push(`    - build from source against the libtorch found (a few minutes): node ${installScript} --build`);
   } else {
     lines.push(`    - install ${missing.join(" and ")}, then build from source: node ${installScript} --build`);
