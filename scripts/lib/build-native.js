@@ -23,10 +23,13 @@ function mtime(file) {
   return fs.existsSync(file) ? fs.statSync(file).mtimeMs : 0;
 }
 
-/** The stamp that records which libtorch build/Release was built against. */
+/**
+ * The stamp that records which libtorch build/ was configured and built against, with the
+ * CMake settings that pin it (so a build configured without them is configured again).
+ */
 function stampOf(found) {
   const { version, cuda } = describeLibtorch(found.torchDir);
-  return JSON.stringify({ torchDir: found.torchDir, version, cuda });
+  return JSON.stringify({ torchDir: found.torchDir, version, cuda, cmake: torchCmakeDefines(found) });
 }
 
 /** True when build/ was configured and built against `found` (its stamp says so). */

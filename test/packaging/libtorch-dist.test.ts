@@ -116,6 +116,20 @@ describeDist("an unpacked libtorch distribution named by LIBTORCH (stand-in buil
     });
   });
 
+  test("a build made against the system libtorch is not up to date for the distribution (it is configured afresh)", () => {
+    const root = path.join(tmp, "clone");
+    fs.mkdirSync(path.join(root, "build/Release"), { recursive: true });
+    fs.writeFileSync(path.join(root, "build/Release/torch_lora.node"), "");
+    const system = { torchDir: path.join(SYSTEM_CMAKE, "Torch"), source: "system" };
+    const distribution = { torchDir: path.join(dist, "share/cmake/Torch"), source: "LIBTORCH" };
+    fs.writeFileSync(path.join(root, "build/libtorch.json"), JSON.stringify({ torchDir: system.torchDir, version: debianVersion(), cuda: false, cmake: buildNative.torchCmakeDefines(system) }));
+    expect(buildNative.isUpToDate(root, system)).toBe(true);
+    expect(buildNative.isUpToDate(root, distribution)).toBe(false);
+    // A stamp from before the CMake settings were recorded: configured without them, so not up to date.
+    fs.writeFileSync(path.join(root, "build/libtorch.json"), JSON.stringify({ torchDir: distribution.torchDir, version: debianVersion(), cuda: false }));
+    expect(buildNative.isUpToDate(root, distribution)).toBe(false);
+  });
+
   /** Configures CMakeLists.txt (no compile) with `defines`; returns its link command and include flags. */
   function configure(name: string, defines: Record<string, string>) {
     const build = path.join(tmp, name);
