@@ -123,10 +123,20 @@ Napi::Value LoraMergeAsync(const Napi::CallbackInfo& info) {
   std::vector<LoraFactors> adapters = AdaptersArg(info, 1);
   LoraKind kind = KindArg(info, 2);
   bool fiof = BoolArg(info, 3, "fanInFanOut"), safe = BoolArg(info, 4, "safe"), keep = BoolArg(info, 5, "keepBackup");
+  {
+    // The worker merges snapshots of the factors (they are small): an optimizer step taken on
+    // the main thread while it runs must not leak half-applied into the merged weight.
+    at::NoGradGuard noGrad;
+    for (LoraFactors& f : adapters) {
+      f.A = f.A.clone();
+      f.B = f.B.clone();
+    }
+  }
   return RunAsync(
       info.Env(), "torch-lora:merge",
-      [=]() { return std::vector<at::Tensor>{MergeInto(w, adapters, kind, fiof, safe, keep)}; },
-      [](Napi::Env env, std::vector<at::Tensor>& r) { return BackupToJs(env, r[0]); });
+      [=]() { return std::vector<at::Tensor>{ComputeMerge(w, adapters, kind, fiof, safe, keep)}; },
+      // The weight takes the merged buffer here, on the main thread, where it is read.
+      [w](Napi::Env env, std::vector<at::Tensor>& r) { return BackupToJs(env, r[0].defined() ? SwapInMerged(w, r[0]) : at::Tensor()); });
 }
 
 void CheckRestore(const Napi::CallbackInfo& info, const at::Tensor& w, const at::Tensor& backup) {
@@ -144,17 +154,18 @@ Napi::Value LoraRestore(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// loraRestoreAsync(weight, backup) -> Promise<undefined>: the swap back is O(1), so it happens
+// when the promise settles, on the main thread, where the weight is read.
 Napi::Value LoraRestoreAsync(const Napi::CallbackInfo& info) {
   at::Tensor w = TensorArg(info, 0, "weight");
   at::Tensor backup = TensorArg(info, 1, "backup");
   CheckRestore(info, w, backup);
   return RunAsync(
-      info.Env(), "torch-lora:unmerge",
-      [=]() {
+      info.Env(), "torch-lora:unmerge", []() { return std::vector<at::Tensor>{}; },
+      [w, backup](Napi::Env env, std::vector<at::Tensor>&) {
         RestoreFrom(w, backup);
-        return std::vector<at::Tensor>{};
-      },
-      [](Napi::Env env, std::vector<at::Tensor>&) { return env.Undefined(); });
+        return env.Undefined();
+      });
 }
 
 }  // namespace

@@ -33,6 +33,15 @@ enum class LoraKind { Linear, Embedding };
 at::Tensor MergeInto(at::Tensor weight, const std::vector<LoraFactors>& adapters, LoraKind kind, bool fanInFanOut,
                      bool safe, bool keepBackup);
 
+/**
+ * MergeInto in two steps, for a merge on a worker thread: ComputeMerge does the arithmetic and,
+ * with `keepBackup`, returns the merged weight instead of installing it (otherwise it writes in
+ * place and returns an undefined tensor); SwapInMerged then installs it and returns the backup.
+ */
+at::Tensor ComputeMerge(at::Tensor weight, const std::vector<LoraFactors>& adapters, LoraKind kind, bool fanInFanOut,
+                        bool safe, bool keepBackup);
+at::Tensor SwapInMerged(at::Tensor weight, const at::Tensor& merged);
+
 /** Points `weight` back at the storage `backup` holds (the pristine weight kept by MergeInto). */
 void RestoreFrom(at::Tensor weight, const at::Tensor& backup);
 

@@ -244,8 +244,8 @@ at::Tensor CopyOf(const at::Tensor& w, at::ScalarType dtype) { return EmptyLike(
 
 }  // namespace
 
-at::Tensor MergeInto(at::Tensor weight, const std::vector<LoraFactors>& adapters, LoraKind kind, bool fanInFanOut,
-                     bool safe, bool keepBackup) {
+at::Tensor ComputeMerge(at::Tensor weight, const std::vector<LoraFactors>& adapters, LoraKind kind, bool fanInFanOut,
+                        bool safe, bool keepBackup) {
   at::NoGradGuard noGrad;
   const bool transposed = kind == LoraKind::Embedding || fanInFanOut;
   for (const LoraFactors& f : adapters) {
@@ -280,12 +280,23 @@ at::Tensor MergeInto(at::Tensor weight, const std::vector<LoraFactors>& adapters
     weight.copy_(merged);
     return at::Tensor();
   }
+  return merged;
+}
+
+at::Tensor SwapInMerged(at::Tensor weight, const at::Tensor& merged) {
+  at::NoGradGuard noGrad;
   // The first merge swaps storages instead of copying: the weight takes the merged buffer and
   // the backup keeps the pristine one, so unmerge (RestoreFrom) is a swap back, bit for bit.
   at::Tensor backup = at::empty({0}, weight.options());
   backup.set_(weight);
   weight.set_(merged);
   return backup;
+}
+
+at::Tensor MergeInto(at::Tensor weight, const std::vector<LoraFactors>& adapters, LoraKind kind, bool fanInFanOut,
+                     bool safe, bool keepBackup) {
+  at::Tensor merged = ComputeMerge(weight, adapters, kind, fanInFanOut, safe, keepBackup);
+  return merged.defined() ? SwapInMerged(weight, merged) : at::Tensor();
 }
 
 void RestoreFrom(at::Tensor weight, const at::Tensor& backup) {

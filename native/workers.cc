@@ -32,10 +32,13 @@ class TensorWorker : public Napi::AsyncWorker {
       deferred_.Resolve(toJs_(env, result_));
     } catch (const Napi::Error& e) {
       deferred_.Reject(e.Value());
+    } catch (const std::exception& e) {  // c10::Error included: toJs may finish the work
+      deferred_.Reject(Napi::Error::New(env, CleanTorchMessage(e.what())).Value());
     }
     // Release the tensors on the main thread, where the work began.
     result_.clear();
     work_ = nullptr;
+    toJs_ = nullptr;
   }
 
   void OnError(const Napi::Error& e) override {

@@ -1,4 +1,4 @@
-import { Tensor, init, lora, manualSeed, nn, randn, tensor, StateError } from "../../lib";
+import { Tensor, init, lora, manualSeed, nn, optim, randn, tensor, StateError } from "../../lib";
 import type { Dtype } from "../../lib";
 import { TinyModel, snapshot, changedParameters } from "../helpers/models";
 
@@ -141,6 +141,28 @@ describe("async merge", () => {
     expect((model.at(0) as lora.LoraLinear).merged).toBe(true);
     const tsum = await lm.mergeAndUnloadAsync();
     expect((tsum as nn.Sequential).at(0)).toBeInstanceOf(nn.Linear);
+  });
+
+  test("an optimizer step taken while an async merge runs does not leak into the merged weight", async () => {
+    manualSeed(16);
+    const model = new nn.Sequential(new nn.Linear(1024, 1024));
+    const lm = lora.injectAdapter(model, { r: 8, loraAlpha: 16, targetModules: ["0"] });
+    const layer = model.at(0) as lora.LoraLinear;
+    const [A, B] = layer.factors("default");
+    init.normal_(B);
+    // The weight this merge must produce: W + s·BA with the factors as they were at the call.
+    const expected = layer.base_layer.weight.add(B.matmul(A).mul(2));
+    const opt = new optim.SGD(lm.trainableParameters(), { lr: 0.5 });
+    for (const p of lm.trainableParameters()) p.mul(randn(p.shape)).sum().backward();
+    const before = snapshot(model);
+    const pending = lm.mergeAsync();
+    opt.step();
+    await pending;
+    expect(changedParameters(before, snapshot(model)).sort()).toEqual(["0.base_layer.weight", "0.lora_A.default.weight", "0.lora_B.default.weight"]);
+    expect(layer.base_layer.weight.allclose(expected, { rtol: 1e-5, atol: 1e-5 })).toBe(true);
+    // Unmerge still restores the pristine weight bit for bit.
+    await lm.unmergeAsync();
+    expect(layer.base_layer.weight.toBytes().equals(before.get("0.base_layer.weight")!)).toBe(true);
   });
 
   test("a failing async merge rejects and leaves the weights untouched", async () => {
