@@ -111,29 +111,35 @@ interface PrebuildsModule {
   noAddonMessage(root: string, lt: FoundLibtorch | { error: string } | null): string;
 }
 
+/** How to rebuild the addon here: the npm script in a clone, the install script in an installed package. */
+function rebuildCommand(): string {
+  const installed = ROOT.split(path.sep).includes("node_modules");
+  return installed ? `node ${path.join(ROOT, "scripts/install.js")} --build` : "npm run rebuild";
+}
+
 function explainLoadFailure(file: string, err: Error, libtorch?: FoundLibtorch): string {
   const msg = err.message;
   const missingLib = /(lib[\w.+-]+\.so[\w.]*): cannot open shared object file/.exec(msg);
   if (missingLib) {
     const where = libtorch
       ? `  It was prebuilt against libtorch ${libtorch.version}; the one found here is in ${libtorch.libDir}:\n` +
-        `  LD_LIBRARY_PATH=${libtorch.libDir} node ... makes it findable, or build against it: node ${path.join(ROOT, "scripts/install.js")} --build\n`
+        `  LD_LIBRARY_PATH=${libtorch.libDir} node ... makes it findable, or build against it: ${rebuildCommand()}\n`
       : "";
     return (
       `torch-lora: the native addon ${file} needs ${missingLib[1]}, which the dynamic loader cannot find.\n` +
       where +
       `  It was built against a libtorch that is no longer where it was. Either reinstall that libtorch\n` +
       `  (Debian/Ubuntu: apt-get install libtorch-dev libopenblas0-pthread), add its lib/ folder to LD_LIBRARY_PATH,\n` +
-      `  or rebuild against the libtorch you have: npm run rebuild`
+      `  or rebuild against the libtorch you have: ${rebuildCommand()}`
     );
   }
   if (/undefined symbol|version `[^']+' not found|wrong ELF class|invalid ELF header/.test(msg)) {
     return (
       `torch-lora: the native addon ${file} does not match the libtorch or system it is loaded on (ABI/version mismatch):\n` +
-      `  ${msg.split("\n")[0]}\n  Rebuild it against the libtorch you have: npm run rebuild`
+      `  ${msg.split("\n")[0]}\n  Rebuild it against the libtorch you have: ${rebuildCommand()}`
     );
   }
-  return `torch-lora: the native addon ${file} failed to load: ${msg}\n  Rebuild it with: npm run rebuild`;
+  return `torch-lora: the native addon ${file} failed to load: ${msg}\n  Rebuild it with: ${rebuildCommand()}`;
 }
 
 function requireAddon(file: string, libtorch?: FoundLibtorch): NativeBinding {

@@ -242,6 +242,25 @@ describe("the loader in a package without a fitting addon", () => {
     expect(r.stderr).toContain("scripts/install.js --build");
   });
 
+  test("an addon that is not a loadable library: the cause, and how to rebuild in a clone and in an installed package", () => {
+    const dist = path.join(ROOT, "dist/lib/binding.js");
+    if (!fs.existsSync(dist)) return console.warn("[packaging] SKIPPED: dist/ is not built (node scripts/setup.js)");
+    const bogus = path.join(tmp, "bogus.node");
+    fs.writeFileSync(bogus, "not an ELF file\n".repeat(20));
+    const load = (binding: string) =>
+      spawnSync(process.execPath, ["-e", `require(${JSON.stringify(binding)})`], { env: { ...process.env, TORCH_LORA_ADDON: bogus }, encoding: "utf8" });
+    const inClone = load(dist);
+    expect(inClone.status).not.toBe(0);
+    expect(inClone.stderr).toContain(`torch-lora: the native addon ${bogus} does not match the libtorch or system it is loaded on`);
+    expect(inClone.stderr).toContain("Rebuild it against the libtorch you have: npm run rebuild");
+    const installed = path.join(tmp, "app/node_modules/torch-lora");
+    fs.mkdirSync(path.join(installed, "dist/lib"), { recursive: true });
+    fs.copyFileSync(dist, path.join(installed, "dist/lib/binding.js"));
+    fs.writeFileSync(path.join(installed, "package.json"), JSON.stringify({ name: "torch-lora" }));
+    const inPackage = load(path.join(installed, "dist/lib/binding.js"));
+    expect(inPackage.stderr).toContain(`Rebuild it against the libtorch you have: node ${path.join(installed, "scripts/install.js")} --build`);
+  });
+
   test("TORCH_LORA_ADDON pointing nowhere is named in the error", () => {
     const r = spawnSync(process.execPath, ["-e", `require(${JSON.stringify(path.join(ROOT, "dist/lib/binding.js"))})`], {
       env: { ...process.env, TORCH_LORA_ADDON: "/nonexistent/torch_lora.node" },
