@@ -1,7 +1,9 @@
 /**
  * The one place that loads the native addon. Everything else imports `native` from here.
- * When loading fails, the error names the cause and the fix.
+ * When loading fails, the error names the cause and the fix; in an installed package where no
+ * prebuilt addon fits, it first builds one from source when a compiler and cmake are there.
  */
+import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 
@@ -109,12 +111,15 @@ interface PrebuildsModule {
   runtimeLibtorch(): FoundLibtorch | { error: string } | null;
   selectPrebuild(root: string, lt: FoundLibtorch | { error: string } | null): string | null;
   noAddonMessage(root: string, lt: FoundLibtorch | { error: string } | null): string;
+  missingToolchain(): string[];
 }
+
+/** True in an installed package (under node_modules), false in a clone of the repository. */
+const INSTALLED = ROOT.split(path.sep).includes("node_modules");
 
 /** How to rebuild the addon here: the npm script in a clone, the install script in an installed package. */
 function rebuildCommand(): string {
-  const installed = ROOT.split(path.sep).includes("node_modules");
-  return installed ? `node ${path.join(ROOT, "scripts/install.js")} --build` : "npm run rebuild";
+  return INSTALLED ? `node ${path.join(ROOT, "scripts/install.js")} --build` : "npm run rebuild";
 }
 
 function explainLoadFailure(file: string, err: Error, libtorch?: FoundLibtorch): string {
@@ -169,10 +174,31 @@ function load(): { binding: NativeBinding; file: string } {
   const libtorch = prebuilds.runtimeLibtorch();
   const prebuild = prebuilds.selectPrebuild(ROOT, libtorch);
   if (prebuild) return { binding: requireAddon(prebuild, libtorch as FoundLibtorch), file: prebuild };
+  const build = buildOnLoad(prebuilds, libtorch);
+  if (build.file) return { binding: requireAddon(build.file), file: build.file };
   throw new Error(
     `${prebuilds.noAddonMessage(ROOT, libtorch)}\n` +
+      (build.failed ? "  (the source build above failed: its output says why)\n" : "") +
       `  (a local build would be at ${CANDIDATES.map((c) => path.join(ROOT, c)).join(" or ")}; in a clone of the repository: npm run setup)`,
   );
+}
+
+/**
+ * No addon fits: in an installed package, with a C++ compiler and cmake on PATH, build one from
+ * source now, once (scripts/install.js, which waits for a build another process is running),
+ * with its output on stderr. TORCH_LORA_BUILD_ON_LOAD=0 turns this off.
+ */
+function buildOnLoad(prebuilds: PrebuildsModule, libtorch: FoundLibtorch | { error: string } | null): { file?: string; failed?: boolean } {
+  if (process.env.TORCH_LORA_BUILD_ON_LOAD === "0" || !INSTALLED || !libtorch || libtorch.error) return {};
+  if (prebuilds.missingToolchain().length > 0) return {};
+  const lt = libtorch as FoundLibtorch;
+  process.stderr.write(
+    `torch-lora: no prebuilt addon fits libtorch ${lt.version} (tag ${lt.tag}); building one from source with cmake-js, ` +
+      `once (a few minutes; TORCH_LORA_BUILD_ON_LOAD=0 turns this off)\n`,
+  );
+  const r = spawnSync(process.execPath, [path.join(ROOT, "scripts/install.js")], { stdio: ["ignore", 2, 2] });
+  const file = CANDIDATES.map((c) => path.join(ROOT, c)).find((f) => fs.existsSync(f));
+  return r.status === 0 && file ? { file } : { failed: true };
 }
 
 const loaded = load();

@@ -4,7 +4,8 @@
 //   1. a prebuilt addon tagged for the libtorch found here, which loads  -> nothing to do;
 //   2. else, when a C++ compiler and cmake are on PATH                   -> build with cmake-js;
 //   3. else                                                              -> explain and exit 0,
-//      so the install succeeds and require("torch-lora") repeats the explanation.
+//      so the install succeeds; require("torch-lora") runs this script again when a compiler
+//      and cmake have appeared since (it builds then), and otherwise repeats the explanation.
 // In a clone of the repository it does nothing: scripts/setup.js (run by `npm test`) builds there,
 // and a second build inside `npm ci` would only cost minutes.
 //   node scripts/install.js [--build]   (--build: compile from source even if a prebuild fits)

@@ -7,6 +7,7 @@ const os = require("os");
 const path = require("path");
 const { run } = require("./run");
 const { describeLibtorch } = require("./find-libtorch");
+const { withBuildLock } = require("./build-lock");
 
 function newestMtime(dir, filter) {
   let newest = 0;
@@ -80,6 +81,12 @@ function cmakeJsBin(root) {
  */
 function buildNative(root, found, { force = false, log = console.log } = {}) {
   if (!force && isUpToDate(root, found)) return false;
+  // Checked again under the lock: a build that ran meanwhile may have made this one needless.
+  return withBuildLock(root, () => (!force && isUpToDate(root, found) ? false : buildLocked(root, found, force, log)), { log });
+}
+
+/** The build itself, run under the build lock. */
+function buildLocked(root, found, force, log) {
   const { version, cuda } = describeLibtorch(found.torchDir);
   const fresh = force || !builtAgainst(root, found);
   log(`building the native addon against libtorch ${version} (${cuda ? "CUDA" : "CPU"}) at ${found.torchDir} [found via ${found.source}]${fresh ? ", configured afresh" : ""}`);

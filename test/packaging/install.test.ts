@@ -2,53 +2,14 @@
  * The published package as a user gets it: `npm pack`, install the tarball into a fresh project
  * with no compiler on PATH, and run a LoRA round trip there on the prebuilt addon.
  */
-import { spawnSync, SpawnSyncOptions } from "child_process";
+import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { ROOT, Smoke, installEnv, makeApp, npmInstall, packStaged, parseSmoke, sh, stagePackage, toolchainFreeBin } from "../helpers/packaging";
 
-const ROOT = path.resolve(__dirname, "../..");
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js"));
-
-/** Runs a command; returns its stdout (and stderr with `withStderr`), throws with both on failure. */
-function sh(cmd: string, args: string[], options: SpawnSyncOptions & { withStderr?: boolean } = {}): string {
-  const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20, timeout: 150000, ...options });
-  const out = `${r.stdout ?? ""}${r.stderr ?? ""}`;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (exit ${r.status}):\n${out}`);
-  return options.withStderr ? out : String(r.stdout);
-}
-
-/** A bin folder with node, npm and sh only: what a CI image without build tools offers. */
-function toolchainFreeBin(dir: string): string {
-  fs.mkdirSync(dir, { recursive: true });
-  const npmCli = fs.realpathSync(sh("sh", ["-c", "command -v npm"]).trim());
-  fs.symlinkSync(process.execPath, path.join(dir, "node"));
-  fs.symlinkSync(npmCli, path.join(dir, "npm"));
-  fs.symlinkSync("/bin/sh", path.join(dir, "sh"));
-  return dir;
-}
-
-/** Copies the files `npm pack` would ship into `dest`; returns their relative paths. */
-function stagePackage(dest: string): string[] {
-  const listing = JSON.parse(sh("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: ROOT }));
-  const files: string[] = listing[0].files.map((f: { path: string }) => f.path);
-  for (const f of files) {
-    fs.mkdirSync(path.dirname(path.join(dest, f)), { recursive: true });
-    fs.copyFileSync(path.join(ROOT, f), path.join(dest, f));
-  }
-  return files;
-}
-
-interface Smoke {
-  stepZeroEqual: boolean;
-  adapterChangesOutput: boolean;
-  manualMaxDiff: number;
-  mergedMaxDiff: number;
-  mergedChangedWeights: boolean;
-  unmergeExact: boolean;
-  addons: string[];
-}
 
 const libtorch = prebuilds.runtimeLibtorch();
 const localBuild = path.join(ROOT, "build/Release/torch_lora.node");
@@ -76,18 +37,12 @@ describeInstall("installed package (npm pack → npm install, no compiler on PAT
     if (!current || !shipped.some((f) => f.startsWith("prebuilds/") && f.includes(libtorch.tag))) {
       sh(process.execPath, [path.join(ROOT, "scripts/prebuild.js"), "--from-build", "--out", pkg]);
     }
-    const tgz = JSON.parse(sh("npm", ["pack", "--json", "--ignore-scripts", "--pack-destination", work], { cwd: pkg }))[0].filename as string;
-
-    const app = path.join(work, "app");
-    fs.mkdirSync(app);
-    fs.writeFileSync(path.join(app, "package.json"), JSON.stringify({ name: "app", version: "1.0.0", private: true }));
-    fs.copyFileSync(path.join(__dirname, "lora-smoke.js"), path.join(app, "smoke.js"));
-    const bin = toolchainFreeBin(path.join(work, "bin"));
-    const env: NodeJS.ProcessEnv = { ...process.env, PATH: bin, npm_config_cache: sh("npm", ["config", "get", "cache"]).trim() };
-    for (const k of Object.keys(env)) if (/^(LIBTORCH|TORCH_LORA_ADDON|Torch_DIR|TORCH_DIR|CMAKE_PREFIX_PATH)$/.test(k)) delete env[k];
-    installLog = sh("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--foreground-scripts", path.join(work, tgz)], { cwd: app, env, withStderr: true });
+    const tgz = packStaged(pkg, work);
+    const app = makeApp(path.join(work, "app"));
+    const env = installEnv(toolchainFreeBin(path.join(work, "bin")));
+    installLog = npmInstall(app, tgz, env);
     installedRoot = path.join(app, "node_modules/torch-lora");
-    smoke = JSON.parse(sh("node", ["smoke.js"], { cwd: app, env }).trim().split("\n").pop()!);
+    smoke = parseSmoke(sh("node", ["smoke.js"], { cwd: app, env }));
   }, 170000);
 
   afterAll(() => {
