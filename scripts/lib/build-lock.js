@@ -43,7 +43,7 @@ function withBuildLock(root, fn, { timeoutMs = 30 * 60 * 1000, log = () => {} } 
       continue;
     }
     if (Date.now() - started > timeoutMs) {
-      throw new Error(`another build of ${root} has held ${lock} for ${Math.round(timeoutMs / 1000)} s; remove that folder if no build runs`);
+      throw new Error(`another build of ${root} still holds ${lock} after ${Math.round(timeoutMs / 1000)} s of waiting; remove that folder if no build runs`);
     }
     if (!announced) log(`waiting for the build that process ${pid || "?"} is running in ${root}`);
     announced = true;

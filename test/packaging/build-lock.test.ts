@@ -38,7 +38,7 @@ test("a lock a live process holds is waited for, and past the timeout it is an e
   const waited: string[] = [];
   let ran = false;
   expect(() => withBuildLock(root, () => (ran = true), { timeoutMs: 1200, log: (m: string) => waited.push(m) })).toThrow(
-    `another build of ${root} has held ${path.join(root, "build.lock")}`,
+    `another build of ${root} still holds ${path.join(root, "build.lock")} after 1 s of waiting`,
   );
   expect(ran).toBe(false);
   expect(waited).toEqual([`waiting for the build that process ${process.ppid} is running in ${root}`]);
