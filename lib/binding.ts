@@ -138,6 +138,13 @@ function explainLoadFailure(file: string, err: Error, libtorch?: FoundLibtorch):
       `  or rebuild against the libtorch you have: ${rebuildCommand()}`
     );
   }
+  const nodeApi = /undefined symbol: ((?:napi|node_api)_\w+)/.exec(msg);
+  if (nodeApi) {
+    return (
+      `torch-lora: the native addon ${file} needs the Node-API function ${nodeApi[1]}, which Node ${process.version} lacks.\n` +
+      `  Use the Node version it was built with (or a newer one), or rebuild it for this Node: ${rebuildCommand()}`
+    );
+  }
   if (/undefined symbol|version `[^']+' not found|wrong ELF class|invalid ELF header/.test(msg)) {
     return (
       `torch-lora: the native addon ${file} does not match the libtorch or system it is loaded on (ABI/version mismatch):\n` +
@@ -168,32 +175,67 @@ function load(): { binding: NativeBinding; file: string } {
     return { binding: requireAddon(override), file: override };
   }
   const local = CANDIDATES.map((c) => path.join(ROOT, c)).find((f) => fs.existsSync(f));
-  if (local) return { binding: requireAddon(local), file: local };
-  // Only now pay for discovery (it may start python3): installed packages without a local build.
+  const stale = local ? staleLocalBuild() : null;
+  if (local && !stale) return { binding: requireAddon(local), file: local };
+  // Only now pay for discovery (it may start python3): installed packages without a usable local build.
   const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js")) as PrebuildsModule;
   const libtorch = prebuilds.runtimeLibtorch();
   const prebuild = prebuilds.selectPrebuild(ROOT, libtorch);
-  if (prebuild) return { binding: requireAddon(prebuild, libtorch as FoundLibtorch), file: prebuild };
-  const build = buildOnLoad(prebuilds, libtorch);
+  let prebuildError: Error | null = null;
+  if (prebuild) {
+    try {
+      return { binding: require(prebuild) as NativeBinding, file: prebuild };
+    } catch (err) {
+      // Nothing stays loaded from a library the dynamic loader refused, so a build may follow.
+      prebuildError = err as Error;
+    }
+  }
+  const why = stale ?? (prebuildError ? `the prebuilt addon ${path.basename(prebuild!)} does not load here` : "no prebuilt addon fits");
+  const build = buildOnLoad(prebuilds, libtorch, why);
   if (build.file) return { binding: requireAddon(build.file), file: build.file };
+  if (prebuildError) throw new Error(explainLoadFailure(prebuild!, prebuildError, libtorch as FoundLibtorch));
   throw new Error(
     `${prebuilds.noAddonMessage(ROOT, libtorch)}\n` +
+      (stale ? `  (${stale})\n` : "") +
       (build.failed ? "  (the source build above failed: its output says why)\n" : "") +
       `  (a local build would be at ${CANDIDATES.map((c) => path.join(ROOT, c)).join(" or ")}; in a clone of the repository: npm run setup)`,
   );
 }
 
 /**
- * No addon fits: in an installed package, with a C++ compiler and cmake on PATH, build one from
- * source now, once (scripts/install.js, which waits for a build another process is running),
- * with its output on stderr. TORCH_LORA_BUILD_ON_LOAD=0 turns this off.
+ * In an installed package: why its local build no longer fits, when LIBTORCH, Torch_DIR or
+ * CMAKE_PREFIX_PATH now name another libtorch than the one it was built against (its stamp,
+ * build/libtorch.json); else null. Only those variables are read, so a load starts no python3.
  */
-function buildOnLoad(prebuilds: PrebuildsModule, libtorch: FoundLibtorch | { error: string } | null): { file?: string; failed?: boolean } {
+function staleLocalBuild(): string | null {
+  if (!INSTALLED) return null;
+  const stampFile = path.join(ROOT, "build/libtorch.json");
+  if (!fs.existsSync(stampFile)) return null;
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { libtorchNamedByEnv } = require(path.join(ROOT, "scripts/lib/find-libtorch.js"));
+  let named: { torchDir: string; source: string } | null;
+  try {
+    named = libtorchNamedByEnv(process.env);
+  } catch {
+    return null; // a LIBTORCH naming nothing: the build it has keeps working
+  }
+  const builtFor = (JSON.parse(fs.readFileSync(stampFile, "utf8")) as { torchDir: string }).torchDir;
+  const same = (a: string, b: string) => fs.existsSync(a) && fs.existsSync(b) && fs.realpathSync(a) === fs.realpathSync(b);
+  if (!named || same(named.torchDir, builtFor)) return null;
+  return `the local build was made for the libtorch at ${builtFor}, but ${named.source} now names ${named.torchDir}`;
+}
+
+/**
+ * No addon fits (`why` says how): in an installed package, with a C++ compiler and cmake on
+ * PATH, build one from source now, once (scripts/install.js, which waits for a build another
+ * process is running), with its output on stderr. TORCH_LORA_BUILD_ON_LOAD=0 turns this off.
+ */
+function buildOnLoad(prebuilds: PrebuildsModule, libtorch: FoundLibtorch | { error: string } | null, why: string): { file?: string; failed?: boolean } {
   if (process.env.TORCH_LORA_BUILD_ON_LOAD === "0" || !INSTALLED || !libtorch || libtorch.error) return {};
   if (prebuilds.missingToolchain().length > 0) return {};
   const lt = libtorch as FoundLibtorch;
   process.stderr.write(
-    `torch-lora: no prebuilt addon fits libtorch ${lt.version} (tag ${lt.tag}); building one from source with cmake-js, ` +
+    `torch-lora: ${why} (libtorch ${lt.version}, tag ${lt.tag}); building the addon from source with cmake-js, ` +
       `once (a few minutes; TORCH_LORA_BUILD_ON_LOAD=0 turns this off)\n`,
   );
   const r = spawnSync(process.execPath, [path.join(ROOT, "scripts/install.js")], { stdio: ["ignore", 2, 2] });

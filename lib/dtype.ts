@@ -40,7 +40,7 @@ export function checkDtype(value: unknown, arg: string): Dtype {
 
 /** Throws a TypeError naming `arg` unless `value` is "cpu", "cuda" or "cuda:N". */
 export function checkDevice(value: unknown, arg: string): Device {
-  if (typeof value !== "string" || !/^(cpu|cuda|cuda:\d{1,3})$/.test(value)) {
+  if (typeof value !== "string" || !/^(cpu|cuda|cuda:(0|[1-9]\d{0,2}))$/.test(value)) {
     throw new TypeError(`${arg}: unknown device ${JSON.stringify(value)}; expected "cpu", "cuda" or "cuda:N"`);
   }
   return value as Device;

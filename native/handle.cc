@@ -42,7 +42,9 @@ TensorBox* BoxArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
 
 Napi::Value WrapTensor(Napi::Env env, at::Tensor t) {
   auto* box = new TensorBox();
-  box->reportedBytes = t.device().is_cpu() ? OwnBytes(t) : 0;
+  // GPU bytes count too: a dropped CUDA tensor is freed only by a collection, which V8 starts
+  // sooner when it knows how much native memory its objects hold.
+  box->reportedBytes = OwnBytes(t);
   box->tensor = std::move(t);
   if (box->reportedBytes) Napi::MemoryManagement::AdjustExternalMemory(env, box->reportedBytes);
   return Napi::External<TensorBox>::New(env, box, Finalize);
@@ -118,10 +120,14 @@ const char* DtypeName(at::ScalarType type) {
 at::Device ParseDevice(Napi::Env env, const std::string& name, const char* argName) {
   bool isCuda = name == "cuda" || name.rfind("cuda:", 0) == 0;
   bool wellFormed = name == "cpu" || name == "cuda";
+  int index = -1;
   if (name.rfind("cuda:", 0) == 0) {
     std::string idx = name.substr(5);
-    wellFormed = !idx.empty() && idx.size() < 4 &&
+    // Digits only, no leading zero, at most 3: c10 keeps the index in 8 bits, so "cuda:200"
+    // would wrap to a negative index if handed to at::Device as text.
+    wellFormed = !idx.empty() && idx.size() < 4 && (idx.size() == 1 || idx[0] != '0') &&
                  std::all_of(idx.begin(), idx.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (wellFormed) index = std::stoi(idx);
   }
   if (!wellFormed) {
     ThrowTypeError(env, std::string(argName) + ": unknown device \"" + name + "\"; expected \"cpu\", \"cuda\" or \"cuda:N\"");
@@ -132,12 +138,12 @@ at::Device ParseDevice(Napi::Env env, const std::string& name, const char* argNa
                         "\"): this libtorch build has no CUDA support or no GPU is visible. "
                         "Build torch-lora against a CUDA libtorch (see README) or use device \"cpu\".");
   }
-  at::Device device(name);
-  if (device.has_index() && device.index() >= static_cast<int>(torch::cuda::device_count())) {
-    ThrowRangeError(env, std::string(argName) + ": device \"" + name + "\" does not exist; " +
-                             std::to_string(torch::cuda::device_count()) + " CUDA device(s) are visible");
+  const int count = static_cast<int>(torch::cuda::device_count());
+  if (index >= count) {
+    ThrowRangeError(env, std::string(argName) + ": device \"" + name + "\" does not exist; " + std::to_string(count) +
+                             " CUDA device(s) are visible");
   }
-  return device;
+  return index < 0 ? at::Device(at::kCUDA) : at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 
 std::string DeviceName(const at::Device& device) {

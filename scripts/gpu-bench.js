@@ -39,10 +39,18 @@ function ours({ tokens, dim, r, dtype }) {
   const model = new nn.Sequential(new nn.Linear(dim, dim, { dtype, device: DEVICE }));
   const lm = lora.injectAdapter(model, { r, loraAlpha: 2 * r, targetModules: ["0"] });
   const x = randn([tokens, dim], { dtype, device: DEVICE });
+  // Each step releases the previous step's output, as PyTorch's refcounting does: left to the
+  // collector, 4096² outputs would pile up on the GPU and every step would allocate afresh.
   let last = null;
-  const fwd = timeSteps(() => noGrad(() => (last = lm.forward(x))), () => last.sum().item());
+  const keep = (t) => {
+    last?.dispose();
+    last = t;
+  };
+  const fwd = timeSteps(() => noGrad(() => keep(lm.forward(x))), () => last.sum().item());
   const fwdBwd = timeSteps(() => {
-    last = lm.forward(x).mean();
+    const y = lm.forward(x);
+    keep(y.mean());
+    y.dispose();
     last.backward();
   }, () => last.item());
   return { fwd, fwdBwd };

@@ -26,6 +26,8 @@
 #   GPU_CHECK_OUT     folder for logs (default /tmp/torch-lora-gpu-check; not under build/,
 #                     which node-gyp rebuild wipes)
 #   GPU_CHECK_BUILD_TIMEOUT  seconds allowed for the build (default 300: ~1-2 min on 16 cores)
+#   GPU_CHECK_BUDGET  seconds for the whole check (default 470, under 8 minutes); each step gets
+#                     at most what is left of it
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -74,8 +76,16 @@ if [[ "${1:-}" == "--rehearse" ]]; then
 fi
 
 START=$SECONDS
+DEADLINE=$(( START + ${GPU_CHECK_BUDGET:-470} ))
 OUTDIR="${GPU_CHECK_OUT:-/tmp/torch-lora-gpu-check}"
 BUILD_TIMEOUT="${GPU_CHECK_BUILD_TIMEOUT:-300}"
+
+# The time a step may take: its own cap, or what is left of the budget if that is less.
+step_limit() {
+  local left=$(( DEADLINE - SECONDS ))
+  (( left > 0 )) || die "out of time: the budget of ${GPU_CHECK_BUDGET:-470} s is spent"
+  echo $(( left < $1 ? left : $1 ))
+}
 mkdir -p "$OUTDIR"
 PYTHON="${PYTHON:-python3}"
 
@@ -114,6 +124,11 @@ for pkg in jest ts-jest typescript node-addon-api node-gyp; do
 done
 
 # --- libtorch from Python's torch -------------------------------------------------------------
+# LIBTORCH would win over Torch_DIR in the build's own discovery (scripts/lib/find-libtorch.js).
+if [[ -n "${LIBTORCH:-}" ]]; then
+  log "ignoring LIBTORCH=$LIBTORCH: this check builds against $PYTHON's torch (set Torch_DIR to choose another)"
+  unset LIBTORCH
+fi
 if [[ -z "${Torch_DIR:-}" ]]; then
   TORCH_PREFIX="$("$PYTHON" -c 'import torch; print(torch.utils.cmake_prefix_path)')" || die "$PYTHON cannot import torch"
   if [[ -f "$TORCH_PREFIX/Torch/TorchConfig.cmake" ]]; then
@@ -140,11 +155,11 @@ case "$BUILD" in
     for tool in make g++ "$PYTHON"; do command -v "$tool" >/dev/null || die "$tool is needed for the node-gyp build"; done
     [[ -f "$NODE_HEADERS/include/node/common.gypi" ]] || die "no Node headers in $NODE_HEADERS (set NODE_HEADERS)"
     export npm_config_python; npm_config_python="$(command -v "$PYTHON")"
-    timeout "$BUILD_TIMEOUT" node node_modules/node-gyp/bin/node-gyp.js rebuild --nodedir="$NODE_HEADERS" --jobs "$JOBS" >"$OUTDIR/build.log" 2>&1 \
+    timeout "$(step_limit "$BUILD_TIMEOUT")" node node_modules/node-gyp/bin/node-gyp.js rebuild --nodedir="$NODE_HEADERS" --jobs "$JOBS" >"$OUTDIR/build.log" 2>&1 \
       || { tail -n 40 "$OUTDIR/build.log"; die "node-gyp build failed (log: $OUTDIR/build.log)"; }
     ;;
   cmake)
-    timeout "$BUILD_TIMEOUT" node -e 'const f=require("./scripts/lib/find-libtorch");require("./scripts/lib/build-native").buildNative(process.cwd(), f.findLibtorch(), {force: true})' \
+    timeout "$(step_limit "$BUILD_TIMEOUT")" node -e 'const f=require("./scripts/lib/find-libtorch");require("./scripts/lib/build-native").buildNative(process.cwd(), f.findLibtorch(), {force: true})' \
       >"$OUTDIR/build.log" 2>&1 || { tail -n 40 "$OUTDIR/build.log"; die "cmake-js build failed (log: $OUTDIR/build.log)"; }
     ;;
   *) die "GPU_CHECK_BUILD must be gyp or cmake, not $BUILD" ;;
@@ -162,12 +177,14 @@ else
 fi
 
 # tsc writes dist/ even when it reports type errors; the demo test and the benchmark need only lib/ and demo/.
-timeout 90 node node_modules/typescript/bin/tsc -p tsconfig.build.json || log "tsc reported errors (dist/ written anyway)"
+timeout "$(step_limit 90)" node node_modules/typescript/bin/tsc -p tsconfig.build.json || log "tsc reported errors (dist/ written anyway)"
 
 # --- tests ------------------------------------------------------------------------------------
 log "CUDA tests"
+# Full fp32 matmuls, as the tests' GPU-vs-CPU tolerances assume (NGC containers turn on TF32).
+export TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=0
 set +e
-timeout 240 node node_modules/jest/bin/jest.js --ci test/cuda test/lora 2>&1 | tee "$OUTDIR/tests.log"
+timeout "$(step_limit 240)" node node_modules/jest/bin/jest.js --ci test/cuda test/lora 2>&1 | tee "$OUTDIR/tests.log"
 TEST_STATUS=${PIPESTATUS[0]}
 set -e
 grep -q "\[cuda\] SKIPPED" "$OUTDIR/tests.log" && { log "CUDA tests were skipped although a GPU is visible"; TEST_STATUS=1; }
@@ -175,7 +192,7 @@ grep -q "\[cuda\] SKIPPED" "$OUTDIR/tests.log" && { log "CUDA tests were skipped
 # --- benchmark --------------------------------------------------------------------------------
 log "GPU benchmark"
 BENCH_STATUS=0
-timeout 120 node scripts/gpu-bench.js --python "$PYTHON" ${BENCH_ARGS[@]+"${BENCH_ARGS[@]}"} 2>&1 | tee "$OUTDIR/bench.log" || BENCH_STATUS=$?
+timeout "$(step_limit 120)" node scripts/gpu-bench.js --python "$PYTHON" ${BENCH_ARGS[@]+"${BENCH_ARGS[@]}"} 2>&1 | tee "$OUTDIR/bench.log" || BENCH_STATUS=$?
 
 log "done in $((SECONDS - START)) s: tests exit $TEST_STATUS, benchmark exit $BENCH_STATUS (logs in $OUTDIR)"
 exit $(( TEST_STATUS != 0 || BENCH_STATUS != 0 ))

@@ -48,10 +48,10 @@ function badLibtorchMessage(value) {
 }
 
 /**
- * Returns {torchDir, source} for the first libtorch found, or null.
- * `source` says which rule found it, for the build log.
+ * The first rules of findLibtorch, those that only read environment variables (LIBTORCH,
+ * Torch_DIR / TORCH_DIR, CMAKE_PREFIX_PATH): {torchDir, source}, or null. Cheap: no python3.
  */
-function findLibtorch(env = process.env) {
+function libtorchNamedByEnv(env = process.env) {
   if (env.LIBTORCH) {
     const dir = torchConfigDir(env.LIBTORCH);
     if (!dir) throw new Error(badLibtorchMessage(env.LIBTORCH));
@@ -65,6 +65,16 @@ function findLibtorch(env = process.env) {
     const dir = torchConfigDir(prefix);
     if (dir) return { torchDir: dir, source: "CMAKE_PREFIX_PATH" };
   }
+  return null;
+}
+
+/**
+ * Returns {torchDir, source} for the first libtorch found, or null.
+ * `source` says which rule found it, for the build log.
+ */
+function findLibtorch(env = process.env) {
+  const named = libtorchNamedByEnv(env);
+  if (named) return named;
   for (const python of ["python3", "/usr/bin/python3"]) {
     const dir = fromPython(python);
     if (dir) return { torchDir: dir, source: `${python} (torch.utils.cmake_prefix_path)` };
@@ -152,4 +162,4 @@ function libtorchTag({ version, variant, cxx11Abi }) {
   return `torch${String(version).replace(/\+.*$/, "").replace(/\./g, "_")}-${variant}-cxx11abi${cxx11Abi ? 1 : 0}`;
 }
 
-module.exports = { findLibtorch, describeLibtorch, torchConfigDir, libtorchTag };
+module.exports = { findLibtorch, libtorchNamedByEnv, describeLibtorch, torchConfigDir, libtorchTag };

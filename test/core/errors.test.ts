@@ -5,7 +5,7 @@
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { Tensor, arange, cat, crossEntropy, empty, full, init, manualSeed, tensor, zeros } from "../../lib";
+import { Tensor, arange, cat, crossEntropy, cuda, empty, full, init, manualSeed, tensor, zeros } from "../../lib";
 import { thrownBy } from "../helpers/errors";
 
 type Case = [name: string, fn: () => unknown, message: RegExp, kind?: typeof TypeError | typeof RangeError];
@@ -16,13 +16,24 @@ const disposed = (): Tensor => {
   return t;
 };
 
+// A CPU build refuses CUDA devices; a CUDA build refuses one that does not exist.
+const CUDA_CASES: Case[] = cuda.isAvailable()
+  ? [
+      ["a CUDA device that does not exist", () => zeros([1], { device: "cuda:99" }), /device: device "cuda:99" does not exist; \d+ CUDA device\(s\) are visible/, RangeError],
+      ["cuda:200 in to(), past c10's 8-bit device index", () => zeros([1]).to("cuda:200"), /device: device "cuda:200" does not exist/, RangeError],
+    ]
+  : [
+      ["cuda on a CPU build", () => zeros([1], { device: "cuda" }), /device: CUDA is not available \(device "cuda"\)/],
+      ["cuda:0 in to() on a CPU build", () => zeros([1]).to("cuda:0"), /device: CUDA is not available \(device "cuda:0"\)/],
+    ];
+
 const CASES: Case[] = [
+  ...CUDA_CASES,
+  ["a device index with a leading zero", () => zeros([1], { device: "cuda:01" as never }), /device: unknown device "cuda:01"/, TypeError],
   ["matmul with incompatible shapes", () => zeros([2, 3]).matmul(zeros([2, 3])), /shapes cannot be multiplied \(2x3 and 2x3\)/],
   ["unknown dtype", () => zeros([1], { dtype: "float8" as never }), /dtype: unknown dtype "float8"; expected one of float32/, TypeError],
   ["unknown dtype in to()", () => zeros([1]).to({ dtype: 5 as never }), /dtype: unknown dtype 5/, TypeError],
   ["unknown device", () => tensor([1], { device: "tpu" as never }), /device: unknown device "tpu"/, TypeError],
-  ["cuda on a CPU build", () => zeros([1], { device: "cuda" }), /device: CUDA is not available \(device "cuda"\)/],
-  ["cuda:0 in to() on a CPU build", () => zeros([1]).to("cuda:0"), /device: CUDA is not available \(device "cuda:0"\)/],
   ["use after dispose", () => disposed().add(1), /self: the Tensor was disposed/],
   ["disposed tensor as the other operand", () => zeros([2]).mul(disposed()), /other: the Tensor was disposed/],
   ["shape of a disposed tensor", () => disposed().shape, /tensor: the Tensor was disposed/],
@@ -90,7 +101,7 @@ describe("the process survives bad input (child process against dist/)", () => {
       const t = require(${JSON.stringify(dist)});
       const calls = [
         () => t.zeros([2, 3]).matmul(t.zeros([2, 3])),
-        () => t.zeros([1], { device: "cuda" }),
+        () => t.zeros([1], { device: "cuda:99" }),
         () => { const a = t.zeros([2]); a.dispose(); a.sum(); },
         () => t.tensor([[1, 2], [3]]),
         () => t.tensor([1.5], { dtype: "int64" }),

@@ -4,7 +4,7 @@
  * the given value, and leaves its inputs unchanged. Most rows were crashes (SIGFPE), silent
  * wrong results, half-applied updates or "cannot read properties of null" before.
  */
-import { Tensor, crossEntropy, full, init, lora, mseLoss, nn, noGrad, optim, tensor, zeros, ones } from "../../lib";
+import { Tensor, crossEntropy, cuda, full, init, lora, mseLoss, nn, noGrad, optim, tensor, zeros, ones } from "../../lib";
 import { thrownBy } from "../helpers/errors";
 
 type Kind = "TypeError" | "RangeError" | "Error" | "ConfigError";
@@ -44,7 +44,9 @@ const CASES: Case[] = [
   ["Embedding ids out of range", () => new nn.Embedding(4, 2).forward(ids([4])), /ids: token id 4 is out of range for an embedding of 4 rows/, "RangeError"],
   ["Embedding negative ids", () => new nn.Embedding(4, 2).forward(ids([-1])), /ids: token id -1 is out of range/, "RangeError"],
   ["Embedding float ids", () => new nn.Embedding(4, 2).forward(tensor([1])), /ids: expected token ids of dtype int64 or int32, got float32/, "TypeError"],
-  ["Embedding on cuda", () => new nn.Embedding(4, 2, { device: "cuda" }), /device: CUDA is not available/, "Error"],
+  cuda.isAvailable()
+    ? ["Embedding on a CUDA device that does not exist", () => new nn.Embedding(4, 2, { device: "cuda:99" }), /device: device "cuda:99" does not exist/, "RangeError"]
+    : ["Embedding on cuda", () => new nn.Embedding(4, 2, { device: "cuda" }), /device: CUDA is not available/, "Error"],
   ["Module.to int64 with trainable params", () => new nn.Linear(2, 2).to({ dtype: "int64" }), /dtype: trainable parameters must stay floating-point, got int64/, "TypeError"],
   ["Module.to unknown device", () => new nn.Linear(2, 2).to({ device: "tpu" as never }), /device: unknown device "tpu"/, "TypeError"],
   ["Linear 4.5 in-features", () => new nn.Linear(4.5, 2), /inFeatures: expected a positive integer, got 4.5/, "RangeError"],

@@ -1,0 +1,70 @@
+/**
+ * An installed package whose local build was made for one libtorch, loaded while LIBTORCH /
+ * Torch_DIR name another: the loader does not use that build (it would keep running on the old
+ * libtorch, e.g. without CUDA after a switch to a CUDA libtorch).
+ */
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { ROOT } from "../helpers/packaging";
+
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const { findLibtorch } = require(path.join(ROOT, "scripts/lib/find-libtorch.js"));
+
+const here = findLibtorch();
+const addon = path.join(ROOT, "build/Release/torch_lora.node");
+const dist = path.join(ROOT, "dist/lib/binding.js");
+const skipReason = !here ? "no libtorch found here" : !fs.existsSync(addon) || !fs.existsSync(dist) ? "not built (node scripts/setup.js)" : null;
+if (skipReason) process.stderr.write(`[packaging] SKIPPED the stale-build test: ${skipReason}\n`);
+const describeStale = skipReason ? describe.skip : describe;
+
+describeStale("a local build made for another libtorch than the one named now", () => {
+  let work: string;
+  let pkg: string;
+
+  /** An installed package holding this machine's addon as its local build, stamped as built for `torchDir`. */
+  function installedWithBuildFor(torchDir: string): void {
+    fs.rmSync(pkg, { recursive: true, force: true });
+    fs.mkdirSync(path.join(pkg, "dist/lib"), { recursive: true });
+    fs.mkdirSync(path.join(pkg, "build/Release"), { recursive: true });
+    fs.copyFileSync(dist, path.join(pkg, "dist/lib/binding.js"));
+    fs.cpSync(path.join(ROOT, "scripts"), path.join(pkg, "scripts"), { recursive: true });
+    fs.writeFileSync(path.join(pkg, "package.json"), JSON.stringify({ name: "torch-lora" }));
+    fs.copyFileSync(addon, path.join(pkg, "build/Release/torch_lora.node"));
+    fs.writeFileSync(path.join(pkg, "build/libtorch.json"), JSON.stringify({ torchDir }));
+  }
+
+  function load(env: NodeJS.ProcessEnv) {
+    const code = `const b = require(${JSON.stringify(path.join(pkg, "dist/lib/binding.js"))}); console.log(b.addonPath)`;
+    return spawnSync(process.execPath, ["-e", code], { env: { PATH: process.env.PATH, TORCH_LORA_BUILD_ON_LOAD: "0", ...env }, encoding: "utf8" });
+  }
+
+  beforeAll(() => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), "torch-lora-stale-"));
+    pkg = path.join(work, "app/node_modules/torch-lora");
+  });
+  afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
+
+  test("Torch_DIR naming the libtorch it was built for: the local build loads", () => {
+    installedWithBuildFor(here.torchDir);
+    const r = load({ Torch_DIR: here.torchDir });
+    expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: "" });
+    expect(r.stdout.trim()).toBe(path.join(pkg, "build/Release/torch_lora.node"));
+  });
+
+  test("no libtorch variable set: the local build loads without any discovery", () => {
+    installedWithBuildFor("/opt/elsewhere/share/cmake/Torch");
+    const r = load({});
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim()).toBe(path.join(pkg, "build/Release/torch_lora.node"));
+  });
+
+  test("Torch_DIR naming another libtorch: the local build is passed over, and the error says why", () => {
+    installedWithBuildFor("/opt/elsewhere/share/cmake/Torch");
+    const r = load({ Torch_DIR: here.torchDir });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain("torch-lora: no native addon fits this machine.");
+    expect(r.stderr).toContain(`the local build was made for the libtorch at /opt/elsewhere/share/cmake/Torch, but Torch_DIR now names ${here.torchDir}`);
+  });
+});
