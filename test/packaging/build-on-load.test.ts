@@ -1,7 +1,8 @@
 /**
  * An installed package with no prebuild for the libtorch found: the install (no compiler then)
  * explains and succeeds; later, with a compiler and cmake on PATH, the first require() builds
- * the addon from source with cmake-js, once, even when two programs start at the same time.
+ * the addon from source with cmake-js, once, even when two programs start at the same time. That
+ * build runs in files mode (libtorch's flags from scripts/gyp-torch.js, no find_package(Torch)).
  */
 import { spawn } from "child_process";
 import * as fs from "fs";
@@ -59,7 +60,9 @@ describeBuild("installed package without a fitting prebuild: built on first load
     hadBuild.install = built();
     runs.noCompiler = await smokeRun(app, noCompiler);
     hadBuild.noCompiler = built();
-    const withCompiler = installEnv(process.env.PATH ?? "");
+    // The source build takes libtorch's flags from its files (scripts/gyp-torch.js), as it does by
+    // default for a CUDA libtorch, so that way is compiled, loaded and run here too.
+    const withCompiler = { ...installEnv(process.env.PATH ?? ""), TORCH_LORA_TORCH_FLAGS: "files" };
     runs.optedOut = await smokeRun(app, { ...withCompiler, TORCH_LORA_BUILD_ON_LOAD: "0" });
     hadBuild.optedOut = built();
     [runs.first, runs.second] = await Promise.all([smokeRun(app, withCompiler), smokeRun(app, withCompiler)]);
@@ -108,6 +111,15 @@ describeBuild("installed package without a fitting prebuild: built on first load
       expect(smoke.unmergeExact).toBe(true);
     }
     expect(fs.existsSync(path.join(installedRoot, "build.lock"))).toBe(false);
+  });
+
+  test("that build took libtorch's flags from its files (TORCH_LORA_TORCH_FLAGS=files), not from find_package(Torch)", () => {
+    const compiled = [runs.first, runs.second].map((r) => r.stdout + r.stderr).filter((out) => out.includes("building the native addon against libtorch"));
+    expect(compiled).toHaveLength(1);
+    expect(compiled[0]).toContain("libtorch build flags: files mode (TORCH_LORA_TORCH_FLAGS=files)");
+    expect(compiled[0]).toContain("-- torch-lora: libtorch build flags from files mode");
+    expect(compiled[0]).not.toContain("Found Torch");
+    expect(JSON.parse(fs.readFileSync(path.join(installedRoot, "build/libtorch.json"), "utf8")).torchFlags).toBe("files");
   });
 
   test("a later program loads that build without building again", () => {

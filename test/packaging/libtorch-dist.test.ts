@@ -77,6 +77,31 @@ function script(rel: string, args: string[], env: Record<string, string>) {
   return { status: r.status, out: r.stdout.trim(), err: r.stderr };
 }
 
+/** Runs a CMake configure of CMakeLists.txt (no compile) into <tmp>/<name> with `defines`; `err` has its line wrapping undone. */
+function cmakeConfigure(tmp: string, name: string, defines: Record<string, string>) {
+  const build = path.join(tmp, name);
+  const args = ["-S", ROOT, "-B", build, "-G", "Unix Makefiles", ...Object.entries(defines).map(([k, v]) => `-D${k}=${v}`)];
+  const r = spawnSync("cmake", args, { encoding: "utf8", env: { PATH: process.env.PATH ?? "", HOME: tmp } });
+  return { build, status: r.status, out: r.stdout, err: r.stderr.replace(/\s+/g, " ") };
+}
+
+/** Configures CMakeLists.txt (no compile) with `defines`; returns its link command, compile flags and log. */
+function configureIn(tmp: string, name: string, defines: Record<string, string>) {
+  const r = cmakeConfigure(tmp, name, defines);
+  if (r.status !== 0) throw new Error(`cmake configure failed:\n${r.out}\n${r.err}`);
+  const dir = path.join(r.build, "CMakeFiles/torch_lora.dir");
+  return { link: fs.readFileSync(path.join(dir, "link.txt"), "utf8"), flags: fs.readFileSync(path.join(dir, "flags.make"), "utf8"), log: r.out };
+}
+
+/** The words of a link command that name one of `names` (lib<name>.so, by path or -l), in order. */
+function libraryWords(link: string, names: string[]): string[] {
+  const re = new RegExp(`(^|/)lib(${names.join("|")})\\.so$|^-l(${names.join("|")})$`);
+  return link.split(/\s+/).map((w) => w.replace(/^-Wl,--no-as-needed,"?|"$/g, "")).filter((w) => re.test(w));
+}
+
+const HAVE_CMAKE = spawnSync("cmake", ["--version"]).status === 0 && spawnSync("c++", ["--version"]).status === 0;
+if (!HAVE_CMAKE) process.stderr.write("[packaging] SKIPPED the CMake configure checks of test/packaging/libtorch-dist.test.ts: cmake or c++ is not on PATH\n");
+
 describeDist("an unpacked libtorch distribution named by LIBTORCH (stand-in built from Debian's libtorch)", () => {
   let tmp: string;
   let dist: string;
@@ -106,14 +131,18 @@ describeDist("an unpacked libtorch distribution named by LIBTORCH (stand-in buil
     expect(script("scripts/gyp-torch.js", ["built-with"], env).out).toBe(`${debianVersion()}-cpu`);
   });
 
-  test("the cmake-js settings keep find_package(Torch) inside the distribution", () => {
-    const defines = buildNative.torchCmakeDefines({ torchDir: path.join(dist, "share/cmake/Torch") });
-    expect(defines).toEqual({
+  test("the cmake-js settings keep find_package(Torch) inside the distribution (cmake mode, the default for a CPU libtorch)", () => {
+    const found = { torchDir: path.join(dist, "share/cmake/Torch"), source: "LIBTORCH" };
+    expect(buildNative.torchFlagsMode(found, {}).mode).toBe("cmake");
+    expect(buildNative.torchCmakeDefines(found, "cmake")).toEqual({
       Torch_DIR: path.join(dist, "share/cmake/Torch"),
+      TORCH_LORA_TORCH_FLAGS: "cmake",
       Caffe2_DIR: path.join(dist, "share/cmake/Caffe2"),
       TORCH_LIBRARY: path.join(dist, "lib/libtorch.so"),
       c10_LIBRARY: path.join(dist, "lib/libc10.so"),
     });
+    // Files mode runs no CMake search, so it pins nothing but the mode and the libtorch.
+    expect(buildNative.torchCmakeDefines(found, "files")).toEqual({ Torch_DIR: path.join(dist, "share/cmake/Torch"), TORCH_LORA_TORCH_FLAGS: "files" });
   });
 
   test("a build made against the system libtorch is not up to date for the distribution (it is configured afresh)", () => {
@@ -122,28 +151,29 @@ describeDist("an unpacked libtorch distribution named by LIBTORCH (stand-in buil
     fs.writeFileSync(path.join(root, "build/Release/torch_lora.node"), "");
     const system = { torchDir: path.join(SYSTEM_CMAKE, "Torch"), source: "system" };
     const distribution = { torchDir: path.join(dist, "share/cmake/Torch"), source: "LIBTORCH" };
-    fs.writeFileSync(path.join(root, "build/libtorch.json"), JSON.stringify({ torchDir: system.torchDir, version: debianVersion(), cuda: false, cmake: buildNative.torchCmakeDefines(system) }));
-    expect(buildNative.isUpToDate(root, system)).toBe(true);
-    expect(buildNative.isUpToDate(root, distribution)).toBe(false);
+    const stamp = { torchDir: system.torchDir, version: debianVersion(), cuda: false, torchFlags: "cmake", cmake: buildNative.torchCmakeDefines(system, "cmake") };
+    fs.writeFileSync(path.join(root, "build/libtorch.json"), JSON.stringify(stamp));
+    expect(buildNative.isUpToDate(root, system, {})).toBe(true);
+    expect(buildNative.isUpToDate(root, distribution, {})).toBe(false);
+    // The mode is part of the stamp: asking for the other one configures afresh, naming the same one does not.
+    expect(buildNative.isUpToDate(root, system, { TORCH_LORA_TORCH_FLAGS: "cmake" })).toBe(true);
+    expect(buildNative.isUpToDate(root, system, { TORCH_LORA_TORCH_FLAGS: "files" })).toBe(false);
+    // A stamp from before the mode was recorded: not up to date.
+    const { torchFlags: _mode, ...withoutMode } = stamp;
+    fs.writeFileSync(path.join(root, "build/libtorch.json"), JSON.stringify(withoutMode));
+    expect(buildNative.isUpToDate(root, system, {})).toBe(false);
     // A stamp from before the CMake settings were recorded: configured without them, so not up to date.
     fs.writeFileSync(path.join(root, "build/libtorch.json"), JSON.stringify({ torchDir: distribution.torchDir, version: debianVersion(), cuda: false }));
-    expect(buildNative.isUpToDate(root, distribution)).toBe(false);
+    expect(buildNative.isUpToDate(root, distribution, {})).toBe(false);
   });
 
-  /** Configures CMakeLists.txt (no compile) with `defines`; returns its link command and include flags. */
-  function configure(name: string, defines: Record<string, string>) {
-    const build = path.join(tmp, name);
-    const args = ["-S", ROOT, "-B", build, "-G", "Unix Makefiles", ...Object.entries(defines).map(([k, v]) => `-D${k}=${v}`)];
-    const r = spawnSync("cmake", args, { encoding: "utf8", env: { PATH: process.env.PATH ?? "", HOME: tmp } });
-    if (r.status !== 0) throw new Error(`cmake configure failed:\n${r.stdout}\n${r.stderr}`);
-    const dir = path.join(build, "CMakeFiles/torch_lora.dir");
-    return { link: fs.readFileSync(path.join(dir, "link.txt"), "utf8"), flags: fs.readFileSync(path.join(dir, "flags.make"), "utf8"), log: r.stdout };
-  }
+  const configure = (name: string, defines: Record<string, string>) => configureIn(tmp, name, defines);
 
   test("a configure with those settings links the distribution's libraries, with an rpath to its lib/ alone", () => {
-    if (spawnSync("cmake", ["--version"]).status !== 0) return console.warn("[packaging] SKIPPED: cmake is not on PATH");
+    if (!HAVE_CMAKE) return console.warn("[packaging] SKIPPED: cmake or c++ is not on PATH");
     const lib = path.join(dist, "lib");
-    const { link, flags, log } = configure("build-pinned", buildNative.torchCmakeDefines({ torchDir: path.join(dist, "share/cmake/Torch") }));
+    const { link, flags, log } = configure("build-pinned", buildNative.torchCmakeDefines({ torchDir: path.join(dist, "share/cmake/Torch") }, "cmake"));
+    expect(log).toContain("torch-lora: libtorch build flags from cmake mode");
     expect(log).toContain(`Found Torch: ${path.join(lib, "libtorch.so")}`);
     expect(link).toContain(`-Wl,-rpath,${lib} `);
     const torchLibs = link.split(/\s+/).map((w) => w.replace(/^-Wl,--no-as-needed,"?|"$/g, "")).filter((w) => /\/lib(torch|torch_cpu|c10)\.so/.test(w));
@@ -152,8 +182,35 @@ describeDist("an unpacked libtorch distribution named by LIBTORCH (stand-in buil
     expect(flags).toContain("-D_GLIBCXX_USE_CXX11_ABI=1");
   });
 
+  test("files mode: the distribution's three libraries by path, its include dirs, rpath, ABI define and description, no find_package(Torch)", () => {
+    if (!HAVE_CMAKE) return console.warn("[packaging] SKIPPED: cmake or c++ is not on PATH");
+    const lib = path.join(dist, "lib");
+    const { link, flags, log } = configure("build-files", buildNative.torchCmakeDefines({ torchDir: path.join(dist, "share/cmake/Torch") }, "files"));
+    expect(log).toContain("torch-lora: libtorch build flags from files mode");
+    // find_package(Torch) would have found Caffe2 and said so.
+    expect(log).not.toContain("Found Torch");
+    expect(log).not.toContain("Caffe2:");
+    expect(log).toContain(`torch-lora: libtorch ${debianVersion()}-cpu from ${path.join(dist, "share/cmake/Torch")}`);
+    // Exactly these, once each, by full path (the stand-in's libraries are real, with sonames).
+    expect(libraryWords(link, ["torch", "torch_cpu", "c10", "torch_cuda", "c10_cuda"])).toEqual([
+      path.join(lib, "libtorch.so"),
+      path.join(lib, "libtorch_cpu.so"),
+      path.join(lib, "libc10.so"),
+    ]);
+    expect(link).not.toContain(MULTIARCH);
+    expect(link).not.toContain("-L");
+    const rpaths = link.split(/\s+/).filter((w) => w.startsWith("-Wl,-rpath"));
+    expect(rpaths).toEqual([`-Wl,-rpath,${lib}`]);
+    // Both include dirs, as system headers; the ABI define and TORCH_LORA_BUILT_WITH as gyp-torch.js gives them.
+    expect(flags).toContain(`-isystem ${path.join(dist, "include")} -isystem ${path.join(dist, "include/torch/csrc/api/include")}`);
+    expect(flags).toContain("-D_GLIBCXX_USE_CXX11_ABI=1");
+    expect(flags).toContain(`-DTORCH_LORA_BUILT_WITH=\\"${debianVersion()}-cpu\\"`);
+    // Defines that only the Caffe2 targets of find_package(Torch) bring.
+    expect(flags).not.toContain("USE_DISTRIBUTED");
+  });
+
   test("without them, CMake's search order would take the system's Caffe2 and libraries (why they are passed)", () => {
-    if (spawnSync("cmake", ["--version"]).status !== 0) return console.warn("[packaging] SKIPPED: cmake is not on PATH");
+    if (!HAVE_CMAKE) return console.warn("[packaging] SKIPPED: cmake or c++ is not on PATH");
     const { link } = configure("build-plain", { Torch_DIR: path.join(dist, "share/cmake/Torch") });
     expect(link).toContain(path.join(MULTIARCH, "libc10.so"));
     expect(link).toMatch(new RegExp(`-Wl,-rpath,${MULTIARCH}:`));
@@ -169,5 +226,137 @@ describeDist("an unpacked libtorch distribution named by LIBTORCH (stand-in buil
     expect(message).toContain("correct LIBTORCH");
     // No libtorch was found, so a build "against the libtorch found" is not offered.
     expect(message).not.toContain("against the libtorch found");
+  });
+});
+
+/**
+ * A CUDA libtorch as a pip wheel lays it out (torch/version.py, lib/libtorch_cuda.so), on a
+ * machine with no CUDA toolkit. Its TorchConfig.cmake stops the configure if it is ever read:
+ * that is what the real one does here (cuda.cmake needs nvcc). Its libraries are empty shared
+ * objects with sonames, so CMake links them by path as it would the real ones.
+ */
+describe("a CUDA libtorch: files mode by default, TORCH_LORA_TORCH_FLAGS to choose", () => {
+  let tmp: string;
+  let wheel: string;
+  let cudaFound: { torchDir: string; source: string };
+  let cpuFound: { torchDir: string; source: string };
+  const LIBS = ["torch", "torch_cpu", "c10", "torch_cuda", "c10_cuda"];
+
+  /** Writes a torch/ folder of a wheel under <tmp>/<name>; `cuda` is its CUDA version or null. */
+  function makeWheel(name: string, cuda: string | null, libs: string[]): string {
+    const torch = path.join(tmp, name, "site-packages/torch");
+    fs.mkdirSync(path.join(torch, "share/cmake/Torch"), { recursive: true });
+    fs.mkdirSync(path.join(torch, "lib"));
+    fs.mkdirSync(path.join(torch, "include/torch/csrc/api/include"), { recursive: true });
+    fs.writeFileSync(
+      path.join(torch, "share/cmake/Torch/TorchConfig.cmake"),
+      'message(FATAL_ERROR "find_package(Torch) was called: the CUDA toolkit would be needed")\n' +
+        'get_filename_component(TORCH_INSTALL_PREFIX "${CMAKE_CURRENT_LIST_DIR}/../../../" ABSOLUTE)\n' +
+        'set(TORCH_CXX_FLAGS "-D_GLIBCXX_USE_CXX11_ABI=0")\n',
+    );
+    fs.writeFileSync(path.join(torch, "share/cmake/Torch/TorchConfigVersion.cmake"), 'set(PACKAGE_VERSION "2.4.0")\n');
+    fs.writeFileSync(
+      path.join(torch, "version.py"),
+      `__version__ = '2.4.0+${cuda ? `cu${cuda.replace(".", "")}` : "cpu"}'\ndebug = False\ncuda: Optional[str] = ${cuda ? `'${cuda}'` : "None"}\n`,
+    );
+    for (const lib of libs) {
+      const file = path.join(torch, "lib", `lib${lib}.so`);
+      const r = spawnSync("c++", ["-shared", "-fPIC", "-x", "c++", "/dev/null", "-o", file, `-Wl,-soname,lib${lib}.so`], { encoding: "utf8" });
+      if (r.status !== 0) throw new Error(`could not make ${file}: ${r.stderr}`);
+    }
+    return torch;
+  }
+
+  beforeAll(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), "torch-lora-cuda-flags-"));
+    if (!HAVE_CMAKE) return;
+    wheel = makeWheel("cu121", "12.1", LIBS);
+    cudaFound = { torchDir: path.join(wheel, "share/cmake/Torch"), source: "python3 (torch.utils.cmake_prefix_path)" };
+    cpuFound = { torchDir: path.join(makeWheel("cpu", null, LIBS.slice(0, 3)), "share/cmake/Torch"), source: "python3 (torch.utils.cmake_prefix_path)" };
+  });
+  afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  test("build-native picks files mode for a CUDA libtorch and cmake mode for a CPU one, saying why", () => {
+    if (!HAVE_CMAKE) return console.warn("[packaging] SKIPPED: cmake or c++ is not on PATH");
+    const cuda = buildNative.torchFlagsMode(cudaFound, {});
+    expect(cuda.mode).toBe("files");
+    expect(cuda.reason).toContain("a CUDA libtorch");
+    expect(cuda.reason).toContain("CUDA toolkit");
+    const cpu = buildNative.torchFlagsMode(cpuFound, {});
+    expect(cpu.mode).toBe("cmake");
+    expect(cpu.reason).toContain("a CPU libtorch");
+    // The CMake settings follow the mode: files mode pins no find_package search.
+    expect(buildNative.torchCmakeDefines(cudaFound, cuda.mode)).toEqual({ Torch_DIR: cudaFound.torchDir, TORCH_LORA_TORCH_FLAGS: "files" });
+    expect(buildNative.torchCmakeDefines(cudaFound, "cmake")).toMatchObject({
+      TORCH_LORA_TORCH_FLAGS: "cmake",
+      TORCH_LIBRARY: path.join(wheel, "lib/libtorch.so"),
+      C10_CUDA_LIBRARY: path.join(wheel, "lib/libc10_cuda.so"),
+    });
+  });
+
+  test("TORCH_LORA_TORCH_FLAGS overrides the choice either way; empty counts as unset", () => {
+    if (!HAVE_CMAKE) return console.warn("[packaging] SKIPPED: cmake or c++ is not on PATH");
+    expect(buildNative.torchFlagsMode(cudaFound, { TORCH_LORA_TORCH_FLAGS: "cmake" })).toEqual({ mode: "cmake", reason: "TORCH_LORA_TORCH_FLAGS=cmake" });
+    expect(buildNative.torchFlagsMode(cpuFound, { TORCH_LORA_TORCH_FLAGS: "files" })).toEqual({ mode: "files", reason: "TORCH_LORA_TORCH_FLAGS=files" });
+    expect(buildNative.torchFlagsMode(cudaFound, { TORCH_LORA_TORCH_FLAGS: "" }).mode).toBe("files");
+    expect(buildNative.torchFlagsMode(cpuFound, { TORCH_LORA_TORCH_FLAGS: "" }).mode).toBe("cmake");
+  });
+
+  test.each(["FILES", "gyp", " files", "cmake,files"])("TORCH_LORA_TORCH_FLAGS=%j is refused, naming the variable and the allowed values, before anything is built", (value) => {
+    if (!HAVE_CMAKE) return console.warn("[packaging] SKIPPED: cmake or c++ is not on PATH");
+    const env = { TORCH_LORA_TORCH_FLAGS: value };
+    const expected = `TORCH_LORA_TORCH_FLAGS=${JSON.stringify(value)} is not a way to learn libtorch's build flags: use "cmake"`;
+    expect(() => buildNative.torchFlagsMode(cudaFound, env)).toThrow(expected);
+    expect(() => buildNative.torchFlagsMode(cudaFound, env)).toThrow('or "files"');
+    const root = path.join(tmp, "refused");
+    fs.mkdirSync(root, { recursive: true });
+    expect(() => buildNative.buildNative(root, cudaFound, { env, log: () => undefined })).toThrow(expected);
+    // Nothing was started: no build folder, no lock.
+    expect(fs.readdirSync(root)).toEqual([]);
+  });
+
+  test("files mode configures the wheel without reading its TorchConfig.cmake: CUDA libraries kept with --no-as-needed", () => {
+    if (!HAVE_CMAKE) return console.warn("[packaging] SKIPPED: cmake or c++ is not on PATH");
+    const lib = path.join(wheel, "lib");
+    const { link, flags, log } = configureIn(tmp, "build-cuda-files", buildNative.torchCmakeDefines(cudaFound, "files"));
+    expect(log).toContain("torch-lora: libtorch build flags from files mode");
+    expect(log).toContain(`torch-lora: libtorch 2.4.0-cuda12.1 from ${cudaFound.torchDir}`);
+    const words = link.split(/\s+/);
+    expect(libraryWords(link, LIBS)).toEqual(LIBS.map((l) => path.join(lib, `lib${l}.so`)));
+    // libtorch_cuda is only reached through registration at load time: without --no-as-needed the linker would drop it.
+    const push = words.indexOf("-Wl,--push-state,--no-as-needed");
+    expect(push).toBeGreaterThan(words.indexOf(path.join(lib, "libc10.so")));
+    expect(words.slice(push, push + 4)).toEqual(["-Wl,--push-state,--no-as-needed", path.join(lib, "libtorch_cuda.so"), path.join(lib, "libc10_cuda.so"), "-Wl,--pop-state"]);
+    expect(words.filter((w) => w.startsWith("-Wl,-rpath"))).toEqual([`-Wl,-rpath,${lib}`]);
+    // The wheel's old ABI, from its TorchConfig.cmake's TORCH_CXX_FLAGS line (read as text, not run).
+    expect(flags).toContain("-D_GLIBCXX_USE_CXX11_ABI=0");
+    expect(flags).not.toContain("-D_GLIBCXX_USE_CXX11_ABI=1");
+    expect(flags).toContain(`-isystem ${path.join(wheel, "include")} -isystem ${path.join(wheel, "include/torch/csrc/api/include")}`);
+    expect(flags).toContain('-DTORCH_LORA_BUILT_WITH=\\"2.4.0-cuda12.1\\"');
+  });
+
+  test("cmake mode reads that TorchConfig.cmake (what files mode avoids)", () => {
+    if (!HAVE_CMAKE) return console.warn("[packaging] SKIPPED: cmake or c++ is not on PATH");
+    const r = cmakeConfigure(tmp, "build-cuda-cmake", buildNative.torchCmakeDefines(cudaFound, "cmake"));
+    expect(r.status).not.toBe(0);
+    expect(r.err).toContain("find_package(Torch) was called");
+  });
+
+  test("files mode stops, naming the library, when the libtorch lacks one (never the system's copy)", () => {
+    if (!HAVE_CMAKE) return console.warn("[packaging] SKIPPED: cmake or c++ is not on PATH");
+    const partial = makeWheel("cu121-partial", "12.1", ["torch", "torch_cpu", "c10", "torch_cuda"]);
+    const r = cmakeConfigure(tmp, "build-cuda-partial", { Torch_DIR: path.join(partial, "share/cmake/Torch"), TORCH_LORA_TORCH_FLAGS: "files" });
+    expect(r.status).not.toBe(0);
+    expect(r.err).toContain(`libc10_cuda.so is not in the libtorch's library folder (${path.join(partial, "lib")})`);
+  });
+
+  test("CMakeLists.txt refuses an unknown TORCH_LORA_TORCH_FLAGS, and files mode without Torch_DIR", () => {
+    if (!HAVE_CMAKE) return console.warn("[packaging] SKIPPED: cmake or c++ is not on PATH");
+    const bad = cmakeConfigure(tmp, "build-bad-mode", { Torch_DIR: cudaFound.torchDir, TORCH_LORA_TORCH_FLAGS: "nvcc" });
+    expect(bad.status).not.toBe(0);
+    expect(bad.err).toContain("TORCH_LORA_TORCH_FLAGS=nvcc is neither cmake nor files");
+    const noDir = cmakeConfigure(tmp, "build-no-dir", { TORCH_LORA_TORCH_FLAGS: "files" });
+    expect(noDir.status).not.toBe(0);
+    expect(noDir.err).toContain("files mode needs Torch_DIR");
   });
 });
