@@ -82,14 +82,14 @@ describeBuild("installed package without a fitting prebuild: built on first load
   test("require() with no compiler on PATH fails with the explanation and builds nothing", () => {
     expect(runs.noCompiler.status).not.toBe(0);
     expect(runs.noCompiler.stderr).toContain("torch-lora: no native addon fits this machine.");
-    expect(runs.noCompiler.stderr).not.toContain("building one from source");
+    expect(runs.noCompiler.stderr).not.toContain("building the addon from source");
     expect(hadBuild.noCompiler).toBe(false);
   });
 
   test("TORCH_LORA_BUILD_ON_LOAD=0 fails instead of building", () => {
     expect(runs.optedOut.status).not.toBe(0);
     expect(runs.optedOut.stderr).toContain("torch-lora: no native addon fits this machine.");
-    expect(runs.optedOut.stderr).not.toContain("building one from source");
+    expect(runs.optedOut.stderr).not.toContain("building the addon from source");
     expect(hadBuild.optedOut).toBe(false);
   });
 
@@ -97,7 +97,7 @@ describeBuild("installed package without a fitting prebuild: built on first load
     const both = [runs.first, runs.second];
     for (const r of both) {
       expect({ status: r.status, stderr: r.status === 0 ? "" : r.stderr.slice(-3000) }).toEqual({ status: 0, stderr: "" });
-      expect(r.stderr).toContain(`no prebuilt addon fits libtorch ${libtorch.version} (tag ${libtorch.tag}); building one from source`);
+      expect(r.stderr).toContain(`torch-lora: no prebuilt addon fits (libtorch ${libtorch.version}, tag ${libtorch.tag}); building the addon from source`);
     }
     const compiles = both.map((r) => (r.stdout + r.stderr).split("building the native addon against libtorch").length - 1);
     expect(compiles.sort()).toEqual([0, 1]);
@@ -124,7 +124,7 @@ describeBuild("installed package without a fitting prebuild: built on first load
 
   test("a later program loads that build without building again", () => {
     expect(runs.later.status).toBe(0);
-    expect(runs.later.stderr).not.toContain("building one from source");
+    expect(runs.later.stderr).not.toContain("building the addon from source");
     expect(parseSmoke(runs.later.stdout).addons).toEqual([fs.realpathSync(path.join(installedRoot, "build/Release/torch_lora.node"))]);
   });
 });
