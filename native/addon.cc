@@ -3,6 +3,16 @@
 #include "handle.h"
 #include "errors.h"
 
+// node_version.h names the Node these headers belong to (buildInfo().nodeVersion). It also
+// defines NAPI_VERSION as the runtime's own version, which must not leak into this module's
+// declared Node-API version (NODE_API_MODULE below), hence push/pop.
+#if defined(NAPI_EXPERIMENTAL) && __has_include(<node_version.h>)
+#pragma push_macro("NAPI_VERSION")
+#undef NAPI_VERSION
+#include <node_version.h>
+#pragma pop_macro("NAPI_VERSION")
+#endif
+
 namespace tl {
 void RegisterTensor(Napi::Object exports);
 void RegisterOps(Napi::Object exports);
@@ -23,6 +33,20 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   out.Set("cudaAvailable", torch::cuda::is_available());
   out.Set("cudaDeviceCount", static_cast<double>(torch::cuda::device_count()));
   out.Set("cxx11Abi", static_cast<bool>(_GLIBCXX_USE_CXX11_ABI));
+  // Which Node-API this file was compiled for: the prebuild script records it in the manifest,
+  // and the loader only picks an experimental build on the Node it was built for.
+#ifdef NAPI_EXPERIMENTAL
+  out.Set("napiExperimental", true);
+#if defined(NODE_MAJOR_VERSION)
+  // The Node whose headers (and experimental symbols) it was compiled against.
+  out.Set("nodeVersion", std::to_string(NODE_MAJOR_VERSION) + "." + std::to_string(NODE_MINOR_VERSION) + "." +
+                             std::to_string(NODE_PATCH_VERSION));
+#endif
+#else
+  out.Set("napiExperimental", false);
+#endif
+  // 8 for a stable build; NAPI_VERSION_EXPERIMENTAL (2147483647) for an experimental one.
+  out.Set("napiVersion", static_cast<double>(NAPI_VERSION));
   return out;
 }
 

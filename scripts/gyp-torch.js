@@ -3,6 +3,7 @@
 // Prints libtorch build settings for binding.gyp, from the same discovery as the cmake-js build
 // (scripts/lib/find-libtorch.js): LIBTORCH, Torch_DIR / CMAKE_PREFIX_PATH, python3's torch, system.
 //   node scripts/gyp-torch.js include-dirs | libraries | ldflags | abi-define | built-with | napi-define [TORCH_DIR]
+// napi-define honours TORCH_LORA_NAPI=stable (force NAPI_VERSION=8; see napiDefine below).
 // Values are printed space-separated for gyp's <!@(...) expansion, so libtorch paths must not
 // contain spaces. With TORCH_DIR (a folder holding TorchConfig.cmake) that libtorch is described
 // instead of the one discovery finds: CMakeLists.txt passes its Torch_DIR, so both builds name
@@ -13,9 +14,17 @@ const { findLibtorch, describeLibtorch } = require("./lib/find-libtorch");
 
 /**
  * NAPI_EXPERIMENTAL when this Node's headers declare GC-time ("basic") finalizers, which let a
- * synchronous training loop free dropped tensors at each collection (see CMakeLists.txt).
+ * synchronous training loop free dropped tensors at each collection (see CMakeLists.txt);
+ * NAPI_VERSION=8 otherwise.
+ *
+ * TORCH_LORA_NAPI=stable forces NAPI_VERSION=8 even where the headers offer more: such a build
+ * imports no experimental symbol and loads on every Node with Node-API 8 (the prebuild script
+ * makes one of each). TORCH_LORA_NAPI unset (or "auto") keeps the choice above.
  */
-function napiDefine() {
+function napiDefine(env = process.env) {
+  const mode = env.TORCH_LORA_NAPI || "auto";
+  if (mode === "stable") return "NAPI_VERSION=8";
+  if (mode !== "auto") throw new Error(`TORCH_LORA_NAPI=${mode} is not understood: use "stable" (NAPI_VERSION=8) or "auto"`);
   const header = path.resolve(process.execPath, "../../include/node/js_native_api.h");
   const experimental = fs.existsSync(header) && fs.readFileSync(header, "utf8").includes("NODE_API_EXPERIMENTAL_HAS_POST_FINALIZER");
   return experimental ? "NAPI_EXPERIMENTAL" : "NAPI_VERSION=8";

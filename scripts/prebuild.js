@@ -1,9 +1,19 @@
 #!/usr/bin/env node
 "use strict";
 // `npm run prebuild`: builds the addon with node-gyp through prebuildify (binding.gyp) and stores
-// it as prebuilds/<platform>-<arch>/torch-lora.<tag>.napi.<libc>.node, where <tag> names the
-// libtorch it was linked against (torch1_13_0-cpu-cxx11abi1, torch2_1_0-cu121-cxx11abi0, ...),
-// and records it in prebuilds/prebuild-manifest.json, which the loader matches at run time.
+// it under prebuilds/<platform>-<arch>/, named from the libtorch it was linked against
+// (torch1_13_0-cpu-cxx11abi1, torch2_1_0-cu121-cxx11abi0, ...) and the Node-API it uses, and
+// records it in prebuilds/prebuild-manifest.json, which the loader matches at run time.
+//
+// Two variants per libtorch:
+//   torch-lora.<tag>.napi.<libc>.node          NAPI_VERSION=8: loads on every Node with Node-API 8
+//                                              (TORCH_LORA_NAPI=stable for binding.gyp).
+//   torch-lora.<tag>.napi.node<M>.<libc>.node  NAPI_EXPERIMENTAL, made only when the building
+//                                              Node's headers offer GC-time finalizers: frees
+//                                              dropped tensors during GC, but imports experimental
+//                                              symbols, so it is used on Node <M> only (and no
+//                                              older a release than the one that built it).
+// The loader prefers the second where it fits and falls back to the first.
 //
 //   node scripts/prebuild.js [--nodedir DIR] [--out DIR] [--from-build]
 //   --nodedir DIR  Node headers (DIR/include/node/common.gypi). Default: NODE_HEADERS, then
@@ -11,12 +21,15 @@
 //   --out DIR      write DIR/prebuilds/... instead of <repo>/prebuilds/...
 //   --from-build   package the existing cmake-js build (build/Release/torch_lora.node) instead
 //                  of compiling again; it is linked the same way (rpath to libtorch's lib dir).
+//                  It is recorded as what it is: experimental for this Node major, or stable.
 //
-// The build runs in a staging folder (build-prebuild/) so the cmake-js build in build/ survives.
+// What each file is (libtorch tag, Node-API kind, Node version) is read from the file itself
+// (buildInfo()), never assumed from how it was built. The build runs in a staging folder
+// (build-prebuild/) so the cmake-js build in build/ survives.
 const fs = require("fs");
 const path = require("path");
 const { spawnSync } = require("child_process");
-const { runtimeLibtorch, tagOfBuildInfo, writeManifestEntry, currentLibc, nativeSourceHash } = require("./lib/prebuilds");
+const { runtimeLibtorch, tagOfBuildInfo, napiOfBuildInfo, prebuildFile, napiLabel, writeManifestEntry, currentLibc, nativeSourceHash } = require("./lib/prebuilds");
 
 const root = path.resolve(__dirname, "..");
 const log = (msg) => console.log(`[torch-lora prebuild] ${msg}`);
@@ -47,16 +60,19 @@ function copyTree(from, to) {
   fs.cpSync(from, to, { recursive: true, filter: (src) => !/node_modules|\/build-prebuild\b/.test(path.relative(root, src)) });
 }
 
-/** Compiles with prebuildify + node-gyp in a staging folder; returns the built .node path. */
-function compileWithPrebuildify(tag) {
+/**
+ * Compiles with prebuildify + node-gyp in a staging folder; returns the built .node path.
+ * `napiMode` is TORCH_LORA_NAPI for scripts/gyp-torch.js napi-define: "stable" or "auto".
+ */
+function compileWithPrebuildify(tag, napiMode) {
   const stage = path.join(root, "build-prebuild");
   fs.rmSync(stage, { recursive: true, force: true });
   fs.mkdirSync(stage);
   for (const item of ["native", "scripts", "binding.gyp", "package.json"]) copyTree(path.join(root, item), path.join(stage, item));
   // node-gyp reads npm_config_* from the environment: local headers, and all cores.
-  const env = { ...process.env, npm_config_nodedir: nodeHeaders(), npm_config_jobs: "max", JOBS: "max" };
+  const env = { ...process.env, npm_config_nodedir: nodeHeaders(), npm_config_jobs: "max", JOBS: "max", TORCH_LORA_NAPI: napiMode };
   if (!env.CXX && spawnSync("ccache", ["--version"]).status === 0) env.CXX = "ccache g++";
-  log(`compiling with node-gyp (headers from ${env.npm_config_nodedir}); this takes a few minutes`);
+  log(`compiling with node-gyp, Node-API ${napiMode === "stable" ? "8" : "as the headers allow"} (headers from ${env.npm_config_nodedir}); this takes a few minutes`);
   const prebuildifyBin = require.resolve("prebuildify/bin.js", { paths: [root] });
   const args = [prebuildifyBin, "--napi", "--strip", "--tag-libc", "--target", `node@${process.versions.node}`, "--name", `torch-lora.${tag}`];
   const r = spawnSync(process.execPath, args, { cwd: stage, env, stdio: "inherit" });
@@ -67,36 +83,62 @@ function compileWithPrebuildify(tag) {
   return path.join(dir, built[0]);
 }
 
-function main() {
-  const outRoot = path.resolve(option("--out") || root);
-  const lt = runtimeLibtorch();
-  if (!lt || lt.error) throw new Error(lt ? lt.error : "no libtorch found: install one first (see docs/install.md)");
-  log(`libtorch ${lt.version} (${lt.variant}, cxx11abi ${lt.cxx11Abi ? 1 : 0}) at ${lt.torchDir} -> tag ${lt.tag}`);
-  const source = process.argv.includes("--from-build") ? path.join(root, "build/Release/torch_lora.node") : compileWithPrebuildify(lt.tag);
+/** Does the Node whose headers gyp-torch.js reads offer experimental GC-time finalizers? */
+function headersOfferExperimental() {
+  const r = spawnSync(process.execPath, [path.join(root, "scripts/gyp-torch.js"), "napi-define"], { env: { ...process.env, TORCH_LORA_NAPI: "auto" }, encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`scripts/gyp-torch.js napi-define failed:\n${r.stderr}`);
+  return r.stdout.trim() === "NAPI_EXPERIMENTAL";
+}
+
+/** Checks the addon at `source` against the libtorch `lt`, copies it into place and records it. */
+function store(source, lt, outRoot) {
   if (!fs.existsSync(source)) throw new Error(`${source} does not exist: run node scripts/setup.js first`);
-  // The tag comes from the addon itself, so a mislabelled prebuild cannot be produced.
+  // Tag and Node-API kind come from the addon itself, so a mislabelled prebuild cannot be produced.
   const info = buildInfoOf(source);
   const tag = tagOfBuildInfo(info);
   if (tag !== lt.tag) throw new Error(`${source} was built against ${tag}, but the libtorch found is ${lt.tag}: rebuild it`);
+  const napi = napiOfBuildInfo(info);
   const libc = currentLibc();
-  const file = `${process.platform}-${process.arch}/torch-lora.${tag}.napi.${libc}.node`;
+  const file = prebuildFile(tag, libc, napi);
   const dest = path.join(outRoot, "prebuilds", file);
   fs.mkdirSync(path.dirname(dest), { recursive: true });
   fs.copyFileSync(source, dest);
-  writeManifestEntry(outRoot, {
+  const entry = {
     file,
     platform: process.platform,
     arch: process.arch,
     libc,
-    napi: 8,
+    ...napi,
     tag,
     torchVersion: info.torchVersion,
     builtWith: info.builtWith,
     cxx11Abi: info.cxx11Abi,
     libtorchLibDir: lt.libDir,
     sourceHash: nativeSourceHash(root),
-  });
-  log(`wrote ${dest} (${(fs.statSync(dest).size / 1e6).toFixed(1)} MB) and prebuilds/prebuild-manifest.json`);
+  };
+  writeManifestEntry(outRoot, entry);
+  log(`wrote ${dest} (${(fs.statSync(dest).size / 1e6).toFixed(1)} MB, ${napiLabel(entry)}) and prebuilds/prebuild-manifest.json`);
+  return entry;
+}
+
+function main() {
+  const outRoot = path.resolve(option("--out") || root);
+  const lt = runtimeLibtorch();
+  if (!lt || lt.error) throw new Error(lt ? lt.error : "no libtorch found: install one first (see docs/install.md)");
+  log(`libtorch ${lt.version} (${lt.variant}, cxx11abi ${lt.cxx11Abi ? 1 : 0}) at ${lt.torchDir} -> tag ${lt.tag}`);
+  if (process.argv.includes("--from-build")) {
+    store(path.join(root, "build/Release/torch_lora.node"), lt, outRoot);
+    return;
+  }
+  // Each compile empties the staging folder: store one variant before building the next.
+  const stable = store(compileWithPrebuildify(lt.tag, "stable"), lt, outRoot);
+  if (stable.napi === "experimental") throw new Error("TORCH_LORA_NAPI=stable produced an experimental build: binding.gyp does not take napi-define from scripts/gyp-torch.js");
+  if (!headersOfferExperimental()) {
+    log(`Node ${process.versions.node}'s headers offer no GC-time finalizers: only the stable (N-API 8) prebuild is made`);
+    return;
+  }
+  const experimental = store(compileWithPrebuildify(lt.tag, "auto"), lt, outRoot);
+  if (experimental.napi !== "experimental") throw new Error("the experimental build came out stable: check scripts/gyp-torch.js napi-define");
 }
 
 try {

@@ -72,22 +72,96 @@ function tagOfBuildInfo(info) {
   return libtorchTag({ version: info.torchVersion, variant, cxx11Abi: info.cxx11Abi });
 }
 
+/**
+ * The Node-API fields of a manifest entry, read from the addon's own buildInfo(): a stable
+ * build gets {napi: 8}; an experimental one (NAPI_EXPERIMENTAL: it imports symbols such as
+ * node_api_post_finalizer that older Nodes lack, and their behaviour may change between Node
+ * majors) gets {napi: "experimental", nodeMajor, nodeVersion} for the Node whose headers it was
+ * compiled against (buildInfo().nodeVersion; `fallbackNodeVersion` when it does not say).
+ */
+function napiOfBuildInfo(info, fallbackNodeVersion = process.versions.node) {
+  if (typeof info.napiExperimental !== "boolean") {
+    throw new Error("the addon's buildInfo() does not say which Node-API it uses (napiExperimental): it predates these sources, rebuild it");
+  }
+  if (!info.napiExperimental) {
+    const napi = Number(info.napiVersion ?? 8);
+    if (!Number.isInteger(napi) || napi < 1 || napi > 100) throw new Error(`unexpected buildInfo().napiVersion ${JSON.stringify(info.napiVersion)}`);
+    return { napi };
+  }
+  const nodeVersion = String(info.nodeVersion || fallbackNodeVersion);
+  return { napi: "experimental", nodeMajor: Number(nodeVersion.split(".")[0]), nodeVersion };
+}
+
+/** True for an entry built with experimental Node-API (usable on one Node major only). */
+function isExperimental(entry) {
+  return entry.napi === "experimental";
+}
+
+/**
+ * The manifest path of a prebuild, relative to prebuilds/: prebuildify's scheme
+ * <platform>-<arch>/torch-lora.<tag>.napi.<libc>.node, with a node<major> marker after "napi"
+ * for an experimental build, so both variants of one libtorch can ship side by side.
+ */
+function prebuildFile(tag, libc, napiFields, platform = process.platform, arch = process.arch) {
+  const napi = isExperimental(napiFields) ? `napi.node${napiFields.nodeMajor}` : "napi";
+  return `${platform}-${arch}/torch-lora.${tag}.${napi}.${libc}.node`;
+}
+
+/** How the no-addon message names an entry's Node-API: "N-API 8" or "experimental N-API, Node 20 only". */
+function napiLabel(entry) {
+  if (!isExperimental(entry)) return `N-API ${entry.napi}`;
+  const from = entry.nodeVersion ? `, from ${entry.nodeVersion}` : "";
+  return `experimental N-API, Node ${entry.nodeMajor} only${from}`;
+}
+
+/** -1, 0 or 1 as version string a is older than, equal to or newer than b (numeric x.y.z). */
+function compareVersions(a, b) {
+  const pa = String(a).split(".").map(Number);
+  const pb = String(b).split(".").map(Number);
+  for (let i = 0; i < 3; i++) {
+    const d = (pa[i] || 0) - (pb[i] || 0);
+    if (d !== 0) return d < 0 ? -1 : 1;
+  }
+  return 0;
+}
+
+/** The host a prebuild must fit: this process's platform, arch, libc, Node-API and Node version. */
+function currentHost() {
+  return { platform: process.platform, arch: process.arch, libc: currentLibc(), napi: Number(process.versions.napi), node: process.versions.node };
+}
+
+/**
+ * Can this host run the Node-API the entry was built for? A stable entry needs Node-API >=
+ * entry.napi. An experimental one needs the same Node major it was built with, and no older a
+ * release of it than the headers it was compiled against (experimental symbols arrive in minor
+ * releases: node_api_post_finalizer is in 20.10 but not 20.9).
+ */
+function napiFits(entry, host) {
+  if (!isExperimental(entry)) return Number(entry.napi) <= host.napi;
+  if (!host.node || Number(String(host.node).split(".")[0]) !== Number(entry.nodeMajor)) return false;
+  return !entry.nodeVersion || compareVersions(host.node, entry.nodeVersion) >= 0;
+}
+
 /** Does the prebuild `entry` fit this platform and the libtorch `lt`? */
-function fits(entry, lt, host = { platform: process.platform, arch: process.arch, libc: currentLibc(), napi: Number(process.versions.napi) }) {
+function fits(entry, lt, host = currentHost()) {
   return (
     entry.platform === host.platform &&
     entry.arch === host.arch &&
     (entry.libc || "glibc") === host.libc &&
-    Number(entry.napi) <= host.napi &&
+    napiFits(entry, host) &&
     Boolean(lt) &&
     !lt.error &&
     entry.tag === lt.tag
   );
 }
 
-/** The absolute path of the prebuild that fits `lt`, or null. */
+/**
+ * The absolute path of the prebuild that fits `lt`, or null. An experimental build for this
+ * Node (GC-time tensor finalizers) is preferred over the stable one of the same libtorch.
+ */
 function selectPrebuild(root, lt, host) {
-  const entry = readManifest(root).find((e) => fits(e, lt, host));
+  const fitting = readManifest(root).filter((e) => fits(e, lt, host));
+  const entry = fitting.find(isExperimental) || fitting[0];
   return entry ? path.join(root, "prebuilds", entry.file) : null;
 }
 
@@ -125,7 +199,7 @@ function describeFound(lt) {
 function noAddonMessage(root, lt, env = process.env) {
   const entries = readManifest(root);
   const shipped = entries.length
-    ? entries.map((e) => `    ${e.file}  (${e.platform}-${e.arch} ${e.libc || "glibc"}, N-API ${e.napi}, ${e.tag})`).join("\n")
+    ? entries.map((e) => `    ${e.file}  (${e.platform}-${e.arch} ${e.libc || "glibc"}, ${napiLabel(e)}, ${e.tag})`).join("\n")
     : "    none";
   const missing = missingToolchain(env);
   const installScript = path.join(root, "scripts/install.js");
@@ -165,6 +239,11 @@ module.exports = {
   writeManifestEntry,
   runtimeLibtorch,
   tagOfBuildInfo,
+  napiOfBuildInfo,
+  isExperimental,
+  prebuildFile,
+  napiLabel,
+  currentHost,
   fits,
   selectPrebuild,
   missingToolchain,

@@ -223,6 +223,123 @@ describe("selectPrebuild", () => {
   });
 });
 
+describe("Node-API variants: stable (N-API 8) and experimental (one Node major)", () => {
+  const TAG = "torch1_13_0-cpu-cxx11abi1";
+  const stable = { file: `linux-x64/torch-lora.${TAG}.napi.glibc.node`, platform: "linux", arch: "x64", libc: "glibc", napi: 8, tag: TAG };
+  const exp20 = { ...stable, file: `linux-x64/torch-lora.${TAG}.napi.node20.glibc.node`, napi: "experimental", nodeMajor: 20, nodeVersion: "20.10.0" };
+  const exp22 = { ...stable, file: `linux-x64/torch-lora.${TAG}.napi.node22.glibc.node`, napi: "experimental", nodeMajor: 22, nodeVersion: "22.3.0" };
+  const host = (node: string, napi = 9) => ({ platform: "linux", arch: "x64", libc: "glibc", napi, node });
+  const lt = { tag: TAG };
+  /** A package folder whose manifest holds `entries`, written in the order given. */
+  const pkg = (name: string, entries: object[]) => {
+    const root = path.join(tmp, name);
+    for (const e of entries) prebuilds.writeManifestEntry(root, e);
+    return root;
+  };
+  const picked = (root: string, h: object) => {
+    const file = prebuilds.selectPrebuild(root, lt, h);
+    return file === null ? null : path.relative(path.join(root, "prebuilds"), file);
+  };
+
+  test("the manifest fields come from buildInfo(): N-API 8, or experimental with the Node it was compiled against", () => {
+    expect(prebuilds.napiOfBuildInfo({ napiExperimental: false, napiVersion: 8 })).toEqual({ napi: 8 });
+    expect(prebuilds.napiOfBuildInfo({ napiExperimental: true, napiVersion: 2147483647, nodeVersion: "20.18.1" }, "22.0.0")).toEqual({
+      napi: "experimental",
+      nodeMajor: 20,
+      nodeVersion: "20.18.1",
+    });
+    // Headers without node_version.h: the running Node is recorded instead.
+    expect(prebuilds.napiOfBuildInfo({ napiExperimental: true, napiVersion: 2147483647 }, "21.7.3")).toEqual({ napi: "experimental", nodeMajor: 21, nodeVersion: "21.7.3" });
+    expect(() => prebuilds.napiOfBuildInfo({ builtWith: "1.13.0-cpu" })).toThrow(/napiExperimental.*rebuild it/);
+    expect(() => prebuilds.napiOfBuildInfo({ napiExperimental: false, napiVersion: 2147483647 })).toThrow(/napiVersion 2147483647/);
+  });
+
+  test("file names: prebuildify's scheme, with a node<major> marker for the experimental build", () => {
+    expect(prebuilds.prebuildFile(TAG, "glibc", { napi: 8 }, "linux", "x64")).toBe(stable.file);
+    expect(prebuilds.prebuildFile(TAG, "glibc", { napi: "experimental", nodeMajor: 20 }, "linux", "x64")).toBe(exp20.file);
+    expect(prebuilds.prebuildFile(TAG, "musl", { napi: "experimental", nodeMajor: 22 }, "linux", "arm64")).toBe(`linux-arm64/torch-lora.${TAG}.napi.node22.musl.node`);
+  });
+
+  test("an experimental build is chosen on its own Node major, in either manifest order", () => {
+    for (const [name, entries] of [["both-a", [stable, exp20]], ["both-b", [exp20, stable]]] as const) {
+      const root = pkg(name, [...entries]);
+      expect(picked(root, host("20.10.0"))).toBe(exp20.file);
+      expect(picked(root, host("20.18.1"))).toBe(exp20.file);
+    }
+  });
+
+  test("on another Node major, or an older release of the same one, the stable build is chosen", () => {
+    const root = pkg("both-c", [exp20, stable]);
+    expect(picked(root, host("22.3.0"))).toBe(stable.file);
+    expect(picked(root, host("18.19.0"))).toBe(stable.file);
+    // 20.9 lacks node_api_post_finalizer, which a build from 20.10 headers imports.
+    expect(picked(root, host("20.9.0"))).toBe(stable.file);
+    // A host that does not say which Node it is gets the stable build.
+    expect(prebuilds.selectPrebuild(root, lt, { platform: "linux", arch: "x64", libc: "glibc", napi: 9 })).toBe(path.join(root, "prebuilds", stable.file));
+  });
+
+  test("an experimental build alone is refused on another major; the stable one still needs Node-API 8", () => {
+    const onlyExp = pkg("only-exp", [exp20]);
+    expect(picked(onlyExp, host("20.11.1"))).toBe(exp20.file);
+    expect(picked(onlyExp, host("22.3.0"))).toBeNull();
+    expect(picked(onlyExp, host("21.0.0"))).toBeNull();
+    expect(picked(onlyExp, host("20.9.0"))).toBeNull();
+    const onlyStable = pkg("only-stable", [stable]);
+    expect(picked(onlyStable, host("20.11.1"))).toBe(stable.file);
+    expect(picked(onlyStable, host("16.0.0", 7))).toBeNull();
+  });
+
+  test("several experimental builds: each Node major gets its own, others the stable one", () => {
+    const root = pkg("many", [stable, exp20, exp22]);
+    expect(picked(root, host("20.12.0"))).toBe(exp20.file);
+    expect(picked(root, host("22.4.0"))).toBe(exp22.file);
+    expect(picked(root, host("23.1.0"))).toBe(stable.file);
+    // libtorch, platform and libc still have to match whatever the Node-API kind.
+    expect(prebuilds.selectPrebuild(root, { tag: "torch2_1_0-cpu-cxx11abi1" }, host("20.12.0"))).toBeNull();
+    expect(prebuilds.selectPrebuild(root, lt, { ...host("20.12.0"), libc: "musl" })).toBeNull();
+  });
+
+  test("the no-addon message names each prebuild's Node-API kind", () => {
+    const root = pkg("message", [stable, exp20]);
+    const msg = prebuilds.noAddonMessage(root, { ...lt, error: "LIBTORCH=/nowhere holds no libtorch" }, { PATH: "" });
+    expect(msg).toContain(`    ${stable.file}  (linux-x64 glibc, N-API 8, ${TAG})`);
+    expect(msg).toContain(`    ${exp20.file}  (linux-x64 glibc, experimental N-API, Node 20 only, from 20.10.0, ${TAG})`);
+  });
+
+  test("gyp-torch.js napi-define: TORCH_LORA_NAPI=stable forces NAPI_VERSION=8, other values are refused", () => {
+    const run = (value: string) => spawnSync(process.execPath, [path.join(ROOT, "scripts/gyp-torch.js"), "napi-define"], { env: { PATH: "", TORCH_LORA_NAPI: value }, encoding: "utf8" });
+    expect(run("stable").stdout.trim()).toBe("NAPI_VERSION=8");
+    const header = path.resolve(process.execPath, "../../include/node/js_native_api.h");
+    const offers = fs.existsSync(header) && fs.readFileSync(header, "utf8").includes("NODE_API_EXPERIMENTAL_HAS_POST_FINALIZER");
+    expect(run("auto").stdout.trim()).toBe(offers ? "NAPI_EXPERIMENTAL" : "NAPI_VERSION=8");
+    const bad = run("9");
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toContain('TORCH_LORA_NAPI=9 is not understood: use "stable" (NAPI_VERSION=8) or "auto"');
+  });
+
+  test("buildInfo().napiExperimental agrees with the experimental symbols the built files import", () => {
+    if (spawnSync("nm", ["--version"]).status !== 0) return console.warn("[packaging] SKIPPED: nm is not installed");
+    const importsPostFinalizer = (file: string) => / U node_api_post_finalizer\b/.test(spawnSync("nm", ["-D", file], { encoding: "utf8" }).stdout);
+    const checked: string[] = [];
+    const local = path.join(ROOT, "build/Release/torch_lora.node");
+    if (fs.existsSync(local)) {
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      const info = require(local).buildInfo();
+      expect(importsPostFinalizer(local)).toBe(info.napiExperimental);
+      expect(info.napiVersion).toBe(info.napiExperimental ? 2147483647 : 8);
+      checked.push(local);
+    }
+    // Prebuilds made here by `npm run prebuild`: the manifest's kind matches each file.
+    for (const e of prebuilds.readManifest(ROOT) as { file: string; napi: number | string }[]) {
+      const file = path.join(ROOT, "prebuilds", e.file);
+      if (!fs.existsSync(file)) continue;
+      expect([e.file, importsPostFinalizer(file)]).toEqual([e.file, e.napi === "experimental"]);
+      checked.push(file);
+    }
+    if (checked.length === 0) console.warn("[packaging] SKIPPED: no built addon or prebuild here to inspect");
+  });
+});
+
 describe("the loader in a package without a fitting addon", () => {
   test("fails with the libtorch found, the prebuilds (none) and what to do", () => {
     const dist = path.join(ROOT, "dist/lib/binding.js");
