@@ -109,7 +109,7 @@ interface FoundLibtorch {
 /** scripts/lib/prebuilds.js: shared with the install and prebuild scripts so all pick alike. */
 interface PrebuildsModule {
   runtimeLibtorch(): FoundLibtorch | { error: string } | null;
-  selectPrebuild(root: string, lt: FoundLibtorch | { error: string } | null): string | null;
+  fittingPrebuilds(root: string, lt: FoundLibtorch | { error: string } | null): string[];
   noAddonMessage(root: string, lt: FoundLibtorch | { error: string } | null): string;
   missingToolchain(): string[];
 }
@@ -180,20 +180,20 @@ function load(): { binding: NativeBinding; file: string } {
   // Only now pay for discovery (it may start python3): installed packages without a usable local build.
   const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js")) as PrebuildsModule;
   const libtorch = prebuilds.runtimeLibtorch();
-  const prebuild = prebuilds.selectPrebuild(ROOT, libtorch);
-  let prebuildError: Error | null = null;
-  if (prebuild) {
+  // Best first; nothing stays loaded from a library the dynamic loader refused, so the next
+  // prebuild, or a build, may follow one that fails.
+  let failed: { file: string; error: Error } | null = null;
+  for (const prebuild of prebuilds.fittingPrebuilds(ROOT, libtorch)) {
     try {
       return { binding: require(prebuild) as NativeBinding, file: prebuild };
     } catch (err) {
-      // Nothing stays loaded from a library the dynamic loader refused, so a build may follow.
-      prebuildError = err as Error;
+      failed ??= { file: prebuild, error: err as Error };
     }
   }
-  const why = stale ?? (prebuildError ? `the prebuilt addon ${path.basename(prebuild!)} does not load here` : "no prebuilt addon fits");
+  const why = stale ?? (failed ? `the prebuilt addon ${path.basename(failed.file)} does not load here` : "no prebuilt addon fits");
   const build = buildOnLoad(prebuilds, libtorch, why);
   if (build.file) return { binding: requireAddon(build.file), file: build.file };
-  if (prebuildError) throw new Error(explainLoadFailure(prebuild!, prebuildError, libtorch as FoundLibtorch));
+  if (failed) throw new Error(explainLoadFailure(failed.file, failed.error, libtorch as FoundLibtorch));
   throw new Error(
     `${prebuilds.noAddonMessage(ROOT, libtorch)}\n` +
       (stale ? `  (${stale})\n` : "") +

@@ -14,7 +14,7 @@ const path = require("path");
 const { spawnSync } = require("child_process");
 const { findLibtorch } = require("./lib/find-libtorch");
 const { buildNative } = require("./lib/build-native");
-const { runtimeLibtorch, selectPrebuild, missingToolchain, describeFound, noAddonMessage } = require("./lib/prebuilds");
+const { runtimeLibtorch, fittingPrebuilds, missingToolchain, describeFound, noAddonMessage } = require("./lib/prebuilds");
 
 const root = path.resolve(__dirname, "..");
 const log = (msg) => console.log(`[torch-lora install] ${msg}`);
@@ -39,8 +39,7 @@ function main() {
   const lt = runtimeLibtorch();
   log(describeFound(lt));
   if (!forceBuild && lt && !lt.error) {
-    const prebuild = selectPrebuild(root, lt);
-    if (prebuild) {
+    for (const prebuild of fittingPrebuilds(root, lt)) {
       const err = loadError(prebuild);
       if (!err) {
         log(`using the prebuilt addon ${path.relative(root, prebuild)}`);

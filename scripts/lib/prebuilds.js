@@ -160,9 +160,16 @@ function fits(entry, lt, host = currentHost()) {
  * Node (GC-time tensor finalizers) is preferred over the stable one of the same libtorch.
  */
 function selectPrebuild(root, lt, host) {
+  return fittingPrebuilds(root, lt, host)[0] || null;
+}
+
+/**
+ * Every prebuild that fits, best first (experimental for this Node major, then stable): when
+ * the first does not load here, the next may.
+ */
+function fittingPrebuilds(root, lt, host) {
   const fitting = readManifest(root).filter((e) => fits(e, lt, host));
-  const entry = fitting.find(isExperimental) || fitting[0];
-  return entry ? path.join(root, "prebuilds", entry.file) : null;
+  return [...fitting.filter(isExperimental), ...fitting.filter((e) => !isExperimental(e))].map((e) => path.join(root, "prebuilds", e.file));
 }
 
 /** Is `name` an executable file in one of the PATH folders? */
@@ -232,6 +239,7 @@ function noAddonMessage(root, lt, env = process.env) {
 }
 
 module.exports = {
+  fittingPrebuilds,
   MANIFEST,
   currentLibc,
   nativeSourceHash,

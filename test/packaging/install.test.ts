@@ -23,6 +23,8 @@ describeInstall("installed package (npm pack → npm install, no compiler on PAT
   let installLog = "";
   let smoke: Smoke;
   let installedRoot: string;
+  /** The prebuild the staged package should use here (relative to prebuilds/), by its manifest. */
+  let expectedFile: string;
 
   beforeAll(() => {
     // dist/ is what ships: bring it up to date with lib/ (a no-op after `npm test`'s pretest).
@@ -37,6 +39,8 @@ describeInstall("installed package (npm pack → npm install, no compiler on PAT
     if (!current || !shipped.some((f) => f.startsWith("prebuilds/") && f.includes(libtorch.tag))) {
       sh(process.execPath, [path.join(ROOT, "scripts/prebuild.js"), "--from-build", "--out", pkg]);
     }
+    const chosen = prebuilds.selectPrebuild(pkg, libtorch);
+    expectedFile = chosen ? path.relative(path.join(pkg, "prebuilds"), chosen) : "(none fits)";
     const tgz = packStaged(pkg, work);
     const app = makeApp(path.join(work, "app"));
     const env = installEnv(toolchainFreeBin(path.join(work, "bin")));
@@ -59,12 +63,17 @@ describeInstall("installed package (npm pack → npm install, no compiler on PAT
 
   test("the install step picks the prebuild tagged for the libtorch found, and builds nothing", () => {
     expect(installLog).toContain(`-> tag ${libtorch.tag}`);
-    expect(installLog).toMatch(new RegExp(`using the prebuilt addon prebuilds/linux-x64/torch-lora\\.${libtorch.tag}\\.napi\\.glibc\\.node`));
+    // The stable build (N-API 8), or the experimental one made by this Node major, which is preferred.
+    const forThisNode = `linux-x64/torch-lora.${libtorch.tag}.napi.node${process.versions.node.split(".")[0]}.glibc.node`;
+    const stable = `linux-x64/torch-lora.${libtorch.tag}.napi.glibc.node`;
+    const shipped = prebuilds.readManifest(path.join(work, "pkg")).map((e: { file: string }) => e.file);
+    expect(expectedFile).toBe(shipped.includes(forThisNode) ? forThisNode : stable);
+    expect(installLog).toContain(`using the prebuilt addon prebuilds/${expectedFile}`);
     expect(fs.existsSync(path.join(installedRoot, "build"))).toBe(false);
   });
 
   test("the installed package loads that prebuild and no other addon", () => {
-    const expected = fs.realpathSync(path.join(installedRoot, `prebuilds/linux-x64/torch-lora.${libtorch.tag}.napi.glibc.node`));
+    const expected = fs.realpathSync(path.join(installedRoot, "prebuilds", expectedFile));
     expect(smoke.addons).toEqual([expected]);
   });
 

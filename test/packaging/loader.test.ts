@@ -268,6 +268,13 @@ describe("Node-API variants: stable (N-API 8) and experimental (one Node major)"
     }
   });
 
+  test("fittingPrebuilds lists the experimental build first and the stable one next, as fallback", () => {
+    const root = pkg("both-d", [stable, exp20]);
+    const files = (h: ReturnType<typeof host>) => prebuilds.fittingPrebuilds(root, lt, h).map((f: string) => path.relative(path.join(root, "prebuilds"), f));
+    expect(files(host("20.10.0"))).toEqual([exp20.file, stable.file]);
+    expect(files(host("22.3.0"))).toEqual([stable.file]);
+  });
+
   test("on another Node major, or an older release of the same one, the stable build is chosen", () => {
     const root = pkg("both-c", [exp20, stable]);
     expect(picked(root, host("22.3.0"))).toBe(stable.file);
