@@ -15,13 +15,15 @@
 //                                              older a release than the one that built it).
 // The loader prefers the second where it fits and falls back to the first.
 //
-//   node scripts/prebuild.js [--nodedir DIR] [--out DIR] [--from-build]
+//   node scripts/prebuild.js [--nodedir DIR] [--out DIR] [--from-build | --check]
 //   --nodedir DIR  Node headers (DIR/include/node/common.gypi). Default: NODE_HEADERS, then
 //                  npm_config_nodedir, then the installation of the running node (no download).
 //   --out DIR      write DIR/prebuilds/... instead of <repo>/prebuilds/...
 //   --from-build   package the existing cmake-js build (build/Release/torch_lora.node) instead
 //                  of compiling again; it is linked the same way (rpath to libtorch's lib dir).
 //                  It is recorded as what it is: experimental for this Node major, or stable.
+//   --check        build nothing: fail if a listed prebuild is missing or was compiled from
+//                  other native sources than the current ones (npm pack runs this).
 //
 // What each file is (libtorch tag, Node-API kind, Node version) is read from the file itself
 // (buildInfo()), never assumed from how it was built. The build runs in a staging folder
@@ -29,7 +31,7 @@
 const fs = require("fs");
 const path = require("path");
 const { spawnSync } = require("child_process");
-const { runtimeLibtorch, tagOfBuildInfo, napiOfBuildInfo, prebuildFile, napiLabel, writeManifestEntry, currentLibc, nativeSourceHash } = require("./lib/prebuilds");
+const { runtimeLibtorch, tagOfBuildInfo, napiOfBuildInfo, prebuildFile, napiLabel, readManifest, writeManifestEntry, currentLibc, nativeSourceHash } = require("./lib/prebuilds");
 
 const root = path.resolve(__dirname, "..");
 const log = (msg) => console.log(`[torch-lora prebuild] ${msg}`);
@@ -121,8 +123,26 @@ function store(source, lt, outRoot) {
   return entry;
 }
 
+/**
+ * `--check` (run by `npm pack` through prepack): every prebuild listed in the manifest exists and
+ * was compiled from the native sources as they are now, so a package never ships an addon that
+ * lags behind its own code. No prebuilds at all passes: the package then builds from source.
+ */
+function check(outRoot) {
+  const entries = readManifest(outRoot);
+  const current = nativeSourceHash(root);
+  const problems = entries.flatMap((e) => {
+    if (!fs.existsSync(path.join(outRoot, "prebuilds", e.file))) return [`${e.file} is listed but missing`];
+    if (e.sourceHash !== current) return [`${e.file} was compiled from other native sources (${e.sourceHash || "unrecorded"}, now ${current})`];
+    return [];
+  });
+  if (problems.length) throw new Error(`stale prebuilds:\n  ${problems.join("\n  ")}\n  run npm run prebuild (or delete prebuilds/) before packing`);
+  log(entries.length ? `${entries.length} prebuild(s) match the native sources` : "no prebuilds: the package will build from source where it is installed");
+}
+
 function main() {
   const outRoot = path.resolve(option("--out") || root);
+  if (process.argv.includes("--check")) return check(outRoot);
   const lt = runtimeLibtorch();
   if (!lt || lt.error) throw new Error(lt ? lt.error : "no libtorch found: install one first (see docs/install.md)");
   log(`libtorch ${lt.version} (${lt.variant}, cxx11abi ${lt.cxx11Abi ? 1 : 0}) at ${lt.torchDir} -> tag ${lt.tag}`);

@@ -394,3 +394,26 @@ describe("the loader in a package without a fitting addon", () => {
     expect(r.stderr).toContain("TORCH_LORA_ADDON=/nonexistent/torch_lora.node does not exist");
   });
 });
+
+describe("prebuild.js --check (npm pack runs it)", () => {
+  const check = (out: string) => spawnSync(process.execPath, [path.join(ROOT, "scripts/prebuild.js"), "--check", "--out", out], { encoding: "utf8" });
+  const withManifest = (name: string, entries: Array<{ file: string; sourceHash?: string }>, files: string[]) => {
+    const out = tree(name, Object.fromEntries(files.map((f) => [`prebuilds/${f}`, "addon"])));
+    fs.mkdirSync(path.join(out, "prebuilds"), { recursive: true });
+    fs.writeFileSync(path.join(out, "prebuilds/prebuild-manifest.json"), JSON.stringify({ prebuilds: entries }));
+    return out;
+  };
+
+  test("prebuilds compiled from the current native sources pass", () => {
+    const r = check(withManifest("check-ok", [{ file: "linux-x64/a.node", sourceHash: prebuilds.nativeSourceHash(ROOT) }], ["linux-x64/a.node"]));
+    expect([r.status, r.stdout.trim()]).toEqual([0, "[torch-lora prebuild] 1 prebuild(s) match the native sources"]);
+  });
+
+  test("a prebuild from other sources, or a listed file that is missing, fails the pack and is named", () => {
+    const r = check(withManifest("check-stale", [{ file: "linux-x64/old.node", sourceHash: "0123456789abcdef" }, { file: "linux-x64/gone.node", sourceHash: prebuilds.nativeSourceHash(ROOT) }], ["linux-x64/old.node"]));
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("linux-x64/old.node was compiled from other native sources (0123456789abcdef, now");
+    expect(r.stderr).toContain("linux-x64/gone.node is listed but missing");
+    expect(r.stderr).toContain("run npm run prebuild (or delete prebuilds/) before packing");
+  });
+});
