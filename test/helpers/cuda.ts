@@ -11,6 +11,11 @@ import type { Device } from "../../lib";
 
 const override = process.env.TORCH_LORA_CUDA_TESTS_DEVICE;
 
+// The GPU-vs-CPU tolerances assume full fp32 matmuls. NGC containers set this variable to 1,
+// which makes libtorch use TF32 (~1e-3 relative error); libtorch reads it at the first CUDA
+// matmul, so setting it here, before any test runs, is in time.
+process.env.TORCH_ALLOW_TF32_CUBLAS_OVERRIDE = "0";
+
 /** The device the CUDA tests run on: cuda:0, or the CPU during a rehearsal. */
 export const GPU: Device = override === "cpu" ? "cpu" : "cuda:0";
 
