@@ -23,7 +23,9 @@ interface Report {
 
 itDist(`random call sequences (seed ${SEED}) never crash and every failed call changes nothing`, () => {
   const r = runNode<Report>([path.join(__dirname, "support/api-fuzz.js"), DIST, String(SEED), String(BUDGET_MS)], BUDGET_MS + 60_000);
-  expect({ status: r.status, signal: r.signal }).toEqual({ status: 0, signal: null });
+  const crashed = r.status !== 0 || r.signal !== null;
+  // On a crash, the child's last stderr lines (a fatal error's message and stack) say where.
+  expect({ status: r.status, signal: r.signal, stderr: crashed ? r.stderr.slice(-4000) : "" }).toEqual({ status: 0, signal: null, stderr: "" });
   const report = r.result!;
   console.log(`api fuzz (seed ${report.seed}): ${report.calls} calls, ${report.threw} threw a JS Error, ${report.failureCount} invariant failures`);
   expect(report.failures).toEqual([]);
