@@ -6,6 +6,9 @@
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
+import { types } from "util";
+
+const { isNativeError } = types;
 
 /** Opaque handle to a native torch::Tensor. */
 export type NativeTensor = { readonly __nativeTensor: unique symbol };
@@ -243,10 +246,35 @@ function buildOnLoad(prebuilds: PrebuildsModule, libtorch: FoundLibtorch | { err
   return r.status === 0 && file ? { file } : { failed: true };
 }
 
+/**
+ * The binding with each function throwing the Error its native entry point returns: entry points
+ * report failures that way rather than throwing from native code, which can crash Node 20 when a
+ * garbage collection runs during the rethrow (see native/errors.h). They never return an Error
+ * as a result.
+ */
+function throwingReturnedErrors(binding: NativeBinding): NativeBinding {
+  const out: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(binding)) {
+    if (typeof value !== "function") {
+      out[name] = value;
+      continue;
+    }
+    const fn = value as (...args: unknown[]) => unknown;
+    out[name] = (...args: unknown[]): unknown => {
+      const result = fn(...args);
+      // Not `instanceof Error`: the addon's realm need not be the caller's (jest, vm contexts).
+      // "stack" in ... first, so the common results (handles, numbers) skip the native check.
+      if (typeof result === "object" && result !== null && "stack" in result && isNativeError(result)) throw result;
+      return result;
+    };
+  }
+  return out as NativeBinding;
+}
+
 const loaded = load();
 
 /** The loaded native addon. */
-export const native: NativeBinding = loaded.binding;
+export const native: NativeBinding = throwingReturnedErrors(loaded.binding);
 
 /** The path of the .node file that was loaded (a local build, a prebuild, or TORCH_LORA_ADDON). */
 export const addonPath: string = loaded.file;
