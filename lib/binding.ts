@@ -167,9 +167,11 @@ function requireAddon(file: string, libtorch?: FoundLibtorch): NativeBinding {
 }
 
 /**
- * Picks the addon, in order: TORCH_LORA_ADDON; a local build (build/Release, build/Debug);
- * the prebuild whose tag matches the libtorch found at run time; else an error naming the
- * libtorch found, the prebuilds shipped and what to install. Returns the addon and its path.
+ * Picks the addon, in order: TORCH_LORA_ADDON; a local build (build/Release, build/Debug),
+ * unless LIBTORCH & co. now name another libtorch than it was built for; the prebuilds whose tag
+ * matches the libtorch found at run time, best first; in an installed package with a compiler,
+ * a build from source; else an error naming the libtorch found, the prebuilds shipped and what
+ * to install. Returns the addon and its path.
  */
 function load(): { binding: NativeBinding; file: string } {
   const override = process.env.TORCH_LORA_ADDON;
