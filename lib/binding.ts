@@ -115,14 +115,21 @@ interface PrebuildsModule {
   fittingPrebuilds(root: string, lt: FoundLibtorch | { error: string } | null): string[];
   noAddonMessage(root: string, lt: FoundLibtorch | { error: string } | null): string;
   missingToolchain(): string[];
+  isInstalledPackage(root: string): boolean;
 }
 
-/** True in an installed package (under node_modules), false in a clone of the repository. */
-const INSTALLED = ROOT.split(path.sep).includes("node_modules");
+let prebuildsModule: PrebuildsModule | undefined;
+/** scripts/lib/prebuilds.js, loaded on first use: a clone's own build loads without it. */
+function prebuildsLib(): PrebuildsModule {
+  return (prebuildsModule ??= require(path.join(ROOT, "scripts/lib/prebuilds.js")) as PrebuildsModule);
+}
+
+/** True in an installed package, false in a clone of the repository (as scripts/install.js tells them apart). */
+const isInstalled = (): boolean => prebuildsLib().isInstalledPackage(ROOT);
 
 /** How to rebuild the addon here: the npm script in a clone, the install script in an installed package. */
 function rebuildCommand(): string {
-  return INSTALLED ? `node ${path.join(ROOT, "scripts/install.js")} --build` : "npm run rebuild";
+  return isInstalled() ? `node ${path.join(ROOT, "scripts/install.js")} --build` : "npm run rebuild";
 }
 
 function explainLoadFailure(file: string, err: Error, libtorch?: FoundLibtorch): string {
@@ -183,7 +190,7 @@ function load(): { binding: NativeBinding; file: string } {
   const stale = local ? staleLocalBuild() : null;
   if (local && !stale) return { binding: requireAddon(local), file: local };
   // Only now pay for discovery (it may start python3): installed packages without a usable local build.
-  const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js")) as PrebuildsModule;
+  const prebuilds = prebuildsLib();
   const libtorch = prebuilds.runtimeLibtorch();
   // Best first; nothing stays loaded from a library the dynamic loader refused, so the next
   // prebuild, or a build, may follow one that fails.
@@ -213,7 +220,7 @@ function load(): { binding: NativeBinding; file: string } {
  * build/libtorch.json); else null. Only those variables are read, so a load starts no python3.
  */
 function staleLocalBuild(): string | null {
-  if (!INSTALLED) return null;
+  if (!isInstalled()) return null;
   const stampFile = path.join(ROOT, "build/libtorch.json");
   if (!fs.existsSync(stampFile)) return null;
   // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -236,7 +243,7 @@ function staleLocalBuild(): string | null {
  * process is running), with its output on stderr. TORCH_LORA_BUILD_ON_LOAD=0 turns this off.
  */
 function buildOnLoad(prebuilds: PrebuildsModule, libtorch: FoundLibtorch | { error: string } | null, why: string): { file?: string; failed?: boolean } {
-  if (process.env.TORCH_LORA_BUILD_ON_LOAD === "0" || !INSTALLED || !libtorch || libtorch.error) return {};
+  if (process.env.TORCH_LORA_BUILD_ON_LOAD === "0" || !isInstalled() || !libtorch || libtorch.error) return {};
   if (prebuilds.missingToolchain().length > 0) return {};
   const lt = libtorch as FoundLibtorch;
   process.stderr.write(

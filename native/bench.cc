@@ -26,6 +26,15 @@ bool BackwardArg(const Napi::CallbackInfo& info, size_t i) {
   ThrowTypeError(info.Env(), "mode: expected \"forward\" or \"forwardBackward\", got \"" + mode + "\"");
 }
 
+// The one adapter a floor loop times: A, B and scale at arguments i, i+1 and i+2.
+std::vector<LoraFactors> OneAdapterArg(const Napi::CallbackInfo& info, size_t i) {
+  std::vector<LoraFactors> adapters(1);
+  adapters[0].A = TensorArg(info, i, "A");
+  adapters[0].B = TensorArg(info, i + 1, "B");
+  adapters[0].scale = NumberArg(info, i + 2, "scale");
+  return adapters;
+}
+
 double Elapsed(Clock::time_point start) {
   return static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
 }
@@ -46,10 +55,7 @@ Napi::Value BenchLoraLinear(const Napi::CallbackInfo& info) {
   at::Tensor x = TensorArg(info, 0, "input");
   at::Tensor w = TensorArg(info, 1, "weight");
   at::Tensor b = OptionalTensorArg(info, 2, "bias");
-  std::vector<LoraFactors> adapters(1);
-  adapters[0].A = TensorArg(info, 3, "A");
-  adapters[0].B = TensorArg(info, 4, "B");
-  adapters[0].scale = NumberArg(info, 5, "scale");
+  std::vector<LoraFactors> adapters = OneAdapterArg(info, 3);
   const bool backward = BackwardArg(info, 6);
   at::Tensor g = OptionalTensorArg(info, 7, "gradOut");
   const int64_t n = IterationsArg(info, 8);
@@ -60,10 +66,7 @@ Napi::Value BenchLoraLinear(const Napi::CallbackInfo& info) {
 Napi::Value BenchLoraEmbedding(const Napi::CallbackInfo& info) {
   at::Tensor ids = TensorArg(info, 0, "ids");
   at::Tensor w = TensorArg(info, 1, "weight");
-  std::vector<LoraFactors> adapters(1);
-  adapters[0].A = TensorArg(info, 2, "A");
-  adapters[0].B = TensorArg(info, 3, "B");
-  adapters[0].scale = NumberArg(info, 4, "scale");
+  std::vector<LoraFactors> adapters = OneAdapterArg(info, 2);
   const bool backward = BackwardArg(info, 5);
   at::Tensor g = OptionalTensorArg(info, 6, "gradOut");
   const int64_t n = IterationsArg(info, 7);

@@ -14,7 +14,7 @@ const path = require("path");
 const { spawnSync } = require("child_process");
 const { findLibtorch } = require("./lib/find-libtorch");
 const { buildNative } = require("./lib/build-native");
-const { runtimeLibtorch, fittingPrebuilds, missingToolchain, describeFound, noAddonMessage } = require("./lib/prebuilds");
+const { runtimeLibtorch, fittingPrebuilds, isInstalledPackage, missingToolchain, describeFound, noAddonMessage } = require("./lib/prebuilds");
 
 const root = path.resolve(__dirname, "..");
 const log = (msg) => console.log(`[torch-lora install] ${msg}`);
@@ -28,7 +28,7 @@ function loadError(file) {
 
 function main() {
   const forceBuild = process.argv.includes("--build");
-  if (!forceBuild && fs.existsSync(path.join(root, "lib/binding.ts"))) {
+  if (!forceBuild && !isInstalledPackage(root)) {
     log("repository checkout: nothing to do here (node scripts/setup.js builds the addon)");
     return 0;
   }

@@ -92,6 +92,15 @@ function napiOfBuildInfo(info, fallbackNodeVersion = process.versions.node) {
   return { napi: "experimental", nodeMajor: Number(nodeVersion.split(".")[0]), nodeVersion };
 }
 
+/**
+ * True for an installed package, false for a clone of the repository: only a clone has the
+ * TypeScript sources (lib/ is not shipped). The loader builds on first load and the install
+ * step builds only in an installed package; a clone is built by scripts/setup.js.
+ */
+function isInstalledPackage(root) {
+  return !fs.existsSync(path.join(root, "lib/binding.ts"));
+}
+
 /** True for an entry built with experimental Node-API (usable on one Node major only). */
 function isExperimental(entry) {
   return entry.napi === "experimental";
@@ -240,6 +249,7 @@ function noAddonMessage(root, lt, env = process.env) {
 
 module.exports = {
   fittingPrebuilds,
+  isInstalledPackage,
   MANIFEST,
   currentLibc,
   nativeSourceHash,

@@ -1,5 +1,5 @@
 /** Helpers for tests that pack torch-lora and install it into a fresh project, as a user would. */
-import { spawnSync, SpawnSyncOptions } from "child_process";
+import { spawnSync, SpawnSyncOptions, SpawnSyncReturns } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 
@@ -74,4 +74,27 @@ export interface Smoke {
 /** The smoke script's result: its last stdout line. */
 export function parseSmoke(stdout: string): Smoke {
   return JSON.parse(stdout.trim().split("\n").pop()!);
+}
+
+/** The built loader of this checkout, which the fake packages below ship. */
+export const BUILT_BINDING = path.join(ROOT, "dist/lib/binding.js");
+
+/**
+ * A package at `dir` holding only what the loader needs (dist/lib/binding.js, scripts/ and a
+ * package.json naming torch-lora), for tests of how it picks or fails to pick an addon; under a
+ * node_modules folder it counts as installed. Returns `dir`.
+ */
+export function loaderPackage(dir: string): string {
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(path.join(dir, "dist/lib"), { recursive: true });
+  fs.copyFileSync(BUILT_BINDING, path.join(dir, "dist/lib/binding.js"));
+  fs.cpSync(path.join(ROOT, "scripts"), path.join(dir, "scripts"), { recursive: true });
+  fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name: "torch-lora" }));
+  return dir;
+}
+
+/** Loads the package's binding in a child `node` with exactly `env`; it prints the addon path it loaded. */
+export function loadBinding(pkg: string, env: NodeJS.ProcessEnv): SpawnSyncReturns<string> {
+  const code = `const b = require(${JSON.stringify(path.join(pkg, "dist/lib/binding.js"))}); console.log(b.addonPath)`;
+  return spawnSync(process.execPath, ["-e", code], { env, encoding: "utf8" });
 }

@@ -6,6 +6,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { BUILT_BINDING, loadBinding, loaderPackage } from "../helpers/packaging";
 
 const ROOT = path.resolve(__dirname, "../..");
 /* eslint-disable @typescript-eslint/no-var-requires */
@@ -349,15 +350,9 @@ describe("Node-API variants: stable (N-API 8) and experimental (one Node major)"
 
 describe("the loader in a package without a fitting addon", () => {
   test("fails with the libtorch found, the prebuilds (none) and what to do", () => {
-    const dist = path.join(ROOT, "dist/lib/binding.js");
-    if (!fs.existsSync(dist)) return console.warn("[packaging] SKIPPED: dist/ is not built (node scripts/setup.js)");
-    const pkg = path.join(tmp, "bare");
-    fs.mkdirSync(path.join(pkg, "dist/lib"), { recursive: true });
-    fs.copyFileSync(dist, path.join(pkg, "dist/lib/binding.js"));
-    fs.cpSync(path.join(ROOT, "scripts"), path.join(pkg, "scripts"), { recursive: true });
-    fs.writeFileSync(path.join(pkg, "package.json"), JSON.stringify({ name: "torch-lora" }));
-    const env = { PATH: "", LIBTORCH: path.join(tmp, "libtorch-cu121") };
-    const r = spawnSync(process.execPath, ["-e", `require(${JSON.stringify(path.join(pkg, "dist/lib/binding.js"))})`], { env, encoding: "utf8" });
+    if (!fs.existsSync(BUILT_BINDING)) return console.warn("[packaging] SKIPPED: dist/ is not built (node scripts/setup.js)");
+    const pkg = loaderPackage(path.join(tmp, "bare"));
+    const r = loadBinding(pkg, { PATH: "", LIBTORCH: path.join(tmp, "libtorch-cu121") });
     expect(r.status).not.toBe(0);
     expect(r.stderr).toContain("torch-lora: no native addon fits this machine.");
     expect(r.stderr).toContain("libtorch 2.1.0 (CUDA 12.1, _GLIBCXX_USE_CXX11_ABI=1)");
@@ -367,21 +362,16 @@ describe("the loader in a package without a fitting addon", () => {
   });
 
   test("an addon that is not a loadable library: the cause, and how to rebuild in a clone and in an installed package", () => {
-    const dist = path.join(ROOT, "dist/lib/binding.js");
-    if (!fs.existsSync(dist)) return console.warn("[packaging] SKIPPED: dist/ is not built (node scripts/setup.js)");
+    if (!fs.existsSync(BUILT_BINDING)) return console.warn("[packaging] SKIPPED: dist/ is not built (node scripts/setup.js)");
     const bogus = path.join(tmp, "bogus.node");
     fs.writeFileSync(bogus, "not an ELF file\n".repeat(20));
-    const load = (binding: string) =>
-      spawnSync(process.execPath, ["-e", `require(${JSON.stringify(binding)})`], { env: { ...process.env, TORCH_LORA_ADDON: bogus }, encoding: "utf8" });
-    const inClone = load(dist);
+    const load = (pkg: string) => loadBinding(pkg, { ...process.env, TORCH_LORA_ADDON: bogus });
+    const inClone = load(ROOT);
     expect(inClone.status).not.toBe(0);
     expect(inClone.stderr).toContain(`torch-lora: the native addon ${bogus} does not match the libtorch or system it is loaded on`);
     expect(inClone.stderr).toContain("Rebuild it against the libtorch you have: npm run rebuild");
-    const installed = path.join(tmp, "app/node_modules/torch-lora");
-    fs.mkdirSync(path.join(installed, "dist/lib"), { recursive: true });
-    fs.copyFileSync(dist, path.join(installed, "dist/lib/binding.js"));
-    fs.writeFileSync(path.join(installed, "package.json"), JSON.stringify({ name: "torch-lora" }));
-    const inPackage = load(path.join(installed, "dist/lib/binding.js"));
+    const installed = loaderPackage(path.join(tmp, "app/node_modules/torch-lora"));
+    const inPackage = load(installed);
     expect(inPackage.stderr).toContain(`Rebuild it against the libtorch you have: node ${path.join(installed, "scripts/install.js")} --build`);
   });
 

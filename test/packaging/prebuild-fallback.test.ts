@@ -2,19 +2,17 @@
  * The loader when the best-fitting prebuild does not load (a broken file, missing libraries):
  * it tries the next prebuild that fits, and only then explains the first failure.
  */
-import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { ROOT } from "../helpers/packaging";
+import { BUILT_BINDING, ROOT, loadBinding, loaderPackage } from "../helpers/packaging";
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js"));
 
 const libtorch = prebuilds.runtimeLibtorch();
 const addon = path.join(ROOT, "build/Release/torch_lora.node");
-const dist = path.join(ROOT, "dist/lib/binding.js");
-const skipReason = !libtorch || libtorch.error ? "no libtorch found here" : !fs.existsSync(addon) || !fs.existsSync(dist) ? "not built (node scripts/setup.js)" : null;
+const skipReason = !libtorch || libtorch.error ? "no libtorch found here" : !fs.existsSync(addon) || !fs.existsSync(BUILT_BINDING) ? "not built (node scripts/setup.js)" : null;
 if (skipReason) process.stderr.write(`[packaging] SKIPPED the prebuild fallback test: ${skipReason}\n`);
 const describeFallback = skipReason ? describe.skip : describe;
 
@@ -28,12 +26,8 @@ describeFallback("a prebuild that fits but does not load", () => {
 
   /** An installed package (no local build) shipping `entries`; the working one is this machine's addon. */
   function installedWith(name: string, entries: Array<typeof broken | typeof working>): string {
-    const pkg = path.join(work, name, "node_modules/torch-lora");
-    fs.mkdirSync(path.join(pkg, "dist/lib"), { recursive: true });
+    const pkg = loaderPackage(path.join(work, name, "node_modules/torch-lora"));
     fs.mkdirSync(path.join(pkg, `prebuilds/${process.platform}-${process.arch}`), { recursive: true });
-    fs.copyFileSync(dist, path.join(pkg, "dist/lib/binding.js"));
-    fs.cpSync(path.join(ROOT, "scripts"), path.join(pkg, "scripts"), { recursive: true });
-    fs.writeFileSync(path.join(pkg, "package.json"), JSON.stringify({ name: "torch-lora" }));
     fs.writeFileSync(path.join(pkg, "prebuilds", broken.file), "not a shared library\n".repeat(20));
     fs.copyFileSync(addon, path.join(pkg, "prebuilds", working.file));
     fs.writeFileSync(path.join(pkg, "prebuilds/prebuild-manifest.json"), JSON.stringify({ prebuilds: entries }));
@@ -41,10 +35,9 @@ describeFallback("a prebuild that fits but does not load", () => {
   }
 
   function load(pkg: string) {
-    const code = `const b = require(${JSON.stringify(path.join(pkg, "dist/lib/binding.js"))}); console.log(b.addonPath)`;
     const env: NodeJS.ProcessEnv = { ...process.env, TORCH_LORA_BUILD_ON_LOAD: "0" };
     delete env.TORCH_LORA_ADDON;
-    return spawnSync(process.execPath, ["-e", code], { env, encoding: "utf8" });
+    return loadBinding(pkg, env);
   }
 
   beforeAll(() => {

@@ -3,19 +3,17 @@
  * Torch_DIR name another: the loader does not use that build (it would keep running on the old
  * libtorch, e.g. without CUDA after a switch to a CUDA libtorch).
  */
-import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { ROOT } from "../helpers/packaging";
+import { BUILT_BINDING, ROOT, loadBinding, loaderPackage } from "../helpers/packaging";
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const { findLibtorch } = require(path.join(ROOT, "scripts/lib/find-libtorch.js"));
 
 const here = findLibtorch();
 const addon = path.join(ROOT, "build/Release/torch_lora.node");
-const dist = path.join(ROOT, "dist/lib/binding.js");
-const skipReason = !here ? "no libtorch found here" : !fs.existsSync(addon) || !fs.existsSync(dist) ? "not built (node scripts/setup.js)" : null;
+const skipReason = !here ? "no libtorch found here" : !fs.existsSync(addon) || !fs.existsSync(BUILT_BINDING) ? "not built (node scripts/setup.js)" : null;
 if (skipReason) process.stderr.write(`[packaging] SKIPPED the stale-build test: ${skipReason}\n`);
 const describeStale = skipReason ? describe.skip : describe;
 
@@ -25,20 +23,13 @@ describeStale("a local build made for another libtorch than the one named now", 
 
   /** An installed package holding this machine's addon as its local build, stamped as built for `torchDir`. */
   function installedWithBuildFor(torchDir: string): void {
-    fs.rmSync(pkg, { recursive: true, force: true });
-    fs.mkdirSync(path.join(pkg, "dist/lib"), { recursive: true });
+    loaderPackage(pkg);
     fs.mkdirSync(path.join(pkg, "build/Release"), { recursive: true });
-    fs.copyFileSync(dist, path.join(pkg, "dist/lib/binding.js"));
-    fs.cpSync(path.join(ROOT, "scripts"), path.join(pkg, "scripts"), { recursive: true });
-    fs.writeFileSync(path.join(pkg, "package.json"), JSON.stringify({ name: "torch-lora" }));
     fs.copyFileSync(addon, path.join(pkg, "build/Release/torch_lora.node"));
     fs.writeFileSync(path.join(pkg, "build/libtorch.json"), JSON.stringify({ torchDir }));
   }
 
-  function load(env: NodeJS.ProcessEnv) {
-    const code = `const b = require(${JSON.stringify(path.join(pkg, "dist/lib/binding.js"))}); console.log(b.addonPath)`;
-    return spawnSync(process.execPath, ["-e", code], { env: { PATH: process.env.PATH, TORCH_LORA_BUILD_ON_LOAD: "0", ...env }, encoding: "utf8" });
-  }
+  const load = (env: NodeJS.ProcessEnv) => loadBinding(pkg, { PATH: process.env.PATH, TORCH_LORA_BUILD_ON_LOAD: "0", ...env });
 
   beforeAll(() => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), "torch-lora-stale-"));
