@@ -6,7 +6,7 @@ import type { NativeTensor } from "../binding";
 import type { Tensor } from "../tensor";
 import { describe } from "../errors";
 import { beta, flag, nonNegative, options as checkOptions } from "./checks";
-import { Optimizer, checkStateList } from "./optimizer";
+import { Optimizer, checkStateDictType, checkStateList } from "./optimizer";
 import { optimNative } from "./native";
 
 /** Options of {@link AdamW}; the defaults are PyTorch's. */
@@ -149,16 +149,9 @@ export class AdamW extends Optimizer {
    */
   loadStateDict(stateDict: AdamWStateDict): void {
     const where = "loadStateDict";
-    if (typeof stateDict !== "object" || stateDict === null || stateDict.type !== "AdamW") {
-      throw new TypeError(`${where}: expected the state dict of an AdamW (type "AdamW"), got ${describe(stateDict?.type ?? stateDict)}`);
-    }
+    checkStateDictType(stateDict, "AdamW", where);
     const o = resolve(stateDict.options, `${where}: options`);
     const entries = checkStateList(stateDict.state, this.tensors.length, `${where}: state`);
-    entries.forEach((e, i) => {
-      if (e !== null && (typeof e !== "object" || Array.isArray(e))) {
-        throw new TypeError(`${where}: state[${i}]: expected an object or null, got ${describe(e)}`);
-      }
-    });
     const typed = entries as (AdamWParamState | null)[];
     const steps = Optimizer.stepsFrom(typed, `${where}: state`);
     const fresh = (): NativeTensor[] => optimNative.optimZerosLike(this.handles);

@@ -89,11 +89,24 @@ export abstract class Optimizer {
   }
 }
 
-/** Checks that a saved state list has one entry per parameter. */
+/** Checks that `stateDict` is an object saved by an optimizer of `type` ("AdamW", "SGD"). */
+export function checkStateDictType(stateDict: unknown, type: string, where: string): void {
+  const saved = stateDict as { type?: unknown } | null;
+  if (typeof stateDict !== "object" || saved === null || saved.type !== type) {
+    throw new TypeError(`${where}: expected the state dict of an ${type} (type "${type}"), got ${describe(saved?.type ?? stateDict)}`);
+  }
+}
+
+/** Checks that a saved state list has one entry per parameter, each an object or null. */
 export function checkStateList(value: unknown, expected: number, where: string): readonly unknown[] {
   if (!Array.isArray(value)) throw new TypeError(`${where}: expected an array with one entry per parameter, got ${describe(value)}`);
   if (value.length !== expected) {
     throw new RangeError(`${where}: has ${value.length} entries, but the optimizer has ${expected} parameters`);
   }
+  value.forEach((e, i) => {
+    if (e !== null && (typeof e !== "object" || Array.isArray(e))) {
+      throw new TypeError(`${where}[${i}]: expected an object or null, got ${describe(e)}`);
+    }
+  });
   return value;
 }

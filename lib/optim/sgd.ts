@@ -4,9 +4,8 @@
  */
 import type { NativeTensor } from "../binding";
 import type { Tensor } from "../tensor";
-import { describe } from "../errors";
 import { finite, flag, nonNegative, options as checkOptions } from "./checks";
-import { Optimizer, checkStateList } from "./optimizer";
+import { Optimizer, checkStateDictType, checkStateList } from "./optimizer";
 import { optimNative } from "./native";
 
 /** Options of {@link SGD}; `lr` is required, the other defaults are PyTorch's. */
@@ -135,16 +134,9 @@ export class SGD extends Optimizer {
    */
   loadStateDict(stateDict: SGDStateDict): void {
     const where = "loadStateDict";
-    if (typeof stateDict !== "object" || stateDict === null || stateDict.type !== "SGD") {
-      throw new TypeError(`${where}: expected the state dict of an SGD (type "SGD"), got ${describe(stateDict?.type ?? stateDict)}`);
-    }
+    checkStateDictType(stateDict, "SGD", where);
     const o = resolve(stateDict.options, `${where}: options`);
     const entries = checkStateList(stateDict.state, this.tensors.length, `${where}: state`);
-    entries.forEach((e, i) => {
-      if (e !== null && (typeof e !== "object" || Array.isArray(e))) {
-        throw new TypeError(`${where}: state[${i}]: expected an object or null, got ${describe(e)}`);
-      }
-    });
     const typed = entries as (SGDParamState | null)[];
     const steps = Optimizer.stepsFrom(typed, `${where}: state`);
     const buffers = o.momentum !== 0 ? optimNative.optimZerosLike(this.handles) : [];
