@@ -1,17 +1,32 @@
 #!/usr/bin/env node
 "use strict";
-// One set-up step for `npm test`, `npm run demo` and `npm run bench` on a fresh clone:
-// npm dependencies, libtorch (+ OpenBLAS on Debian), the native addon and the TypeScript
-// build — each skipped when already up to date.
+// One set-up step for `npm test`, `npm run demo` and `npm run bench` on a fresh clone: the
+// system packages of scripts/lib/system-packages.js (libtorch, the build tools and, for the tests
+// and the benchmark, the PyTorch they compare against), npm dependencies, the native addon and
+// the TypeScript build — each skipped when already up to date.
+//
+//   node scripts/setup.js [--for demo|test|bench] [--plan] [--force-build]
+//
+// --for names the npm script it runs for (default demo: what running the library needs).
+// --plan prints, as JSON, what it would install and say, and installs and builds nothing.
 const fs = require("fs");
 const path = require("path");
 const { run } = require("./lib/run");
 const { findLibtorch } = require("./lib/find-libtorch");
 const { buildNative, newestMtime, mtime } = require("./lib/build-native");
+const { commandFrom, gatherFacts, planSetup } = require("./lib/setup-plan");
 
 const root = path.resolve(__dirname, "..");
 const forceBuild = process.argv.includes("--force-build");
+const planOnly = process.argv.includes("--plan");
 const log = (msg) => console.log(`[torch-lora setup] ${msg}`);
+
+/** The value of `--for` (also written `--for=test`), or "demo" when it is absent. */
+function commandArgument(argv) {
+  const at = argv.findIndex((a) => a === "--for" || a.startsWith("--for="));
+  if (at < 0) return "demo";
+  return commandFrom(argv[at].startsWith("--for=") ? argv[at].slice("--for=".length) : argv[at + 1]);
+}
 
 function ensureNodeModules() {
   const marker = path.join(root, "node_modules/.package-lock.json");
@@ -20,9 +35,6 @@ function ensureNodeModules() {
   run("npm", ["ci", "--no-audit", "--no-fund"], { cwd: root });
 }
 
-const isDebian = () => fs.existsSync("/etc/debian_version");
-const isRoot = () => typeof process.getuid === "function" && process.getuid() === 0;
-
 function aptInstall(packages) {
   log(`installing ${packages.join(" ")} with apt-get`);
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
@@ -30,35 +42,22 @@ function aptInstall(packages) {
   run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...packages], { env });
 }
 
-function hasOpenBlas() {
-  return ["/usr/lib/x86_64-linux-gnu/openblas-pthread", "/usr/lib/aarch64-linux-gnu/openblas-pthread"].some((d) =>
-    fs.existsSync(d),
-  );
-}
-
-function ensureLibtorch() {
-  let found = findLibtorch();
-  if (!found) {
-    if (!(isDebian() && isRoot())) {
-      throw new Error(
-        [
-          "no libtorch found. Provide one of:",
-          "  - LIBTORCH=/path/to/libtorch (an unpacked libtorch distribution from pytorch.org, CPU or CUDA)",
-          "  - Torch_DIR or CMAKE_PREFIX_PATH pointing at a folder with TorchConfig.cmake",
-          "  - a python3 with torch installed (pip install torch)",
-          "  - on Debian/Ubuntu: sudo apt-get install libtorch-dev libopenblas0-pthread",
-        ].join("\n"),
-      );
-    }
-    aptInstall(["libtorch-dev", "libopenblas0-pthread"]);
-    found = findLibtorch();
-    if (!found) throw new Error("libtorch-dev was installed but TorchConfig.cmake was not found");
+/**
+ * Installs what the plan names, after saying up front what it cannot install; returns the
+ * libtorch to build against.
+ */
+function installSystemPackages(command) {
+  const facts = gatherFacts(command);
+  const plan = planSetup(command, facts);
+  for (const notice of plan.notices) log(`note: ${notice}`);
+  if (plan.error) throw new Error(plan.error);
+  if (plan.apt.length === 0) return facts.libtorch;
+  aptInstall(plan.apt);
+  if (plan.apt.includes("python3-torch") && !gatherFacts(command).pythonHasTorch) {
+    log(`note: ${facts.python} still cannot import torch after installing python3-torch: the PyTorch comparisons will be skipped`);
   }
-  // Debian's libtorch falls back to reference BLAS (35x slower matmuls) without OpenBLAS.
-  if (found.source === "system" && isDebian() && !hasOpenBlas()) {
-    if (isRoot()) aptInstall(["libopenblas0-pthread"]);
-    else log("warning: libopenblas0-pthread is not installed; matmuls will run on slow reference BLAS");
-  }
+  const found = facts.libtorch || findLibtorch();
+  if (!found) throw new Error("libtorch-dev was installed but TorchConfig.cmake was not found");
   return found;
 }
 
@@ -77,8 +76,15 @@ function buildTypeScript() {
 }
 
 function main() {
+  const command = commandArgument(process.argv.slice(2));
+  if (planOnly) {
+    const facts = gatherFacts(command);
+    console.log(JSON.stringify({ ...planSetup(command, facts), facts }, null, 2));
+    return;
+  }
+  const libtorch = installSystemPackages(command);
   ensureNodeModules();
-  buildNative(root, ensureLibtorch(), { force: forceBuild, log });
+  buildNative(root, libtorch, { force: forceBuild, log });
   buildTypeScript();
 }
 
