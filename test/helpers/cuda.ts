@@ -8,6 +8,7 @@
  */
 import { cuda } from "../../lib";
 import type { Device } from "../../lib";
+import { NO_GPU, skipTitle } from "./skip";
 
 const override = process.env.TORCH_LORA_CUDA_TESTS_DEVICE;
 
@@ -33,13 +34,13 @@ export function cudaUnavailableReason(): string | null {
 }
 
 /**
- * Skips a block, with the reason on stderr: jest does not show console output of a file whose
- * tests all skip. "[cuda] SKIPPED" marks CUDA tests that did not run for want of a GPU
+ * Skips a block, tagged {@link NO_GPU} in its title (test/helpers/skip.ts), with the longer
+ * reason on stderr: "[cuda] SKIPPED" marks CUDA tests that did not run for want of a GPU
  * (scripts/gpu-check.sh fails on it); "[cuda] not rehearsed" marks those a rehearsal leaves out.
  */
 function skipVisibly(name: string, reason: string, body: () => void, mark = "SKIPPED"): void {
   process.stderr.write(`[cuda] ${mark} "${name}": ${reason}\n`);
-  describe.skip(`[cuda] ${name}`, body);
+  describe.skip(skipTitle(`[cuda] ${name}`, NO_GPU), body);
 }
 
 /**

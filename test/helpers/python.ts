@@ -1,9 +1,11 @@
 /**
  * Independent reference values from PyTorch: runs a Python snippet with `/usr/bin/python3`
  * (the same libtorch build the addon links against) and parses the JSON it prints.
- * Tests that rely on it skip, with a visible note, when torch cannot be imported there.
+ * Tests that rely on it skip, tagged with the reason {@link NO_TORCH} (test/helpers/skip.ts),
+ * when torch cannot be imported there; the run's summary counts them.
  */
 import { spawnSync } from "child_process";
+import { NO_TORCH, itUnless } from "./skip";
 
 const PYTHON = process.env.TORCH_LORA_PYTHON ?? "/usr/bin/python3";
 
@@ -11,20 +13,17 @@ let cached: boolean | undefined;
 
 /** True when the reference Python can `import torch`. */
 export function hasTorch(): boolean {
-  if (cached === undefined) {
-    const r = spawnSync(PYTHON, ["-c", "import torch"], { encoding: "utf8" });
-    cached = r.status === 0;
-    if (!cached) {
-      // Printed once per test file so a skipped comparison is never silent.
-      console.warn(`[torch reference] ${PYTHON} cannot import torch: PyTorch comparisons are skipped`);
-    }
-  }
+  if (cached === undefined) cached = spawnSync(PYTHON, ["-c", "import torch"], { encoding: "utf8" }).status === 0;
   return cached;
 }
 
-/** `it` when PyTorch is available, else `it.skip` (with the note printed by {@link hasTorch}). */
-export const itTorch = (name: string, fn: () => void, timeout?: number): void =>
-  (hasTorch() ? it : it.skip)(name, fn, timeout);
+/** Why PyTorch comparisons cannot run here ({@link NO_TORCH}), or null when they can. */
+export function torchMissing(): string | null {
+  return hasTorch() ? null : NO_TORCH;
+}
+
+/** `it` when PyTorch is available, else `it.skip` tagged `[skip: no PyTorch to compare against]`. */
+export const itTorch = (name: string, fn: () => void, timeout?: number): void => itUnless(torchMissing(), name, fn, timeout);
 
 /**
  * Runs `code` (which must assign a JSON-serialisable value to `out`) and returns `out`.

@@ -3,6 +3,7 @@ import * as path from "path";
 import { loadSafetensors, loadSafetensorsMetadata, saveSafetensors } from "../../lib/io";
 import { tensor, Tensor } from "../../lib";
 import { handBuilt, hasPythonTorch, runPython, tempDir } from "./support/files";
+import { NO_TORCH, itUnless } from "../helpers/skip";
 
 let dir: string;
 let cleanup: () => void;
@@ -107,7 +108,7 @@ for name, e in header.items():
 print(json.dumps(out))
 `;
 
-const pyTest = hasPythonTorch() ? test : test.skip;
+const pyTest = (title: string, fn: () => Promise<void>) => itUnless(hasPythonTorch() ? null : NO_TORCH, title, fn);
 
 function jsValues(t: Tensor): string[] {
   if (t.dtype === "int64") return Array.from(t.toArray() as BigInt64Array, (v) => v.toString());

@@ -9,6 +9,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { ROOT, Smoke, installEnv, makeApp, npmInstall, packStaged, parseSmoke, sh, stagePackage, toolchainFreeBin } from "../helpers/packaging";
+import { describeUnless } from "../helpers/skip";
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js"));
@@ -17,7 +18,7 @@ const libtorch = prebuilds.runtimeLibtorch();
 const skipReason =
   !libtorch || libtorch.error ? "no libtorch found here" : prebuilds.missingToolchain().length ? `missing ${prebuilds.missingToolchain().join(", ")}` : null;
 if (skipReason) process.stderr.write(`[packaging] SKIPPED the build-on-load test: ${skipReason}\n`);
-const describeBuild = skipReason ? describe.skip : describe;
+const describeBuild = (title: string, body: () => void) => describeUnless(skipReason, title, body);
 
 interface Run {
   status: number | null;

@@ -8,6 +8,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { describeUnless } from "../helpers/skip";
 
 const ROOT = path.resolve(__dirname, "../..");
 const NODE_HEADERS = path.resolve(process.execPath, "../../include/node");
@@ -42,7 +43,7 @@ function binWithoutNode(dir: string): string {
 
 const reason = skipReason();
 if (reason) process.stderr.write(`[packaging] SKIPPED the gpu-check.sh rehearsal: ${reason}\n`);
-const describeRehearsal = reason ? describe.skip : describe;
+const describeRehearsal = (title: string, body: () => void) => describeUnless(reason, title, body);
 
 describeRehearsal("scripts/gpu-check.sh --rehearse, from a copy of the repository without node on PATH", () => {
   let work: string;

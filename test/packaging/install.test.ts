@@ -7,6 +7,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { ROOT, Smoke, installEnv, makeApp, npmInstall, packStaged, parseSmoke, sh, stagePackage, toolchainFreeBin } from "../helpers/packaging";
+import { describeUnless } from "../helpers/skip";
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js"));
@@ -14,7 +15,7 @@ const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js"));
 const libtorch = prebuilds.runtimeLibtorch();
 const localBuild = path.join(ROOT, "build/Release/torch_lora.node");
 const skipReason = !libtorch || libtorch.error ? "no libtorch found here" : !fs.existsSync(localBuild) && !prebuilds.selectPrebuild(ROOT, libtorch) ? "no local build to make a prebuild from (run node scripts/setup.js)" : null;
-const describeInstall = skipReason ? describe.skip : describe;
+const describeInstall = (title: string, body: () => void) => describeUnless(skipReason, title, body);
 // Straight to stderr: jest does not show console output of a file whose tests all skip.
 if (skipReason) process.stderr.write(`[packaging] SKIPPED the install test: ${skipReason}\n`);
 

@@ -17,6 +17,7 @@ const findLibtorch = require(path.join(ROOT, "scripts/lib/find-libtorch.js"));
 const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js"));
 const buildNative = require(path.join(ROOT, "scripts/lib/build-native.js"));
 /* eslint-enable @typescript-eslint/no-var-requires */
+import { describeUnless, itUnless, skipTitle } from "../helpers/skip";
 
 const MULTIARCH = "/usr/lib/x86_64-linux-gnu";
 const SYSTEM_CMAKE = path.join(MULTIARCH, "cmake");
@@ -24,7 +25,6 @@ const HAVE_DEBIAN_TORCH = fs.existsSync(path.join(SYSTEM_CMAKE, "Torch/TorchConf
 if (!HAVE_DEBIAN_TORCH) {
   process.stderr.write(`[packaging] SKIPPED test/packaging/libtorch-dist.test.ts: ${SYSTEM_CMAKE}/Torch is absent (Debian's libtorch-dev)\n`);
 }
-const describeDist = HAVE_DEBIAN_TORCH ? describe : describe.skip;
 
 /** Replaces `from` by `to` in a file, failing when `from` is absent (the source layout changed). */
 function edit(file: string, from: string, to: string) {
@@ -101,8 +101,12 @@ function libraryWords(link: string, names: string[]): string[] {
 
 const HAVE_CMAKE = spawnSync("cmake", ["--version"]).status === 0 && spawnSync("c++", ["--version"]).status === 0;
 if (!HAVE_CMAKE) process.stderr.write("[packaging] SKIPPED the CMake configure checks of test/packaging/libtorch-dist.test.ts: cmake or c++ is not on PATH\n");
+/** Why the tests that run CMake or the compiler cannot run here, or null. */
+const noCmake = HAVE_CMAKE ? null : "no cmake or c++";
+/** A test that runs CMake or the compiler: skipped, tagged, without them. */
+const testCmake = (title: string, fn: () => void) => itUnless(noCmake, title, fn);
 
-describeDist("an unpacked libtorch distribution named by LIBTORCH (stand-in built from Debian's libtorch)", () => {
+describeUnless(HAVE_DEBIAN_TORCH ? null : "no Debian libtorch-dev", "an unpacked libtorch distribution named by LIBTORCH (stand-in built from Debian's libtorch)", () => {
   let tmp: string;
   let dist: string;
   beforeAll(() => {
@@ -169,8 +173,7 @@ describeDist("an unpacked libtorch distribution named by LIBTORCH (stand-in buil
 
   const configure = (name: string, defines: Record<string, string>) => configureIn(tmp, name, defines);
 
-  test("a configure with those settings links the distribution's libraries, with an rpath to its lib/ alone", () => {
-    if (!HAVE_CMAKE) return console.warn("[packaging] SKIPPED: cmake or c++ is not on PATH");
+  testCmake("a configure with those settings links the distribution's libraries, with an rpath to its lib/ alone", () => {
     const lib = path.join(dist, "lib");
     const { link, flags, log } = configure("build-pinned", buildNative.torchCmakeDefines({ torchDir: path.join(dist, "share/cmake/Torch") }, "cmake"));
     expect(log).toContain("torch-lora: libtorch build flags from cmake mode");
@@ -182,8 +185,7 @@ describeDist("an unpacked libtorch distribution named by LIBTORCH (stand-in buil
     expect(flags).toContain("-D_GLIBCXX_USE_CXX11_ABI=1");
   });
 
-  test("files mode: the distribution's three libraries by path, its include dirs, rpath, ABI define and description, no find_package(Torch)", () => {
-    if (!HAVE_CMAKE) return console.warn("[packaging] SKIPPED: cmake or c++ is not on PATH");
+  testCmake("files mode: the distribution's three libraries by path, its include dirs, rpath, ABI define and description, no find_package(Torch)", () => {
     const lib = path.join(dist, "lib");
     const { link, flags, log } = configure("build-files", buildNative.torchCmakeDefines({ torchDir: path.join(dist, "share/cmake/Torch") }, "files"));
     expect(log).toContain("torch-lora: libtorch build flags from files mode");
@@ -209,8 +211,7 @@ describeDist("an unpacked libtorch distribution named by LIBTORCH (stand-in buil
     expect(flags).not.toContain("USE_DISTRIBUTED");
   });
 
-  test("without them, CMake's search order would take the system's Caffe2 and libraries (why they are passed)", () => {
-    if (!HAVE_CMAKE) return console.warn("[packaging] SKIPPED: cmake or c++ is not on PATH");
+  testCmake("without them, CMake's search order would take the system's Caffe2 and libraries (why they are passed)", () => {
     const { link } = configure("build-plain", { Torch_DIR: path.join(dist, "share/cmake/Torch") });
     expect(link).toContain(path.join(MULTIARCH, "libc10.so"));
     expect(link).toMatch(new RegExp(`-Wl,-rpath,${MULTIARCH}:`));
@@ -276,8 +277,7 @@ describe("a CUDA libtorch: files mode by default, TORCH_LORA_TORCH_FLAGS to choo
   });
   afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-  test("build-native picks files mode for a CUDA libtorch and cmake mode for a CPU one, saying why", () => {
-    if (!HAVE_CMAKE) return console.warn("[packaging] SKIPPED: cmake or c++ is not on PATH");
+  testCmake("build-native picks files mode for a CUDA libtorch and cmake mode for a CPU one, saying why", () => {
     const cuda = buildNative.torchFlagsMode(cudaFound, {});
     expect(cuda.mode).toBe("files");
     expect(cuda.reason).toContain("a CUDA libtorch");
@@ -294,16 +294,14 @@ describe("a CUDA libtorch: files mode by default, TORCH_LORA_TORCH_FLAGS to choo
     });
   });
 
-  test("TORCH_LORA_TORCH_FLAGS overrides the choice either way; empty counts as unset", () => {
-    if (!HAVE_CMAKE) return console.warn("[packaging] SKIPPED: cmake or c++ is not on PATH");
+  testCmake("TORCH_LORA_TORCH_FLAGS overrides the choice either way; empty counts as unset", () => {
     expect(buildNative.torchFlagsMode(cudaFound, { TORCH_LORA_TORCH_FLAGS: "cmake" })).toEqual({ mode: "cmake", reason: "TORCH_LORA_TORCH_FLAGS=cmake" });
     expect(buildNative.torchFlagsMode(cpuFound, { TORCH_LORA_TORCH_FLAGS: "files" })).toEqual({ mode: "files", reason: "TORCH_LORA_TORCH_FLAGS=files" });
     expect(buildNative.torchFlagsMode(cudaFound, { TORCH_LORA_TORCH_FLAGS: "" }).mode).toBe("files");
     expect(buildNative.torchFlagsMode(cpuFound, { TORCH_LORA_TORCH_FLAGS: "" }).mode).toBe("cmake");
   });
 
-  test.each(["FILES", "gyp", " files", "cmake,files"])("TORCH_LORA_TORCH_FLAGS=%j is refused, naming the variable and the allowed values, before anything is built", (value) => {
-    if (!HAVE_CMAKE) return console.warn("[packaging] SKIPPED: cmake or c++ is not on PATH");
+  (noCmake === null ? test : test.skip).each(["FILES", "gyp", " files", "cmake,files"])(skipTitle("TORCH_LORA_TORCH_FLAGS=%j is refused, naming the variable and the allowed values, before anything is built", noCmake), (value) => {
     const env = { TORCH_LORA_TORCH_FLAGS: value };
     const expected = `TORCH_LORA_TORCH_FLAGS=${JSON.stringify(value)} is not a way to learn libtorch's build flags: use "cmake"`;
     expect(() => buildNative.torchFlagsMode(cudaFound, env)).toThrow(expected);
@@ -315,8 +313,7 @@ describe("a CUDA libtorch: files mode by default, TORCH_LORA_TORCH_FLAGS to choo
     expect(fs.readdirSync(root)).toEqual([]);
   });
 
-  test("files mode configures the wheel without reading its TorchConfig.cmake: CUDA libraries kept with --no-as-needed", () => {
-    if (!HAVE_CMAKE) return console.warn("[packaging] SKIPPED: cmake or c++ is not on PATH");
+  testCmake("files mode configures the wheel without reading its TorchConfig.cmake: CUDA libraries kept with --no-as-needed", () => {
     const lib = path.join(wheel, "lib");
     const { link, flags, log } = configureIn(tmp, "build-cuda-files", buildNative.torchCmakeDefines(cudaFound, "files"));
     expect(log).toContain("torch-lora: libtorch build flags from files mode");
@@ -335,23 +332,20 @@ describe("a CUDA libtorch: files mode by default, TORCH_LORA_TORCH_FLAGS to choo
     expect(flags).toContain('-DTORCH_LORA_BUILT_WITH=\\"2.4.0-cuda12.1\\"');
   });
 
-  test("cmake mode reads that TorchConfig.cmake (what files mode avoids)", () => {
-    if (!HAVE_CMAKE) return console.warn("[packaging] SKIPPED: cmake or c++ is not on PATH");
+  testCmake("cmake mode reads that TorchConfig.cmake (what files mode avoids)", () => {
     const r = cmakeConfigure(tmp, "build-cuda-cmake", buildNative.torchCmakeDefines(cudaFound, "cmake"));
     expect(r.status).not.toBe(0);
     expect(r.err).toContain("find_package(Torch) was called");
   });
 
-  test("files mode stops, naming the library, when the libtorch lacks one (never the system's copy)", () => {
-    if (!HAVE_CMAKE) return console.warn("[packaging] SKIPPED: cmake or c++ is not on PATH");
+  testCmake("files mode stops, naming the library, when the libtorch lacks one (never the system's copy)", () => {
     const partial = makeWheel("cu121-partial", "12.1", ["torch", "torch_cpu", "c10", "torch_cuda"]);
     const r = cmakeConfigure(tmp, "build-cuda-partial", { Torch_DIR: path.join(partial, "share/cmake/Torch"), TORCH_LORA_TORCH_FLAGS: "files" });
     expect(r.status).not.toBe(0);
     expect(r.err).toContain(`libc10_cuda.so is not in the libtorch's library folder (${path.join(partial, "lib")})`);
   });
 
-  test("CMakeLists.txt refuses an unknown TORCH_LORA_TORCH_FLAGS, and files mode without Torch_DIR", () => {
-    if (!HAVE_CMAKE) return console.warn("[packaging] SKIPPED: cmake or c++ is not on PATH");
+  testCmake("CMakeLists.txt refuses an unknown TORCH_LORA_TORCH_FLAGS, and files mode without Torch_DIR", () => {
     const bad = cmakeConfigure(tmp, "build-bad-mode", { Torch_DIR: cudaFound.torchDir, TORCH_LORA_TORCH_FLAGS: "nvcc" });
     expect(bad.status).not.toBe(0);
     expect(bad.err).toContain("TORCH_LORA_TORCH_FLAGS=nvcc is neither cmake nor files");

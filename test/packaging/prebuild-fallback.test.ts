@@ -6,6 +6,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { BUILT_BINDING, ROOT, loadBinding, loaderPackage } from "../helpers/packaging";
+import { describeUnless } from "../helpers/skip";
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js"));
@@ -14,7 +15,7 @@ const libtorch = prebuilds.runtimeLibtorch();
 const addon = path.join(ROOT, "build/Release/torch_lora.node");
 const skipReason = !libtorch || libtorch.error ? "no libtorch found here" : !fs.existsSync(addon) || !fs.existsSync(BUILT_BINDING) ? "not built (node scripts/setup.js)" : null;
 if (skipReason) process.stderr.write(`[packaging] SKIPPED the prebuild fallback test: ${skipReason}\n`);
-const describeFallback = skipReason ? describe.skip : describe;
+const describeFallback = (title: string, body: () => void) => describeUnless(skipReason, title, body);
 
 describeFallback("a prebuild that fits but does not load", () => {
   let work: string;

@@ -7,6 +7,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { BUILT_BINDING, ROOT, loadBinding, loaderPackage } from "../helpers/packaging";
+import { describeUnless } from "../helpers/skip";
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const { findLibtorch } = require(path.join(ROOT, "scripts/lib/find-libtorch.js"));
@@ -15,7 +16,7 @@ const here = findLibtorch();
 const addon = path.join(ROOT, "build/Release/torch_lora.node");
 const skipReason = !here ? "no libtorch found here" : !fs.existsSync(addon) || !fs.existsSync(BUILT_BINDING) ? "not built (node scripts/setup.js)" : null;
 if (skipReason) process.stderr.write(`[packaging] SKIPPED the stale-build test: ${skipReason}\n`);
-const describeStale = skipReason ? describe.skip : describe;
+const describeStale = (title: string, body: () => void) => describeUnless(skipReason, title, body);
 
 describeStale("a local build made for another libtorch than the one named now", () => {
   let work: string;

@@ -6,7 +6,7 @@
  */
 import * as path from "path";
 import { Tensor, io, lora, manualSeed, nn, randn } from "../../lib";
-import { hasTorch, itTorch, py } from "../helpers/python";
+import { itTorch, py } from "../helpers/python";
 import { cleanupTmp, ids, pythonStyleConfig, seededModel, tmpDir, writePeftDir } from "./helpers";
 
 afterAll(cleanupTmp);
@@ -97,8 +97,6 @@ describe("a hand-built PEFT adapter directory", () => {
 });
 
 describe("an adapter directory written by Python", () => {
-  if (!hasTorch()) test.skip("PyTorch comparison skipped: /usr/bin/python3 cannot import torch", () => undefined);
-
   itTorch("loads and gives the output PyTorch computes for the same formula", () => {
     const dir = tmpDir();
     const out = py<{ logits: number[]; shape: number[] }>(

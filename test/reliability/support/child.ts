@@ -2,6 +2,7 @@
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
+import { NOT_BUILT, itUnless } from "../../helpers/skip";
 
 export const ROOT = path.resolve(__dirname, "../../..");
 /** The built entry point; tests that need it skip with a note when it is missing. */
@@ -11,7 +12,7 @@ export const hasDist = fs.existsSync(DIST);
 /** `it` when dist/ is built, else `it.skip` with a note (build with `node scripts/setup.js`). */
 export const itDist = (name: string, fn: () => Promise<void> | void, timeout?: number): void => {
   if (!hasDist) console.warn(`skipped "${name}": build dist/ first (node scripts/setup.js)`);
-  (hasDist ? it : it.skip)(name, fn as () => Promise<void>, timeout);
+  itUnless(hasDist ? null : NOT_BUILT, name, fn as () => Promise<void>, timeout);
 };
 
 /** Exit status, signal, stderr and the JSON printed on the last stdout line of `node args...`. */
