@@ -113,7 +113,7 @@ function planSetup(command, facts) {
       // Debian's python3-torch serves /usr/bin/python3 only; any other Python gets torch from pip.
       const viaApt = facts.debian && facts.python === "/usr/bin/python3";
       const enable = viaApt ? `sudo apt-get install ${ofPurpose("compare").join(" ")}` : `${facts.python} -m pip install torch`;
-      notices.push(`${facts.python} cannot import torch, so ${COMPARISONS[command]} will be skipped. To run them: ${enable}`);
+      notices.push(`${facts.python} cannot import torch, so ${COMPARISONS[command]} will be skipped. Enable them with: ${enable}`);
     }
   }
   return { command, apt, notices, error };

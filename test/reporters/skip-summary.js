@@ -41,7 +41,12 @@ function skippedByReason(results, rootDir) {
  * "Skipped: none"; `filtered` when a name filter (-t) left tests out, which are not counted.
  */
 function summaryLine(byReason, filtered = false) {
-  const groups = [...byReason].sort((a, b) => b[1].length - a[1].length);
+  // Most first; ties by name; the untagged last, whatever their number.
+  const rank = ([reason, tests]) => [reason === UNTAGGED ? 1 : 0, -tests.length, reason];
+  const groups = [...byReason].sort((a, b) => {
+    const [x, y] = [rank(a), rank(b)];
+    return x[0] - y[0] || x[1] - y[1] || x[2].localeCompare(y[2]);
+  });
   const total = groups.reduce((n, [, tests]) => n + tests.length, 0);
   if (total === 0) return filtered ? "Skipped: none (not counting the tests -t left out)" : "Skipped: none (every test ran)";
   return `Skipped: ${total} test${total === 1 ? "" : "s"} (${groups.map(([reason, tests]) => `${tests.length} ${reason}`).join("; ")})`;
