@@ -67,6 +67,11 @@ function gatherFacts(command, env = process.env) {
   };
 }
 
+/** Whether the libtorch found is the one of Debian's libtorch-dev (in /usr, found by the system rule). */
+function isDebianLibtorch(found) {
+  return found.source === "system" && /^\/usr\/(lib|share)\//.test(found.torchDir);
+}
+
 const NO_LIBTORCH = [
   "no libtorch found. Provide one of:",
   "  - LIBTORCH=/path/to/libtorch (an unpacked libtorch distribution from pytorch.org, CPU or CUDA)",
@@ -91,12 +96,12 @@ function planSetup(command, facts) {
   const notices = [];
   let error = null;
 
-  // libtorch: Debian's, unless another one was found (LIBTORCH, Torch_DIR, python3's torch).
-  if (!facts.libtorch || (facts.libtorch.source === "system" && facts.debian)) {
+  // libtorch: Debian's, unless another one was found (LIBTORCH, Torch_DIR, python3's torch, /opt/libtorch).
+  if (!facts.libtorch || (facts.debian && isDebianLibtorch(facts.libtorch))) {
     const lacking = facts.debian ? missing("libtorch") : ofPurpose("libtorch");
     if (canApt) apt.push(...lacking);
     else if (!facts.libtorch) error = NO_LIBTORCH;
-    else if (lacking.length) notices.push(`${lacking.join(", ")} not installed: matmuls will run on slow reference BLAS (sudo apt-get install ${lacking.join(" ")})`);
+    else if (lacking.length) notices.push(`${lacking.join(", ")} not installed: Debian's libtorch then runs matmuls on reference BLAS, 35x slower (sudo apt-get install ${lacking.join(" ")})`);
   }
 
   if (facts.debian) {
@@ -105,14 +110,14 @@ function planSetup(command, facts) {
     else if (lacking.length) notices.push(`${lacking.join(", ")} not installed: the native build may fail (sudo apt-get install ${lacking.join(" ")})`);
   }
 
-  // The comparisons: what matters is that the reference Python imports torch, so every package
-  // of that purpose is planned when it does not (apt-get skips those already installed).
+  // The comparisons: what matters is that the reference Python imports torch.
   if (purposes.includes("compare") && facts.pythonHasTorch === false) {
-    if (canApt) apt.push(...ofPurpose("compare"));
+    const lacking = facts.debian ? missing("compare") : ofPurpose("compare");
+    if (canApt && lacking.length) apt.push(...lacking);
     else {
       // Debian's python3-torch serves /usr/bin/python3 only; any other Python gets torch from pip.
-      const viaApt = facts.debian && facts.python === "/usr/bin/python3";
-      const enable = viaApt ? `sudo apt-get install ${ofPurpose("compare").join(" ")}` : `${facts.python} -m pip install torch`;
+      const viaApt = facts.debian && facts.python === "/usr/bin/python3" && lacking.length > 0;
+      const enable = viaApt ? `sudo apt-get install ${lacking.join(" ")}` : `${facts.python} -m pip install torch`;
       notices.push(`${facts.python} cannot import torch, so ${COMPARISONS[command]} will be skipped. Enable them with: ${enable}`);
     }
   }

@@ -1,6 +1,7 @@
 /**
  * Set-up's planning step (`node scripts/setup.js --for <command> --plan`) in a simulated fresh
- * environment: the reference Python (TORCH_LORA_PYTHON) is a stand-in that cannot import torch.
+ * environment: the reference Python (TORCH_LORA_PYTHON) is a stand-in that cannot import torch,
+ * and on Debian, dpkg-query on PATH answers as the real one would without python3-torch.
  * The plan installs nothing: apt-get, apt and sudo on PATH are stand-ins that record any call.
  * The decision itself is also checked on the machines this one is not (not root, not Debian, no
  * libtorch), from facts given to it.
@@ -55,6 +56,10 @@ beforeAll(() => {
   calls = path.join(tmp, "calls.log");
   fs.mkdirSync(bin);
   for (const tool of ["apt-get", "apt", "sudo"]) recorder(path.join(bin, tool), "exit 0");
+  const dpkgQuery = spawnSync("sh", ["-c", "command -v dpkg-query"], { encoding: "utf8" }).stdout.trim();
+  if (dpkgQuery) {
+    fs.writeFileSync(path.join(bin, "dpkg-query"), `#!/bin/sh\n${dpkgQuery} "$@" | grep -v '^python3-torch '\n`, { mode: 0o755 });
+  }
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 beforeEach(() => fs.rmSync(calls, { force: true }));
@@ -129,7 +134,7 @@ describe("the plan on other machines (facts given)", () => {
   });
 
   test("Debian without root: nothing installed; the skipped comparisons named once, with the apt command for /usr/bin/python3", () => {
-    const p = planSetup("test", facts({ root: false }));
+    const p = planSetup("test", facts({ root: false, installed: ALL.filter((n: string) => n !== "python3-torch") }));
     expect(p.apt).toEqual([]);
     expect(p.error).toBeNull();
     expect(p.notices).toEqual([
@@ -150,9 +155,25 @@ describe("the plan on other machines (facts given)", () => {
     expect(p.notices).toEqual(["cmake, g++, make, ninja-build, ccache, libgloo-dev not installed: the native build may fail (sudo apt-get install cmake g++ make ninja-build ccache libgloo-dev)"]);
   });
 
-  test("a libtorch of one's own (LIBTORCH, python3's torch) on Debian: libtorch-dev is not installed for it", () => {
-    const own = { torchDir: "/opt/libtorch/share/cmake/Torch", source: "LIBTORCH" };
-    expect(planSetup("demo", facts({ libtorch: own, installed: ALL.filter((p: string) => !p.startsWith("lib")) })).apt).toEqual(["libgloo-dev"]);
+  test("a libtorch of one's own (LIBTORCH, /opt/libtorch) on Debian: libtorch-dev is not installed for it", () => {
+    const withoutLibs = ALL.filter((p: string) => !p.startsWith("lib"));
+    for (const own of [{ torchDir: "/opt/libtorch/share/cmake/Torch", source: "LIBTORCH" }, { torchDir: "/opt/libtorch", source: "system" }]) {
+      expect(planSetup("demo", facts({ libtorch: own, installed: withoutLibs })).apt).toEqual(["libgloo-dev"]);
+    }
+    // Debian's own, without OpenBLAS: OpenBLAS is installed as root, named otherwise.
+    const noBlas = ALL.filter((p: string) => p !== "libopenblas0-pthread");
+    expect(planSetup("demo", facts({ installed: noBlas })).apt).toEqual(["libopenblas0-pthread"]);
+    expect(planSetup("demo", facts({ installed: noBlas, root: false })).notices).toEqual([
+      "libopenblas0-pthread not installed: Debian's libtorch then runs matmuls on reference BLAS, 35x slower (sudo apt-get install libopenblas0-pthread)",
+    ]);
+  });
+
+  test("python3-torch installed, but the reference Python is another one without torch: no apt-get (it cannot help); pip named", () => {
+    const p = planSetup("test", facts({ python: "/opt/venv/bin/python" }));
+    expect(p.apt).toEqual([]);
+    expect(p.notices).toEqual([
+      "/opt/venv/bin/python cannot import torch, so the PyTorch cross-checks of `npm test` and its rehearsal of scripts/gpu-check.sh will be skipped. Enable them with: /opt/venv/bin/python -m pip install torch",
+    ]);
   });
 });
 
