@@ -14,7 +14,7 @@ const path = require("path");
 const { run } = require("./lib/run");
 const { findLibtorch } = require("./lib/find-libtorch");
 const { buildNative, newestMtime, mtime } = require("./lib/build-native");
-const { commandFrom, gatherFacts, planSetup } = require("./lib/setup-plan");
+const { commandFrom, gatherFacts, planSetup, pythonHasTorch } = require("./lib/setup-plan");
 
 const root = path.resolve(__dirname, "..");
 const forceBuild = process.argv.includes("--force-build");
@@ -53,7 +53,7 @@ function installSystemPackages(command) {
   if (plan.error) throw new Error(plan.error);
   if (plan.apt.length === 0) return facts.libtorch;
   aptInstall(plan.apt);
-  if (plan.apt.includes("python3-torch") && !gatherFacts(command).pythonHasTorch) {
+  if (plan.apt.includes("python3-torch") && !pythonHasTorch(facts.python)) {
     log(`note: ${facts.python} still cannot import torch after installing python3-torch: the PyTorch comparisons will be skipped`);
   }
   const found = facts.libtorch || findLibtorch();

@@ -124,4 +124,4 @@ function planSetup(command, facts) {
   return { command, apt, notices, error };
 }
 
-module.exports = { COMMANDS, COMPARISONS, commandFrom, gatherFacts, planSetup, referencePython };
+module.exports = { COMMANDS, COMPARISONS, commandFrom, gatherFacts, planSetup, pythonHasTorch, referencePython };
