@@ -152,6 +152,9 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
 
   #mergePlan(options: MergeOptions): { names: string[]; packed: PackedAdapters; safe: boolean } {
     if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
+    // A disabled layer gives the base output: a delta merged now would contradict that (and
+    // forward would silently include it).
+    if (this.#disabled) throw new StateError("merge: adapters are disabled on this layer; enableAdapters() before merging");
     const requested = options.adapterNames ?? this.#active;
     if (!Array.isArray(requested)) throw new TypeError(`adapterNames: expected an array of adapter names, got ${describe(requested)}`);
     for (const n of requested) {
