@@ -268,7 +268,11 @@ function disabledScope(inner, depth) {
       }
     }
   };
-  lora.withAdaptersDisabled(() => run(0));
+  try {
+    lora.withAdaptersDisabled(() => run(0));
+  } catch (e) {
+    failures.push({ label: "withAdaptersDisabled(nested)", problem: "the call threw", message: String(e && e.message).slice(0, 200) });
+  }
   if (checksum() !== before) failures.push({ label: "withAdaptersDisabled(nested)", problem: "the state after differs from the state before" });
 }
 const tensorArg = pick(TENSORS);
@@ -354,7 +358,11 @@ outer: for (const batch of rng) {
       continue;
     }
     if (label.startsWith("withAdaptersDisabled") && checksum() !== before) failures.push({ label, problem: "withAdaptersDisabled changed the state" });
-    checkInvariants(label);
+    try {
+      checkInvariants(label);
+    } catch (e) {
+      failures.push({ label, problem: "the model cannot be checked after a successful call", message: String(e && e.message).slice(0, 200) });
+    }
   }
 }
 (async () => {
