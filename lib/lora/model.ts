@@ -208,8 +208,28 @@ export class LoraModel<M extends Module = Module> extends Module {
     if (typeof fn !== "function") throw new TypeError(`fn: expected a function, got ${describe(fn)}`);
     const layers = this.loraLayers().map(([, l]) => l);
     for (const l of layers) l.assertIdle("withAdaptersDisabled");
-    layers.forEach((l) => l.enterDisabledScope());
-    const exit = (): void => layers.forEach((l) => l.exitDisabledScope());
+    const entered: AnyLoraLayer[] = [];
+    // Every layer entered is left again, even when another one fails to enter or to leave.
+    const exit = (): void => {
+      let failure: unknown = null;
+      for (const l of entered.splice(0)) {
+        try {
+          l.exitDisabledScope();
+        } catch (err) {
+          failure ??= err;
+        }
+      }
+      if (failure) throw failure;
+    };
+    try {
+      for (const l of layers) {
+        l.enterDisabledScope();
+        entered.push(l);
+      }
+    } catch (err) {
+      exit();
+      throw err;
+    }
     let result: T;
     try {
       result = fn();
