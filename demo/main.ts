@@ -119,9 +119,9 @@ function main(): void {
   // 5. Merge, unmerge, save.
   console.log("5. Merge, unmerge and save");
   const probe = evalB.inputs.narrow(0, 0, 512);
-  const adapterOut = noGrad(() => lm.forward(probe) as Tensor);
+  const adapterOut = noGrad(() => lm.forward(probe));
   lm.merge({ safe: true });
-  const mergedOut = noGrad(() => lm.forward(probe) as Tensor);
+  const mergedOut = noGrad(() => lm.forward(probe));
   const maxDiff = mergedOut.sub(adapterOut).abs().max().item();
   check(mergedOut.allclose(adapterOut, { rtol: 1e-5, atol: 1e-5 }), `merged output equals adapter output (max |Δ| ${maxDiff.toExponential(2)})`);
   lm.unmerge();

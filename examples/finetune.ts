@@ -37,7 +37,7 @@ async function main(): Promise<void> {
 
   const opt = new optim.AdamW(lm.trainableParameters(), { lr: 2e-3 });
   for (let step = 1; step <= 100; step++) {
-    const loss = crossEntropy(lm.forward(ids) as Tensor, labels);
+    const loss = crossEntropy(lm.forward(ids), labels);
     loss.backward(); // one autograd pass: gradients reach the adapter factors only
     opt.step(); // one native call over all parameters
     opt.zeroGrad();
@@ -52,14 +52,14 @@ async function main(): Promise<void> {
   // Later, or in another process: load the adapter onto a fresh copy of the base model.
   manualSeed(42);
   const reloaded = await lora.loadAdapter(new Classifier(), dir);
-  const same = noGrad(() => (reloaded.forward(ids) as Tensor).equal(lm.forward(ids) as Tensor));
+  const same = noGrad(() => reloaded.forward(ids).equal(lm.forward(ids)));
   console.log(`reloaded adapter gives identical outputs: ${same}`);
 
   // For deployment: merge the adapter into the base weights (off the event loop) and drop the
   // LoRA layers. Before unloading, unmerge() would restore the base weights bit for bit.
   const merged = (await reloaded.mergeAndUnloadAsync()) as Classifier;
   console.log(`merged model is plain again: ${merged.hidden instanceof nn.Linear}`);
-  const mergedSame = noGrad(() => merged.forward(ids).allclose(lm.forward(ids) as Tensor, { rtol: 1e-5, atol: 1e-5 }));
+  const mergedSame = noGrad(() => merged.forward(ids).allclose(lm.forward(ids), { rtol: 1e-5, atol: 1e-5 }));
   console.log(`merged model matches the adapter's outputs: ${mergedSame}`);
 }
 

@@ -15,7 +15,10 @@ function reductionOf(value: unknown): Reduction {
 }
 
 /**
- * Cross-entropy between logits `(N, C)` and int64 class indices `(N)`.
+ * Cross-entropy between logits and int64 class indices, with PyTorch's shapes: input `(C)` with
+ * target `()`, input `(N, C)` with target `(N)`, or input `(N, C, d1, …, dk)` with target
+ * `(N, d1, …, dk)`. The class scores are in dim 1: per-token logits `(B, T, V)` need
+ * `logits.reshape([-1, V])` and `target.reshape([-1])` (or `logits.transpose(1, 2)`).
  * Targets equal to `ignoreIndex` (default -100) do not count; `labelSmoothing` is in [0, 1].
  */
 export function crossEntropy(
@@ -24,9 +27,27 @@ export function crossEntropy(
   options: { reduction?: Reduction; ignoreIndex?: number; labelSmoothing?: number } = {},
 ): Tensor {
   optionsObject(options);
-  return new Tensor(
-    native.crossEntropy(handleOf(logits, "input"), handleOf(target, "target"), reductionOf(options.reduction), options.ignoreIndex ?? -100, options.labelSmoothing ?? 0),
-  );
+  const input = handleOf(logits, "input");
+  const classes = handleOf(target, "target");
+  checkCrossEntropyShapes(logits.shape, target.shape);
+  return new Tensor(native.crossEntropy(input, classes, reductionOf(options.reduction), options.ignoreIndex ?? -100, options.labelSmoothing ?? 0));
+}
+
+/** Throws a RangeError naming both shapes unless `target` fits `input` as PyTorch's cross_entropy reads them. */
+function checkCrossEntropyShapes(input: readonly number[], target: readonly number[]): void {
+  const text = (s: readonly number[]): string => `[${s.join(", ")}]`;
+  if (input.length === 0) throw new RangeError("input: expected logits of shape (C), (N, C) or (N, C, d…), got a 0-d tensor");
+  const expected = input.length === 1 ? [] : [input[0], ...input.slice(2)];
+  if (expected.join() === target.join() && expected.length === target.length) return;
+  const [b, t, v] = input;
+  if (input.length === 3 && target.length === 2 && target[0] === b && target[1] === t) {
+    throw new RangeError(
+      `crossEntropy: input ${text(input)} with target ${text(target)} reads as (B, T, V) logits, but class scores must be in dim 1: ` +
+        `(N, C) with target (N), or (N, C, d…) with target (N, d…), as in PyTorch. ` +
+        `Reshape to (B*T, V): crossEntropy(logits.reshape([-1, ${v}]), target.reshape([-1])), or use logits.transpose(1, 2)`,
+    );
+  }
+  throw new RangeError(`target: expected shape ${text(expected)} for input of shape ${text(input)} ((N, C) takes target (N); (N, C, d…) takes (N, d…)), got ${text(target)}`);
 }
 
 /** Mean squared error. `input` and `target` must have the same shape (no silent broadcasting). */

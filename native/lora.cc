@@ -132,11 +132,17 @@ Napi::Value LoraMergeAsync(const Napi::CallbackInfo& info) {
       f.B = f.B.clone();
     }
   }
+  // The worker always computes the merged weight aside (keepBackup = true never writes `w`):
+  // the live weight is read on the main thread (forward, stateDict, saves) while it runs, and
+  // must never be seen half-merged. The weight takes the merged buffer in the completion, on
+  // the main thread; a later merge (a backup already kept) just drops the previous buffer.
   return RunAsync(
       info.Env(), "torch-lora:merge",
-      [=]() { return std::vector<at::Tensor>{ComputeMerge(w, adapters, kind, fiof, safe, keep)}; },
-      // The weight takes the merged buffer here, on the main thread, where it is read.
-      [w](Napi::Env env, std::vector<at::Tensor>& r) { return BackupToJs(env, r[0].defined() ? SwapInMerged(w, r[0]) : at::Tensor()); });
+      [=]() { return std::vector<at::Tensor>{ComputeMerge(w, adapters, kind, fiof, safe, true)}; },
+      [w, keep](Napi::Env env, std::vector<at::Tensor>& r) {
+        at::Tensor backup = SwapInMerged(w, r[0]);
+        return BackupToJs(env, keep ? backup : at::Tensor());
+      });
 }
 
 void CheckRestore(const Napi::CallbackInfo& info, const at::Tensor& w, const at::Tensor& backup) {

@@ -23,11 +23,11 @@ class CharModel extends Module {
   fc2 = new Linear(HIDDEN, VOCAB);
 
   override forward(ids: Tensor): Tensor {
-    const e = (this.emb.forward(ids) as Tensor);
+    const e = this.emb.forward(ids);
     const flat = e.reshape([BATCH, CONTEXT * DIM]);
-    const h = this.fc1.forward(flat) as Tensor;
+    const h = this.fc1.forward(flat);
     const a = h.relu();
-    const logits = this.fc2.forward(a) as Tensor;
+    const logits = this.fc2.forward(a);
     for (const t of [e, flat, h, a]) t.dispose();
     return logits;
   }
@@ -50,7 +50,7 @@ export const trainStepCases: BenchCase[] = [
       const ids = tensor(idsData(), { dtype: "int64", shape: [BATCH, CONTEXT] });
       const targets = tensor(targetData(), { dtype: "int64" });
       return () => {
-        const logits = lora.forward(ids) as Tensor;
+        const logits = lora.forward(ids);
         const loss = crossEntropy(logits, targets);
         loss.backward();
         opt.step();

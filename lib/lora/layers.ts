@@ -58,6 +58,10 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
   #backup: Tensor | null = null;
   /** Name of the async operation in flight, during which conflicting calls fail. */
   #busy: string | null = null;
+  /** How many withAdaptersDisabled scopes hold this layer; while > 0 its adapter state is frozen. */
+  #holds = 0;
+  /** What the outermost scope restores: the disabled flag, and the merged weight taken out. */
+  #held: { disabled: boolean; mergedWeight: Tensor | null } | null = null;
 
   protected constructor(base: Base, accepts: (m: unknown) => boolean, expected: string) {
     super();
@@ -76,7 +80,7 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
 
   /** Adds (or replaces) adapter `name` with rank `settings.r`, initialized as `how` says. */
   addAdapter(name: string, settings: AdapterSettings, how: AdapterInit): void {
-    this.assertIdle("addAdapter");
+    this.assertMutable("addAdapter");
     if (this.#merged.includes(name)) throw new StateError(`adapter "${name}" is merged; unmerge() before replacing it`);
     this.createFactors(name, settings.r, how);
     this.#settings.set(name, { ...settings });
@@ -85,7 +89,7 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
 
   /** Removes adapter `name`; a merged adapter is refused (unmerge first). */
   deleteAdapter(name: string): void {
-    this.assertIdle("deleteAdapter");
+    this.assertMutable("deleteAdapter");
     if (!this.#settings.has(name)) return;
     if (this.#merged.includes(name)) throw new StateError(`cannot delete adapter "${name}": it is merged into the base weight; unmerge() first`);
     this.removeFactors(name);
@@ -121,13 +125,13 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
 
   /** Makes `names` the active adapters (names this layer lacks are skipped, as in PEFT). */
   setActiveAdapters(names: string[]): void {
-    this.assertIdle("setAdapter");
+    this.assertMutable("setAdapter");
     this.#active = names.filter((n) => this.#settings.has(n));
   }
 
   /** Switches adapters off (unmerging first, as PEFT does) or back on. */
   setDisabled(disabled: boolean): void {
-    this.assertIdle(disabled ? "disableAdapters" : "enableAdapters");
+    this.assertMutable(disabled ? "disableAdapters" : "enableAdapters");
     if (disabled && this.merged) this.unmerge();
     this.#disabled = disabled;
   }
@@ -148,6 +152,9 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
 
   #mergePlan(options: MergeOptions): { names: string[]; packed: PackedAdapters; safe: boolean } {
     if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
+    // A disabled layer gives the base output: a delta merged now would contradict that (and
+    // forward would silently include it).
+    if (this.#disabled) throw new StateError("merge: adapters are disabled on this layer; enableAdapters() before merging");
     const requested = options.adapterNames ?? this.#active;
     if (!Array.isArray(requested)) throw new TypeError(`adapterNames: expected an array of adapter names, got ${describe(requested)}`);
     for (const n of requested) {
@@ -172,7 +179,7 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
    * (a no-op, never a double merge). Returns the names merged by this call.
    */
   merge(options: MergeOptions = {}): string[] {
-    this.assertIdle("merge");
+    this.assertMutable("merge");
     const plan = this.#mergePlan(options);
     if (plan.names.length === 0) return [];
     const backup = loraNative.loraMerge(handleOf(this.base_layer.weight), plan.packed, this.kind, this.fanInFanOut, plan.safe, this.#backup === null);
@@ -182,7 +189,7 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
 
   /** {@link merge} on a worker thread; conflicting calls on this layer fail until it settles. */
   async mergeAsync(options: MergeOptions = {}): Promise<string[]> {
-    this.assertIdle("merge");
+    this.assertMutable("merge");
     const plan = this.#mergePlan(options);
     if (plan.names.length === 0) return [];
     this.#busy = "merge";
@@ -197,7 +204,7 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
 
   /** Restores the base weight bit for bit (from the backup taken at the first merge). No-op when nothing is merged. */
   unmerge(): void {
-    this.assertIdle("unmerge");
+    this.assertMutable("unmerge");
     if (!this.#backup) return;
     loraNative.loraRestore(handleOf(this.base_layer.weight), handleOf(this.#backup));
     this.#dropBackup();
@@ -205,7 +212,7 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
 
   /** {@link unmerge} on a worker thread. */
   async unmergeAsync(): Promise<void> {
-    this.assertIdle("unmerge");
+    this.assertMutable("unmerge");
     if (!this.#backup) return;
     this.#busy = "unmerge";
     try {
@@ -227,39 +234,73 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
    * (used by mergeAndUnload, where there is nothing to unmerge later).
    */
   commitMerge(): void {
-    this.assertIdle("mergeAndUnload");
+    this.assertMutable("mergeAndUnload");
     this.#dropBackup();
   }
 
   /** A merged layer holds a backup tied to the weight's dtype and device: moving it would break unmerge. */
   protected override checkMovable(): void {
-    this.assertIdle("to");
+    this.assertMutable("to");
     if (this.merged) throw new StateError("to: this layer has merged adapters; unmerge() before moving or casting the model");
   }
 
   /**
-   * Unmerges for the duration of `fn` and then puts the merged weight back exactly as it was
-   * (used by withAdaptersDisabled, which must leave a merged model merged).
+   * A merged layer's weight holds W + ΔW while the backup holds W: values loaded now would be
+   * lost at unmerge (or merged twice), so loading waits until nothing is merged.
    */
-  withMergeSuspended<T>(fn: () => T): T {
+  protected override checkLoadable(path: string): void {
+    this.assertMutable("loadStateDict");
+    if (this.merged) {
+      const where = path ? `${path} has` : "this layer has";
+      throw new StateError(`loadStateDict: ${where} merged adapters (${this.#merged.join(", ")}); unmerge() first, load, then merge() again`);
+    }
+  }
+
+  /**
+   * @internal Used by LoraModel.withAdaptersDisabled. Switches adapters off and takes any merged
+   * delta out (an O(1) swap to the pristine weight, no copy) until the matching
+   * {@link exitDisabledScope}. Scopes nest; only the outermost one changes anything. While held,
+   * every call that would change the adapter state throws a StateError, so the state restored at
+   * the end is exactly the state before, bit for bit.
+   */
+  enterDisabledScope(): void {
     this.assertIdle("withAdaptersDisabled");
-    if (!this.#backup) return fn();
-    const names = this.#merged.slice();
-    const mergedWeight = this.base_layer.weight.detach().clone();
-    this.unmerge();
-    try {
-      return fn();
-    } finally {
-      this.#backup = this.base_layer.weight.detach().clone();
+    if (this.#holds++ > 0) return;
+    let mergedWeight: Tensor | null = null;
+    if (this.#backup) {
+      mergedWeight = this.base_layer.weight.detach();
+      loraNative.loraRestore(handleOf(this.base_layer.weight), handleOf(this.#backup));
+    }
+    this.#held = { disabled: this.#disabled, mergedWeight };
+    this.#disabled = true;
+  }
+
+  /** @internal Ends a scope opened by {@link enterDisabledScope}; the outermost one restores the state. */
+  exitDisabledScope(): void {
+    if (this.#holds === 0) throw new StateError("withAdaptersDisabled: no scope to end on this layer");
+    if (--this.#holds > 0) return;
+    const { disabled, mergedWeight } = this.#held!;
+    this.#held = null;
+    if (mergedWeight) {
       loraNative.loraRestore(handleOf(this.base_layer.weight), handleOf(mergedWeight));
       mergedWeight.dispose();
-      this.#merged = names;
     }
+    this.#disabled = disabled;
   }
 
   /** Throws a StateError when an async merge/unmerge is in flight on this layer. */
   assertIdle(operation: string): void {
     if (this.#busy) throw new StateError(`${operation}: an async ${this.#busy} is in flight on this layer; await it first`);
+  }
+
+  /** Throws a StateError when the adapter state may not change now: an async merge/unmerge is in flight, or withAdaptersDisabled holds it. */
+  assertMutable(operation: string): void {
+    this.assertIdle(operation);
+    if (this.#holds > 0) {
+      throw new StateError(
+        `${operation}: not allowed inside withAdaptersDisabled(fn), which restores the adapter state of before the call when fn ends; call it after fn returns`,
+      );
+    }
   }
 
   /** The adapter's delta ΔW in the base weight's layout, in fp32 (for inspection and tests). */

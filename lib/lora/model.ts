@@ -3,6 +3,8 @@
  * adapters across the whole model (activate, disable, merge/unmerge, unload).
  */
 import { ConfigError, StateError, describe } from "../errors";
+import { checkAdapterName, noSuchAdapter, requireAdapter } from "./adapter-names";
+import { checkUntied } from "./tied";
 import { Conv1D, Embedding, Linear } from "../nn/layers";
 import { Module } from "../nn/module";
 import { Tensor } from "../tensor";
@@ -44,21 +46,32 @@ export function selectTargets(model: Module, config: ResolvedLoraConfig): [strin
   return selected;
 }
 
-/** A model with LoRA adapters injected. Its `model` field is the (modified) user model. */
-export class LoraModel extends Module {
-  model: Module;
+/** The arguments of a module type's `forward`. */
+export type ForwardArgs<M extends Module> = Parameters<M["forward"]>;
+/** What a module type's `forward` returns. */
+export type ForwardResult<M extends Module> = ReturnType<M["forward"]>;
+
+/**
+ * A model with LoRA adapters injected. Its `model` field is the (modified) user model, of the
+ * type given to {@link injectAdapter}: `forward`, `model`, `mergeAndUnload()` and `unload()`
+ * carry that type, so no cast is needed.
+ */
+export class LoraModel<M extends Module = Module> extends Module {
+  model: M;
   readonly #configs = new Map<string, ResolvedLoraConfig>();
   #active: string[] = [];
+  /** Adapters kept frozen even when active (loaded with `isTrainable: false`, or {@link setRequiresGrad}). */
+  readonly #frozen = new Set<string>();
 
   /** @internal Use {@link injectAdapter}. */
-  constructor(model: Module) {
+  constructor(model: M) {
     super();
     this.model = model;
   }
 
   /** Calls the wrapped model's forward. */
-  override forward(...args: unknown[]): unknown {
-    return this.model.forward(...args);
+  override forward(...args: ForwardArgs<M>): ForwardResult<M> {
+    return this.model.forward(...(args as unknown[])) as ForwardResult<M>;
   }
 
   /** The LoRA layers with their paths in the user model. */
@@ -88,11 +101,9 @@ export class LoraModel extends Module {
    * and initialized before the model is touched, so a bad config changes nothing.
    */
   addAdapter(name: string, config: LoraConfig): void {
-    if (typeof name !== "string" || name.length === 0 || name.includes(".")) {
-      throw new TypeError(`adapterName: expected a non-empty name without dots, got ${describe(name)}`);
-    }
+    checkAdapterName(name);
     if (this.#configs.has(name)) throw new ConfigError(`adapterName: an adapter called "${name}" already exists; deleteAdapter("${name}") first`);
-    this.#assertIdle("addAdapter");
+    this.#assertMutable("addAdapter");
     const resolved = resolveLoraConfig(config);
     const targets = selectTargets(this.model, resolved);
     const how = { initLoraWeights: resolved.initLoraWeights, embeddingInit: resolved.embeddingInit, embeddingInitStd: resolved.embeddingInitStd };
@@ -119,6 +130,9 @@ export class LoraModel extends Module {
         const [parentPath, childName] = splitPath(path);
         const parent = parentPath === "" ? this.model : this.model.namedModules().find(([p]) => p === parentPath)![1];
         parent.setChild(childName, layer);
+        followMode(layer, parent.training);
+      } else {
+        followMode(layer, layer.training);
       }
     }
     this.#configs.set(name, resolved);
@@ -130,10 +144,8 @@ export class LoraModel extends Module {
   setAdapter(names: string | string[]): void {
     const list = typeof names === "string" ? [names] : names;
     if (!Array.isArray(list) || list.length === 0) throw new TypeError(`adapterName: expected a name or a non-empty list of names, got ${describe(names)}`);
-    for (const n of list) {
-      if (!this.#configs.has(n)) throw new RangeError(`adapterName: no adapter ${describe(n)} (adapters: ${this.adapterNames.join(", ")})`);
-    }
-    this.#assertIdle("setAdapter");
+    for (const n of list) requireAdapter(n, this.adapterNames);
+    this.#assertMutable("setAdapter");
     for (const [, layer] of this.loraLayers()) layer.setActiveAdapters(list);
     this.#active = [...list];
     this.#markTrainable();
@@ -141,46 +153,101 @@ export class LoraModel extends Module {
 
   /** Removes adapter `name` from every layer. A merged adapter is refused. */
   deleteAdapter(name: string): void {
-    if (!this.#configs.has(name)) throw new RangeError(`adapterName: no adapter ${describe(name)} (adapters: ${this.adapterNames.join(", ")})`);
-    this.#assertIdle("deleteAdapter");
+    requireAdapter(name, this.adapterNames);
+    this.#assertMutable("deleteAdapter");
     const layers = this.loraLayers();
     const mergedIn = layers.filter(([, l]) => l.mergedAdapters.includes(name)).map(([p]) => p);
     if (mergedIn.length) throw new StateError(`deleteAdapter: "${name}" is merged into ${mergedIn.join(", ")}; unmerge() first`);
     for (const [, layer] of layers) layer.deleteAdapter(name);
     this.#configs.delete(name);
+    this.#frozen.delete(name);
     this.#active = this.#active.filter((n) => n !== name);
     if (this.#active.length === 0 && this.#configs.size > 0) this.setAdapter(this.adapterNames[0]);
   }
 
+  /**
+   * Sets whether adapter(s) `names` train (as PEFT's `set_requires_grad`). Trainability is kept per
+   * adapter: a frozen adapter (e.g. loaded with `isTrainable: false`) stays frozen when other
+   * adapters are added, deleted or activated, until this is called with `true`. Base weights and
+   * inactive adapters are always frozen.
+   */
+  setRequiresGrad(names: string | string[], requiresGrad = true): void {
+    const list = typeof names === "string" ? [names] : names;
+    if (!Array.isArray(list)) throw new TypeError(`adapterName: expected a name or a list of names, got ${describe(names)}`);
+    for (const n of list) requireAdapter(n, this.adapterNames);
+    if (typeof requiresGrad !== "boolean") throw new TypeError(`requiresGrad: expected a boolean, got ${describe(requiresGrad)}`);
+    for (const n of list) {
+      if (requiresGrad) this.#frozen.delete(n);
+      else this.#frozen.add(n);
+    }
+    this.#markTrainable();
+  }
+
   /** Switches every adapter off: forward gives the base model's output (merged adapters are unmerged first). */
   disableAdapters(): void {
-    this.#assertIdle("disableAdapters");
+    this.#assertMutable("disableAdapters");
     for (const [, layer] of this.loraLayers()) layer.setDisabled(true);
   }
   /** Switches adapters back on. */
   enableAdapters(): void {
-    this.#assertIdle("enableAdapters");
+    this.#assertMutable("enableAdapters");
     for (const [, layer] of this.loraLayers()) layer.setDisabled(false);
   }
   /**
-   * Runs `fn` with adapters disabled, then restores exactly the state before: layers that were
-   * disabled stay disabled, and merged layers are merged again with bit-identical weights.
+   * Runs `fn` with adapters disabled (forward gives the base model's output), then restores
+   * exactly the state before: layers that were disabled stay disabled, and merged layers are
+   * merged again with bit-identical weights.
+   *
+   * Inside `fn` the adapter state is frozen: merge, unmerge (and their async forms), add, set and
+   * delete adapter, enable/disable, `to()` and `loadStateDict` throw a StateError and change
+   * nothing. Forward, backward, saving and reading work. Calls nest: an inner
+   * `withAdaptersDisabled` runs its `fn` in the same disabled state. When `fn` returns a promise,
+   * the state is restored once it settles, and stays frozen until then.
    */
   withAdaptersDisabled<T>(fn: () => T): T {
-    this.#assertIdle("withAdaptersDisabled");
+    if (typeof fn !== "function") throw new TypeError(`fn: expected a function, got ${describe(fn)}`);
     const layers = this.loraLayers().map(([, l]) => l);
-    const wasDisabled = layers.map((l) => l.disabled);
-    const disabled = (): T => {
-      for (const l of layers) l.setDisabled(true);
-      try {
-        return fn();
-      } finally {
-        layers.forEach((l, i) => l.setDisabled(wasDisabled[i]));
+    for (const l of layers) l.assertIdle("withAdaptersDisabled");
+    const entered: AnyLoraLayer[] = [];
+    // Every layer entered is left again, even when another one fails to enter or to leave.
+    const exit = (): void => {
+      let failure: unknown = null;
+      for (const l of entered.splice(0)) {
+        try {
+          l.exitDisabledScope();
+        } catch (err) {
+          failure ??= err;
+        }
       }
+      if (failure) throw failure;
     };
-    // Each merged layer is unmerged around the call and re-merged afterwards, bit for bit.
-    const suspended = (i: number): T => (i === layers.length ? disabled() : layers[i].withMergeSuspended(() => suspended(i + 1)));
-    return suspended(0);
+    try {
+      for (const l of layers) {
+        l.enterDisabledScope();
+        entered.push(l);
+      }
+    } catch (err) {
+      exit();
+      throw err;
+    }
+    let result: T;
+    try {
+      result = fn();
+    } catch (err) {
+      exit();
+      throw err;
+    }
+    if (isPromiseLike(result)) {
+      return Promise.resolve(result).then(
+        (value) => (exit(), value),
+        (err: unknown) => {
+          exit();
+          throw err;
+        },
+      ) as T;
+    }
+    exit();
+    return result;
   }
 
   /**
@@ -188,8 +255,9 @@ export class LoraModel extends Module {
    * fails (e.g. `safe` finds NaN/Inf), the layers merged by this call are restored bit for bit.
    */
   merge(options: MergeOptions = {}): void {
-    this.#assertIdle("merge");
+    this.#assertMutable("merge");
     this.#checkAdapterNames(options);
+    this.#checkTies("merge", options);
     const done: [AnyLoraLayer, string[]][] = [];
     try {
       for (const [, layer] of this.loraLayers()) done.push([layer, layer.merge(this.#layerOptions(layer, options))]);
@@ -201,8 +269,9 @@ export class LoraModel extends Module {
 
   /** {@link merge} with the heavy work on worker threads; the event loop keeps turning. */
   async mergeAsync(options: MergeOptions = {}): Promise<void> {
-    this.#assertIdle("merge");
+    this.#assertMutable("merge");
     this.#checkAdapterNames(options);
+    this.#checkTies("merge", options);
     const done: [AnyLoraLayer, string[]][] = [];
     try {
       for (const [, layer] of this.loraLayers()) done.push([layer, await layer.mergeAsync(this.#layerOptions(layer, options))]);
@@ -214,30 +283,30 @@ export class LoraModel extends Module {
 
   /** Restores every base weight bit for bit. No-op where nothing is merged. */
   unmerge(): void {
-    this.#assertIdle("unmerge");
+    this.#assertMutable("unmerge");
     for (const [, layer] of this.loraLayers()) layer.unmerge();
   }
 
   /** {@link unmerge} on worker threads. */
   async unmergeAsync(): Promise<void> {
-    this.#assertIdle("unmerge");
+    this.#assertMutable("unmerge");
     for (const [, layer] of this.loraLayers()) await layer.unmergeAsync();
   }
 
   /** Merges the active adapters and returns the user model with plain layers in place of LoRA layers. */
-  mergeAndUnload(options: Omit<MergeOptions, "adapterNames"> & { adapterNames?: string[] } = {}): Module {
+  mergeAndUnload(options: Omit<MergeOptions, "adapterNames"> & { adapterNames?: string[] } = {}): M {
     this.merge(options);
     return this.#unloadLayers(true);
   }
 
   /** {@link mergeAndUnload} with the merges on worker threads. */
-  async mergeAndUnloadAsync(options: MergeOptions = {}): Promise<Module> {
+  async mergeAndUnloadAsync(options: MergeOptions = {}): Promise<M> {
     await this.mergeAsync(options);
     return this.#unloadLayers(true);
   }
 
   /** Returns the user model with plain layers and nothing merged (adapters dropped). */
-  unload(): Module {
+  unload(): M {
     this.unmerge();
     return this.#unloadLayers(false);
   }
@@ -275,8 +344,8 @@ export class LoraModel extends Module {
     return `trainable params: ${trainable.toLocaleString("en-US")} || all params: ${total.toLocaleString("en-US")} || trainable%: ${percent.toFixed(4)}`;
   }
 
-  #unloadLayers(keepMerge: boolean): Module {
-    this.#assertIdle("unload");
+  #unloadLayers(keepMerge: boolean): M {
+    this.#assertMutable("unload");
     for (const [path, layer] of this.loraLayers()) {
       if (keepMerge) layer.commitMerge();
       const [parentPath, childName] = splitPath(path);
@@ -284,6 +353,7 @@ export class LoraModel extends Module {
       parent.setChild(childName, layer.base_layer);
     }
     this.#configs.clear();
+    this.#frozen.clear();
     this.#active = [];
     return this.model;
   }
@@ -299,25 +369,49 @@ export class LoraModel extends Module {
     if (names === undefined) return;
     if (!Array.isArray(names)) throw new TypeError(`adapterNames: expected an array of adapter names, got ${describe(names)}`);
     for (const n of names) {
-      if (!this.#configs.has(n)) throw new RangeError(`adapterNames: no adapter ${describe(n)} (adapters: ${this.adapterNames.join(", ")})`);
+      if (!this.#configs.has(n)) throw noSuchAdapter(n, this.adapterNames, "adapterNames");
     }
   }
 
-  #assertIdle(operation: string): void {
-    for (const [, layer] of this.loraLayers()) layer.assertIdle(operation);
+  /** Refuses a merge that would change a parameter tied to (the same tensor as) a merged base weight. */
+  #checkTies(operation: string, options: MergeOptions): void {
+    const merging = this.loraLayers().filter(([, layer]) => {
+      const names = this.#layerOptions(layer, options).adapterNames!;
+      return names.some((n) => !layer.mergedAdapters.includes(n));
+    });
+    checkUntied(this.model, merging, operation);
   }
 
-  /** Only the active adapters' factors train; base weights and inactive adapters are frozen. */
+  #assertMutable(operation: string): void {
+    for (const [, layer] of this.loraLayers()) layer.assertMutable(operation);
+  }
+
+  /** Only the active, unfrozen adapters' factors train; base weights and inactive adapters are frozen. */
   #markTrainable(): void {
     const activeFactors = new Set<Tensor>();
+    const training = this.#active.filter((n) => !this.#frozen.has(n));
     for (const [, layer] of this.loraLayers()) {
-      for (const name of this.#active) if (layer.adapterNames.includes(name)) layer.factors(name).forEach((t) => activeFactors.add(t));
+      for (const name of training) if (layer.adapterNames.includes(name)) layer.factors(name).forEach((t) => activeFactors.add(t));
     }
     for (const p of this.model.parameters()) {
       const want = activeFactors.has(p);
       if (p.requiresGrad !== want) p.requiresGrad = want;
     }
   }
+}
+
+/** Whether `value` is a promise (or any thenable), so withAdaptersDisabled can wait for it. */
+function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === "object" || typeof value === "function") && value !== null && typeof (value as PromiseLike<unknown>).then === "function";
+}
+
+/**
+ * New LoRA modules take the mode of the module they join (injecting into an `eval()` model must
+ * not switch dropout on); the wrapped base layer keeps its own mode.
+ */
+function followMode(layer: AnyLoraLayer, training: boolean): void {
+  const base = new Set(layer.base_layer.namedModules().map(([, m]) => m));
+  for (const [, m] of layer.namedModules()) if (!base.has(m)) m.training = training;
 }
 
 /** Undoes the merge of `names` on `layer` made by the failed call, leaving earlier merges in place. */
@@ -334,8 +428,17 @@ function rollback(layer: AnyLoraLayer, names: string[]): void {
  * modules become LoraLinear/LoraEmbedding) and returns the LoraModel that manages it.
  * Base parameters are frozen; the adapter's factors are the trainable parameters.
  */
-export function injectAdapter(model: Module, config: LoraConfig, adapterName = "default"): LoraModel {
+export function injectAdapter<M extends Module>(model: M, config: LoraConfig, adapterName = "default"): LoraModel<M> {
   if (!(model instanceof Module)) throw new TypeError(`model: expected an nn.Module, got ${describe(model)}`);
+  checkAdapterName(adapterName);
+  const adapted = model.namedModules().filter(([, m]) => m instanceof LoraLayer) as [string, AnyLoraLayer][];
+  if (adapted.length > 0) {
+    const names = [...new Set(adapted.flatMap(([, l]) => l.adapterNames))];
+    throw new StateError(
+      `injectAdapter: the model already has LoRA adapters (${names.map((n) => `"${n}"`).join(", ")} in ${adapted.map(([p]) => p || "the model itself").join(", ")}); ` +
+        `a second injection would replace them. Add another adapter with addAdapter(name, config) on the LoraModel that injectAdapter returned (or loadAdapter(thatLoraModel, dir) for a saved one)`,
+    );
+  }
   const lora = new LoraModel(model);
   lora.addAdapter(adapterName, config);
   return lora;

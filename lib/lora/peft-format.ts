@@ -15,6 +15,7 @@ import { Tensor, noGrad } from "../tensor";
 import { LoraConfig, ResolvedLoraConfig, layerSettings } from "./config";
 import { LoraEmbedding, LoraLayer, LoraLinear } from "./layers";
 import { LoraModel, injectAdapter, selectTargets } from "./model";
+import { checkAdapterName, requireAdapter } from "./adapter-names";
 import {
   ADAPTER_CONFIG_NAME,
   ADAPTER_WEIGHTS_NAME,
@@ -68,7 +69,7 @@ function adapterNamesToSave(model: LoraModel, options: SaveAdapterOptions): stri
     throw new TypeError(`adapterName: expected an adapter name or a non-empty list of names, got ${describe(options.adapterName)}`);
   }
   for (const n of names) {
-    if (!model.adapterNames.includes(n)) throw new RangeError(`adapterName: no adapter ${describe(n)} (adapters: ${model.adapterNames.join(", ") || "none"})`);
+    requireAdapter(n, model.adapterNames);
   }
   return names;
 }
@@ -250,10 +251,7 @@ function planLoad(model: Module, config: ResolvedLoraConfig, name: string, tenso
 function checkLoadArgs(model: unknown, options: LoadAdapterOptions): { name: string; trainable: boolean } {
   if (!(model instanceof Module)) throw new TypeError(`model: expected an nn.Module or a LoraModel, got ${describe(model)}`);
   if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
-  const name = options.adapterName ?? "default";
-  if (typeof name !== "string" || name.length === 0 || name.includes(".") || name.includes("/") || name.includes("\\")) {
-    throw new TypeError(`adapterName: expected a non-empty name without dots or slashes, got ${describe(name)}`);
-  }
+  const name = checkAdapterName(options.adapterName ?? "default");
   if (model instanceof LoraModel && model.adapterNames.includes(name)) {
     throw new ConfigError(`adapterName: the model already has an adapter called "${name}"; pass another adapterName or deleteAdapter("${name}") first`);
   }
@@ -278,9 +276,7 @@ function apply(model: Module, config: LoraConfig, name: string, trainable: boole
     throw err;
   }
   if (!trainable) {
-    for (const [, layer] of lora.loraLayers()) {
-      if (layer.adapterNames.includes(name)) for (const t of layer.factors(name)) if (t.requiresGrad) t.requiresGrad = false;
-    }
+    lora.setRequiresGrad(name, false);
     lora.eval();
   }
   return lora;
@@ -298,6 +294,8 @@ function apply(model: Module, config: LoraConfig, name: string, trainable: boole
  * @throws FormatError for a missing file, bad JSON, a missing/unexpected key or a shape mismatch
  *   (naming the file and key); ConfigError for an unsupported or invalid config field (naming it).
  */
+export function loadAdapter<M extends Module>(model: LoraModel<M>, dir: string, options?: LoadAdapterOptions): LoraModel<M>;
+export function loadAdapter<M extends Module>(model: M, dir: string, options?: LoadAdapterOptions): LoraModel<M>;
 export function loadAdapter(model: Module, dir: string, options: LoadAdapterOptions = {}): LoraModel {
   const { name, trainable } = checkLoadArgs(model, options);
   const loc = locateAdapter(dir, options.adapterName);
@@ -308,6 +306,8 @@ export function loadAdapter(model: Module, dir: string, options: LoadAdapterOpti
 }
 
 /** {@link loadAdapter} with asynchronous file reads. */
+export async function loadAdapterAsync<M extends Module>(model: LoraModel<M>, dir: string, options?: LoadAdapterOptions): Promise<LoraModel<M>>;
+export async function loadAdapterAsync<M extends Module>(model: M, dir: string, options?: LoadAdapterOptions): Promise<LoraModel<M>>;
 export async function loadAdapterAsync(model: Module, dir: string, options: LoadAdapterOptions = {}): Promise<LoraModel> {
   const { name, trainable } = checkLoadArgs(model, options);
   const loc = locateAdapter(dir, options.adapterName);

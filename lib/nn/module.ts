@@ -113,6 +113,12 @@ export class Module {
    */
   protected checkMovable(): void {}
 
+  /**
+   * Called on every module (with its dotted path) before {@link loadStateDict} writes anything;
+   * throw to refuse the load. Modules holding state tied to their parameters' values override it.
+   */
+  protected checkLoadable(_path: string): void {}
+
   /** The parameters by PyTorch key (`fc1.weight`), detached and sharing storage. */
   stateDict(): Record<string, Tensor> {
     const out: Record<string, Tensor> = {};
@@ -128,6 +134,7 @@ export class Module {
   loadStateDict(state: Record<string, Tensor>, options: { strict?: boolean } = {}): { missingKeys: string[]; unexpectedKeys: string[] } {
     if (state === null || typeof state !== "object") throw new TypeError(`state: expected a record of Tensors, got ${describe(state)}`);
     const strict = options.strict ?? true;
+    for (const [path, module] of this.namedModules()) module.checkLoadable(path);
     const params = new Map(this.namedParameters());
     const missingKeys = [...params.keys()].filter((k) => !(k in state));
     const unexpectedKeys = Object.keys(state).filter((k) => !params.has(k));

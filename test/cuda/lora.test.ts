@@ -1,5 +1,5 @@
 /** LoRA on the GPU: forward/backward against the CPU, merge/unmerge exactness on cuda:0. */
-import { Tensor, crossEntropy, init, lora, manualSeed, tensor } from "../../lib";
+import { crossEntropy, init, lora, manualSeed, tensor } from "../../lib";
 import type { Device, Dtype } from "../../lib";
 import { GPU, describeCuda, describeCudaOnly } from "../helpers/cuda";
 import { TinyModel, snapshot, changedParameters } from "../helpers/models";
@@ -28,8 +28,8 @@ describeCuda("LoRA on cuda:0", () => {
     const gpu = adaptedOnCpu();
     gpu.lm.to({ device: GPU });
     const target = (device: Device) => tensor([3, 0, 7, 1, 2, 9, 4, 5], { dtype: "int64", device });
-    const outCpu = cpu.lm.forward(ids("cpu")) as Tensor;
-    const outGpu = gpu.lm.forward(ids(GPU)) as Tensor;
+    const outCpu = cpu.lm.forward(ids("cpu"));
+    const outGpu = gpu.lm.forward(ids(GPU));
     expect(outGpu.device).toBe(GPU);
     expect(outGpu.cpu().allclose(outCpu, { rtol: 1e-4, atol: 1e-5 })).toBe(true);
     crossEntropy(outCpu.reshape([8, -1]), target("cpu")).backward();
@@ -46,9 +46,9 @@ describeCuda("LoRA on cuda:0", () => {
   test("merged forward on the GPU equals unmerged forward", () => {
     const { lm } = adaptedOnCpu();
     lm.to({ device: GPU });
-    const unmerged = lm.forward(ids(GPU)) as Tensor;
+    const unmerged = lm.forward(ids(GPU));
     lm.merge();
-    expect((lm.forward(ids(GPU)) as Tensor).allclose(unmerged, { rtol: 1e-5, atol: 1e-5 })).toBe(true);
+    expect(lm.forward(ids(GPU)).allclose(unmerged, { rtol: 1e-5, atol: 1e-5 })).toBe(true);
   });
 
   for (const dtype of ["float32", "float16", "bfloat16"] as Dtype[]) {
@@ -79,9 +79,9 @@ describeCuda("LoRA on cuda:0", () => {
   test("a model moved back to the CPU computes what it computed on the GPU", () => {
     const { lm } = adaptedOnCpu();
     lm.to({ device: GPU });
-    const onGpu = (lm.forward(ids(GPU)) as Tensor).cpu();
+    const onGpu = lm.forward(ids(GPU)).cpu();
     lm.to({ device: "cpu" });
-    expect((lm.forward(ids("cpu")) as Tensor).allclose(onGpu, { rtol: 1e-4, atol: 1e-5 })).toBe(true);
+    expect(lm.forward(ids("cpu")).allclose(onGpu, { rtol: 1e-4, atol: 1e-5 })).toBe(true);
   });
 });
 

@@ -119,7 +119,7 @@ describeCuda("LoRA training on cuda:0", () => {
       const opt = new optim.SGD(lm.trainableParameters(), { lr: 0.5, momentum: 0.9 });
       const ids = tensor([[1, 2, 3], [4, 5, 6]], { dtype: "int64", device });
       const target = tensor([2, 3, 4, 5, 6, 7], { dtype: "int64", device });
-      const loss = crossEntropy((lm.forward(ids) as Tensor).reshape([6, -1]), target);
+      const loss = crossEntropy(lm.forward(ids).reshape([6, -1]), target);
       loss.backward();
       opt.step();
       return { loss: loss.item(), adapters: lm.trainableParameters().map((p) => p.detach().cpu()) };
@@ -146,8 +146,8 @@ describeCuda("LoRA training on cuda:0", () => {
       const loaded = lora.loadAdapter(fresh, dir);
       loaded.eval();
       const ids = [[1, 2, 3, 4], [5, 6, 7, 8]];
-      const onGpu = (lm.forward(tensor(ids, { dtype: "int64", device: GPU })) as Tensor).cpu();
-      const onCpu = loaded.forward(tensor(ids, { dtype: "int64" })) as Tensor;
+      const onGpu = lm.forward(tensor(ids, { dtype: "int64", device: GPU })).cpu();
+      const onCpu = loaded.forward(tensor(ids, { dtype: "int64" }));
       expect(onCpu.allclose(onGpu, { rtol: 1e-4, atol: 1e-5 })).toBe(true);
       // The saved factors are the GPU factors, byte for byte.
       const saved = new Map(loaded.namedParameters().filter(([n]) => n.includes("lora_")).map(([n, p]) => [n, p.toBytes()]));

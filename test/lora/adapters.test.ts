@@ -14,7 +14,7 @@ class Stack extends nn.Module {
   lm_head = new nn.Linear(4, 3);
   override forward(x: Tensor): Tensor {
     let h = x;
-    for (const b of this.layers) h = b.forward(h) as Tensor;
+    for (const b of this.layers) h = b.forward(h);
     return this.lm_head.forward(h);
   }
 }

@@ -12,7 +12,7 @@ describe("step 0: the adapter is an exact no-op", () => {
         const model = new TinyModel({ dtype, paddingIdx: 0, activation: dtype !== "float16" });
         const before = model.forward(ids());
         const lm = lora.injectAdapter(model, { r: 4, loraAlpha: 16, targetModules: ["emb", "fc1", "head"], embeddingInit });
-        const after = lm.forward(ids()) as Tensor;
+        const after = lm.forward(ids());
         expect(after.dtype).toBe(dtype);
         expect(after.equal(before)).toBe(true);
         // The adapter really is in the path: a nonzero B changes the output.
@@ -134,7 +134,7 @@ describe("backward", () => {
       const batch = tensor([0, 1, 2, 0, 3, 4, 0, 5], { dtype: "int64" });
       const before = snapshot(model);
       for (let step = 0; step < 5; step++) {
-        const logits = lm.forward(batch) as Tensor;
+        const logits = lm.forward(batch);
         const loss = require("../../lib").crossEntropy(logits, target) as Tensor;
         loss.backward();
         noGrad(() => {

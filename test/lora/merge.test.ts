@@ -15,9 +15,9 @@ const ids = () => tensor([[1, 2, 3, 4], [5, 6, 7, 8]], { dtype: "int64" });
 describe("merge", () => {
   test("merged forward equals unmerged forward (fp32, 1e-5 relative)", () => {
     const { lm } = adapted();
-    const unmerged = lm.forward(ids()) as Tensor;
+    const unmerged = lm.forward(ids());
     lm.merge();
-    const merged = lm.forward(ids()) as Tensor;
+    const merged = lm.forward(ids());
     expect(merged.allclose(unmerged, { rtol: 1e-5, atol: 1e-6 })).toBe(true);
   });
 
@@ -97,7 +97,7 @@ describe("merge", () => {
 
   test("mergeAndUnload returns plain layers with the deltas; unload returns plain layers without", () => {
     const a = adapted();
-    const expected = a.lm.forward(ids()) as Tensor;
+    const expected = a.lm.forward(ids());
     const plain = a.lm.mergeAndUnload() as TinyModel;
     expect(plain.fc1).toBeInstanceOf(nn.Linear);
     expect(plain.emb).toBeInstanceOf(nn.Embedding);

@@ -47,12 +47,12 @@ function expectRefused(dir: string, kind: typeof FormatError | typeof ConfigErro
   const existing = lora.injectAdapter(seededModel(), { r: 2, targetModules: ["head"] }, "mine");
   randomizeAdapter(existing, "mine");
   const beforeLora = snapshot(existing);
-  const out = existing.forward(ids()) as Tensor;
+  const out = existing.forward(ids());
   expect(() => lora.loadAdapter(existing, dir, { adapterName: "other" })).toThrow(pattern);
   expect(changedParameters(beforeLora, snapshot(existing))).toEqual([]);
   expect(existing.adapterNames).toEqual(["mine"]);
   expect(existing.loraLayers().map(([p]) => p)).toEqual(["head"]);
-  expect((existing.forward(ids()) as Tensor).equal(out)).toBe(true);
+  expect(existing.forward(ids()).equal(out)).toBe(true);
 }
 
 describe("unsupported PEFT config fields are named, not ignored", () => {

@@ -47,7 +47,7 @@ describe("a hand-built PEFT adapter directory", () => {
     const W_h = model.head.weight.detach().clone(), b_h = model.head.bias!.detach().clone();
 
     const lm = lora.loadAdapter(model, dir);
-    const got = lm.forward(ids()) as Tensor;
+    const got = lm.forward(ids());
 
     const s_e = 16 / 2, s_1 = 8 / 4;
     const e = lookup(W_e, ids()).add(lookup(A_e.t().contiguous(), ids()).matmul(B_e.t()).mul(s_e));
@@ -91,7 +91,7 @@ describe("a hand-built PEFT adapter directory", () => {
     const s = 6 / Math.sqrt(3);
     const e = lookup(newWte, x).add(lookup(Ae.t().contiguous(), x).matmul(Be.t()).mul(s));
     const want = e.matmul(W).add(b).add(e.matmul(A.t()).matmul(B.t()).mul(s));
-    expect((lm.forward(x) as Tensor).allclose(want, { rtol: 1e-5, atol: 1e-5 })).toBe(true);
+    expect(lm.forward(x).allclose(want, { rtol: 1e-5, atol: 1e-5 })).toBe(true);
     expect(net.wte instanceof lora.LoraEmbedding && net.wte.base_layer.weight.equal(newWte)).toBe(true);
   });
 });
@@ -148,7 +148,7 @@ out = {"logits": L(y), "shape": list(y.shape)}
     const model = seededModel(99);
     model.loadStateDict(io.loadSafetensorsSync(path.join(dir, "base.safetensors")));
     const lm = lora.loadAdapter(model, path.join(dir, "adapter"));
-    const got = lm.forward(ids()) as Tensor;
+    const got = lm.forward(ids());
     expect(got.shape).toEqual(out.shape);
     const g = got.toList();
     const maxErr = Math.max(...g.map((v, i) => Math.abs(v - out.logits[i])));

@@ -43,7 +43,7 @@ describe("save → load round trip", () => {
     expect(lm.saveAdapter(dir)).toEqual([dir]);
 
     const reloaded = lora.loadAdapter(seededModel(), dir);
-    expect((reloaded.forward(ids()) as Tensor).equal(expected)).toBe(true);
+    expect(reloaded.forward(ids()).equal(expected)).toBe(true);
     // The settings per layer come back from the config: rsLoRA, rank and alpha patterns.
     const layers = Object.fromEntries(reloaded.loraLayers());
     expect(layers.head.settings("default")).toEqual({ r: 2, alpha: 16, scale: 16 / Math.sqrt(2), dropout: 0 });
@@ -169,7 +169,7 @@ describe("save → load round trip", () => {
       expect(fs.readFileSync(path.join(asyncDir, f)).equals(fs.readFileSync(path.join(syncDir, f)))).toBe(true);
     }
     const reloaded = await lora.loadAdapterAsync(seededModel(), asyncDir);
-    expect((reloaded.forward(ids()) as Tensor).equal(lm.eval().forward(ids()) as Tensor)).toBe(true);
+    expect(reloaded.forward(ids()).equal(lm.eval().forward(ids()) as Tensor)).toBe(true);
   });
 
   test("bad arguments are refused before anything is written", () => {
