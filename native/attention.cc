@@ -72,6 +72,64 @@ Forward Compute(const at::Tensor& qs3, const at::Tensor& k3, const at::Tensor& v
   return f;
 }
 
+// Causal attention without an explicit mask or dropout skips the scores above the diagonal:
+// queries are taken in blocks of rows, and block [t0, t1) only meets keys [0, t1). With 4 blocks
+// the two big matmuls do 5/8 of the dense work. Returns the block height, or 0 for the dense path.
+int64_t CausalBlockRows(const Layout& l, bool causal, const at::Tensor& mask, double dropoutP) {
+  if (!causal || mask.defined() || dropoutP > 0 || l.T < 64) return 0;
+  const int64_t blocks = std::min<int64_t>(8, l.T / 32);
+  return (l.T + blocks - 1) / blocks;
+}
+
+struct Blocked {
+  at::Tensor out;
+  std::vector<at::Tensor> probs;  // one (N·Hkv, R·rows, keys) softmax per block of query rows
+};
+
+// The query rows [t0, t0 + rows) of every head of the grouped layout (N·Hkv, R·T, E), as
+// (N·Hkv, R·rows, E): a view when R = 1.
+at::Tensor QueryRows(const at::Tensor& x3, int64_t T, int64_t t0, int64_t rows) {
+  const int64_t G = x3.size(0), R = x3.size(1) / T;
+  return x3.view({G, R, T, x3.size(2)}).narrow(2, t0, rows).reshape({G, R * rows, x3.size(2)});
+}
+
+Blocked ComputeCausalBlocks(const at::Tensor& qs3, const at::Tensor& k3, const at::Tensor& v3, const Layout& l, int64_t blockRows) {
+  constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+  const int64_t G = qs3.size(0), R = l.rows / l.T, Ev = v3.size(2);
+  Blocked b;
+  b.out = at::empty({G, R, l.T, Ev}, v3.options());
+  for (int64_t t0 = 0; t0 < l.T; t0 += blockRows) {
+    const int64_t rows = std::min(blockRows, l.T - t0), keys = std::min(l.S, t0 + rows);
+    at::Tensor scores = at::bmm(QueryRows(qs3, l.T, t0, rows), k3.narrow(1, 0, keys).transpose(1, 2));
+    // Row t0 + i may see keys j <= t0 + i.
+    scores.view({G, R, rows, keys}).masked_fill_(at::ones({rows, keys}, qs3.options().dtype(at::kBool)).triu_(t0 + 1), kNegInf);
+    at::Tensor probs = at::_softmax(scores, -1, false);
+    b.out.narrow(2, t0, rows).copy_(at::bmm(probs, v3.narrow(1, 0, keys)).view({G, R, rows, Ev}));
+    b.probs.push_back(probs);
+  }
+  b.out = b.out.view({G, R * l.T, Ev});
+  return b;
+}
+
+// Gradients of the blocked forward; gq, gk, gv stay undefined when not wanted.
+void CausalBlocksBackward(const at::Tensor& g3, const at::Tensor& qs3, const at::Tensor& k3, const at::Tensor& v3,
+                          const std::vector<at::Tensor>& probs, int64_t T, int64_t blockRows, double scale, bool wantQ, bool wantK,
+                          bool wantV, at::Tensor& gq, at::Tensor& gk, at::Tensor& gv) {
+  const int64_t G = qs3.size(0), R = qs3.size(1) / T, S = k3.size(1), E = qs3.size(2);
+  if (wantQ) gq = at::empty({G, R, T, E}, qs3.options());
+  if (wantK) gk = at::zeros_like(k3);
+  if (wantV) gv = at::zeros_like(v3);
+  for (size_t b = 0; b < probs.size(); ++b) {
+    const int64_t t0 = static_cast<int64_t>(b) * blockRows, rows = std::min(blockRows, T - t0), keys = std::min(S, t0 + rows);
+    at::Tensor gb = QueryRows(g3, T, t0, rows);
+    if (wantV) gv.narrow(1, 0, keys).baddbmm_(probs[b].transpose(1, 2), gb);
+    if (!wantQ && !wantK) continue;
+    at::Tensor gs = at::_softmax_backward_data(at::bmm(gb, v3.narrow(1, 0, keys).transpose(1, 2)), probs[b], -1, probs[b].scalar_type());
+    if (wantQ) gq.narrow(2, t0, rows).copy_(at::bmm(gs, k3.narrow(1, 0, keys)).mul_(scale).view({G, R, rows, E}));
+    if (wantK) gk.narrow(1, 0, keys).baddbmm_(gs.transpose(1, 2), QueryRows(qs3, T, t0, rows));
+  }
+}
+
 struct AttentionFunction : public torch::autograd::Function<AttentionFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             const c10::optional<at::Tensor>& mask, double scale, bool causal, double dropoutP) {
@@ -79,30 +137,48 @@ struct AttentionFunction : public torch::autograd::Function<AttentionFunction> {
     at::Tensor qs3 = q.reshape({l.groups, l.rows, q.size(-1)}).mul(scale);
     at::Tensor k3 = k.reshape({l.groups, l.S, k.size(-1)});
     at::Tensor v3 = v.reshape({l.groups, l.S, v.size(-1)});
-    Forward f = Compute(qs3, k3, v3, mask.has_value() ? *mask : at::Tensor(), l, causal, dropoutP);
-    ctx->save_for_backward({qs3, k3, v3, f.probs, f.dropMask});
-    ctx->saved_data["s"] = scale;
-    ctx->saved_data["p"] = dropoutP;
-    ctx->saved_data["shape"] = c10::IValue(l.scoreShape);
-    ctx->saved_data["q"] = c10::IValue(q.sizes().vec());
-    ctx->saved_data["k"] = c10::IValue(k.sizes().vec());
-    if (mask.has_value() && mask->requires_grad()) ctx->saved_data["mask"] = c10::IValue(mask->sizes().vec());
     std::vector<int64_t> outShape = q.sizes().vec();
     outShape.back() = v.size(-1);
+    ctx->saved_data["s"] = scale;
+    ctx->saved_data["q"] = c10::IValue(q.sizes().vec());
+    ctx->saved_data["k"] = c10::IValue(k.sizes().vec());
+    if (const int64_t blockRows = CausalBlockRows(l, causal, mask.has_value() ? *mask : at::Tensor(), dropoutP)) {
+      Blocked b = ComputeCausalBlocks(qs3, k3, v3, l, blockRows);
+      std::vector<at::Tensor> saved{qs3, k3, v3};
+      saved.insert(saved.end(), b.probs.begin(), b.probs.end());
+      ctx->save_for_backward(saved);
+      ctx->saved_data["b"] = blockRows;
+      return b.out.view(outShape);
+    }
+    Forward f = Compute(qs3, k3, v3, mask.has_value() ? *mask : at::Tensor(), l, causal, dropoutP);
+    ctx->save_for_backward({qs3, k3, v3, f.probs, f.dropMask});
+    ctx->saved_data["p"] = dropoutP;
+    ctx->saved_data["shape"] = c10::IValue(l.scoreShape);
+    if (mask.has_value() && mask->requires_grad()) ctx->saved_data["mask"] = c10::IValue(mask->sizes().vec());
     return f.out.view(outShape);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
-    const at::Tensor &qs3 = saved[0], &k3 = saved[1], &v3 = saved[2], &probs = saved[3], &dropMask = saved[4];
-    const double scale = ctx->saved_data["s"].toDouble(), dropoutP = ctx->saved_data["p"].toDouble();
+    const at::Tensor &qs3 = saved[0], &k3 = saved[1], &v3 = saved[2];
+    const double scale = ctx->saved_data["s"].toDouble();
     at::Tensor g = grads[0].reshape({qs3.size(0), qs3.size(1), v3.size(2)});
+    std::vector<int64_t> qShape = ctx->saved_data["q"].toIntVector(), kShape = ctx->saved_data["k"].toIntVector(), vShape = kShape;
+    vShape.back() = v3.size(2);
+    if (ctx->saved_data.count("b")) {
+      at::Tensor gq, gk, gv;
+      std::vector<at::Tensor> probs(saved.begin() + 3, saved.end());
+      CausalBlocksBackward(g, qs3, k3, v3, probs, qShape[qShape.size() - 2], ctx->saved_data["b"].toInt(), scale, ctx->needs_input_grad(0),
+                           ctx->needs_input_grad(1), ctx->needs_input_grad(2), gq, gk, gv);
+      return {gq.defined() ? gq.view(qShape) : gq, gk.defined() ? gk.view(kShape) : gk, gv.defined() ? gv.view(vShape) : gv,
+              at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    }
+    const at::Tensor &probs = saved[3], &dropMask = saved[4];
+    const double dropoutP = ctx->saved_data["p"].toDouble();
     const bool dropped = dropMask.defined();
     at::Tensor gq, gk, gv, gMask;
     if (ctx->needs_input_grad(2)) {
       at::Tensor used = dropped ? at::native_dropout_backward(probs, dropMask, dropoutP < 1 ? 1 / (1 - dropoutP) : 0) : probs;
-      std::vector<int64_t> vShape = ctx->saved_data["k"].toIntVector();
-      vShape.back() = v3.size(2);
       gv = at::bmm(used.transpose(1, 2), g).view(vShape);
     }
     const bool scoresGrad = ctx->needs_input_grad(0) || ctx->needs_input_grad(1) || ctx->saved_data.count("mask");
@@ -113,8 +189,8 @@ struct AttentionFunction : public torch::autograd::Function<AttentionFunction> {
       if (ctx->saved_data.count("mask")) {
         gMask = at::sum_to(gs.view(ctx->saved_data["shape"].toIntVector()), ctx->saved_data["mask"].toIntVector());
       }
-      if (ctx->needs_input_grad(0)) gq = at::bmm(gs, k3).mul_(scale).view(ctx->saved_data["q"].toIntVector());
-      if (ctx->needs_input_grad(1)) gk = at::bmm(gs.transpose(1, 2), qs3).view(ctx->saved_data["k"].toIntVector());
+      if (ctx->needs_input_grad(0)) gq = at::bmm(gs, k3).mul_(scale).view(qShape);
+      if (ctx->needs_input_grad(1)) gk = at::bmm(gs.transpose(1, 2), qs3).view(kShape);
     }
     return {gq, gk, gv, gMask, at::Tensor(), at::Tensor(), at::Tensor()};
   }
@@ -130,10 +206,14 @@ at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   if (!NeedsGraph(q, k, v, mask)) {
     // Inference: the same math without the autograd node's context and saved tensors.
     const Layout l = LayoutOf(q, k);
-    Forward f = Compute(q.reshape({l.groups, l.rows, q.size(-1)}).mul(scale), k.reshape({l.groups, l.S, k.size(-1)}),
-                        v.reshape({l.groups, l.S, v.size(-1)}), mask, l, causal, dropoutP);
     std::vector<int64_t> outShape = q.sizes().vec();
     outShape.back() = v.size(-1);
+    if (const int64_t blockRows = CausalBlockRows(l, causal, mask, dropoutP)) {
+      at::Tensor qs3 = q.reshape({l.groups, l.rows, q.size(-1)}).mul(scale);
+      return ComputeCausalBlocks(qs3, k.reshape({l.groups, l.S, k.size(-1)}), v.reshape({l.groups, l.S, v.size(-1)}), l, blockRows).out.view(outShape);
+    }
+    Forward f = Compute(q.reshape({l.groups, l.rows, q.size(-1)}).mul(scale), k.reshape({l.groups, l.S, k.size(-1)}),
+                        v.reshape({l.groups, l.S, v.size(-1)}), mask, l, causal, dropoutP);
     return f.out.view(outShape);
   }
   c10::optional<at::Tensor> m = mask.defined() ? c10::optional<at::Tensor>(mask) : c10::nullopt;

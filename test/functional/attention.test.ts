@@ -54,6 +54,8 @@ const cases: Case[] = [
   { name: "grouped-query: 6 query heads on 2 kv heads, causal", q: [1, 6, 4, 4], k: [1, 2, 4, 4], v: [1, 2, 4, 4], causal: true },
   { name: "boolean mask (1, 1, T, S)", q: [2, 2, 3, 4], k: [2, 2, 5, 4], v: [2, 2, 5, 4], mask: { shape: [1, 1, 3, 5], kind: "bool" } },
   { name: "additive float mask with a gradient, grouped heads", q: [2, 4, 3, 4], k: [2, 2, 3, 4], v: [2, 2, 3, 4], mask: { shape: [2, 1, 3, 3], kind: "float", grad: true } },
+  { name: "causal in row blocks (T >= 64): grouped heads, T = 70 not a multiple of the block, S = 75 > T", q: [1, 4, 70, 8], k: [1, 2, 75, 8], v: [1, 2, 75, 5], causal: true },
+  { name: "causal in row blocks, T = S = 128, one head group", q: [2, 1, 128, 4], k: [2, 1, 128, 4], v: [2, 1, 128, 4], causal: true, scale: 0.3 },
   { name: "rank 3 (H, T, E) with causal and a mask", q: [2, 4, 3], k: [2, 4, 3], v: [2, 4, 3], causal: true, mask: { shape: [4, 4], kind: "float" } },
 ];
 
@@ -116,6 +118,19 @@ describe("scaledDotProductAttention: gradients equal central finite differences 
 });
 
 describe("scaledDotProductAttention: masking edge cases", () => {
+  it("causal attention in row blocks equals the dense path given the same pattern as a boolean mask", () => {
+    const shape = [2, 4, 96, 8];
+    const run = (opts: { causal?: boolean; mask?: Tensor }) => {
+      const q = f64(shape, 41, true), k = f64([2, 2, 96, 8], 42, true), v = f64([2, 2, 96, 8], 43, true);
+      const out = scaledDotProductAttention(q, k, v, opts);
+      out.backward(f64(shape, 44));
+      return [out, q.grad!, k.grad!, v.grad!].map((t) => t.toList());
+    };
+    const lower = tensor(Array.from({ length: 96 * 96 }, (_, i) => (i % 96 <= Math.floor(i / 96) ? 1 : 0)), { shape: [96, 96], dtype: "bool" });
+    const [blocked, dense] = [run({ causal: true }), run({ mask: lower })];
+    blocked.forEach((b, i) => expectClose(b, dense[i], 1e-13));
+  });
+
   it("causal masking gives no NaN in values or gradients, even with large scores", () => {
     const q = f64([1, 1, 6, 4], 11, true).mul(1e3);
     const k = f64([1, 1, 6, 4], 12, true);
