@@ -38,11 +38,17 @@ class Block extends Module {
   fc2 = new Linear(4 * C, C);
 
   override forward(x: Tensor): Tensor {
-    const h = this.ln1.forward(x);
-    const split = (y: Tensor) => y.reshape([B, T, H, D]).transpose(1, 2);
-    const a = scaledDotProductAttention(split(this.q.forward(h)), split(this.k.forward(h)), split(this.v.forward(h)), { causal: true });
-    const x1 = x.add(this.proj.forward(a.transpose(1, 2).reshape([B, T, C])));
-    return x1.add(this.fc2.forward(this.act.forward(this.fc1.forward(this.ln2.forward(x1)))));
+    // Intermediates are disposed once used, as the char-MLP step does: autograd keeps what it
+    // needs, and the rest is freed now rather than at the next garbage collection.
+    const temps: Tensor[] = [];
+    const t = (y: Tensor): Tensor => (temps.push(y), y);
+    const h = t(this.ln1.forward(x));
+    const split = (y: Tensor) => t(t(y).reshape([B, T, H, D]).transpose(1, 2));
+    const a = t(scaledDotProductAttention(split(this.q.forward(h)), split(this.k.forward(h)), split(this.v.forward(h)), { causal: true }));
+    const x1 = t(x.add(t(this.proj.forward(t(t(a.transpose(1, 2)).reshape([B, T, C]))))));
+    const out = x1.add(t(this.fc2.forward(t(this.act.forward(t(this.fc1.forward(t(this.ln2.forward(x1)))))))));
+    for (const y of temps) y.dispose();
+    return out;
   }
 }
 
@@ -112,10 +118,13 @@ export const transformerCases: BenchCase[] = [
       const opt = new AdamW(block.parameters(), { lr: 1e-3 });
       const x = randn([B, T, C]);
       return () => {
-        const loss = block.forward(x).mean();
+        const y = block.forward(x);
+        const loss = y.mean();
         loss.backward();
         opt.step();
         opt.zeroGrad();
+        y.dispose();
+        loss.dispose();
       };
     },
     python: {
