@@ -173,6 +173,18 @@ describe("scaledDotProductAttention: masking edge cases", () => {
   });
 });
 
+describe("scaledDotProductAttention: half precision", () => {
+  it.each(["float16", "bfloat16"] as const)("%s gives its own dtype, close to the float32 result (dense and blocked causal paths)", (dtype) => {
+    for (const T of [8, 64]) {
+      const [q, k, v] = [1, 2, 3].map((seed) => f64([2, 4, T, 16], seed).to(dtype));
+      const out = scaledDotProductAttention(q, k, v, { causal: true });
+      expect(out.dtype).toBe(dtype);
+      const wide = scaledDotProductAttention(q.to("float32"), k.to("float32"), v.to("float32"), { causal: true });
+      expectClose(out.to("float32").toList(), wide.toList(), dtype === "float16" ? 4e-3 : 3e-2);
+    }
+  });
+});
+
 describe("scaledDotProductAttention: bad input names the op, the argument and the shapes", () => {
   const q = f64([2, 4, 3, 8], 1), k = f64([2, 2, 5, 8], 2), v = f64([2, 2, 5, 8], 3);
   it.each([
