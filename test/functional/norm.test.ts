@@ -112,6 +112,26 @@ out = {"y": L(y), "x": L(x.grad), "w": L(w.grad)}
     expectClose(x.grad!.toList(), numericGrad(loss, X), 1e-8);
   });
 
+  it("float16: values and gradients close to the float32 computation", () => {
+    const x32 = f64([4, 8], 19).mul(2).to("float32"), w32 = f64([8], 20).to("float32");
+    const x16 = x32.to("float16").detach(), w16 = w32.to("float16").detach();
+    x16.requiresGrad = true;
+    w16.requiresGrad = true;
+    const xw = x16.to("float32").detach(), ww = w16.to("float32").detach();
+    xw.requiresGrad = true;
+    ww.requiresGrad = true;
+    const y16 = rmsNorm(x16, 8, { weight: w16, eps: 1e-5 });
+    const y32 = rmsNorm(xw, 8, { weight: ww, eps: 1e-5 });
+    expect(y16.dtype).toBe("float16");
+    expectClose(y16.to("float32").toList(), y32.toList(), 1e-2);
+    const g = f64([4, 8], 21).to("float32");
+    y16.backward(g.to("float16"));
+    y32.backward(g);
+    expect(x16.grad!.dtype).toBe("float16");
+    expectClose(x16.grad!.to("float32").toList(), xw.grad!.toList(), 2e-2);
+    expectClose(w16.grad!.to("float32").toList(), ww.grad!.toList(), 2e-2);
+  });
+
   it("default eps is the dtype's machine epsilon (torch.finfo(dtype).eps)", () => {
     // All-zero rows: the output is 0 · rsqrt(eps) = 0 either way; a tiny row shows eps.
     const tiny = tensor([1e-4, -1e-4], { dtype: "float32" });
