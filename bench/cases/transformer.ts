@@ -3,7 +3,7 @@
  * B=8, H=4, T=128, d=64 (forward, and forward + backward), and one training step of a pre-LN
  * transformer block (LayerNorm → q/k/v Linear → causal attention → out projection → residual
  * → LayerNorm → MLP with GELU → residual; loss = mean; AdamW step).
- * Forward-only cases dispose their result, as Python's refcount frees it at once: a fresh
+ * Each case disposes its results once used, as Python's refcount frees them at once: a fresh
  * megabyte per call left to the garbage collector measures page faults, not the op.
  */
 import { layerNorm } from "../../lib/norm";
@@ -74,7 +74,11 @@ export const transformerCases: BenchCase[] = [
       const x = randn([B, T, C], { requiresGrad: true });
       const [w, b] = [ones([C], { requiresGrad: true }), zeros([C], { requiresGrad: true })];
       const g = randn([B, T, C]);
-      return () => layerNorm(x, C, { weight: w, bias: b }).backward(g);
+      return () => {
+        const y = layerNorm(x, C, { weight: w, bias: b });
+        y.backward(g);
+        y.dispose();
+      };
     },
     python: {
       setup: `import torch.nn.functional as F\nx = torch.randn(${B}, ${T}, ${C}, requires_grad=True); w = torch.ones(${C}, requires_grad=True); b = torch.zeros(${C}, requires_grad=True); g = torch.randn(${B}, ${T}, ${C})`,
@@ -99,7 +103,11 @@ export const transformerCases: BenchCase[] = [
       manualSeed(0);
       const [q, k, v] = [0, 1, 2].map(() => randn([B, H, T, D], { requiresGrad: true }));
       const g = randn([B, H, T, D]);
-      return () => scaledDotProductAttention(q, k, v, { causal: true }).backward(g);
+      return () => {
+        const y = scaledDotProductAttention(q, k, v, { causal: true });
+        y.backward(g);
+        y.dispose();
+      };
     },
     python: {
       setup: [...PY_ATTENTION, "for t in (q, k, v): t.requires_grad_()", `g = torch.randn(${B}, ${H}, ${T}, ${D})`].join("\n"),
