@@ -4,7 +4,7 @@
  */
 import { native } from "./binding";
 import { describe } from "./errors";
-import { tensorArg } from "./op-checks";
+import { tensorArg, withOpChecks } from "./op-checks";
 import { Tensor, handleOf, optionsObject } from "./tensor";
 
 /** How a loss reduces over elements. */
@@ -60,5 +60,5 @@ export function embedding(ids: Tensor, weight: Tensor, options: { paddingIdx?: n
     }
     pad = paddingIdx < 0 ? paddingIdx + rows : paddingIdx;
   }
-  return new Tensor(native.embedding(handleOf(ids, "ids"), handleOf(weight, "weight"), pad));
+  return withOpChecks("embedding", () => new Tensor(native.embedding(handleOf(ids, "ids"), handleOf(weight, "weight"), pad)), () => {});
 }

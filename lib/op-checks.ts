@@ -49,7 +49,9 @@ export function withOpChecks<T>(op: string, call: () => T, explain: () => void):
     return call();
   } catch (e) {
     explain();
-    if (e instanceof Error && !e.message.startsWith(op)) e.message = `${op}: ${e.message}`;
+    // Not `instanceof Error`: errors made by the addon may come from another realm (jest, vm).
+    const error = e as { message?: unknown };
+    if (typeof error?.message === "string" && !error.message.startsWith(op)) error.message = `${op}: ${error.message}`;
     throw e;
   }
 }

@@ -55,6 +55,7 @@ const cases: Case[] = [
   { name: "boolean mask (1, 1, T, S)", q: [2, 2, 3, 4], k: [2, 2, 5, 4], v: [2, 2, 5, 4], mask: { shape: [1, 1, 3, 5], kind: "bool" } },
   { name: "additive float mask with a gradient, grouped heads", q: [2, 4, 3, 4], k: [2, 2, 3, 4], v: [2, 2, 3, 4], mask: { shape: [2, 1, 3, 3], kind: "float", grad: true } },
   { name: "causal in row blocks (T >= 64): grouped heads, T = 70 not a multiple of the block, S = 75 > T", q: [1, 4, 70, 8], k: [1, 2, 75, 8], v: [1, 2, 75, 5], causal: true },
+  { name: "causal in row blocks, S = 40 < T = 80", q: [1, 2, 80, 4], k: [1, 2, 40, 4], v: [1, 2, 40, 4], causal: true },
   { name: "causal in row blocks, T = S = 128, one head group", q: [2, 1, 128, 4], k: [2, 1, 128, 4], v: [2, 1, 128, 4], causal: true, scale: 0.3 },
   { name: "rank 3 (H, T, E) with causal and a mask", q: [2, 4, 3], k: [2, 4, 3], v: [2, 4, 3], causal: true, mask: { shape: [4, 4], kind: "float" } },
 ];

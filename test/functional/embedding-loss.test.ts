@@ -31,7 +31,7 @@ out = {"y": L(y), "w": L(w.grad)}
 
   it.each([
     ["paddingIdx out of range", () => embedding(tensor([0], { dtype: "int64" }), f64([4, 2], 1), { paddingIdx: 4 }), /embedding: paddingIdx: expected an integer in \[-4, 3\], got 4/],
-    ["id out of range", () => embedding(tensor([7], { dtype: "int64" }), f64([4, 2], 1)), /ids/],
+    ["id out of range", () => embedding(tensor([7], { dtype: "int64" }), f64([4, 2], 1)), /embedding: ids: .*7/],
     ["weight not a tensor", () => embedding(tensor([0], { dtype: "int64" }), null as unknown as Tensor), /embedding: weight: expected a Tensor, got null/],
   ])("bad input: %s", (_n, call, message) => {
     expect(call).toThrow(message);
