@@ -121,6 +121,11 @@ describe("tied weights", () => {
     expect(m.head.weight).toBe(m.emb.weight);
   });
 
+  it("an optimizer given the tied tensor under both modules' names refuses it rather than stepping twice", () => {
+    const m = new TiedLM();
+    expect(() => new optim.AdamW([...m.emb.parameters(), ...m.head.parameters()])).toThrow(/params\[1\]: the same tensor appears more than once/);
+  });
+
   it("stay tied through to()", () => {
     const m = new TiedLM().to({ dtype: "float64" });
     expect(m.head.weight).toBe(m.emb.weight);
