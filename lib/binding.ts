@@ -81,6 +81,11 @@ export interface NativeBinding {
   initXavierNormal(t: H, gain: Num): H;
   initOrthogonal(t: H, gain: Num): H;
   manualSeed(seed: Num): void;
+  // normalization, attention and activations of the nn modules
+  layerNorm(options: { input: H; normalizedShape: Num[]; weight: H | null; bias: H | null; eps: Num }): H;
+  rmsNorm(options: { input: H; normalizedShape: Num[]; weight: H | null; eps: Num }): H;
+  scaledDotProductAttention(options: { query: H; key: H; value: H; mask: H | null; causal: boolean; dropoutP: Num; scale: Num }): H;
+  siluActivation(input: H): H;
   // LoRA kernels and optimizers are declared in their own modules' interfaces.
   [name: string]: unknown;
 }

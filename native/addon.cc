@@ -22,6 +22,9 @@ void RegisterLora(Napi::Object exports);
 void RegisterOptim(Napi::Object exports);
 void RegisterNn(Napi::Object exports);
 void RegisterBench(Napi::Object exports);
+void RegisterNorm(Napi::Object exports);
+void RegisterAttention(Napi::Object exports);
+void RegisterActivation(Napi::Object exports);
 
 namespace {
 
@@ -63,6 +66,9 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   RegisterOptim(exports);
   RegisterNn(exports);
   RegisterBench(exports);
+  RegisterNorm(exports);
+  RegisterAttention(exports);
+  RegisterActivation(exports);
   TL_EXPORT(exports, "buildInfo", BuildInfo);
   return exports;
 }

@@ -5,5 +5,6 @@ import { loraLinearCases } from "./lora-linear";
 import { mergeCases } from "./merge";
 import { tinyOps } from "./tiny-ops";
 import { trainStepCases } from "./train-step";
+import { transformerCases } from "./transformer";
 
-export const allCases: BenchCase[] = [...tinyOps, ...loraLinearCases, ...loraEmbeddingCases, ...mergeCases, ...trainStepCases];
+export const allCases: BenchCase[] = [...tinyOps, ...loraLinearCases, ...loraEmbeddingCases, ...mergeCases, ...trainStepCases, ...transformerCases];

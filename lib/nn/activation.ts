@@ -1,6 +1,7 @@
 /** Parameter-free modules: dropout and activations. */
+import { native } from "../binding";
 import { describe } from "../errors";
-import { Tensor } from "../tensor";
+import { Tensor, handleOf } from "../tensor";
 import { Module } from "./module";
 
 /** Zeroes elements with probability `p` in training mode; identity in eval mode. */
@@ -41,5 +42,19 @@ export class Tanh extends Module {
 export class Sigmoid extends Module {
   override forward(x: Tensor): Tensor {
     return x.sigmoid();
+  }
+}
+
+/** x · sigmoid(x) (PyTorch's `nn.SiLU`, the activation of Llama's MLP). */
+export class SiLU extends Module {
+  override forward(x: Tensor): Tensor {
+    return new Tensor(native.siluActivation(handleOf(x, "input")));
+  }
+}
+
+/** Returns its input unchanged (PyTorch's `nn.Identity`): a placeholder where a layer is optional. */
+export class Identity extends Module {
+  override forward<T>(x: T): T {
+    return x;
   }
 }

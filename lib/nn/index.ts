@@ -2,4 +2,5 @@
 export { Module, ModuleDict, ModuleList, ParameterDict, Sequential, copyInto } from "./module";
 export { Linear, Conv1D, Embedding } from "./layers";
 export type { FactoryOptions } from "./layers";
-export { Dropout, ReLU, GELU, Tanh, Sigmoid } from "./activation";
+export { Dropout, ReLU, GELU, Tanh, Sigmoid, SiLU, Identity } from "./activation";
+export { LayerNorm, RMSNorm } from "./norm";

@@ -1,16 +1,30 @@
 /**
- * `Module`: the PyTorch-like base class. As in PyTorch, a field holding a Module is a child
- * and a field holding a Tensor is a parameter; names and state-dict keys follow the fields.
+ * `Module`: the PyTorch-like base class. What each field becomes:
+ * - a field holding a Module is a child;
+ * - a field holding a Tensor is a parameter (trained by optimizers given `parameters()`);
+ * - a tensor given to {@link Module.registerBuffer} is a buffer: state that is not trained
+ *   (a causal mask, running statistics), moved by `to()` and, when persistent, saved.
+ * Names and state-dict keys follow the fields. One tensor may sit under several names (tied
+ * weights): every name is a state-dict key, and `parameters()` yields the tensor once.
  */
 import { describe } from "../errors";
 import { Device, Dtype, checkDevice, checkDtype, isFloatingDtype } from "../dtype";
 import { native } from "../binding";
 import { Tensor, handleOf, noGrad, optionsObject } from "../tensor";
 
+/** A registered buffer: its tensor (null: registered empty) and whether the state dict holds it. */
+interface BufferSlot {
+  tensor: Tensor | null;
+  persistent: boolean;
+}
+
 /** Base class of layers and models. Subclass it and write `forward(...)`. */
 export class Module {
   /** True in training mode (dropout active), false after {@link eval}. */
   training = true;
+
+  /** Buffers by name. A private field: never listed among the enumerable fields that make parameters. */
+  readonly #buffers = new Map<string, BufferSlot>();
 
   /** The computation of this module; subclasses implement it. */
   forward(..._args: unknown[]): unknown {
@@ -36,6 +50,85 @@ export class Module {
   setChild(name: string, module: Module): void {
     if (!(this.getChild(name) instanceof Module)) throw new RangeError(`setChild: ${this.constructor.name} has no child "${name}"`);
     (this as Record<string, unknown>)[name] = module;
+  }
+
+  /**
+   * Registers `tensor` as a buffer called `name` (PyTorch's `register_buffer`): state that is
+   * not a parameter. `this[name]` then reads and replaces it. A buffer is never in
+   * `parameters()`, is moved by `to()` (cast only when floating-point) and, unless
+   * `persistent: false`, is a `stateDict()` key that `loadStateDict` fills.
+   *
+   * @example
+   * class Block extends Module {
+   *   declare mask: Tensor;
+   *   constructor() { super(); this.registerBuffer("mask", causalMask, { persistent: false }); }
+   * }
+   */
+  registerBuffer(name: string, tensor: Tensor | null, options: { persistent?: boolean } = {}): void {
+    const { persistent = true } = optionsObject(options);
+    const owner = this.constructor.name;
+    if (typeof name !== "string" || name === "" || name.includes(".")) {
+      throw new TypeError(`registerBuffer: name: expected a non-empty string without ".", got ${describe(name)}`);
+    }
+    if (tensor !== null && !(tensor instanceof Tensor)) throw new TypeError(`registerBuffer: tensor: expected a Tensor or null, got ${describe(tensor)}`);
+    if (typeof persistent !== "boolean") throw new TypeError(`registerBuffer: persistent: expected a boolean, got ${describe(persistent)}`);
+    const current = (this as Record<string, unknown>)[name];
+    const isField = Object.prototype.propertyIsEnumerable.call(this, name);
+    // A field may become a buffer when it is empty or already holds this very tensor; anything
+    // else would silently drop a parameter or a child.
+    if (!this.#buffers.has(name) && name in this && !(isField && (current === undefined || current === null || current === tensor))) {
+      throw new TypeError(`registerBuffer: ${owner} already has an attribute "${name}" (${describe(current)}); buffers need a free name`);
+    }
+    const slot: BufferSlot = { tensor, persistent };
+    this.#buffers.set(name, slot);
+    Object.defineProperty(this, name, {
+      enumerable: false, // not a field: so not a parameter
+      configurable: true,
+      get: () => slot.tensor,
+      set: (value: unknown) => {
+        if (value !== null && !(value instanceof Tensor)) throw new TypeError(`${owner}.${name}: a buffer holds a Tensor or null, got ${describe(value)}`);
+        slot.tensor = value;
+      },
+    });
+  }
+
+  /** This module's own buffers (not its children's) that hold a tensor, as [name, tensor] pairs. */
+  ownBuffers(): [string, Tensor][] {
+    return [...this.#buffers].filter((e): e is [string, BufferSlot & { tensor: Tensor }] => e[1].tensor !== null).map(([n, b]) => [n, b.tensor]);
+  }
+
+  /** Every buffer with its dotted name (`attn.mask`), each tensor once. */
+  namedBuffers(): [string, Tensor][] {
+    const seen = new Set<Tensor>();
+    const out: [string, Tensor][] = [];
+    for (const [path, module] of this.namedModules()) {
+      for (const [name, t] of module.ownBuffers()) {
+        if (seen.has(t)) continue;
+        seen.add(t);
+        out.push([path ? `${path}.${name}` : name, t]);
+      }
+    }
+    return out;
+  }
+
+  /** Every buffer, each once. */
+  buffers(): Tensor[] {
+    return this.namedBuffers().map(([, t]) => t);
+  }
+
+  /**
+   * Every state-dict entry in PyTorch's order (each module's parameters, then its persistent
+   * buffers, then its children), under every name it has: a tied tensor appears once per name.
+   */
+  #stateEntries(prefix = "", ancestors = new Set<Module>()): [string, Tensor][] {
+    if (ancestors.has(this)) return []; // a module inside itself: PyTorch would recurse for ever
+    const key = (name: string): string => (prefix ? `${prefix}.${name}` : name);
+    const out: [string, Tensor][] = this.ownParameters().map(([n, t]) => [key(n), t]);
+    for (const [n, slot] of this.#buffers) if (slot.persistent && slot.tensor) out.push([key(n), slot.tensor]);
+    ancestors.add(this);
+    for (const [n, child] of this.namedChildren()) out.push(...child.#stateEntries(key(n), ancestors));
+    ancestors.delete(this);
+    return out;
   }
 
   /** Replaces the parameter called `name` (used by {@link to}). */
@@ -85,7 +178,10 @@ export class Module {
     return this.train(false);
   }
 
-  /** Moves/casts every parameter; `requiresGrad` is kept. Returns this. */
+  /**
+   * Moves/casts every parameter and buffer; `requiresGrad` is kept, tied parameters stay tied,
+   * and buffers that are not floating-point keep their dtype (as PyTorch). Returns this.
+   */
   to(options: { device?: Device; dtype?: Dtype }): this {
     // Checked up front: a bad option found at the third parameter would leave the module half-moved.
     const { dtype, device } = optionsObject(options);
@@ -96,12 +192,22 @@ export class Module {
       throw new TypeError(`dtype: trainable parameters must stay floating-point, got ${dtype}`);
     }
     for (const [, module] of this.namedModules()) module.checkMovable();
-    for (const [, module] of this.namedModules()) {
-      for (const [name, t] of module.ownParameters()) {
+    // One moved tensor per tensor, so that a weight shared by two modules stays shared.
+    const movedOf = new Map<Tensor, Tensor>();
+    const move = (t: Tensor, castable: boolean): Tensor => {
+      let moved = movedOf.get(t);
+      if (!moved) {
         const trainable = t.requiresGrad;
-        const moved = noGrad(() => t.to(options)).detach();
+        moved = noGrad(() => t.to(castable ? options : { device })).detach();
         if (moved !== t && trainable) moved.requiresGrad = true;
-        module.setParameter(name, moved);
+        movedOf.set(t, moved);
+      }
+      return moved;
+    };
+    for (const [, module] of this.namedModules()) {
+      for (const [name, t] of module.ownParameters()) module.setParameter(name, move(t, true));
+      for (const slot of module.#buffers.values()) {
+        if (slot.tensor) slot.tensor = move(slot.tensor, isFloatingDtype(slot.tensor.dtype));
       }
     }
     return this;
@@ -119,23 +225,32 @@ export class Module {
    */
   protected checkLoadable(_path: string): void {}
 
-  /** The parameters by PyTorch key (`fc1.weight`), detached and sharing storage. */
+  /**
+   * The parameters and persistent buffers by PyTorch key (`fc1.weight`), detached and sharing
+   * storage. A tied tensor is listed under each of its names, as in PyTorch.
+   */
   stateDict(): Record<string, Tensor> {
     const out: Record<string, Tensor> = {};
-    for (const [name, t] of this.namedParameters()) out[name] = t.detach();
+    const detached = new Map<Tensor, Tensor>();
+    for (const [name, t] of this.#stateEntries()) {
+      let d = detached.get(t);
+      if (!d) detached.set(t, (d = t.detach()));
+      out[name] = d;
+    }
     return out;
   }
 
   /**
-   * Copies values from `state` into the parameters. Strict by default: missing and unexpected
-   * keys are listed in the error; shape mismatches are named. Nothing is written unless every
-   * check passes.
+   * Copies values from `state` into the parameters and persistent buffers. Strict by default:
+   * missing and unexpected keys are listed in the error; shape mismatches are named. Nothing is
+   * written unless every check passes. A tied tensor is expected under each of its names, as
+   * PyTorch's strict loading does.
    */
   loadStateDict(state: Record<string, Tensor>, options: { strict?: boolean } = {}): { missingKeys: string[]; unexpectedKeys: string[] } {
     if (state === null || typeof state !== "object") throw new TypeError(`state: expected a record of Tensors, got ${describe(state)}`);
     const strict = options.strict ?? true;
     for (const [path, module] of this.namedModules()) module.checkLoadable(path);
-    const params = new Map(this.namedParameters());
+    const params = new Map(this.#stateEntries());
     const missingKeys = [...params.keys()].filter((k) => !(k in state));
     const unexpectedKeys = Object.keys(state).filter((k) => !params.has(k));
     const problems: string[] = [];
