@@ -35,7 +35,9 @@ export function selectTargets(model: Module, config: ResolvedLoraConfig, strict 
   const spec = config.targetModules;
   const unmatched = Array.isArray(spec) ? spec.filter((entry) => !names.some((n) => matchesModuleName([entry], n))) : [];
   if (strict && unmatched.length) {
-    throw new ConfigError(`LoraConfig.targetModules: ${unmatched.map((e) => explainUnmatched(e, names, all)).join("; ")}`);
+    const why = unmatched.map((e) => explainUnmatched(e, names, all)).join("; ");
+    const none = unmatched.length === spec.length ? `${JSON.stringify(spec)} matches no Linear/Embedding module: ` : "";
+    throw new ConfigError(`LoraConfig.targetModules: ${none}${why}`);
   }
   const selected = candidates.filter(([path, m]) => {
     if (config.excludeModules && matchesModuleName(config.excludeModules, path)) return false;
