@@ -18,7 +18,10 @@ export interface LoraConfig {
   loraAlpha?: number;
   /** Dropout on the Linear adapter's input, in [0, 1) (default 0). */
   loraDropout?: number;
-  /** Module names to adapt: a list (exact name or `.`-suffix), a regex string matching the whole name, or "all-linear". */
+  /**
+   * Module names to adapt: a list (exact name or `.`-suffix; every entry must match some module),
+   * a regex string matching the whole name (RE2 syntax, matched in linear time), or "all-linear".
+   */
   targetModules?: string[] | string;
   /** Module names never to adapt, with the same matching rules. */
   excludeModules?: string[] | string;
