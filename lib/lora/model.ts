@@ -28,7 +28,6 @@ export interface AdapterOptions {
 }
 
 type AnyLoraLayer = LoraLayer<Linear | Conv1D | Embedding>;
-type Adaptable = Linear | Conv1D | Embedding;
 
 /** Name of the module whose path is `path` within its parent, and the parent's path. */
 function splitPath(path: string): [string, string] {
