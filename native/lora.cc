@@ -31,19 +31,33 @@ std::vector<LoraFactors> AdaptersArg(const Napi::CallbackInfo& info, size_t i) {
 
 // The input and every factor must share the base weight's dtype and device: ATen's own
 // message ("expected scalar type Double but found Float") names no argument.
-void CheckSameKind(Napi::Env env, const at::Tensor& t, const at::Tensor& w, const std::string& name) {
-  if (t.scalar_type() != w.scalar_type()) {
-    ThrowTypeError(env, name + ": expected dtype " + DtypeName(w.scalar_type()) + " (the layer's weight dtype), got " + DtypeName(t.scalar_type()));
-  }
+void CheckSameDevice(Napi::Env env, const at::Tensor& t, const at::Tensor& w, const std::string& name) {
   if (t.device() != w.device()) {
     ThrowTypeError(env, name + ": expected a tensor on " + DeviceName(w.device()) + " (where the layer's weight is), got one on " + DeviceName(t.device()));
   }
 }
 
+void CheckSameKind(Napi::Env env, const at::Tensor& t, const at::Tensor& w, const std::string& name) {
+  if (t.scalar_type() != w.scalar_type()) {
+    ThrowTypeError(env, name + ": expected dtype " + DtypeName(w.scalar_type()) + " (the layer's weight dtype), got " + DtypeName(t.scalar_type()));
+  }
+  CheckSameDevice(env, t, w, name);
+}
+
+// Factors share the weight's dtype, or are float32 on a float16/bfloat16 weight (adapters kept in
+// full precision on a half-precision base, as PEFT's autocast_adapter_dtype does); A and B agree.
 void CheckFactorKinds(Napi::Env env, const at::Tensor& w, const std::vector<LoraFactors>& adapters) {
+  const bool halfBase = w.scalar_type() == at::kHalf || w.scalar_type() == at::kBFloat16;
   for (size_t k = 0; k < adapters.size(); ++k) {
-    CheckSameKind(env, adapters[k].A, w, "adapters[" + std::to_string(k) + "].A");
-    CheckSameKind(env, adapters[k].B, w, "adapters[" + std::to_string(k) + "].B");
+    const std::string label = "adapters[" + std::to_string(k) + "]";
+    const at::Tensor &A = adapters[k].A, &B = adapters[k].B;
+    if (halfBase && A.scalar_type() == at::kFloat && B.scalar_type() == at::kFloat) {
+      CheckSameDevice(env, A, w, label + ".A");
+      CheckSameDevice(env, B, w, label + ".B");
+      continue;
+    }
+    CheckSameKind(env, A, w, label + ".A");
+    CheckSameKind(env, B, w, label + ".B");
   }
 }
 

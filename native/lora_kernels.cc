@@ -154,10 +154,30 @@ at::Tensor PlainLinear(const at::Tensor& x, const at::Tensor& weight, const at::
   return y.view(outShape);
 }
 
+// Whether some adapter keeps float32 factors on a half-precision layer (PEFT's default,
+// autocast_adapter_dtype): its low-rank path then runs in float32.
+bool WideFactors(const at::Tensor& weight, const std::vector<LoraFactors>& adapters) {
+  for (const LoraFactors& f : adapters) {
+    if (f.A.scalar_type() != weight.scalar_type()) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 at::Tensor LoraLinearForward(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, bool fanInFanOut,
                              bool training, const std::vector<LoraFactors>& adapters) {
+  if (WideFactors(weight, adapters)) {
+    // As PEFT computes it: the base output in the layer's dtype, the low-rank path on a float32
+    // copy of x, the sum in float32, rounded once to the layer's dtype.
+    at::Tensor y = LoraLinearForward(x, weight, bias, fanInFanOut, training, {});
+    at::Tensor xf = x.to(at::kFloat), sum = y.to(at::kFloat);
+    for (const LoraFactors& f : adapters) {
+      LoraFactors wide{f.A.to(at::kFloat), f.B.to(at::kFloat), f.scale, f.dropout};
+      sum = sum + LowRank(training && f.dropout > 0 ? at::dropout(xf, f.dropout, true) : xf, wide);
+    }
+    return sum.to(y.scalar_type());
+  }
   if (HalfOnCpu(x)) {
     // libtorch 1.13 has no fp16 matmul on CPU: compute in fp32 and round the result once.
     std::vector<LoraFactors> wide = adapters;
@@ -191,6 +211,15 @@ at::Tensor LoraLinearForward(const at::Tensor& x, const at::Tensor& weight, cons
 at::Tensor LoraEmbeddingForward(const at::Tensor& ids, const at::Tensor& weight, int64_t paddingIdx,
                                 const std::vector<LoraFactors>& adapters) {
   at::Tensor y = at::embedding(weight, ids, paddingIdx);
+  if (WideFactors(weight, adapters)) {
+    // float32 factors on a half-precision table: the low-rank term in float32, the sum rounded once.
+    at::Tensor sum = y.to(at::kFloat);
+    for (const LoraFactors& f : adapters) {
+      at::Tensor after = at::embedding(f.A.to(at::kFloat).t(), ids, paddingIdx);
+      sum = sum + at::matmul(after, f.B.to(at::kFloat).t()).mul_(f.scale);
+    }
+    return sum.to(y.scalar_type());
+  }
   if (HalfOnCpu(weight) && !adapters.empty()) {
     // As for Linear: the low-rank product runs in fp32 on CPU, added once to the fp16 lookup.
     at::Tensor low = at::zeros({}, y.options().dtype(at::kFloat));

@@ -3,6 +3,7 @@
  * Invalid values throw a ConfigError naming the field.
  */
 import { ConfigError, describe } from "../errors";
+import { fullNameMatcher, suffixKeyMatcher } from "./module-patterns";
 
 /** How the Linear factors start: PEFT's `init_lora_weights`. */
 export type LinearInit = boolean | "gaussian";
@@ -17,7 +18,10 @@ export interface LoraConfig {
   loraAlpha?: number;
   /** Dropout on the Linear adapter's input, in [0, 1) (default 0). */
   loraDropout?: number;
-  /** Module names to adapt: a list (exact name or `.`-suffix), a regex string matching the whole name, or "all-linear". */
+  /**
+   * Module names to adapt: a list (exact name or `.`-suffix; every entry must match some module),
+   * a regex string matching the whole name (RE2 syntax, matched in linear time), or "all-linear".
+   */
   targetModules?: string[] | string;
   /** Module names never to adapt, with the same matching rules. */
   excludeModules?: string[] | string;
@@ -77,13 +81,7 @@ function checkAlpha(value: unknown, field: string): number {
 
 function checkNames(value: unknown, field: string): string[] | string {
   if (typeof value === "string") {
-    if (value !== "all-linear") {
-      try {
-        new RegExp(value);
-      } catch {
-        fail(field, "a valid regular expression", value);
-      }
-    }
+    if (value !== "all-linear") fullNameMatcher(value, `LoraConfig.${field}`);
     return value;
   }
   if (!Array.isArray(value) || value.length === 0 || !value.every((v) => typeof v === "string" && v.length > 0)) {
@@ -97,11 +95,7 @@ function checkPattern(value: unknown, field: string, check: (v: unknown, f: stri
   if (value === null || typeof value !== "object" || Array.isArray(value)) fail(field, "an object of pattern → number", value);
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(value)) {
-    try {
-      new RegExp(k);
-    } catch {
-      fail(`${field} key`, "a valid regular expression", k);
-    }
+    suffixKeyMatcher(k, `LoraConfig.${field} key`);
     out[k] = check(v, `${field}["${k}"]`);
   }
   return out;
@@ -152,13 +146,13 @@ export function resolveLoraConfig(config: LoraConfig): ResolvedLoraConfig {
 
 /** Whether `name` is selected by a list (exact or `.`-suffix) or by a regex matching the whole name. */
 export function matchesModuleName(spec: string[] | string, name: string): boolean {
-  if (typeof spec === "string") return new RegExp(`^(?:${spec})$`).test(name);
+  if (typeof spec === "string") return fullNameMatcher(spec, "module pattern")(name);
   return spec.some((entry) => name === entry || name.endsWith(`.${entry}`));
 }
 
 /** The first pattern key matching `name` as PEFT does: the key is a regex for the name or a `.`-suffix of it. */
 export function patternKeyFor(patterns: Record<string, number>, name: string): string | undefined {
-  return Object.keys(patterns).find((key) => new RegExp(`^(?:.*\\.)?(?:${key})$`).test(name));
+  return Object.keys(patterns).find((key) => suffixKeyMatcher(key, "pattern key")(name));
 }
 
 /** The rank and scaling for module `name` under `config`, with rank/alpha patterns applied. */

@@ -1,6 +1,7 @@
 /** LoRA: configuration, layers and adapter injection. */
 export { injectAdapter, LoraModel } from "./model";
 export type { ForwardArgs, ForwardResult } from "./model";
+export type { AdapterOptions } from "./model";
 export { LoraLinear, LoraEmbedding, LoraLayer, LoraFactor } from "./layers";
 export type { AdapterSettings, MergeOptions } from "./layers";
 export { resolveLoraConfig, matchesModuleName, layerSettings } from "./config";

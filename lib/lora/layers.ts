@@ -26,6 +26,8 @@ export interface AdapterInit {
   initLoraWeights: LinearInit;
   embeddingInit: EmbeddingInit;
   embeddingInitStd: number;
+  /** float32 factors on a float16/bfloat16 base (default true, PEFT's `autocast_adapter_dtype`). */
+  autocastAdapterDtype?: boolean;
 }
 
 /** Options of {@link LoraLayer.merge}. */
@@ -43,8 +45,14 @@ export class LoraFactor extends Module {
   }
 }
 
-function newFactor(shape: number[], like: Tensor): Tensor {
-  return empty(shape, { dtype: like.dtype, device: like.device });
+/**
+ * A factor on the base weight's device; in its dtype, except float32 on a half-precision base
+ * unless `autocastAdapterDtype` is false: PEFT keeps adapters in float32 there, so that a
+ * trained or loaded adapter is not rounded to 8 bits of mantissa before it is ever used.
+ */
+function newFactor(shape: number[], like: Tensor, how: AdapterInit): Tensor {
+  const half = like.dtype === "float16" || like.dtype === "bfloat16";
+  return empty(shape, { dtype: half && how.autocastAdapterDtype !== false ? "float32" : like.dtype, device: like.device });
 }
 
 /** Adapter state shared by every LoRA layer type. */
@@ -331,8 +339,8 @@ export class LoraLinear extends LoraLayer<Linear | Conv1D> {
   }
   protected createFactors(name: string, r: number, how: AdapterInit): void {
     const base = this.base_layer;
-    const A = newFactor([r, base.inFeatures], base.weight);
-    const B = newFactor([base.outFeatures, r], base.weight);
+    const A = newFactor([r, base.inFeatures], base.weight, how);
+    const B = newFactor([base.outFeatures, r], base.weight, how);
     if (how.initLoraWeights === false) {
       // PEFT leaves both factors at nn.Linear's default: the adapter is not a no-op.
       init.kaiming_uniform_(A, { a: Math.sqrt(5) });
@@ -380,8 +388,8 @@ export class LoraEmbedding extends LoraLayer<Embedding> {
   }
   protected createFactors(name: string, r: number, how: AdapterInit): void {
     const base = this.base_layer;
-    const A = newFactor([r, base.numEmbeddings], base.weight);
-    const B = newFactor([base.embeddingDim, r], base.weight);
+    const A = newFactor([r, base.numEmbeddings], base.weight, how);
+    const B = newFactor([base.embeddingDim, r], base.weight, how);
     const std = how.embeddingInitStd;
     if (how.initLoraWeights === false) {
       init.normal_(A, 0, std);

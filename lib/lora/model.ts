@@ -8,42 +8,33 @@ import { checkUntied } from "./tied";
 import { Conv1D, Embedding, Linear } from "../nn/layers";
 import { Module } from "../nn/module";
 import { Tensor } from "../tensor";
-import { LoraConfig, ResolvedLoraConfig, layerSettings, matchesModuleName, resolveLoraConfig } from "./config";
+import { LoraConfig, ResolvedLoraConfig, layerSettings, resolveLoraConfig } from "./config";
 import { LoraEmbedding, LoraLayer, LoraLinear, MergeOptions } from "./layers";
 import { SaveAdapterOptions, saveAdapter, saveAdapterAsync } from "./peft-format";
+import { selectTargets } from "./targets";
+
+/** Options of {@link LoraModel.addAdapter} and {@link injectAdapter}. */
+export interface AdapterOptions {
+  /**
+   * Keep the new factors in float32 on a float16/bfloat16 base (default true, as PEFT's
+   * `autocast_adapter_dtype`): forward computes the low-rank path in float32 and rounds the sum
+   * once, merge rounds once, and saved factors stay F32. false: factors take the base's dtype.
+   */
+  autocastAdapterDtype?: boolean;
+  /**
+   * A `targetModules` list entry that matches no module: "error" (default) throws a ConfigError
+   * naming it and the closest names; "record" skips it, as PEFT does when loading an adapter
+   * written for another model, and lists it in {@link LoraModel.unmatchedTargets}.
+   */
+  unmatchedTargets?: "error" | "record";
+}
 
 type AnyLoraLayer = LoraLayer<Linear | Conv1D | Embedding>;
-type Adaptable = Linear | Conv1D | Embedding;
-
-const isAdaptable = (m: Module): m is Adaptable => m instanceof Linear || m instanceof Conv1D || m instanceof Embedding;
 
 /** Name of the module whose path is `path` within its parent, and the parent's path. */
 function splitPath(path: string): [string, string] {
   const i = path.lastIndexOf(".");
   return i < 0 ? ["", path] : [path.slice(0, i), path.slice(i + 1)];
-}
-
-/** Selects the modules an adapter applies to, by PEFT's matching rules. */
-export function selectTargets(model: Module, config: ResolvedLoraConfig): [string, Adaptable | AnyLoraLayer][] {
-  const candidates = model
-    .namedModules()
-    .filter(([path, m]) => path !== "" && (isAdaptable(m) || m instanceof LoraLayer))
-    .filter(([path]) => !/(^|\.)base_layer$/.test(path)) as [string, Adaptable | AnyLoraLayer][];
-  const selected = candidates.filter(([path, m]) => {
-    if (config.excludeModules && matchesModuleName(config.excludeModules, path)) return false;
-    if (config.targetModules === "all-linear") {
-      const linear = m instanceof Linear || m instanceof Conv1D || (m instanceof LoraLinear);
-      return linear && !/(^|\.)lm_head$/.test(path);
-    }
-    return matchesModuleName(config.targetModules, path);
-  });
-  if (selected.length === 0) {
-    const names = candidates.map(([p]) => p);
-    throw new ConfigError(
-      `LoraConfig.targetModules: ${JSON.stringify(config.targetModules)} matches no Linear/Embedding module; the model has: ${names.join(", ") || "none"}`,
-    );
-  }
-  return selected;
 }
 
 /** The arguments of a module type's `forward`. */
@@ -59,6 +50,7 @@ export type ForwardResult<M extends Module> = ReturnType<M["forward"]>;
 export class LoraModel<M extends Module = Module> extends Module {
   model: M;
   readonly #configs = new Map<string, ResolvedLoraConfig>();
+  readonly #unmatched = new Map<string, string[]>();
   #active: string[] = [];
   /** Adapters kept frozen even when active (loaded with `isTrainable: false`, or {@link setRequiresGrad}). */
   readonly #frozen = new Set<string>();
@@ -83,6 +75,10 @@ export class LoraModel<M extends Module = Module> extends Module {
   get peftConfig(): Record<string, ResolvedLoraConfig> {
     return Object.fromEntries([...this.#configs].map(([k, v]) => [k, { ...v }]));
   }
+  /** Per adapter, the `targetModules` list entries that matched no module of this model (see {@link AdapterOptions.unmatchedTargets}). */
+  get unmatchedTargets(): Record<string, string[]> {
+    return Object.fromEntries([...this.#unmatched].map(([k, v]) => [k, v.slice()]));
+  }
   /** Names of all adapters. */
   get adapterNames(): string[] {
     return [...this.#configs.keys()];
@@ -100,13 +96,14 @@ export class LoraModel<M extends Module = Module> extends Module {
    * Injects a new adapter `name` into every module `config` targets. All new layers are built
    * and initialized before the model is touched, so a bad config changes nothing.
    */
-  addAdapter(name: string, config: LoraConfig): void {
+  addAdapter(name: string, config: LoraConfig, options: AdapterOptions = {}): void {
     checkAdapterName(name);
     if (this.#configs.has(name)) throw new ConfigError(`adapterName: an adapter called "${name}" already exists; deleteAdapter("${name}") first`);
     this.#assertMutable("addAdapter");
+    const { autocastAdapterDtype, unmatchedTargets } = checkAdapterOptions(options);
     const resolved = resolveLoraConfig(config);
-    const targets = selectTargets(this.model, resolved);
-    const how = { initLoraWeights: resolved.initLoraWeights, embeddingInit: resolved.embeddingInit, embeddingInitStd: resolved.embeddingInitStd };
+    const { selected: targets, unmatched } = selectTargets(this.model, resolved, unmatchedTargets === "error");
+    const how = { initLoraWeights: resolved.initLoraWeights, embeddingInit: resolved.embeddingInit, embeddingInitStd: resolved.embeddingInitStd, autocastAdapterDtype };
     const planned = targets.map(([path, module]) => {
       const layer: AnyLoraLayer = module instanceof LoraLayer ? module : module instanceof Embedding ? new LoraEmbedding(module) : new LoraLinear(module);
       return { path, module, layer };
@@ -136,6 +133,7 @@ export class LoraModel<M extends Module = Module> extends Module {
       }
     }
     this.#configs.set(name, resolved);
+    this.#unmatched.set(name, unmatched);
     if (this.#active.length === 0) this.setAdapter(name);
     else this.#markTrainable();
   }
@@ -161,6 +159,7 @@ export class LoraModel<M extends Module = Module> extends Module {
     for (const [, layer] of layers) layer.deleteAdapter(name);
     this.#configs.delete(name);
     this.#frozen.delete(name);
+    this.#unmatched.delete(name);
     this.#active = this.#active.filter((n) => n !== name);
     if (this.#active.length === 0 && this.#configs.size > 0) this.setAdapter(this.adapterNames[0]);
   }
@@ -354,6 +353,7 @@ export class LoraModel<M extends Module = Module> extends Module {
     }
     this.#configs.clear();
     this.#frozen.clear();
+    this.#unmatched.clear();
     this.#active = [];
     return this.model;
   }
@@ -414,6 +414,16 @@ function followMode(layer: AnyLoraLayer, training: boolean): void {
   for (const [, m] of layer.namedModules()) if (!base.has(m)) m.training = training;
 }
 
+function checkAdapterOptions(options: AdapterOptions): Required<AdapterOptions> {
+  if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
+  const { autocastAdapterDtype = true, unmatchedTargets = "error" } = options;
+  if (typeof autocastAdapterDtype !== "boolean") throw new TypeError(`autocastAdapterDtype: expected a boolean, got ${describe(autocastAdapterDtype)}`);
+  if (unmatchedTargets !== "error" && unmatchedTargets !== "record") {
+    throw new TypeError(`unmatchedTargets: expected "error" or "record", got ${describe(unmatchedTargets)}`);
+  }
+  return { autocastAdapterDtype, unmatchedTargets };
+}
+
 /** Undoes the merge of `names` on `layer` made by the failed call, leaving earlier merges in place. */
 function rollback(layer: AnyLoraLayer, names: string[]): void {
   if (names.length === 0) return;
@@ -426,9 +436,10 @@ function rollback(layer: AnyLoraLayer, names: string[]): void {
 /**
  * Injects LoRA adapter `adapterName` into `model` in place (matched Linear/Embedding/Conv1D
  * modules become LoraLinear/LoraEmbedding) and returns the LoraModel that manages it.
- * Base parameters are frozen; the adapter's factors are the trainable parameters.
+ * Base parameters are frozen; the adapter's factors are the trainable parameters. Every entry of
+ * a `targetModules` list must match some module (see {@link AdapterOptions.unmatchedTargets}).
  */
-export function injectAdapter<M extends Module>(model: M, config: LoraConfig, adapterName = "default"): LoraModel<M> {
+export function injectAdapter<M extends Module>(model: M, config: LoraConfig, adapterName = "default", options: AdapterOptions = {}): LoraModel<M> {
   if (!(model instanceof Module)) throw new TypeError(`model: expected an nn.Module, got ${describe(model)}`);
   checkAdapterName(adapterName);
   const adapted = model.namedModules().filter(([, m]) => m instanceof LoraLayer) as [string, AnyLoraLayer][];
@@ -440,6 +451,6 @@ export function injectAdapter<M extends Module>(model: M, config: LoraConfig, ad
     );
   }
   const lora = new LoraModel(model);
-  lora.addAdapter(adapterName, config);
+  lora.addAdapter(adapterName, config, options);
   return lora;
 }

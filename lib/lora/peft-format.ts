@@ -14,7 +14,8 @@ import { Module, copyInto } from "../nn/module";
 import { Tensor, noGrad } from "../tensor";
 import { LoraConfig, ResolvedLoraConfig, layerSettings } from "./config";
 import { LoraEmbedding, LoraLayer, LoraLinear } from "./layers";
-import { LoraModel, injectAdapter, selectTargets } from "./model";
+import { AdapterOptions, LoraModel, injectAdapter } from "./model";
+import { selectTargets } from "./targets";
 import { checkAdapterName, requireAdapter } from "./adapter-names";
 import {
   ADAPTER_CONFIG_NAME,
@@ -46,6 +47,11 @@ export interface LoadAdapterOptions {
    * model is put in eval mode. true: the adapter trains like a freshly injected one.
    */
   isTrainable?: boolean;
+  /**
+   * true (default, as PEFT's `autocast_adapter_dtype`): on a float16/bfloat16 model the factors
+   * are kept in float32, as the file usually stores them. false: they take the model's dtype.
+   */
+  autocastAdapterDtype?: boolean;
 }
 
 /** Where an adapter's two files are. */
@@ -185,9 +191,10 @@ const shapeText = (s: readonly number[]): string => `[${s.join(", ")}]`;
  */
 function planLoad(model: Module, config: ResolvedLoraConfig, name: string, tensors: Record<string, Tensor>, loc: AdapterLocation): Slot[] {
   const userModel = model instanceof LoraModel ? model.model : model;
-  let targets: ReturnType<typeof selectTargets>;
+  let targets: ReturnType<typeof selectTargets>["selected"];
   try {
-    targets = selectTargets(userModel, config);
+    // Entries absent from this model are tolerated, as PEFT does, and recorded on the LoraModel.
+    targets = selectTargets(userModel, config, false).selected;
   } catch (err) {
     if (err instanceof ConfigError) throw new ConfigError(`${loc.configPath}: ${err.message.replace(/^LoraConfig\.targetModules/, "target_modules")}`);
     throw err;
@@ -248,7 +255,7 @@ function planLoad(model: Module, config: ResolvedLoraConfig, name: string, tenso
   return slots;
 }
 
-function checkLoadArgs(model: unknown, options: LoadAdapterOptions): { name: string; trainable: boolean } {
+function checkLoadArgs(model: unknown, options: LoadAdapterOptions): { name: string; trainable: boolean; adapterOptions: AdapterOptions } {
   if (!(model instanceof Module)) throw new TypeError(`model: expected an nn.Module or a LoraModel, got ${describe(model)}`);
   if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
   const name = checkAdapterName(options.adapterName ?? "default");
@@ -257,14 +264,17 @@ function checkLoadArgs(model: unknown, options: LoadAdapterOptions): { name: str
   }
   const trainable = options.isTrainable ?? false;
   if (typeof trainable !== "boolean") throw new TypeError(`isTrainable: expected a boolean, got ${describe(trainable)}`);
-  return { name, trainable };
+  const autocastAdapterDtype = options.autocastAdapterDtype ?? true;
+  if (typeof autocastAdapterDtype !== "boolean") throw new TypeError(`autocastAdapterDtype: expected a boolean, got ${describe(autocastAdapterDtype)}`);
+  return { name, trainable, adapterOptions: { autocastAdapterDtype, unmatchedTargets: "record" } };
 }
 
 /** Injects (or adds) the adapter and copies the checked tensors in. */
-function apply(model: Module, config: LoraConfig, name: string, trainable: boolean, slots: Slot[], tensors: Record<string, Tensor>): LoraModel {
+function apply(model: Module, config: LoraConfig, args: ReturnType<typeof checkLoadArgs>, slots: Slot[], tensors: Record<string, Tensor>): LoraModel {
+  const { name, trainable, adapterOptions } = args;
   const existing = model instanceof LoraModel ? model : null;
-  const lora = existing ?? injectAdapter(model, config, name);
-  if (existing) existing.addAdapter(name, config);
+  const lora = existing ?? injectAdapter(model, config, name, adapterOptions);
+  if (existing) existing.addAdapter(name, config, adapterOptions);
   try {
     noGrad(() => {
       for (const s of slots) copyInto(s.target(lora), tensors[s.key]);
@@ -286,7 +296,10 @@ function apply(model: Module, config: LoraConfig, name: string, trainable: boole
  * Loads an adapter saved in PEFT's layout (by {@link saveAdapter} or by Python PEFT's
  * `save_pretrained`) into `model`: a plain module gets the adapter injected, a LoraModel gets it
  * added next to its adapters. Every key, shape and config field is checked before the model is
- * touched, so a failed load changes nothing.
+ * touched, so a failed load changes nothing. Entries of a `target_modules` list that match no
+ * module of this model are skipped, as PEFT does, and listed in the returned model's
+ * `unmatchedTargets[adapterName]`. On a float16/bfloat16 model the factors stay float32 unless
+ * `autocastAdapterDtype` is false.
  *
  * @param model An nn.Module or a LoraModel.
  * @param dir The adapter directory (or its parent, with `adapterName` naming the subfolder).
@@ -297,19 +310,21 @@ function apply(model: Module, config: LoraConfig, name: string, trainable: boole
 export function loadAdapter<M extends Module>(model: LoraModel<M>, dir: string, options?: LoadAdapterOptions): LoraModel<M>;
 export function loadAdapter<M extends Module>(model: M, dir: string, options?: LoadAdapterOptions): LoraModel<M>;
 export function loadAdapter(model: Module, dir: string, options: LoadAdapterOptions = {}): LoraModel {
-  const { name, trainable } = checkLoadArgs(model, options);
+  const args = checkLoadArgs(model, options);
+  const { name } = args;
   const loc = locateAdapter(dir, options.adapterName);
   const { config, resolved } = readAdapterConfig(loc.configPath);
   const tensors = loadSafetensorsSync(loc.weightsPath);
   const slots = planLoad(model, resolved, name, tensors, loc);
-  return apply(model, config, name, trainable, slots, tensors);
+  return apply(model, config, args, slots, tensors);
 }
 
 /** {@link loadAdapter} with asynchronous file reads. */
 export async function loadAdapterAsync<M extends Module>(model: LoraModel<M>, dir: string, options?: LoadAdapterOptions): Promise<LoraModel<M>>;
 export async function loadAdapterAsync<M extends Module>(model: M, dir: string, options?: LoadAdapterOptions): Promise<LoraModel<M>>;
 export async function loadAdapterAsync(model: Module, dir: string, options: LoadAdapterOptions = {}): Promise<LoraModel> {
-  const { name, trainable } = checkLoadArgs(model, options);
+  const args = checkLoadArgs(model, options);
+  const { name } = args;
   const loc = locateAdapter(dir, options.adapterName);
   let text: string;
   try {
@@ -321,5 +336,5 @@ export async function loadAdapterAsync(model: Module, dir: string, options: Load
   const tensors = await loadSafetensors(loc.weightsPath);
   // Planned after the last await, so the checks see the model as it is when it is changed.
   const slots = planLoad(model, resolved, name, tensors, loc);
-  return apply(model, config, name, trainable, slots, tensors);
+  return apply(model, config, args, slots, tensors);
 }

@@ -255,7 +255,7 @@ export class Module {
     const unexpectedKeys = Object.keys(state).filter((k) => !params.has(k));
     const problems: string[] = [];
     if (strict && missingKeys.length) problems.push(`missing keys: ${missingKeys.join(", ")}`);
-    if (strict && unexpectedKeys.length) problems.push(`unexpected keys: ${unexpectedKeys.join(", ")}`);
+    if (strict && unexpectedKeys.length) problems.push(`unexpected keys: ${unexpectedKeys.join(", ")}${unexpectedKeys.some((k) => LORA_KEY.test(k)) ? LORA_HINT : ""}`);
     for (const [key, target] of params) {
       const source = state[key];
       if (source === undefined) continue;
@@ -282,6 +282,12 @@ export class Module {
       .reduce((n, p) => n + p.numel, 0);
   }
 }
+
+// Keys a model with LoRA layers has (`fc.base_layer.weight`, `fc.lora_A.default.weight`): named by
+// their shape alone, since base modules know nothing of adapters.
+const LORA_KEY = /(^|\.)(base_layer|lora_A|lora_B|lora_embedding_A|lora_embedding_B)\./;
+const LORA_HINT =
+  " (these keys come from a model with LoRA adapters: load them into that LoraModel, or call mergeAndUnload() on it and save the plain model's stateDict())";
 
 /** Writes `source`'s values into `target` in place (dtype/device converted). */
 export function copyInto(target: Tensor, source: Tensor): void {
