@@ -9,6 +9,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { ConfigError, FormatError, describe } from "../errors";
 import { loadSafetensors, loadSafetensorsSync, saveSafetensors, saveSafetensorsSync, writeFileAtomic, writeFileAtomicSync } from "../io";
+import { readTextFile, readTextFileSync } from "../io/regular-file";
 import { Conv1D, Embedding } from "../nn/layers";
 import { Module, copyInto } from "../nn/module";
 import { Tensor, noGrad } from "../tensor";
@@ -160,11 +161,23 @@ export function readAdapterConfig(configPath: string): PeftConfigReading & { res
   return resolvePeftConfig(parseConfigText(readText(configPath), configPath), configPath);
 }
 
+function cannotRead(file: string, err: unknown): Error {
+  return err instanceof FormatError ? err : new FormatError(`${file}: cannot be read (${(err as Error).message})`);
+}
+
 function readText(file: string): string {
   try {
-    return fs.readFileSync(file, "utf8");
+    return readTextFileSync(file);
   } catch (err) {
-    throw new FormatError(`${file}: cannot be read (${(err as Error).message})`);
+    throw cannotRead(file, err);
+  }
+}
+
+async function readTextAsync(file: string): Promise<string> {
+  try {
+    return await readTextFile(file);
+  } catch (err) {
+    throw cannotRead(file, err);
   }
 }
 
@@ -311,12 +324,7 @@ export function loadAdapter(model: Module, dir: string, options: LoadAdapterOpti
 export async function loadAdapterAsync(model: Module, dir: string, options: LoadAdapterOptions = {}): Promise<LoraModel> {
   const { name, trainable } = checkLoadArgs(model, options);
   const loc = locateAdapter(dir, options.adapterName);
-  let text: string;
-  try {
-    text = await fs.promises.readFile(loc.configPath, "utf8");
-  } catch (err) {
-    throw new FormatError(`${loc.configPath}: cannot be read (${(err as Error).message})`);
-  }
+  const text = await readTextAsync(loc.configPath);
   const { config, resolved } = resolvePeftConfig(parseConfigText(text, loc.configPath), loc.configPath);
   const tensors = await loadSafetensors(loc.weightsPath);
   // Planned after the last await, so the checks see the model as it is when it is changed.
