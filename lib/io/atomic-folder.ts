@@ -71,6 +71,21 @@ function carrySync(from: string, to: string): void {
   // Sockets, FIFOs and devices are not carried: nothing this library writes is one.
 }
 
+/**
+ * A process whose working directory was inside the replaced folder would be left in the backup,
+ * which is about to be deleted: move it to the same place in the new folder (or the folder itself).
+ */
+function followWorkingDirectory(backup: string, real: string): void {
+  try {
+    const rel = nodePath.relative(backup, process.cwd());
+    if (rel.startsWith("..") || nodePath.isAbsolute(rel)) return;
+    const same = nodePath.join(real, rel);
+    process.chdir(fs.existsSync(same) ? same : real);
+  } catch {
+    // Worker threads cannot change directory; their relative paths were already ambiguous.
+  }
+}
+
 /** Whether the process that made a `.tmp-<pid>-` folder is gone (so the folder is litter). */
 function isDead(pid: number): boolean {
   if (pid === process.pid) return false;
@@ -131,6 +146,7 @@ function finish(r: Replacement): void {
       fs.renameSync(backup, r.real);
       throw err;
     }
+    followWorkingDirectory(backup, r.real);
   }
   fsyncDirSync(r.parent);
   // Only now is the old folder (and litter from earlier crashes) no longer needed.

@@ -118,3 +118,20 @@ it("a new folder gets the usual permissions, and a replaced one keeps its own", 
   adapted(2).saveAdapter(dir);
   expect(fs.statSync(dir).mode & 0o777).toBe(0o750);
 });
+
+it("a process working inside the replaced folder is moved into the new one", () => {
+  const parent = tmpDir();
+  const dir = path.join(parent, "adapter");
+  adapted(1).saveAdapter(dir);
+  fs.mkdirSync(path.join(dir, "logs"));
+  const cwd = process.cwd();
+  try {
+    process.chdir(path.join(dir, "logs"));
+    adapted(2).saveAdapter(".."); // the adapter folder, relative to the working directory
+    expect(process.cwd()).toBe(fs.realpathSync(path.join(dir, "logs")));
+    expect(fs.existsSync("../adapter_config.json")).toBe(true);
+  } finally {
+    process.chdir(cwd);
+  }
+  expect(fs.readdirSync(parent)).toEqual(["adapter"]);
+});

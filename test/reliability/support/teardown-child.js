@@ -1,7 +1,8 @@
 // Child process of worker-teardown.test.ts: worker threads doing async merges, unmerges, saves
 // and loads are terminated, or call process.exit(), while that work is in flight; at the end the
-// main thread itself exits with async merges in flight. The parent checks that this process
-// exits normally: a completion callback running during teardown must never abort it.
+// main thread itself exits with async merges, an unmerge, a save and a load in flight. The
+// parent checks that this process exits normally: a completion callback running during teardown
+// must never abort it.
 // Prints one JSON line. Arguments: <dist index.js> <workers> <seed>
 "use strict";
 const fs = require("fs");
@@ -45,7 +46,14 @@ function one(id) {
     }
   }
   const models = [0, 1, 2, 3].map(() => t.lora.injectAdapter(new Net(), { targetModules: ["fc"], r: 8 }));
-  models.forEach((m) => m.mergeAsync());
+  await models[3].mergeAsync();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tl-teardown-main-"));
+  models[2].saveAdapter(dir);
+  models.slice(0, 2).forEach((m) => m.mergeAsync());
+  models[3].unmergeAsync();
+  models[2].saveAdapterAsync(dir);
+  t.lora.loadAdapterAsync(new Net(), dir);
+  process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
   process.exit(0);
 })().catch((e) => {
   console.error(e);
