@@ -72,13 +72,26 @@ function carrySync(from: string, to: string): void {
 }
 
 /**
- * A process whose working directory was inside the replaced folder would be left in the backup,
- * which is about to be deleted: move it to the same place in the new folder (or the folder itself).
+ * Where the working directory is inside `folder` (a relative path, "" for the folder itself), or
+ * null when it is elsewhere. Asked of the kernel: process.cwd() is cached and would not notice
+ * the folder moving.
  */
-function followWorkingDirectory(backup: string, real: string): void {
+function workingDirectoryIn(folder: string): string | null {
   try {
-    const rel = nodePath.relative(backup, process.cwd());
-    if (rel.startsWith("..") || nodePath.isAbsolute(rel)) return;
+    const rel = nodePath.relative(folder, fs.realpathSync.native("."));
+    return rel.startsWith("..") || nodePath.isAbsolute(rel) ? null : rel;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A process working inside the replaced folder would be left in the backup, which is about to be
+ * deleted: move it to the same place in the new folder (or to the folder itself).
+ */
+function followWorkingDirectory(rel: string | null, real: string): void {
+  if (rel === null) return;
+  try {
     const same = nodePath.join(real, rel);
     process.chdir(fs.existsSync(same) ? same : real);
   } catch {
@@ -139,6 +152,7 @@ function finish(r: Replacement): void {
     fs.renameSync(r.temp, r.real);
   } else {
     const backup = nodePath.join(r.parent, siblingName(r.base, "old"));
+    const cwd = workingDirectoryIn(r.real);
     fs.renameSync(r.real, backup);
     try {
       fs.renameSync(r.temp, r.real);
@@ -146,7 +160,7 @@ function finish(r: Replacement): void {
       fs.renameSync(backup, r.real);
       throw err;
     }
-    followWorkingDirectory(backup, r.real);
+    followWorkingDirectory(cwd, r.real);
   }
   fsyncDirSync(r.parent);
   // Only now is the old folder (and litter from earlier crashes) no longer needed.
