@@ -57,8 +57,9 @@ function fsyncDirSync(dir: string): void {
 function carrySync(from: string, to: string): void {
   const stats = fs.lstatSync(from);
   if (stats.isDirectory()) {
-    fs.mkdirSync(to, { mode: stats.mode & 0o7777 });
+    fs.mkdirSync(to);
     for (const name of fs.readdirSync(from)) carrySync(nodePath.join(from, name), nodePath.join(to, name));
+    fs.chmodSync(to, stats.mode & 0o7777); // last, so a read-only folder is filled first
   } else if (stats.isSymbolicLink()) {
     fs.symlinkSync(fs.readlinkSync(from), to);
   } else if (stats.isFile()) {
@@ -137,7 +138,6 @@ function begin(target: string): Replacement {
   const old = exists ? real : findFolderOrBackup(real);
   const temp = nodePath.join(parent, siblingName(base, "tmp"));
   fs.mkdirSync(temp);
-  if (old !== null) fs.chmodSync(temp, fs.statSync(old).mode & 0o7777);
   return { real, parent, base, exists, old, temp };
 }
 
@@ -146,6 +146,8 @@ function finish(r: Replacement): void {
   if (r.old !== null) {
     const written = new Set(fs.readdirSync(r.temp));
     for (const name of fs.readdirSync(r.old)) if (!written.has(name)) carrySync(nodePath.join(r.old, name), nodePath.join(r.temp, name));
+    // Set last, so that a read-only folder is still written into first.
+    fs.chmodSync(r.temp, fs.statSync(r.old).mode & 0o7777);
   }
   fsyncDirSync(r.temp);
   if (!r.exists) {

@@ -117,6 +117,11 @@ it("a new folder gets the usual permissions, and a replaced one keeps its own", 
   fs.chmodSync(dir, 0o750);
   adapted(2).saveAdapter(dir);
   expect(fs.statSync(dir).mode & 0o777).toBe(0o750);
+  // Even a folder without write permission for its owner is replaced (its parent is writable).
+  fs.chmodSync(dir, 0o555);
+  adapted(3).saveAdapter(dir);
+  expect(fs.statSync(dir).mode & 0o777).toBe(0o555);
+  fs.chmodSync(dir, 0o755);
 });
 
 it("a process working inside the replaced folder is moved into the new one", () => {
