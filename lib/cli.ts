@@ -43,7 +43,11 @@ export function buildProgram(): Command {
         "or W += s·(B·A)ᵀ (embedding), with s = lora_alpha/r (lora_alpha/√r with use_rslora; rank_pattern and " +
         "alpha_pattern applied per module). fp16/bf16 weights are merged in fp32 and rounded once.\n\n" +
         "Base keys may be the adapter's module paths as they are, or carry a base_model.model. or model. prefix " +
-        "(or lack the adapter's model. prefix): the first of these styles that finds every module is used for the whole file.",
+        "(or lack the adapter's model. prefix): the first of these styles that finds every module is used for the whole file.\n\n" +
+        "Whether a weight is stored (out, in) like nn.Linear or (in, out) like transformers' Conv1D is read from its shape; " +
+        "for a square weight, from --conv1d / --no-conv1d, else from the model_type in a config.json beside the base file " +
+        "(gpt2: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj are Conv1D). The adapter's fan_in_fan_out is not trusted " +
+        "(PEFT decides per layer); when the layout cannot be known, the merge is refused.",
     )
     .requiredOption("--base <file>", "base model weights (.safetensors)")
     .requiredOption("--adapter <dir>", "adapter directory (adapter_config.json + adapter_model.safetensors)")
@@ -51,6 +55,9 @@ export function buildProgram(): Command {
     .addOption(new Option("--dtype <dtype>", "cast the output's floating tensors (merged weights are rounded once)").choices(["f32", "f16", "bf16"]))
     .option("--safe", "refuse to write NaN or Inf produced by the merge or the cast", false)
     .option("--adapter-name <name>", "pick the subfolder <adapter>/<name> holding a non-default adapter")
+    .option("--conv1d <regex>", "modules whose weights are stored (in, out) like transformers' Conv1D (matched against the module path or its trailing part); others are nn.Linear")
+    .option("--no-conv1d", "every adapted layer is an nn.Linear, stored (out, in)")
+    .option("--force", "allow --out to replace the base file", false)
     .allowExcessArguments(false)
     .action(async (opts) => {
       const { runMerge } = await import("./cli/merge");

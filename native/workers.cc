@@ -18,16 +18,38 @@ class TensorWorker : public Napi::AsyncWorker {
       at::NoGradGuard noGrad;
       result_ = work_();
     } catch (const c10::Error& e) {
-      SetError(CleanTorchMessage(e.what()));
+      error_ = CleanTorchMessage(e.what());
     } catch (const std::exception& e) {
-      SetError(CleanTorchMessage(e.what()));
+      error_ = CleanTorchMessage(e.what());
     } catch (...) {
-      SetError("torch-lora: unknown native error in a worker");
+      error_ = "torch-lora: unknown native error in a worker";
     }
   }
 
-  void OnOK() override {
-    Napi::Env env = Env();
+  // Replaces node-addon-api's completion, which calls OnOK/OnError through a wrapper that
+  // rethrows a failed JS call as a C++ exception. When the environment is being torn down (a
+  // worker thread terminated, or process.exit() called with this work in flight), every JS
+  // call fails; such an exception escaping here reaches std::terminate and aborts the whole
+  // process. Nobody can observe the promise any more then, so the result is dropped instead.
+  void OnWorkComplete(Napi::Env env, napi_status status) override {
+    if (status != napi_cancelled) {
+      try {
+        Napi::HandleScope scope(env);
+        Settle(env);
+      } catch (...) {
+        // The environment is going away: its promise can no longer be settled.
+      }
+    }
+    Release();
+    Destroy();
+  }
+
+ private:
+  void Settle(Napi::Env env) {
+    if (!error_.empty()) {
+      deferred_.Reject(Napi::Error::New(env, error_).Value());
+      return;
+    }
     try {
       deferred_.Resolve(toJs_(env, result_));
     } catch (const Napi::Error& e) {
@@ -35,19 +57,16 @@ class TensorWorker : public Napi::AsyncWorker {
     } catch (const std::exception& e) {  // c10::Error included: toJs may finish the work
       deferred_.Reject(Napi::Error::New(env, CleanTorchMessage(e.what())).Value());
     }
-    // Release the tensors on the main thread, where the work began.
+  }
+
+  // Drops the tensors on the main thread, where the work began.
+  void Release() noexcept {
     result_.clear();
     work_ = nullptr;
     toJs_ = nullptr;
   }
 
-  void OnError(const Napi::Error& e) override {
-    deferred_.Reject(e.Value());
-    result_.clear();
-    work_ = nullptr;
-  }
-
- private:
+  std::string error_;
   Napi::Promise::Deferred deferred_;
   std::function<std::vector<at::Tensor>()> work_;
   std::function<Napi::Value(Napi::Env, std::vector<at::Tensor>&)> toJs_;

@@ -41,7 +41,23 @@ function checkArgs(target: unknown, options: AtomicWriteOptions): { target: stri
   if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
     throw new TypeError(`options.mode: expected permission bits between 0 and 0o7777, got ${describe(options.mode)}`);
   }
+  checkFolder(target);
   return { target, mode };
+}
+
+/**
+ * The target's folder must exist: otherwise creating the temporary file would fail with an ENOENT
+ * naming that temporary file, which the caller never asked for.
+ */
+function checkFolder(target: string): void {
+  const folder = folderOf(target);
+  let stats: fs.Stats;
+  try {
+    stats = fs.statSync(folder);
+  } catch {
+    throw Object.assign(new Error(`ENOENT: ${target}: the folder ${folder} does not exist; create it first`), { code: "ENOENT", path: folder });
+  }
+  if (!stats.isDirectory()) throw Object.assign(new Error(`ENOTDIR: ${target}: ${folder} is not a folder`), { code: "ENOTDIR", path: folder });
 }
 
 function asChunk(chunk: unknown, index: number): Uint8Array {

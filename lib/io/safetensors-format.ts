@@ -10,6 +10,7 @@
  */
 import { Dtype } from "../dtype";
 import { FormatError } from "../errors";
+import { MAX_JSON_DEPTH, excessNestingOffset } from "./json-depth";
 
 /** Largest header the reference implementation accepts; also bounds what a hostile file can make us allocate. */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -167,6 +168,14 @@ function parseTensorEntry(file: string, name: string, entry: unknown): Omit<Safe
       `shape [${(shape as number[]).join(", ")}] of ${formatDtype} needs ${expected} bytes, but data_offsets [${begin}, ${end}] hold ${end - begin}`,
     );
   }
+  // A tensor with data fits its byte count, so it is small. A zero dimension makes numel 0 and
+  // the byte count 0, but huge other dimensions would still overflow the strides libtorch
+  // computes from the shape.
+  let span = 1n;
+  for (const d of shape as number[]) if (d !== 0) span *= BigInt(d);
+  if (span > BigInt(Number.MAX_SAFE_INTEGER)) {
+    failTensor(file, name, `shape ${show(shape)}: its non-zero dimensions multiply to ${span}, more than 2^53 - 1`);
+  }
   return { formatDtype, dtype: info.dtype, shape: shape as number[], numel: Number(numel), dataOffsets: [begin, end], byteLength: end - begin };
 }
 
@@ -201,6 +210,8 @@ export function parseHeader(headerBytes: Uint8Array, fileSize: number, file: str
   } catch {
     fail(file, "the header is not valid UTF-8");
   }
+  const deep = excessNestingOffset(text);
+  if (deep >= 0) fail(file, `the header nests arrays or objects more than ${MAX_JSON_DEPTH} levels deep (at character ${deep} of the header)`);
   let json: unknown;
   try {
     json = JSON.parse(text);

@@ -8,6 +8,7 @@ import { constants as bufferConstants } from "buffer";
 import { Device, checkDevice } from "../dtype";
 import { FormatError, describe } from "../errors";
 import { Tensor } from "../tensor";
+import { openRegularFile, openRegularFileSync } from "./regular-file";
 import { SafetensorsHeader, SafetensorsTensorInfo, parseHeader, parseHeaderLength, setOwn } from "./safetensors-format";
 
 /** Options of the safetensors loaders. */
@@ -100,11 +101,12 @@ function toTensor(bytes: Buffer, info: SafetensorsTensorInfo, device: Device): T
  * (synchronous twin of {@link readSafetensorsHeader}).
  *
  * @throws FormatError when the file breaks any rule of the format (the message names the file,
- *   the tensor and the problem); Node's own errors (ENOENT, EACCES, ...) when it cannot be read.
+ *   the tensor and the problem) or is not a regular file (a directory, a FIFO, a device); Node's
+ *   own errors (ENOENT, EACCES, ...) when it cannot be opened.
  */
 export function readSafetensorsHeaderSync(path: string): SafetensorsHeader {
   const file = checkPath(path);
-  const fd = fs.openSync(file, "r");
+  const fd = openRegularFileSync(file);
   try {
     return headerFromFdSync(fd, file);
   } finally {
@@ -121,7 +123,7 @@ export function readSafetensorsHeaderSync(path: string): SafetensorsHeader {
  */
 export async function readSafetensorsHeader(path: string): Promise<SafetensorsHeader> {
   const file = checkPath(path);
-  const handle = await fs.promises.open(file, "r");
+  const handle = await openRegularFile(file);
   try {
     return await headerFromHandle(handle, file);
   } finally {
@@ -150,7 +152,7 @@ export async function loadSafetensorsMetadata(path: string): Promise<Record<stri
 export function loadSafetensorsSync(path: string, options: LoadSafetensorsOptions = {}): Record<string, Tensor> {
   const file = checkPath(path);
   const device = checkOptions(options);
-  const fd = fs.openSync(file, "r");
+  const fd = openRegularFileSync(file);
   try {
     const header = headerFromFdSync(fd, file);
     unsupported(header);
@@ -179,7 +181,7 @@ export function loadSafetensorsSync(path: string, options: LoadSafetensorsOption
 export async function loadSafetensors(path: string, options: LoadSafetensorsOptions = {}): Promise<Record<string, Tensor>> {
   const file = checkPath(path);
   const device = checkOptions(options);
-  const handle = await fs.promises.open(file, "r");
+  const handle = await openRegularFile(file);
   try {
     const header = await headerFromHandle(handle, file);
     unsupported(header);

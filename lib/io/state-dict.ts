@@ -17,9 +17,10 @@ function withDefaults(metadata: Record<string, string> | undefined): Record<stri
  * Saves a state dict as a safetensors file, atomically. The metadata gets `format: "pt"` unless
  * `metadata` sets `format` itself, as the PyTorch ecosystem's writers do.
  *
- * @param path The file to create or replace.
+ * @param path The file to create or replace; its folder must exist.
  * @param record Name → Tensor (a record or Map), e.g. from `module.stateDict()`.
  * @param metadata Extra string → string entries for `__metadata__`.
+ * @throws An Error with code ENOENT saying that the folder does not exist, before anything is written.
  */
 export async function saveStateDict(path: string, record: TensorRecord, metadata?: Record<string, string>): Promise<void> {
   await saveSafetensors(path, record, withDefaults(metadata));

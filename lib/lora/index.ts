@@ -12,3 +12,5 @@ export { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PEFT_KEY_PREFIX, toPeftConfi
 export type { PeftConfigReading } from "./peft-config";
 export { describeAdapterModules, planWeightMerge, mergeWeights } from "./peft-merge";
 export type { AdapterModuleInfo, PlannedMerge, MergeWeightsOptions, TensorShapeInfo } from "./peft-merge";
+export { layoutFromModelType, patternLayout, uniformLayout, unknownLayout, KNOWN_MODEL_TYPES } from "./weight-layout";
+export type { WeightLayout } from "./weight-layout";

@@ -4,6 +4,7 @@
  * feature this library lacks are refused by name; fields newer PEFT versions add are tolerated.
  */
 import { ConfigError, FormatError, describe } from "../errors";
+import { MAX_JSON_DEPTH, excessNestingOffset } from "../io/json-depth";
 import { EmbeddingInit, LoraConfig, ResolvedLoraConfig, resolveLoraConfig } from "./config";
 
 /** The file names PEFT uses inside an adapter directory. */
@@ -139,10 +140,12 @@ export function formatConfigJson(value: Json): string {
 }
 
 /**
- * Parses the text of an adapter_config.json. Bad JSON or a non-object is a FormatError naming
- * `file` and the position JSON.parse reports.
+ * Parses the text of an adapter_config.json. Bad JSON, JSON nested deeper than
+ * {@link MAX_JSON_DEPTH} levels or a non-object is a FormatError naming `file` and the position.
  */
 export function parseConfigText(text: string, file: string): Json {
+  const deep = excessNestingOffset(text);
+  if (deep >= 0) throw new FormatError(`${file}: nests arrays or objects more than ${MAX_JSON_DEPTH} levels deep (at character ${deep}); an adapter config has a few levels`);
   let value: unknown;
   try {
     value = JSON.parse(text);

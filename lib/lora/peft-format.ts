@@ -9,6 +9,8 @@ import * as fs from "fs";
 import * as path from "path";
 import { ConfigError, FormatError, describe } from "../errors";
 import { loadSafetensors, loadSafetensorsSync, saveSafetensors, saveSafetensorsSync, writeFileAtomic, writeFileAtomicSync } from "../io";
+import { findFolderOrBackup, replaceFolder, replaceFolderSync } from "../io/atomic-folder";
+import { readTextFile, readTextFileSync } from "../io/regular-file";
 import { Conv1D, Embedding } from "../nn/layers";
 import { Module, copyInto } from "../nn/module";
 import { Tensor, noGrad } from "../tensor";
@@ -106,16 +108,24 @@ function planSave(model: LoraModel, dir: string, options: SaveAdapterOptions): S
 /**
  * Saves adapters in PEFT's layout: `<dir>/adapter_model.safetensors` and
  * `<dir>/adapter_config.json` for the adapter "default", `<dir>/<name>/...` for any other.
- * Python PEFT's `PeftModel.from_pretrained` loads the result. Files are replaced atomically.
+ * Python PEFT's `PeftModel.from_pretrained` loads the result.
+ *
+ * Each adapter's folder is replaced as a whole (see `replaceFolderSync` in io/atomic-folder): the
+ * new files are written into a hidden sibling folder, flushed, and switched in by renames, so a
+ * failure or a crash leaves either the complete old adapter or the complete new one, never the
+ * weights of one save with the config of another. Other files and subfolders already in the
+ * folder are kept. With several adapters, each one's folder switches on its own. The folder's
+ * parent must be writable.
  *
  * @returns The directories written, one per adapter.
  */
 export function saveAdapter(model: LoraModel, dir: string, options: SaveAdapterOptions = {}): string[] {
   const plans = planSave(model, dir, options);
   for (const p of plans) {
-    fs.mkdirSync(p.dir, { recursive: true });
-    saveSafetensorsSync(path.join(p.dir, ADAPTER_WEIGHTS_NAME), p.tensors, WEIGHTS_METADATA);
-    writeFileAtomicSync(path.join(p.dir, ADAPTER_CONFIG_NAME), p.configText);
+    replaceFolderSync(p.dir, (temp) => {
+      saveSafetensorsSync(path.join(temp, ADAPTER_WEIGHTS_NAME), p.tensors, WEIGHTS_METADATA);
+      writeFileAtomicSync(path.join(temp, ADAPTER_CONFIG_NAME), p.configText);
+    });
   }
   return plans.map((p) => p.dir);
 }
@@ -124,31 +134,61 @@ export function saveAdapter(model: LoraModel, dir: string, options: SaveAdapterO
 export async function saveAdapterAsync(model: LoraModel, dir: string, options: SaveAdapterOptions = {}): Promise<string[]> {
   const plans = planSave(model, dir, options);
   for (const p of plans) {
-    await fs.promises.mkdir(p.dir, { recursive: true });
-    await saveSafetensors(path.join(p.dir, ADAPTER_WEIGHTS_NAME), p.tensors, WEIGHTS_METADATA);
-    await writeFileAtomic(path.join(p.dir, ADAPTER_CONFIG_NAME), p.configText);
+    await replaceFolder(p.dir, async (temp) => {
+      await saveSafetensors(path.join(temp, ADAPTER_WEIGHTS_NAME), p.tensors, WEIGHTS_METADATA);
+      await writeFileAtomic(path.join(temp, ADAPTER_CONFIG_NAME), p.configText);
+    });
   }
   return plans.map((p) => p.dir);
+}
+
+/** The subfolders of `dir` that hold an adapter (as {@link saveAdapter} writes adapters other than "default"). */
+export function adapterSubfolders(dir: string): string[] {
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  return entries
+    .filter((e) => e.isDirectory() && !e.name.startsWith(".") && fs.existsSync(path.join(dir, e.name, ADAPTER_CONFIG_NAME)))
+    .map((e) => e.name)
+    .sort();
 }
 
 /**
  * Finds an adapter's files: `<dir>/<adapterName>/` when `adapterName` is given, is not "default"
  * and that subfolder holds an adapter_config.json (the layout {@link saveAdapter} writes), else
- * `<dir>` itself. Throws a FormatError naming the missing path.
+ * `<dir>` itself. A folder that a save interrupted between its two renames left only as its
+ * backup is found there. Throws a FormatError naming the missing path; when `<dir>` holds no
+ * adapter itself but has adapter subfolders, the message lists them and suggests `adapterName`.
  */
 export function locateAdapter(dir: string, adapterName?: string): AdapterLocation {
   if (typeof dir !== "string" || dir.length === 0) throw new TypeError(`dir: expected an adapter directory path, got ${describe(dir)}`);
-  if (!fs.existsSync(dir)) throw new FormatError(`${dir}: no such adapter directory`);
-  if (!fs.statSync(dir).isDirectory()) {
+  const found = findFolderOrBackup(dir);
+  if (found === null) throw new FormatError(`${dir}: no such adapter directory`);
+  if (!fs.statSync(found).isDirectory()) {
     throw new FormatError(`${dir}: not a directory (an adapter is a directory holding ${ADAPTER_CONFIG_NAME} and ${ADAPTER_WEIGHTS_NAME})`);
   }
-  let base = dir;
-  if (adapterName !== undefined && adapterName !== "default" && fs.existsSync(path.join(dir, adapterName, ADAPTER_CONFIG_NAME))) {
-    base = path.join(dir, adapterName);
+  let base = found;
+  if (adapterName !== undefined && adapterName !== "default") {
+    const sub = findFolderOrBackup(path.join(found, adapterName));
+    if (sub !== null && fs.existsSync(path.join(sub, ADAPTER_CONFIG_NAME))) base = sub;
   }
   const configPath = path.join(base, ADAPTER_CONFIG_NAME);
   const weightsPath = path.join(base, ADAPTER_WEIGHTS_NAME);
-  if (!fs.existsSync(configPath)) throw new FormatError(`${configPath}: missing (an adapter directory holds ${ADAPTER_CONFIG_NAME} and ${ADAPTER_WEIGHTS_NAME})`);
+  if (!fs.existsSync(configPath)) {
+    const subfolders = base === found ? adapterSubfolders(found) : [];
+    if (subfolders.length > 0) {
+      const asked = adapterName === undefined ? "" : ` and none is called ${JSON.stringify(adapterName)}`;
+      throw new FormatError(
+        `${dir}: holds no adapter itself but adapters in the subfolders ${subfolders.join(", ")}${asked} ` +
+          `(saveAdapter puts adapters other than "default" in subfolders); pick one with adapterName: ${JSON.stringify(subfolders[0])} ` +
+          `(torch-lora CLI: --adapter-name ${subfolders[0]})`,
+      );
+    }
+    throw new FormatError(`${configPath}: missing (an adapter directory holds ${ADAPTER_CONFIG_NAME} and ${ADAPTER_WEIGHTS_NAME})`);
+  }
   if (!fs.existsSync(weightsPath)) {
     const bin = fs.existsSync(path.join(base, "adapter_model.bin"));
     throw new FormatError(
@@ -167,11 +207,23 @@ export function readAdapterConfig(configPath: string): PeftConfigReading & { res
   return resolvePeftConfig(parseConfigText(readText(configPath), configPath), configPath);
 }
 
+function cannotRead(file: string, err: unknown): Error {
+  return err instanceof FormatError ? err : new FormatError(`${file}: cannot be read (${(err as Error).message})`);
+}
+
 function readText(file: string): string {
   try {
-    return fs.readFileSync(file, "utf8");
+    return readTextFileSync(file);
   } catch (err) {
-    throw new FormatError(`${file}: cannot be read (${(err as Error).message})`);
+    throw cannotRead(file, err);
+  }
+}
+
+async function readTextAsync(file: string): Promise<string> {
+  try {
+    return await readTextFile(file);
+  } catch (err) {
+    throw cannotRead(file, err);
   }
 }
 
@@ -326,12 +378,7 @@ export async function loadAdapterAsync(model: Module, dir: string, options: Load
   const args = checkLoadArgs(model, options);
   const { name } = args;
   const loc = locateAdapter(dir, options.adapterName);
-  let text: string;
-  try {
-    text = await fs.promises.readFile(loc.configPath, "utf8");
-  } catch (err) {
-    throw new FormatError(`${loc.configPath}: cannot be read (${(err as Error).message})`);
-  }
+  const text = await readTextAsync(loc.configPath);
   const { config, resolved } = resolvePeftConfig(parseConfigText(text, loc.configPath), loc.configPath);
   const tensors = await loadSafetensors(loc.weightsPath);
   // Planned after the last await, so the checks see the model as it is when it is changed.

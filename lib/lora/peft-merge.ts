@@ -10,6 +10,7 @@ import { Tensor, handleOf } from "../tensor";
 import { ResolvedLoraConfig, layerSettings } from "./config";
 import { loraNative } from "./native";
 import { PEFT_KEY_PREFIX } from "./peft-config";
+import { WeightLayout, uniformLayout } from "./weight-layout";
 
 /** Name, shape and dtype of a stored tensor: a safetensors header entry or a loaded tensor. */
 export interface TensorShapeInfo {
@@ -100,15 +101,61 @@ export interface PlannedMerge {
   transposed: boolean;
 }
 
+/** What to say when a square weight's layout is unknown: how to make it known. */
+export const LAYOUT_ADVICE =
+  "pass --conv1d <regex> naming the modules stored (in, out) like transformers' Conv1D (e.g. --conv1d 'c_attn|c_proj|c_fc'), " +
+  "or --no-conv1d when every adapted layer is an nn.Linear, or put the model's config.json (with its model_type) beside the base file";
+
+/**
+ * Whether the Linear module `m` is merged transposed into the weight of shape `shape`: from the
+ * shape when the weight is not square, else from `layout`. Throws a ConfigError when the two
+ * disagree, when the shape fits neither orientation, or when a square weight's layout is unknown.
+ */
+function linearOrientation(m: AdapterModuleInfo, baseKey: string, shape: number[], layout: WeightLayout, file: string): boolean {
+  const outDim = m.shapeB[0];
+  const inDim = m.shapeA[1];
+  const claimed = layout.storedInOut(m.path);
+  const fitsOutIn = shape.length === 2 && shape[0] === outDim && shape[1] === inDim;
+  const fitsInOut = shape.length === 2 && shape[0] === inDim && shape[1] === outDim;
+  if (!fitsOutIn && !fitsInOut) {
+    const want = claimed ? [inDim, outDim] : [outDim, inDim];
+    throw new ConfigError(`${file}: ${baseKey} has shape [${shape.join(", ")}], but the adapter for ${m.path} needs [${want.join(", ")}]`);
+  }
+  if (fitsOutIn && fitsInOut) {
+    if (claimed === null) {
+      throw new ConfigError(
+        `${file}: ${baseKey} is square [${shape.join(", ")}], so its shape cannot tell whether module ${m.path} stores it (out, in) like nn.Linear ` +
+          `or (in, out) like transformers' Conv1D, and ${layout.source} (an adapter's fan_in_fan_out cannot say: PEFT decides per layer). ` +
+          `Refusing rather than risk a wrong weight: ${LAYOUT_ADVICE}`,
+      );
+    }
+    return claimed;
+  }
+  if (claimed !== null && claimed !== fitsInOut) {
+    throw new ConfigError(
+      `${file}: ${baseKey} has shape [${shape.join(", ")}], which stores module ${m.path} ${fitsInOut ? "(in, out) like Conv1D" : "(out, in) like nn.Linear"}, ` +
+        `but ${layout.source} says ${claimed ? "(in, out)" : "(out, in)"}; check the base file and ${layout.source}`,
+    );
+  }
+  return fitsInOut;
+}
+
 /**
  * Matches each adapted module to its weight in a base file and checks the shapes, before any data
  * is read. The base keys may be the module paths as in the adapter, or carry (or lack) a
  * `base_model.model.` / `model.` prefix: one naming style is picked for the whole file, the
  * first of those under which every module's `.weight` exists.
  *
- * @throws ConfigError when no style finds every module (listing the missing keys) or a shape disagrees.
+ * A Linear module's weight is merged transposed when it is stored `(in, out)` (transformers'
+ * Conv1D): known from the shape when the weight is not square, from `layout` when it is.
+ *
+ * @param layout What is known of the storage (see weight-layout.ts); a boolean says that every
+ *   adapted Linear layer is stored `(in, out)` (true) or `(out, in)` (false).
+ * @throws ConfigError when no style finds every module (listing the missing keys), a shape
+ *   disagrees, or a square weight's layout is unknown (naming the module and how to say it).
  */
-export function planWeightMerge(base: TensorShapeInfo[], modules: AdapterModuleInfo[], fanInFanOut: boolean, file: string): PlannedMerge[] {
+export function planWeightMerge(base: TensorShapeInfo[], modules: AdapterModuleInfo[], layout: WeightLayout | boolean, file: string): PlannedMerge[] {
+  const known = typeof layout === "boolean" ? uniformLayout(layout, `fan_in_fan_out = ${layout}`) : layout;
   const byName = new Map(base.map((t) => [t.name, t]));
   const style = KEY_STYLES.find((s) => modules.every((m) => { const k = s.key(m.path); return k !== null && byName.has(k); }));
   if (!style) {
@@ -121,13 +168,13 @@ export function planWeightMerge(base: TensorShapeInfo[], modules: AdapterModuleI
   return modules.map((m) => {
     const baseKey = style.key(m.path)!;
     const w = byName.get(baseKey)!;
-    const transposed = m.kind === "embedding" || fanInFanOut;
-    const outDim = m.shapeB[0];
-    const inDim = m.shapeA[1];
-    const want = transposed ? [inDim, outDim] : [outDim, inDim];
-    if (w.shape.join() !== want.join()) {
-      const hint = m.kind === "linear" && w.shape.join() === [want[1], want[0]].join() ? ` (the adapter's fan_in_fan_out is ${fanInFanOut}; the base weight looks stored the other way round)` : "";
-      throw new ConfigError(`${file}: ${baseKey} has shape [${w.shape.join(", ")}], but the adapter for ${m.path} needs [${want.join(", ")}]${hint}`);
+    let transposed: boolean;
+    if (m.kind === "embedding") {
+      transposed = true;
+      const want = [m.shapeA[1], m.shapeB[0]];
+      if (w.shape.join() !== want.join()) throw new ConfigError(`${file}: ${baseKey} has shape [${w.shape.join(", ")}], but the adapter for ${m.path} needs [${want.join(", ")}]`);
+    } else {
+      transposed = linearOrientation(m, baseKey, w.shape, known, file);
     }
     if (w.dtype === null || !FLOATING.includes(w.dtype)) throw new ConfigError(`${file}: ${baseKey} has dtype ${w.dtype ?? "unsupported"}; only floating weights can be merged`);
     return { module: m, baseKey, transposed };

@@ -1,6 +1,8 @@
 // Child process of file-fuzz.test.ts: mutated, truncated and inconsistent files loaded INTO a
 // model: (a) state-dict files through loadStateDictFile + Module.loadStateDict, (b) PEFT adapter
-// directories through lora.loadAdapter (when the package has it). Each load must succeed or throw
+// directories through lora.loadAdapter (when the package has it), some with a FIFO, a link to
+// one, a folder or a device in place of a file, (c) such folders through the async loaders,
+// each of which must settle within a bound. Each load must succeed or throw
 // a JS Error, leave the model bit-for-bit unchanged when it throws, and keep RSS bounded.
 // Prints one JSON line. Arguments: <dist index.js> <runs per part> <seed>
 "use strict";
@@ -65,6 +67,26 @@ function safetensors(entries) {
 }
 const f32 = (shape, v = 0.25) => ({ dtype: "F32", shape, data: Buffer.from(new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(v).buffer) });
 
+// ---- non-regular files in place of a file: a FIFO (a hard link to one made once, so no process
+// is spawned per run), a symbolic link to that FIFO, a folder, a character device. A reader that
+// opened one for reading would block for ever: the parent's timeout turns that into a failure.
+const fifo = path.join(dir, "fifo");
+require("child_process").execFileSync("mkfifo", [fifo]);
+const NON_REGULAR = ["weights-fifo", "config-fifo", "weights-link-to-fifo", "config-link-to-fifo", "weights-is-dir", "weights-is-device"];
+/** Puts the non-regular file that `how` asks for at `dir/name`; false when `how` asks for none there. */
+function placeNonRegular(dir, how, name) {
+  const which = name === "adapter_config.json" ? "config" : "weights";
+  if (!how.startsWith(`${which}-`)) return false;
+  const target = path.join(dir, name);
+  const kind = how.slice(which.length + 1);
+  if (kind === "fifo") fs.linkSync(fifo, target);
+  else if (kind === "link-to-fifo") fs.symlinkSync(fifo, target);
+  else if (kind === "is-dir") fs.mkdirSync(target);
+  else if (kind === "is-device") fs.symlinkSync("/dev/zero", target);
+  else return false;
+  return true;
+}
+
 const counts = { runs: 0, loaded: 0, threw: 0, failures: [] };
 let peakRss = 0;
 function attempt(part, model, load) {
@@ -99,6 +121,7 @@ fc.sample(fc.tuple(fc.nat(sdBases.length - 1), bytesMutation), { seed, numRuns: 
 
 // ---- (b) PEFT adapter directories
 let adapterRuns = 0;
+let nonRegularSyncRuns = 0;
 if (typeof t.lora.loadAdapter === "function") {
   const config = { peft_type: "LORA", r: 2, lora_alpha: 4, lora_dropout: 0, target_modules: ["emb", "fc"], bias: "none", fan_in_fan_out: false, use_rslora: false, init_lora_weights: true, task_type: null };
   const good = {
@@ -122,17 +145,20 @@ if (typeof t.lora.loadAdapter === "function") {
     { ...config, target_modules: [] }, { ...config, target_modules: 5 }, { ...config, target_modules: "(" },
     { ...config, peft_type: "IA3" }, { ...config, lora_dropout: 2 }, { ...config, use_dora: true }, null, [], "LORA",
   ];
-  const layout = fc.constantFrom("ok", "no-config", "no-weights", "config-is-dir", "weights-empty");
+  const layout = fc.constantFrom("ok", "no-config", "no-weights", "config-is-dir", "weights-empty", ...NON_REGULAR);
   const model = new Net();
   fc.sample(fc.tuple(fc.nat(configVariants.length - 1), fc.nat(tensorsVariants.length - 1), bytesMutation, bytesMutation, layout, fc.boolean()), { seed: seed + 1, numRuns: runs }).forEach(
     ([ci, ti, mutateConfig, mutateWeights, how, named]) => {
       const d = fs.mkdtempSync(path.join(dir, "adapter-"));
       if (how !== "no-config") {
         if (how === "config-is-dir") fs.mkdirSync(path.join(d, "adapter_config.json"));
-        else fs.writeFileSync(path.join(d, "adapter_config.json"), mutateConfig(Buffer.from(JSON.stringify(configVariants[ci]))));
+        else if (!placeNonRegular(d, how, "adapter_config.json")) fs.writeFileSync(path.join(d, "adapter_config.json"), mutateConfig(Buffer.from(JSON.stringify(configVariants[ci]))));
       }
-      if (how !== "no-weights") fs.writeFileSync(path.join(d, "adapter_model.safetensors"), how === "weights-empty" ? Buffer.alloc(0) : mutateWeights(safetensors(tensorsVariants[ti])));
+      if (how !== "no-weights" && !placeNonRegular(d, how, "adapter_model.safetensors")) {
+        fs.writeFileSync(path.join(d, "adapter_model.safetensors"), how === "weights-empty" ? Buffer.alloc(0) : mutateWeights(safetensors(tensorsVariants[ti])));
+      }
       adapterRuns++;
+      if (NON_REGULAR.includes(how)) nonRegularSyncRuns++;
       attempt("adapter", model, () => {
         const m = t.lora.loadAdapter(model, d, named ? { adapterName: "fuzzed" } : {});
         // Loaded: undo, so that the next attempt starts from the plain model again.
@@ -143,5 +169,44 @@ if (typeof t.lora.loadAdapter === "function") {
   );
 }
 
-fs.rmSync(dir, { recursive: true, force: true });
-console.log(JSON.stringify({ seed, runs: counts.runs, adapterRuns, loaded: counts.loaded, threw: counts.threw, failureCount: counts.failures.length, failures: counts.failures.slice(0, 10), peakRss }));
+// ---- (c) the async loaders on non-regular files: each must settle (with a FormatError) within a bound
+async function nonRegularAsync() {
+  let done = 0;
+  if (typeof t.lora.loadAdapterAsync !== "function") return done;
+  const config = JSON.stringify({ peft_type: "LORA", r: 2, lora_alpha: 4, target_modules: ["fc"] });
+  const weights = safetensors({ "base_model.model.fc.lora_A.weight": f32([2, 4]), "base_model.model.fc.lora_B.weight": f32([6, 2]) });
+  const model = new Net();
+  const samples = fc.sample(fc.tuple(fc.constantFrom(...NON_REGULAR, "config-is-dir"), fc.boolean()), { seed: seed + 2, numRuns: Math.ceil(runs / 10) });
+  for (const [how, viaStateDict] of samples) {
+    const d = fs.mkdtempSync(path.join(dir, "nonregular-"));
+    if (how === "config-is-dir") fs.mkdirSync(path.join(d, "adapter_config.json"));
+    else if (!placeNonRegular(d, how, "adapter_config.json")) fs.writeFileSync(path.join(d, "adapter_config.json"), config);
+    if (!placeNonRegular(d, how, "adapter_model.safetensors")) fs.writeFileSync(path.join(d, "adapter_model.safetensors"), weights);
+    const before = checksum(model);
+    counts.runs++;
+    done++;
+    let timer;
+    const bound = new Promise((resolve) => (timer = setTimeout(() => resolve("hung"), 10_000)));
+    const load = viaStateDict ? t.io.loadStateDictFile(path.join(d, "adapter_model.safetensors")) : t.lora.loadAdapterAsync(model, d);
+    const outcome = await Promise.race([load.then(() => "loaded", (e) => e), bound]);
+    clearTimeout(timer);
+    if (outcome === "hung") counts.failures.push({ part: "non-regular async", problem: `did not settle within 10 s (${how})` });
+    else if (outcome === "loaded") {
+      counts.loaded++;
+      // Every adapter folder here has a non-regular file; a state dict only when the weights are one.
+      const readNonRegular = !viaStateDict || how.startsWith("weights-");
+      if (readNonRegular) counts.failures.push({ part: "non-regular async", problem: `loaded through ${how}` });
+    } else {
+      counts.threw++;
+      if (!(outcome instanceof t.FormatError)) counts.failures.push({ part: "non-regular async", problem: `${how}: not a FormatError`, message: String(outcome && outcome.message).slice(0, 200) });
+      else if (checksum(model) !== before) counts.failures.push({ part: "non-regular async", problem: "model changed by a failed load" });
+    }
+    fs.rmSync(d, { recursive: true, force: true });
+  }
+  return done;
+}
+
+nonRegularAsync().then((nonRegularRuns) => {
+  fs.rmSync(dir, { recursive: true, force: true });
+  console.log(JSON.stringify({ seed, runs: counts.runs, adapterRuns, nonRegularSyncRuns, nonRegularRuns, loaded: counts.loaded, threw: counts.threw, failureCount: counts.failures.length, failures: counts.failures.slice(0, 10), peakRss }));
+});
