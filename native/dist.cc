@@ -19,6 +19,8 @@
 #include "workers.h"
 
 #include <thread>
+
+#include <ATen/CPUGeneratorImpl.h>
 #include <unordered_set>
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -559,6 +561,17 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
 
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), at::get_num_threads()); }
 
+// randpermSeeded(n, seed): torch.randperm(n, generator=torch.Generator().manual_seed(seed)) on
+// the CPU, so a sampler's shuffle is the permutation PyTorch's DistributedSampler draws, without
+// touching the global generator.
+Napi::Value RandpermSeeded(const Napi::CallbackInfo& info) {
+  int64_t n = IntArg(info, 0, "n");
+  int64_t seed = IntArg(info, 1, "seed");
+  if (n < 0) ThrowRangeError(info.Env(), "n: expected an integer >= 0, got " + std::to_string(n));
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed));
+  return WrapTensor(info.Env(), at::randperm(n, gen, at::TensorOptions().dtype(at::kLong)));
+}
+
 Napi::Value DistBackendsEntry(const Napi::CallbackInfo& info) { return DistBackends(info.Env()); }
 
 }  // namespace
@@ -575,6 +588,7 @@ void RegisterDist(Napi::Object exports) {
   TL_EXPORT(exports, "distBarrier", DistBarrier);
   TL_EXPORT(exports, "distAllReduceGrads", DistAllReduceGrads);
   TL_EXPORT(exports, "distBroadcastFlat", DistBroadcastFlat);
+  TL_EXPORT(exports, "randpermSeeded", RandpermSeeded);
   TL_EXPORT(exports, "setNumThreads", SetNumThreads);
   TL_EXPORT(exports, "getNumThreads", GetNumThreads);
 }
