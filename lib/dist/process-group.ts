@@ -107,7 +107,7 @@ export class ProcessGroup {
   #run(op: string, call: (h: DistHandle, sync: boolean) => Promise<void> | undefined, sync: boolean): Promise<void> | undefined {
     const h = this.handle(op);
     const explain = (err: unknown): DistributedError => {
-      const msg = err instanceof Error ? err.message : String(err);
+      const msg = (err instanceof Error ? err.message : String(err)).replace(/\.+$/, "");
       // A transport failure means a peer, not this call's arguments: say what to look for.
       const peer = PEER_FAILURE.test(msg)
         ? `. A peer process may have exited, hung past the timeout (${this.timeoutMs} ms) or become unreachable`
@@ -308,7 +308,7 @@ export async function initProcessGroup(options?: InitProcessGroupOptions): Promi
   try {
     joined = await native.distConnect({ host, port, isServer: rank === 0, rank, worldSize, timeoutMs });
   } catch (err) {
-    const msg = err instanceof Error ? err.message : String(err);
+    const msg = (err instanceof Error ? err.message : String(err)).replace(/\.+$/, "");
     if (rank === 0) {
       throw new DistributedError(
         `initProcessGroup: rank 0 could not serve the rendezvous on ${where}: ${msg}. ` +
@@ -316,7 +316,7 @@ export async function initProcessGroup(options?: InitProcessGroupOptions): Promi
       );
     }
     throw new DistributedError(
-      `initProcessGroup: rank ${rank} could not reach the rendezvous at ${where} within ${timeoutMs} ms: ${msg}. ` +
+      `initProcessGroup: rank ${rank} could not reach, or lost, the rendezvous served by rank 0 at ${where} (timeout ${timeoutMs} ms): ${msg}. ` +
         `Check that rank 0 is running and that MASTER_ADDR/MASTER_PORT (or the tcp:// address) name it`,
     );
   }
