@@ -61,7 +61,7 @@ export function rankEnvironment(base: NodeJS.ProcessEnv, o: Required<Pick<Launch
   };
   // As torchrun: several processes on one machine each running a full-size thread pool would
   // oversubscribe its cores; libtorch reads OMP_NUM_THREADS when it starts.
-  if (o.nprocPerNode > 1 && base.OMP_NUM_THREADS === undefined) env.OMP_NUM_THREADS = "1";
+  if (o.nprocPerNode > 1 && !base.OMP_NUM_THREADS) env.OMP_NUM_THREADS = "1";
   return env;
 }
 
@@ -88,7 +88,7 @@ export function launch(options: LaunchOptions): Promise<LaunchResult> {
   const o = checkOptions(options);
   const log = options.log ?? ((line: string) => process.stderr.write(`torch-lora launch: ${line}\n`));
   const base = options.env ?? process.env;
-  if (o.nprocPerNode > 1 && base.OMP_NUM_THREADS === undefined) {
+  if (o.nprocPerNode > 1 && !base.OMP_NUM_THREADS) {
     log(`OMP_NUM_THREADS=1 in each of the ${o.nprocPerNode} processes (set OMP_NUM_THREADS to choose another value)`);
   }
   return new Promise((resolve) => {

@@ -19,6 +19,7 @@ export interface RankOutcome<T> {
   /** The JSON line the worker printed last (null when it printed none). */
   result: (T & { ok: boolean; name?: string; message?: string }) | null;
   stderr: string;
+  stdout: string;
   /** Milliseconds from spawn to exit. */
   ms: number;
 }
@@ -69,7 +70,7 @@ export function runProcess<T>(args: string[], env: Record<string, string>, limit
       } catch {
         result = null;
       }
-      resolve({ rank, status, signal, result, stderr, ms: Date.now() - started });
+      resolve({ rank, status, signal, result, stderr, stdout, ms: Date.now() - started });
     });
   });
 }
