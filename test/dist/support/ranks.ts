@@ -90,6 +90,7 @@ export async function runRanks<T>(
       [WORKER],
       {
         RANK: String(rank),
+        LOCAL_RANK: String(rank),
         WORLD_SIZE: String(worldSize),
         MASTER_ADDR: "127.0.0.1",
         MASTER_PORT: String(port),

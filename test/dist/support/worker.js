@@ -6,6 +6,7 @@
 //                                     process group, the whole batch: the single-process reference)
 //   { mode: "die", atStep }          like train, but rank 1 exits with code 3 before the step's all-reduce
 //   { mode: "init" }                 initProcessGroup only (error cases)
+//   { mode: "nccl-collectives" }     NCCL collectives on cuda:LOCAL_RANK
 // Prints one JSON line: { ok: true, ... } or { ok: false, name, message }.
 "use strict";
 const path = require("path");
@@ -54,6 +55,20 @@ async function collectives() {
   out.size = g.size;
   dist.destroyProcessGroup();
   return out;
+}
+
+/** NCCL on this local rank's GPU: a sum all-reduce, an avg all-reduce and a broadcast. */
+async function ncclCollectives() {
+  await dist.initProcessGroup({ backend: "nccl", timeoutMs });
+  const device = dist.localDevice();
+  const s = t.tensor([rank + 1, 10 * (rank + 1)], { device });
+  await dist.allReduce(s);
+  const a = t.tensor([rank + 1, 2 * rank], { device });
+  await dist.allReduce(a, { op: "avg" });
+  const b = t.tensor([rank, rank], { device });
+  await dist.broadcast(b, { src: worldSize - 1 });
+  dist.destroyProcessGroup();
+  return { device, sum: values(s.to("cpu")), avg: values(a.to("cpu")), broadcast: values(b.to("cpu")) };
 }
 
 /** The same global batch on every rank: `rows` examples of `context` ids and a target id. */
@@ -112,7 +127,7 @@ async function initOnly() {
   return { size: g.size };
 }
 
-const modes = { collectives, train, die: train, init: initOnly };
+const modes = { "nccl-collectives": ncclCollectives, collectives, train, die: train, init: initOnly };
 (modes[task.mode] ?? (() => Promise.reject(new Error(`unknown mode ${task.mode}`))))().then(
   (result) => {
     process.stdout.write(JSON.stringify({ ok: true, rank, ...result }) + "\n");
