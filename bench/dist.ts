@@ -7,7 +7,8 @@
  *   gpt2-attn a LoRA adapter of GPT-2-small size (r=8 on c_attn of 12 layers: 12 × 8 × (768 + 2304)
  *             values): 12 Linear(768, 2304) layers on 128 tokens per rank (the c_attn matmuls of a
  *             GPT-2-small step alone, so its compute is a lower bound of a real step's)
- * and the layouts: 1 process × 1 thread, 2 processes × 1 thread, 1 process × 2 threads.
+ * and the layouts: 1 process × 1 thread, 2 processes × 1 thread, 1 process × 2 threads, and
+ * 2 processes with DataParallel's overlap (all-reduces started during backward, 0.25 MiB buckets).
  *
  * Run: node scripts/setup.js && node dist/bench/dist.js [--steps N]
  * Each configuration runs its ranks as child processes of this script (BENCH_DIST_TASK set).
@@ -23,6 +24,8 @@ interface Task {
   worldSize: number;
   threads: number;
   steps: number;
+  /** DataParallel's overlap option, with buckets of this many MiB. */
+  overlapBucketMb?: number;
 }
 
 interface RankReport {
@@ -87,7 +90,9 @@ async function runRank(task: Task): Promise<RankReport> {
     const x = randn([128, 768]);
     step = () => lm.forward(x) as Tensor;
   }
-  const dp = distributed ? await dist.DataParallel.create(lm) : null;
+  const dp = distributed
+    ? await dist.DataParallel.create(lm, task.overlapBucketMb ? { overlap: true, bucketCapMb: task.overlapBucketMb } : {})
+    : null;
   const params = lm.trainableParameters();
   const opt = new optim.SGD(params, { lr: 1e-3 });
   const compute: number[] = [];
@@ -161,13 +166,14 @@ async function main(): Promise<void> {
     { worldSize: 1, threads: 1, label: "1 process × 1 thread" },
     { worldSize: 2, threads: 1, label: "2 processes × 1 thread" },
     { worldSize: 1, threads: 2, label: "1 process × 2 threads" },
+    { worldSize: 2, threads: 1, label: "2 processes × 1 thread, overlap, 0.25 MiB buckets", overlapBucketMb: 0.25 },
   ];
   console.log(`data-parallel LoRA steps on ${require("os").cpus().length} cores, Gloo over 127.0.0.1, median of ${steps} steps`);
   console.log("| workload | layout | compute ms | sync ms | step ms | sync / step | gradient bytes | loopback bytes / step |");
   console.log("|---|---|---|---|---|---|---|---|");
   for (const workload of ["demo", "gpt2-attn"] as const) {
     for (const l of layouts) {
-      const r = await runConfig({ workload, worldSize: l.worldSize, threads: l.threads, steps });
+      const r = await runConfig({ workload, worldSize: l.worldSize, threads: l.threads, steps, overlapBucketMb: l.overlapBucketMb });
       const share = r.stepMs > 0 ? `${((100 * r.syncMs) / r.stepMs).toFixed(0)} %` : "-";
       console.log(
         `| ${workload} | ${l.label} | ${r.computeMs.toFixed(2)} | ${r.syncMs.toFixed(2)} | ${r.stepMs.toFixed(2)} | ${share} | ${r.gradientBytes} | ${r.loopbackBytesPerStep === null ? "-" : Math.round(r.loopbackBytesPerStep)} |`,

@@ -96,6 +96,10 @@ export interface NativeBinding {
   distBarrier(group: DistHandle, o: { sync?: boolean }): Promise<void> | undefined;
   distAllReduceGrads(group: DistHandle, o: { params: H[]; divisor?: Num; sync?: boolean }): Promise<void> | undefined;
   distBroadcastFlat(group: DistHandle, o: { tensors: H[]; root: Num; sync?: boolean }): Promise<void> | undefined;
+  distReducerNew(group: DistHandle, o: { buckets: H[][] }): DistHandle;
+  distReducerFinish(reducer: DistHandle, o: { divisor?: Num; sync?: boolean }): Promise<void> | undefined;
+  distReducerRelease(reducer: DistHandle): void;
+  distReducerStarted(reducer: DistHandle): Num;
   randpermSeeded(n: Num, seed: Num): H;
   setNumThreads(n: Num): void;
   getNumThreads(): Num;

@@ -5,7 +5,8 @@
  * step. Works on any module's trainable parameters (a LoRA model's adapters, a plain nn.Module).
  */
 import { dtypeSize } from "../dtype";
-import { ConfigError, describe } from "../errors";
+import { DistHandle, native } from "../binding";
+import { ConfigError, StateError, describe } from "../errors";
 import { Tensor, tensor, optionsObject } from "../tensor";
 import { CollectiveOptions, ProcessGroup, defaultProcessGroup } from "./process-group";
 
@@ -18,6 +19,14 @@ export interface DataParallelOptions extends CollectiveOptions {
   bucketCapMb?: number;
   /** The rank whose parameter values every rank starts from (default 0). */
   broadcastFrom?: number;
+  /**
+   * Start each bucket's all-reduce from autograd hooks while backward is still running, as DDP
+   * does (default false). Buckets are then filled in reverse parameter order (the order backward
+   * finishes them), and one backward pass must be followed by one syncGradients() (no gradient
+   * accumulation over several backward passes). It overlaps only when there are several buckets:
+   * a LoRA adapter often fits in one, so choose a smaller bucketCapMb with it.
+   */
+  overlap?: boolean;
 }
 
 /** The trainable parameters of `module`: trainableParameters(), else the parameters that require grad. */
@@ -86,9 +95,19 @@ export class DataParallel<M extends ParameterSource = ParameterSource> {
   readonly parameters: readonly Tensor[];
   /** The gradient buckets: one all-reduce each per step. */
   readonly buckets: readonly (readonly Tensor[])[];
+  /** True when all-reduces start during backward ({@link DataParallelOptions.overlap}). */
+  readonly overlap: boolean;
+  /**
+   * With `overlap`: how many buckets' all-reduces backward had started when the last
+   * syncGradients() began (0 means nothing overlapped; a smaller bucketCapMb gives more buckets).
+   */
+  startedDuringBackward = 0;
+  /** The native hooks of the overlapped mode (null otherwise, or after dispose()). */
+  #reducer: DistHandle | null = null;
 
-  private constructor(module: M, group: ProcessGroup, params: Tensor[], buckets: Tensor[][]) {
+  private constructor(module: M, group: ProcessGroup, params: Tensor[], buckets: Tensor[][], overlap: boolean) {
     this.module = module;
+    this.overlap = overlap;
     this.group = group;
     this.parameters = Object.freeze(params.slice());
     this.buckets = Object.freeze(buckets.map((b) => Object.freeze(b.slice())));
@@ -103,6 +122,7 @@ export class DataParallel<M extends ParameterSource = ParameterSource> {
     const { dp, src } = DataParallel.#prepare(module, options);
     await dp.#checkLayout(false);
     await Promise.all(dp.buckets.map((b) => dp.group.broadcastFlat(b as Tensor[], src, false)));
+    dp.#arm();
     return dp;
   }
 
@@ -111,6 +131,7 @@ export class DataParallel<M extends ParameterSource = ParameterSource> {
     const { dp, src } = DataParallel.#prepare(module, options);
     dp.#checkLayout(true);
     for (const b of dp.buckets) dp.group.broadcastFlat(b as Tensor[], src, true);
+    dp.#arm();
     return dp;
   }
 
@@ -124,8 +145,28 @@ export class DataParallel<M extends ParameterSource = ParameterSource> {
     if (typeof src !== "number" || !Number.isInteger(src) || src < 0 || src >= group.size) {
       throw new RangeError(`broadcastFrom: expected a rank in [0, ${group.size - 1}], got ${describe(src)}`);
     }
+    if (opts.overlap !== undefined && typeof opts.overlap !== "boolean") throw new TypeError(`overlap: expected a boolean, got ${describe(opts.overlap)}`);
+    const overlap = opts.overlap ?? false;
     const params = trainableOf(module);
-    return { dp: new DataParallel(module, group, params, makeBuckets(params, capMb * 1024 * 1024)), src };
+    // Backward finishes the last parameters first: overlapped buckets follow that order.
+    const buckets = makeBuckets(overlap ? params.slice().reverse() : params, capMb * 1024 * 1024);
+    return { dp: new DataParallel(module, group, params, buckets, overlap), src };
+  }
+
+  /** Installs the gradient hooks of the overlapped mode. */
+  #arm(): void {
+    if (this.overlap) this.#reducer = this.group.newReducer(this.buckets.map((b) => b.slice()));
+  }
+
+  /** Removes the gradient hooks of the overlapped mode (idempotent); syncGradients() then no longer works. */
+  dispose(): void {
+    if (this.#reducer) native.distReducerRelease(this.#reducer);
+    this.#reducer = null;
+  }
+
+  #reducerHandle(): DistHandle {
+    if (this.#reducer === null) throw new StateError("syncGradients: this DataParallel was disposed");
+    return this.#reducer;
   }
 
   /** Gathers every rank's parameter layout and throws on every rank when one differs from rank 0's. */
@@ -155,18 +196,28 @@ export class DataParallel<M extends ParameterSource = ParameterSource> {
 
   /**
    * Averages the trainable parameters' gradients across ranks, in place: one flat all-reduce per
-   * bucket (gradients flattened, reduced and written back natively), all launched at once and
+   * bucket (gradients flattened, reduced and written back natively), all launched at once (with
+   * `overlap`, each as soon as backward has finished it) and
    * waited for on worker threads. A parameter without a gradient on this rank counts as zeros and
    * gets the average as its gradient, so every rank steps alike. Call it after backward and
    * before the optimizer step; leave the gradients alone until it resolves.
    */
   async syncGradients(): Promise<void> {
+    if (this.overlap) {
+      this.startedDuringBackward = native.distReducerStarted(this.#reducerHandle());
+      return this.group.finishReducer(this.#reducerHandle(), false);
+    }
     const divisor = this.group.size;
     await Promise.all(this.buckets.map((b) => this.group.allReduceGradBucket(b as Tensor[], divisor, false)));
   }
 
   /** {@link syncGradients}, waiting on this thread. */
   syncGradientsSync(): void {
+    if (this.overlap) {
+      this.startedDuringBackward = native.distReducerStarted(this.#reducerHandle());
+      this.group.finishReducer(this.#reducerHandle(), true);
+      return;
+    }
     for (const b of this.buckets) this.group.allReduceGradBucket(b as Tensor[], this.group.size, true);
   }
 

@@ -266,6 +266,17 @@ export class ProcessGroup {
     return this.#run("gradient all-reduce", (h, s) => native.distAllReduceGrads(h, { params: handles, divisor, sync: s }), sync);
   }
 
+  /** @internal Hooks that all-reduce `buckets` of gradients while backward runs (see native/dist.cc, Reducer). */
+  newReducer(buckets: Tensor[][]): DistHandle {
+    return native.distReducerNew(this.handle("DataParallel"), { buckets: buckets.map((b) => b.map((p) => handleOf(p))) });
+  }
+
+  /** @internal Completes a reducer's step: the remaining buckets, the wait, the averages written back. */
+  finishReducer(reducer: DistHandle, sync: boolean): Promise<void> | undefined {
+    this.handle("syncGradients");
+    return this.#run("gradient all-reduce", (_h, s) => native.distReducerFinish(reducer, { divisor: this.size, sync: s }), sync);
+  }
+
   /** @internal One flat broadcast of `tensors` (one dtype and device) from `src`, written back in place. */
   broadcastFlat(tensors: Tensor[], src: number, sync: boolean): Promise<void> | undefined {
     const handles = tensors.map((t) => handleOf(t));

@@ -38,6 +38,8 @@ function maxAbsDiff(a: number[][][], b: number[][][]): number {
 describe.each([
   [2, {}],
   [3, { bucketCapMb: 0.0002 }], // ~210 bytes: several buckets, one all-reduce each
+  [2, { bucketCapMb: 0.0002, overlap: true }], // all-reduces started from autograd hooks during backward
+  [3, { overlap: true }],
 ])("DataParallel over Gloo, %i processes %j", (n, options) => {
   itGloo(`trains like one process on the concatenated batch, identical on every rank after each of ${STEPS} steps`, async () => {
     const task = { mode: "train", steps: STEPS, rowsPerRank: ROWS_PER_RANK, ...options };

@@ -97,3 +97,35 @@ describe("a one-process Gloo group", () => {
     expect(() => g.allReduceSync(t)).toThrow(/allReduce: the process group was destroyed/);
   });
 });
+
+describe("DataParallel with overlap on a one-process Gloo group", () => {
+  afterAll(() => dist.destroyProcessGroup());
+
+  itGloo("starts bucket all-reduces during backward, refuses two backward passes per sync, and stops after dispose()", async () => {
+    const { nn } = require("../../lib");
+    const port = await freePort();
+    await dist.initProcessGroup({ initMethod: `tcp://127.0.0.1:${port}`, rank: 0, worldSize: 1, timeoutMs: 10_000 });
+    const model = new nn.Sequential(new nn.Linear(4, 8), new nn.Linear(8, 3));
+    const dp = await dist.DataParallel.create(model, { overlap: true, bucketCapMb: 0.0001 }); // 104 bytes: 4 buckets
+    expect(dp.buckets.map((b) => b.length)).toEqual([1, 1, 1, 1]);
+    const x = tensor([[1, 2, 3, 4]]);
+    const loss = () => (model.forward(x) as ReturnType<typeof tensor>).pow(2).sum();
+
+    loss().backward();
+    const grads = model.parameters().map((p: { grad: { toList(): number[] } }) => p.grad.toList());
+    await dp.syncGradients();
+    expect(dp.startedDuringBackward).toBe(4); // every bucket was launched from its hook
+    // World size 1: the average is the gradient itself.
+    expect(model.parameters().map((p: { grad: { toList(): number[] } }) => p.grad.toList())).toEqual(grads);
+
+    loss().backward();
+    loss().backward(); // the second pass changes gradients whose all-reduce already started
+    await expect(dp.syncGradients()).rejects.toThrow(/a gradient changed after its all-reduce had started \(two backward passes before one syncGradients\?\)/);
+    loss().backward(); // the next step works again
+    await dp.syncGradients();
+
+    dp.dispose();
+    loss().backward();
+    await expect(dp.syncGradients()).rejects.toThrow(/syncGradients: this DataParallel was disposed/);
+  });
+});

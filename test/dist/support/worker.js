@@ -93,7 +93,7 @@ async function train() {
   const lm = t.lora.injectAdapter(model, { r: task.rankR?.[rank] ?? r, loraAlpha: 8, targetModules: ["emb", "fc1", "fc2"], initLoraWeights: "gaussian" });
   // Non-zero B factors, so that every factor gets a gradient from the first step.
   t.noGrad(() => lm.trainableParameters().forEach((p) => t.init.normal_(p, 0, 0.3)));
-  const dp = distributed ? await dist.DataParallel.create(lm, { bucketCapMb: task.bucketCapMb }) : null;
+  const dp = distributed ? await dist.DataParallel.create(lm, { bucketCapMb: task.bucketCapMb, overlap: task.overlap }) : null;
   const params = lm.trainableParameters();
   const opt = new t.optim.SGD(params, { lr: 0.5 });
   const history = [];
