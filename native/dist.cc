@@ -737,8 +737,9 @@ Napi::Value DistReducerFinish(const Napi::CallbackInfo& info) {
     }
   }
   Pending p;
-  p.afterWait = [works, flats, divisor]() mutable {
-    for (auto& w : works) w->wait();
+  Ms timeout = r->group->timeout;
+  p.afterWait = [works, flats, divisor, timeout]() mutable {
+    for (auto& w : works) w->wait(timeout);
     if (divisor != 1) for (auto& f : flats) f.div_(divisor);
   };
   p.onMainThread = [r]() {

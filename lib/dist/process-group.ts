@@ -64,7 +64,7 @@ function howToGet(backend: Backend): string {
 /** A c10d process group: `size` processes that run collectives together. */
 export class ProcessGroup {
   #handle: DistHandle | null;
-  /** Held so that rank 0's rendezvous server lives as long as the group. */
+  /** Held, never read: rank 0's rendezvous server must live as long as the group's object. */
   readonly #store: DistHandle;
   /** This process's rank. */
   readonly rank: number;
@@ -100,7 +100,6 @@ export class ProcessGroup {
   destroy(): void {
     if (this.#handle !== null) native.distDestroy(this.#handle);
     this.#handle = null;
-    void this.#store;
   }
 
   /** Runs a native collective, turning its failure into a DistributedError that says where. */

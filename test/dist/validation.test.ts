@@ -129,3 +129,18 @@ describe("DataParallel with overlap on a one-process Gloo group", () => {
     await expect(dp.syncGradients()).rejects.toThrow(/syncGradients: this DataParallel was disposed/);
   });
 });
+
+describe("threads and devices", () => {
+  it("setNumThreads sets libtorch's intra-op threads; bad values are RangeErrors/ConfigErrors; localDevice is the CPU without CUDA", () => {
+    const before = dist.getNumThreads();
+    try {
+      dist.setNumThreads(1);
+      expect(dist.getNumThreads()).toBe(1);
+      expect(() => dist.setNumThreads(0)).toThrow(/n: expected an integer >= 1, got 0/);
+    } finally {
+      dist.setNumThreads(before);
+    }
+    const { cuda } = require("../../lib");
+    expect(dist.localDevice({ LOCAL_RANK: "1" })).toBe(cuda.isAvailable() ? "cuda:1" : "cpu");
+  });
+});
