@@ -14,17 +14,13 @@
 #define USE_C10D_NCCL
 #endif
 #include "dist.h"
-#include "errors.h"
+#include "dist_common.h"
 #include "handle.h"
 #include "workers.h"
 
 #include <thread>
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <torch/csrc/autograd/function.h>
-#include <torch/csrc/autograd/function_hook.h>
-#include <torch/csrc/autograd/variable.h>
-#include <unordered_set>
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -52,91 +48,9 @@ Napi::Array DistBackends(Napi::Env env) {
 
 namespace {
 
-using Ms = std::chrono::milliseconds;
-using WorkPtr = c10::intrusive_ptr<c10d::Work>;
-
-// ---- options objects --------------------------------------------------------------------
-
-Napi::Object OptionsArg(const Napi::CallbackInfo& info, size_t i) {
-  if (!info[i].IsObject()) ThrowTypeError(info.Env(), "options: expected an object, got " + Describe(info[i]));
-  return info[i].As<Napi::Object>();
-}
-
-Napi::Value Field(const Napi::Object& o, const char* name) { return o.Get(name); }
-
-std::string StringField(const Napi::Object& o, const char* name) {
-  Napi::Value v = Field(o, name);
-  if (!v.IsString()) ThrowTypeError(o.Env(), std::string(name) + ": expected a string, got " + Describe(v));
-  return v.As<Napi::String>().Utf8Value();
-}
-
-std::string OptionalStringField(const Napi::Object& o, const char* name) {
-  Napi::Value v = Field(o, name);
-  return v.IsUndefined() || v.IsNull() ? std::string() : StringField(o, name);
-}
-
-int64_t IntField(const Napi::Object& o, const char* name, int64_t lo, int64_t hi) {
-  Napi::Value v = Field(o, name);
-  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
-  if (!(d >= static_cast<double>(lo) && d <= static_cast<double>(hi)) || std::floor(d) != d) {
-    ThrowRangeError(o.Env(), std::string(name) + ": expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                                 "], got " + Describe(v));
-  }
-  return static_cast<int64_t>(d);
-}
-
-double NumberField(const Napi::Object& o, const char* name, double fallback) {
-  Napi::Value v = Field(o, name);
-  if (v.IsUndefined()) return fallback;
-  if (!v.IsNumber()) ThrowTypeError(o.Env(), std::string(name) + ": expected a number, got " + Describe(v));
-  return v.As<Napi::Number>().DoubleValue();
-}
-
-bool BoolField(const Napi::Object& o, const char* name) {
-  Napi::Value v = Field(o, name);
-  if (v.IsUndefined()) return false;
-  if (!v.IsBoolean()) ThrowTypeError(o.Env(), std::string(name) + ": expected a boolean, got " + Describe(v));
-  return v.As<Napi::Boolean>().Value();
-}
-
-at::Tensor TensorField(const Napi::Object& o, const char* name) { return TensorValue(o.Env(), Field(o, name), name); }
-
-std::vector<at::Tensor> TensorListField(const Napi::Object& o, const char* name) {
-  Napi::Value v = Field(o, name);
-  if (!v.IsArray()) ThrowTypeError(o.Env(), std::string(name) + ": expected an array of Tensors, got " + Describe(v));
-  Napi::Array a = v.As<Napi::Array>();
-  std::vector<at::Tensor> out;
-  for (uint32_t k = 0; k < a.Length(); ++k) out.push_back(TensorValue(o.Env(), a.Get(k), std::string(name) + "[" + std::to_string(k) + "]"));
-  return out;
-}
-
-// ---- boxes held by JS -------------------------------------------------------------------
+using namespace dist;
 
 constexpr uint64_t kStoreMagic = 0x746c2d73746f7265ULL;
-constexpr uint64_t kGroupMagic = 0x746c2d67726f7570ULL;
-
-/** One collective's work and what must follow it: on the waiting thread, then on the main thread. */
-struct Pending {
-  WorkPtr work;
-  std::function<void()> afterWait;    // runs where the wait ran (a worker thread, or main when sync)
-  std::function<void()> onMainThread; // runs on the main thread (setting a parameter's .grad)
-  std::vector<at::Tensor> keepAlive;  // the tensors the backend reads or writes meanwhile
-};
-
-/** A backend's process group behind one interface (ProcessGroupGloo and ProcessGroupNCCL have
- * different bases across libtorch versions, but the same collective signatures). */
-struct Group {
-  virtual ~Group() = default;
-  virtual WorkPtr allreduce(std::vector<at::Tensor>& t, const c10d::AllreduceOptions& o) = 0;
-  virtual WorkPtr broadcast(std::vector<at::Tensor>& t, const c10d::BroadcastOptions& o) = 0;
-  virtual WorkPtr allgather(std::vector<std::vector<at::Tensor>>& out, std::vector<at::Tensor>& in) = 0;
-  virtual WorkPtr reduceScatter(std::vector<at::Tensor>& out, std::vector<std::vector<at::Tensor>>& in, const c10d::ReduceScatterOptions& o) = 0;
-  virtual WorkPtr barrier() = 0;
-  /** libtorch 1.13's Gloo has no reduce_scatter: it is emulated with an all-reduce. */
-  virtual bool hasReduceScatter() const = 0;
-  int rank = 0, size = 1;
-  Ms timeout{0};
-};
 
 template <class PG>
 struct GroupOf : Group {
@@ -158,89 +72,6 @@ struct StoreBox {
   c10::intrusive_ptr<c10d::Store> store;
 };
 
-struct GroupBox {
-  uint64_t magic = kGroupMagic;
-  std::shared_ptr<Group> group;  // reset by distDestroy; in-flight work holds its own reference
-};
-
-template <class Box>
-Box* BoxOf(Napi::Env env, const Napi::Value& v, uint64_t magic, const char* name, const char* what) {
-  Box* box = v.IsExternal() ? v.As<Napi::External<Box>>().Data() : nullptr;
-  if (box == nullptr || box->magic != magic) ThrowTypeError(env, std::string(name) + ": expected " + what + ", got " + Describe(v));
-  return box;
-}
-
-std::shared_ptr<Group> GroupArg(const Napi::CallbackInfo& info, size_t i) {
-  auto* box = BoxOf<GroupBox>(info.Env(), info[i], kGroupMagic, "group", "a process group");
-  if (!box->group) ThrowError(info.Env(), "group: the process group was destroyed");
-  return box->group;
-}
-
-// ---- waiting --------------------------------------------------------------------------
-
-void WaitFor(const Pending& p, Ms timeout) {
-  if (p.work) p.work->wait(timeout);
-  if (p.afterWait) p.afterWait();
-}
-
-/** Waits here (sync) or on a worker thread (a Promise); either way the tensors stay alive. */
-Napi::Value Finish(Napi::Env env, const char* name, std::shared_ptr<Group> group, Pending pending, bool sync) {
-  Ms timeout = group->timeout;
-  if (sync) {
-    WaitFor(pending, timeout);
-    if (pending.onMainThread) pending.onMainThread();
-    return env.Undefined();
-  }
-  auto shared = std::make_shared<Pending>(std::move(pending));
-  return RunAsync(
-      env, name,
-      [shared, group, timeout]() {
-        WaitFor(*shared, timeout);
-        return std::vector<at::Tensor>{};
-      },
-      [shared](Napi::Env env, std::vector<at::Tensor>&) -> Napi::Value {
-        if (shared->onMainThread) shared->onMainThread();
-        shared->keepAlive.clear();
-        return env.Undefined();
-      });
-}
-
-c10d::ReduceOp ParseOp(Napi::Env env, const std::string& op) {
-  if (op == "sum") return c10d::ReduceOp::SUM;
-  if (op == "max") return c10d::ReduceOp::MAX;
-  if (op == "min") return c10d::ReduceOp::MIN;
-  if (op == "product") return c10d::ReduceOp::PRODUCT;
-  ThrowRangeError(env, "op: expected \"sum\", \"max\", \"min\" or \"product\", got \"" + op + "\"");
-}
-
-/** `divisor` != 1 turns a sum into a mean after the wait (Gloo in libtorch 1.13 has no AVG). */
-std::function<void()> Divide(std::vector<at::Tensor> tensors, double divisor) {
-  if (divisor == 1) return nullptr;
-  return [tensors, divisor]() mutable {
-    for (auto& t : tensors) t.div_(divisor);
-  };
-}
-
-void CheckDistinct(Napi::Env env, const std::vector<at::Tensor>& ts, const char* name) {
-  std::unordered_set<const void*> seen;
-  for (size_t k = 0; k < ts.size(); ++k) {
-    if (!seen.insert(ts[k].unsafeGetTensorImpl()).second) {
-      ThrowError(env, std::string(name) + "[" + std::to_string(k) + "]: the same tensor appears more than once");
-    }
-  }
-}
-
-/** A flat bucket's tensors share one dtype and device, so they concatenate without casts. */
-void CheckBucket(Napi::Env env, const std::vector<at::Tensor>& ts, const char* name) {
-  CheckDistinct(env, ts, name);
-  for (size_t k = 1; k < ts.size(); ++k) {
-    if (ts[k].scalar_type() != ts[0].scalar_type() || ts[k].device() != ts[0].device()) {
-      ThrowError(env, std::string(name) + "[" + std::to_string(k) + "]: a bucket holds tensors of one dtype and device (" +
-                          DtypeName(ts[0].scalar_type()) + " on " + DeviceName(ts[0].device()) + "), got " +
-                          DtypeName(ts[k].scalar_type()) + " on " + DeviceName(ts[k].device()));
-    }
-  }
-}
 
 // ---- rendezvous -------------------------------------------------------------------------
 
@@ -552,233 +383,6 @@ Napi::Value DistBroadcastFlat(const Napi::CallbackInfo& info) {
   return Finish(env, "torch-lora:broadcastFlat", group, std::move(p), BoolField(o, "sync"));
 }
 
-// ---- gradient all-reduce overlapped with backward ----------------------------------------
-
-constexpr uint64_t kReducerMagic = 0x746c2d7265647563ULL;
-
-// Starts each bucket's all-reduce from autograd while backward is still running, as DDP's
-// reducer does: a post hook on every parameter's gradient accumulator copies the finished
-// gradient into its bucket's flat buffer, and once a bucket is complete, it and every complete
-// bucket after it are launched, strictly in bucket order (the order must be the same on every
-// rank, whatever order the hooks fire in). finish() launches what backward left (a parameter
-// without a gradient counts as zeros), and the caller waits and writes the averages back.
-struct Reducer {
-  struct Bucket {
-    std::vector<at::Tensor> params;
-    std::vector<int64_t> offsets;
-    std::vector<bool> ready;
-    size_t pending = 0;
-    at::Tensor flat;
-    WorkPtr work;
-  };
-  std::shared_ptr<Group> group;
-  std::vector<Bucket> buckets;
-  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;  // kept alive: the hooks live on them
-  std::vector<uintptr_t> hookKeys;
-  std::mutex mu;
-  size_t nextLaunch = 0;
-  bool finishing = false;
-  std::string misuse;  // set when a gradient changed after its bucket's all-reduce had started
-
-  void Reset() {
-    for (auto& b : buckets) {
-      std::fill(b.ready.begin(), b.ready.end(), false);
-      b.pending = b.params.size();
-      b.work.reset();
-    }
-    nextLaunch = 0;
-    finishing = false;
-  }
-
-  // Called with mu held.
-  void LaunchReady() {
-    while (nextLaunch < buckets.size() && buckets[nextLaunch].pending == 0) {
-      std::vector<at::Tensor> flat{buckets[nextLaunch].flat};
-      buckets[nextLaunch].work = group->allreduce(flat, c10d::AllreduceOptions());
-      ++nextLaunch;
-    }
-  }
-
-  void OnGradReady(size_t b, size_t slot) {
-    std::lock_guard<std::mutex> lock(mu);
-    Bucket& bucket = buckets[b];
-    if (b < nextLaunch || finishing) {
-      misuse = "a gradient changed after its all-reduce had started (two backward passes before one syncGradients?)";
-      return;
-    }
-    at::NoGradGuard noGrad;
-    const at::Tensor& g = bucket.params[slot].grad();
-    at::Tensor dst = bucket.flat.narrow(0, bucket.offsets[slot], bucket.params[slot].numel());
-    if (g.defined()) dst.copy_(g.reshape(-1));
-    else dst.zero_();
-    if (!bucket.ready[slot]) {
-      bucket.ready[slot] = true;
-      --bucket.pending;
-    }
-    LaunchReady();
-  }
-
-  void RemoveHooks() {
-    for (size_t k = 0; k < accumulators.size(); ++k) accumulators[k]->del_post_hook(hookKeys[k]);
-    accumulators.clear();
-    hookKeys.clear();
-  }
-};
-
-struct ReducerHook : torch::autograd::FunctionPostHook {
-  std::weak_ptr<Reducer> reducer;
-  size_t bucket, slot;
-  ReducerHook(std::weak_ptr<Reducer> r, size_t b, size_t s) : reducer(std::move(r)), bucket(b), slot(s) {}
-  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) override {
-    if (auto r = reducer.lock()) r->OnGradReady(bucket, slot);
-    return outputs;
-  }
-};
-
-struct ReducerBox {
-  uint64_t magic = kReducerMagic;
-  std::shared_ptr<Reducer> reducer;
-};
-
-void ReleaseReducer(ReducerBox* box) {
-  if (box->reducer) box->reducer->RemoveHooks();
-  box->reducer.reset();
-}
-
-// distReducerNew(group, { buckets: H[][] }) -> reducer: hooks on every parameter's accumulator.
-Napi::Value DistReducerNew(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto group = GroupArg(info, 0);
-  Napi::Object o = OptionsArg(info, 1);
-  Napi::Value bv = Field(o, "buckets");
-  if (!bv.IsArray()) ThrowTypeError(env, "buckets: expected an array of arrays of Tensors, got " + Describe(bv));
-  Napi::Array ba = bv.As<Napi::Array>();
-  auto reducer = std::make_shared<Reducer>();
-  reducer->group = group;
-  std::vector<at::Tensor> all;
-  for (uint32_t b = 0; b < ba.Length(); ++b) {
-    Napi::Object holder = Napi::Object::New(env);
-    holder.Set("params", ba.Get(b));
-    std::string name = "buckets[" + std::to_string(b) + "]";
-    std::vector<at::Tensor> params = TensorListField(holder, "params");
-    CheckBucket(env, params, name.c_str());
-    if (params.empty()) ThrowError(env, name + ": a bucket holds at least one tensor");
-    Reducer::Bucket bucket;
-    int64_t offset = 0;
-    for (size_t k = 0; k < params.size(); ++k) {
-      if (!params[k].is_leaf() || !params[k].requires_grad()) {
-        ThrowError(env, name + "[" + std::to_string(k) + "]: expected a leaf tensor that requires grad");
-      }
-      bucket.offsets.push_back(offset);
-      offset += params[k].numel();
-      all.push_back(params[k]);
-    }
-    bucket.flat = at::zeros({offset}, params[0].options().requires_grad(false));
-    bucket.params = std::move(params);
-    bucket.ready.assign(bucket.params.size(), false);
-    bucket.pending = bucket.params.size();
-    reducer->buckets.push_back(std::move(bucket));
-  }
-  CheckDistinct(env, all, "buckets (all)");
-  for (size_t b = 0; b < reducer->buckets.size(); ++b) {
-    for (size_t k = 0; k < reducer->buckets[b].params.size(); ++k) {
-      auto acc = torch::autograd::impl::grad_accumulator(reducer->buckets[b].params[k]);
-      if (!acc) ThrowError(env, "buckets: a parameter has no gradient accumulator");
-      reducer->hookKeys.push_back(acc->add_post_hook(std::make_unique<ReducerHook>(reducer, b, k)));
-      reducer->accumulators.push_back(std::move(acc));
-    }
-  }
-  auto* box = new ReducerBox();
-  box->reducer = std::move(reducer);
-  return Napi::External<ReducerBox>::New(env, box, [](Napi::Env, ReducerBox* b) {
-    ReleaseReducer(b);
-    b->magic = 0;
-    delete b;
-  });
-}
-
-std::shared_ptr<Reducer> ReducerArg(const Napi::CallbackInfo& info, size_t i) {
-  auto* box = BoxOf<ReducerBox>(info.Env(), info[i], kReducerMagic, "reducer", "a gradient reducer");
-  if (!box->reducer) ThrowError(info.Env(), "reducer: it was released");
-  return box->reducer;
-}
-
-// distReducerFinish(reducer, { divisor, sync }): launches the buckets backward left, waits for
-// all, divides, and writes the averages back as the gradients; then rearms for the next step.
-Napi::Value DistReducerFinish(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  std::shared_ptr<Reducer> r = ReducerArg(info, 0);
-  Napi::Object o = OptionsArg(info, 1);
-  double divisor = NumberField(o, "divisor", 1);
-  bool sync = BoolField(o, "sync");
-  std::vector<WorkPtr> works;
-  std::vector<at::Tensor> flats;
-  {
-    std::lock_guard<std::mutex> lock(r->mu);
-    if (r->finishing) ThrowError(env, "syncGradients: the previous call has not finished");
-    at::NoGradGuard noGrad;
-    for (auto& b : r->buckets) {
-      for (size_t k = 0; k < b.params.size(); ++k) {
-        if (b.ready[k]) continue;
-        // No hook fired for it in this step (unused, or no backward ran): its current gradient, or zeros.
-        const at::Tensor& g = b.params[k].grad();
-        at::Tensor dst = b.flat.narrow(0, b.offsets[k], b.params[k].numel());
-        if (g.defined()) dst.copy_(g.reshape(-1));
-        else dst.zero_();
-        b.ready[k] = true;
-        --b.pending;
-      }
-    }
-    r->LaunchReady();
-    r->finishing = true;
-    for (auto& b : r->buckets) {
-      works.push_back(b.work);
-      flats.push_back(b.flat);
-    }
-  }
-  Pending p;
-  Ms timeout = r->group->timeout;
-  p.afterWait = [works, flats, divisor, timeout]() mutable {
-    for (auto& w : works) w->wait(timeout);
-    if (divisor != 1) for (auto& f : flats) f.div_(divisor);
-  };
-  p.onMainThread = [r]() {
-    std::lock_guard<std::mutex> lock(r->mu);
-    at::NoGradGuard noGrad;
-    for (auto& b : r->buckets) {
-      for (size_t k = 0; k < b.params.size(); ++k) {
-        at::Tensor slice = b.flat.narrow(0, b.offsets[k], b.params[k].numel()).view(b.params[k].sizes());
-        at::Tensor& g = b.params[k].mutable_grad();
-        if (g.defined()) g.copy_(slice);
-        else g = slice.clone();
-      }
-    }
-    r->Reset();
-    if (!r->misuse.empty()) {
-      std::string m = r->misuse;
-      r->misuse.clear();
-      throw std::runtime_error(m);
-    }
-  };
-  p.keepAlive = flats;
-  return Finish(env, "torch-lora:reducerFinish", r->group, std::move(p), sync);
-}
-
-// distReducerStarted(reducer) -> how many buckets' all-reduces have started in this step so far
-// (read before syncGradients: those started by backward's hooks).
-Napi::Value DistReducerStarted(const Napi::CallbackInfo& info) {
-  std::shared_ptr<Reducer> r = ReducerArg(info, 0);
-  std::lock_guard<std::mutex> lock(r->mu);
-  return Napi::Number::New(info.Env(), static_cast<double>(r->nextLaunch));
-}
-
-// distReducerRelease(reducer): removes the hooks now (idempotent).
-Napi::Value DistReducerRelease(const Napi::CallbackInfo& info) {
-  auto* box = BoxOf<ReducerBox>(info.Env(), info[0], kReducerMagic, "reducer", "a gradient reducer");
-  ReleaseReducer(box);
-  return info.Env().Undefined();
-}
-
 // ---- threads ----------------------------------------------------------------------------
 
 // setNumThreads(n): libtorch's intra-op thread count (at::set_num_threads).
@@ -818,10 +422,7 @@ void RegisterDist(Napi::Object exports) {
   TL_EXPORT(exports, "distBarrier", DistBarrier);
   TL_EXPORT(exports, "distAllReduceGrads", DistAllReduceGrads);
   TL_EXPORT(exports, "distBroadcastFlat", DistBroadcastFlat);
-  TL_EXPORT(exports, "distReducerNew", DistReducerNew);
-  TL_EXPORT(exports, "distReducerFinish", DistReducerFinish);
-  TL_EXPORT(exports, "distReducerRelease", DistReducerRelease);
-  TL_EXPORT(exports, "distReducerStarted", DistReducerStarted);
+  dist::RegisterReducer(exports);
   TL_EXPORT(exports, "randpermSeeded", RandpermSeeded);
   TL_EXPORT(exports, "setNumThreads", SetNumThreads);
   TL_EXPORT(exports, "getNumThreads", GetNumThreads);
