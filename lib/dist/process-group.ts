@@ -265,7 +265,7 @@ export class ProcessGroup {
     return this.#run("gradient all-reduce", (h, s) => native.distAllReduceGrads(h, { params: handles, divisor, sync: s }), sync);
   }
 
-  /** @internal Hooks that all-reduce `buckets` of gradients while backward runs (see native/dist.cc, Reducer). */
+  /** @internal Hooks that all-reduce `buckets` of gradients while backward runs (see native/dist_reducer.cc). */
   newReducer(buckets: Tensor[][]): DistHandle {
     return native.distReducerNew(this.handle("DataParallel"), { buckets: buckets.map((b) => b.map((p) => handleOf(p))) });
   }
