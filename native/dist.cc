@@ -223,6 +223,7 @@ Napi::Value DistAllReduce(const Napi::CallbackInfo& info) {
   Napi::Object o = OptionsArg(info, 1);
   std::vector<at::Tensor> tensors = TensorListField(o, "tensors");
   CheckDistinct(info.Env(), tensors, "tensors");
+  CheckContiguous(info.Env(), tensors, "tensors");
   c10d::AllreduceOptions opts;
   opts.reduceOp = ParseOp(info.Env(), StringField(o, "op"));
   Pending p;
@@ -238,6 +239,7 @@ Napi::Value DistBroadcast(const Napi::CallbackInfo& info) {
   Napi::Object o = OptionsArg(info, 1);
   std::vector<at::Tensor> tensors = TensorListField(o, "tensors");
   CheckDistinct(info.Env(), tensors, "tensors");
+  CheckContiguous(info.Env(), tensors, "tensors");
   c10d::BroadcastOptions opts;
   opts.rootRank = IntField(o, "root", 0, group->size - 1);
   Pending p;
@@ -254,6 +256,8 @@ Napi::Value DistAllGather(const Napi::CallbackInfo& info) {
   std::vector<at::Tensor> inputs{TensorField(o, "input")};
   if (static_cast<int>(outputs.size()) != group->size) ThrowRangeError(info.Env(), "outputs: expected one tensor per rank");
   CheckDistinct(info.Env(), outputs, "outputs");
+  CheckContiguous(info.Env(), outputs, "outputs");
+  CheckContiguous(info.Env(), inputs, "input");
   std::vector<std::vector<at::Tensor>> outs{outputs};
   Pending p;
   p.work = group->allgather(outs, inputs);
@@ -275,6 +279,8 @@ Napi::Value DistReduceScatter(const Napi::CallbackInfo& info) {
       ThrowError(env, "inputs[" + std::to_string(k) + "]: must match output in shape, dtype and device");
     }
   }
+  CheckContiguous(env, {output}, "output");
+  CheckContiguous(env, inputs, "inputs");
   c10d::ReduceOp op = ParseOp(env, StringField(o, "op"));
   double divisor = NumberField(o, "divisor", 1);
   Pending p;

@@ -125,6 +125,14 @@ void CheckDistinct(Napi::Env env, const std::vector<at::Tensor>& ts, const char*
   }
 }
 
+void CheckContiguous(Napi::Env env, const std::vector<at::Tensor>& ts, const char* name) {
+  for (size_t k = 0; k < ts.size(); ++k) {
+    if (!ts[k].is_contiguous()) {
+      ThrowError(env, std::string(name) + "[" + std::to_string(k) + "]: a collective needs a contiguous tensor (a transposed, sliced or expanded view is not); pass .contiguous() and copy the result back");
+    }
+  }
+}
+
 void CheckBucket(Napi::Env env, const std::vector<at::Tensor>& ts, const char* name) {
   CheckDistinct(env, ts, name);
   for (size_t k = 1; k < ts.size(); ++k) {

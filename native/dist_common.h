@@ -80,6 +80,10 @@ std::function<void()> Divide(std::vector<at::Tensor> tensors, double divisor);
 
 void CheckDistinct(Napi::Env env, const std::vector<at::Tensor>& ts, const char* name);
 
+/** Backends read and write numel() elements from data_ptr(): anything but a contiguous tensor
+ * (a transposed or expanded view) would be reduced wrongly or written past its storage. */
+void CheckContiguous(Napi::Env env, const std::vector<at::Tensor>& ts, const char* name);
+
 /** A flat bucket's tensors share one dtype and device, so they concatenate without casts. */
 void CheckBucket(Napi::Env env, const std::vector<at::Tensor>& ts, const char* name);
 

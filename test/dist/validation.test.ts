@@ -86,6 +86,12 @@ describe("a one-process Gloo group", () => {
     expect(() => dist.allGather([zeros([2])], t)).toThrow(/outputs\[0\]: expected shape \[3\] float32 on cpu like input, got shape \[2\] float32 on cpu/);
     expect(() => dist.allReduce([] as never)).toThrow(/tensors: expected a Tensor or a non-empty array of Tensors/);
     expect(t.toList()).toEqual([1, 2, 3]);
+    // A view that is not contiguous would be read and written as if it were: refused natively.
+    const m = tensor([[1, 2], [3, 4]]);
+    expect(() => dist.allReduceSync(m.t())).toThrow(/tensors\[0\]: a collective needs a contiguous tensor/);
+    expect(() => dist.broadcastSync(m.narrow(1, 0, 1))).toThrow(/tensors\[0\]: a collective needs a contiguous tensor/);
+    expect(() => dist.allGatherSync([zeros([2, 2]).t()], m)).toThrow(/outputs\[0\]: a collective needs a contiguous tensor/);
+    expect(m.toList()).toEqual([1, 2, 3, 4]);
 
     const outs = [zeros([3])];
     dist.allGatherSync(outs, t);
