@@ -50,6 +50,15 @@ describe("failures across processes (Gloo, 127.0.0.1)", () => {
     expect(outcomes[1].result!.message).toMatch(/rank 2 to join|rendezvous served by rank 0/);
   }, 60_000);
 
+  itGloo("two processes with the same rank: the later one is refused, the group forms without it", async () => {
+    // The group holds its store for 15 s, so the duplicate meets it however late it starts.
+    const outcomes = await runRanks(3, { mode: "init", timeoutMs: 30_000, holdMs: 15_000 }, { perRank: (r) => ({ RANK: String(Math.min(r, 1)), WORLD_SIZE: "2" }) });
+    const refused = outcomes.filter((o) => o.result?.ok === false);
+    if (refused.length !== 1) throw new Error(describeOutcomes(outcomes));
+    expect(refused[0].result).toMatchObject({ name: "ConfigError", message: "initProcessGroup: rank 1 was taken by 2 processes; every process needs its own RANK" });
+    expect(outcomes.filter((o) => o.result?.ok === true).map((o) => o.result)).toEqual([expect.objectContaining({ size: 2 }), expect.objectContaining({ size: 2 })]);
+  }, 90_000);
+
   itGloo("a rank that dies during training: the others fail with a clear error well within the timeout", async () => {
     const timeoutMs = 60_000;
     const outcomes = await runRanks(3, { mode: "die", die: true, dieAt: 1, steps: 3, timeoutMs });

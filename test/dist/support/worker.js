@@ -5,7 +5,7 @@
 //   { mode: "train", steps, ... }    LoRA training of the demo model with DataParallel (worldSize 1: no
 //                                     process group, the whole batch: the single-process reference)
 //   { mode: "die", atStep }          like train, but rank 1 exits with code 3 before the step's all-reduce
-//   { mode: "init" }                 initProcessGroup only (error cases)
+//   { mode: "init", holdMs }         initProcessGroup only (error cases), then holdMs before the barrier
 //   { mode: "nccl-collectives" }     NCCL collectives on cuda:LOCAL_RANK
 // Prints one JSON line: { ok: true, ... } or { ok: false, name, message }.
 "use strict";
@@ -122,6 +122,8 @@ async function train() {
 
 async function initOnly() {
   const g = await dist.initProcessGroup({ backend: task.backend ?? "gloo", timeoutMs, worldSize: task.worldSize?.[rank] });
+  // Keeps rank 0's rendezvous store up for late arrivals (a duplicate rank, say).
+  if (task.holdMs) await new Promise((resolve) => setTimeout(resolve, task.holdMs));
   await dist.barrier();
   dist.destroyProcessGroup();
   return { size: g.size };
