@@ -104,6 +104,7 @@ export class DataParallel<M extends ParameterSource = ParameterSource> {
   startedDuringBackward = 0;
   /** The native hooks of the overlapped mode (null otherwise, or after dispose()). */
   #reducer: DistHandle | null = null;
+  #disposed = false;
 
   private constructor(module: M, group: ProcessGroup, params: Tensor[], buckets: Tensor[][], overlap: boolean) {
     this.module = module;
@@ -158,15 +159,20 @@ export class DataParallel<M extends ParameterSource = ParameterSource> {
     if (this.overlap) this.#reducer = this.group.newReducer(this.buckets.map((b) => b.slice()));
   }
 
-  /** Removes the gradient hooks of the overlapped mode (idempotent); syncGradients() then no longer works. */
+  /** Ends data-parallel training: removes the gradient hooks of the overlapped mode; syncGradients() then throws. Idempotent. */
   dispose(): void {
     if (this.#reducer) native.distReducerRelease(this.#reducer);
     this.#reducer = null;
+    this.#disposed = true;
+  }
+
+  #checkLive(): void {
+    if (this.#disposed) throw new StateError("syncGradients: this DataParallel was disposed");
   }
 
   #reducerHandle(): DistHandle {
-    if (this.#reducer === null) throw new StateError("syncGradients: this DataParallel was disposed");
-    return this.#reducer;
+    this.#checkLive();
+    return this.#reducer as DistHandle;
   }
 
   /** Gathers every rank's parameter layout and throws on every rank when one differs from rank 0's. */
@@ -207,6 +213,7 @@ export class DataParallel<M extends ParameterSource = ParameterSource> {
       this.startedDuringBackward = native.distReducerStarted(this.#reducerHandle());
       return this.group.finishReducer(this.#reducerHandle(), false);
     }
+    this.#checkLive();
     const divisor = this.group.size;
     await Promise.all(this.buckets.map((b) => this.group.allReduceGradBucket(b as Tensor[], divisor, false)));
   }
@@ -218,6 +225,7 @@ export class DataParallel<M extends ParameterSource = ParameterSource> {
       this.group.finishReducer(this.#reducerHandle(), true);
       return;
     }
+    this.#checkLive();
     for (const b of this.buckets) this.group.allReduceGradBucket(b as Tensor[], this.group.size, true);
   }
 
