@@ -11,14 +11,16 @@
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
-        "<!@(node scripts/gyp-torch.js include-dirs)"
+        "<!@(node scripts/gyp-torch.js include-dirs)",
+        "<!@(node scripts/dist-backends.js include-dirs)"
       ],
       "defines": [
         "<!(node scripts/gyp-torch.js napi-define)",
         "NAPI_CPP_EXCEPTIONS",
         "NODE_ADDON_API_DISABLE_DEPRECATED",
         "<!(node scripts/gyp-torch.js abi-define)",
-        "TORCH_LORA_BUILT_WITH=\"<!(node scripts/gyp-torch.js built-with)\""
+        "TORCH_LORA_BUILT_WITH=\"<!(node scripts/gyp-torch.js built-with)\"",
+        "<!@(node scripts/dist-backends.js defines)"
       ],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++14", "-std=gnu++17", "-std=gnu++20"],

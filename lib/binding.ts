@@ -15,9 +15,12 @@ export type NativeTensor = { readonly __nativeTensor: unique symbol };
 type H = NativeTensor;
 type Num = number;
 
+/** Opaque handle to a native c10d store or process group (native/dist.cc). */
+export type DistHandle = { readonly __nativeDist: unique symbol };
+
 /** The native surface, declared once. Argument checks happen natively too; the facade adds context. */
 export interface NativeBinding {
-  buildInfo(): { builtWith: string; torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; cxx11Abi: boolean };
+  buildInfo(): { builtWith: string; torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; cxx11Abi: boolean; distBackends: string[] };
   // creation and data
   fromTypedArray(data: ArrayBufferView, shape: Num[], dtype: string, device: string, requiresGrad: boolean): H;
   fromBytes(bytes: Uint8Array, shape: Num[], dtype: string, device: string): H;
@@ -86,6 +89,25 @@ export interface NativeBinding {
   rmsNorm(options: { input: H; normalizedShape: Num[]; weight: H | null; eps: Num }): H;
   scaledDotProductAttention(options: { query: H; key: H; value: H; mask: H | null; causal: boolean; dropoutP: Num; scale: Num }): H;
   siluActivation(input: H): H;
+  // c10d process groups (native/dist.cc); `group` and `store` are opaque handles
+  distBackends(): string[];
+  distConnect(o: { host: string; port: Num; isServer: boolean; rank: Num; worldSize: Num; timeoutMs: Num }): Promise<{ store: DistHandle; worldSizes: Num[]; claims: Num }>;
+  distNewGroup(o: { store: DistHandle; backend: string; rank: Num; worldSize: Num; timeoutMs: Num; deviceHostname?: string; deviceInterface?: string }): Promise<DistHandle>;
+  distDestroy(group: DistHandle): void;
+  distAllReduce(group: DistHandle, o: { tensors: H[]; op: string; divisor?: Num; sync?: boolean }): Promise<void> | undefined;
+  distBroadcast(group: DistHandle, o: { tensors: H[]; root: Num; sync?: boolean }): Promise<void> | undefined;
+  distAllGather(group: DistHandle, o: { outputs: H[]; input: H; sync?: boolean }): Promise<void> | undefined;
+  distReduceScatter(group: DistHandle, o: { output: H; inputs: H[]; op: string; divisor?: Num; sync?: boolean }): Promise<void> | undefined;
+  distBarrier(group: DistHandle, o: { sync?: boolean }): Promise<void> | undefined;
+  distAllReduceGrads(group: DistHandle, o: { params: H[]; divisor?: Num; sync?: boolean }): Promise<void> | undefined;
+  distBroadcastFlat(group: DistHandle, o: { tensors: H[]; root: Num; sync?: boolean }): Promise<void> | undefined;
+  distReducerNew(group: DistHandle, o: { buckets: H[][] }): DistHandle;
+  distReducerFinish(reducer: DistHandle, o: { divisor?: Num; sync?: boolean }): Promise<void> | undefined;
+  distReducerRelease(reducer: DistHandle): void;
+  distReducerStarted(reducer: DistHandle): Num;
+  randpermSeeded(n: Num, seed: Num): H;
+  setNumThreads(n: Num): void;
+  getNumThreads(): Num;
   // LoRA kernels and optimizers are declared in their own modules' interfaces.
   [name: string]: unknown;
 }

@@ -9,6 +9,7 @@
  */
 import { Command, CommanderError, Option } from "commander";
 import { EXIT_INTERNAL, EXIT_OK, EXIT_USER, exitCodeFor } from "./cli/errors";
+import { addLaunchCommand } from "./cli/launch";
 
 /** The package version, from the package.json above this file (lib/ in source, dist/lib/ when built). */
 function version(): string {
@@ -76,6 +77,7 @@ export function buildProgram(): Command {
       const { runInspect } = await import("./cli/inspect");
       await runInspect(target, opts);
     });
+  addLaunchCommand(program);
   return program;
 }
 

@@ -17,3 +17,4 @@ export * as nn from "./nn";
 export * as lora from "./lora";
 export * as io from "./io";
 export * as optim from "./optim";
+export * as dist from "./dist";

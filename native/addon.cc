@@ -2,6 +2,7 @@
 // so it is context-aware and loads in several worker_threads at once.
 #include "handle.h"
 #include "errors.h"
+#include "dist.h"
 
 // node_version.h names the Node these headers belong to (buildInfo().nodeVersion). It also
 // defines NAPI_VERSION as the runtime's own version, which must not leak into this module's
@@ -25,6 +26,7 @@ void RegisterBench(Napi::Object exports);
 void RegisterNorm(Napi::Object exports);
 void RegisterAttention(Napi::Object exports);
 void RegisterActivation(Napi::Object exports);
+void RegisterDist(Napi::Object exports);
 
 namespace {
 
@@ -36,6 +38,7 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   out.Set("cudaAvailable", torch::cuda::is_available());
   out.Set("cudaDeviceCount", static_cast<double>(torch::cuda::device_count()));
   out.Set("cxx11Abi", static_cast<bool>(_GLIBCXX_USE_CXX11_ABI));
+  out.Set("distBackends", DistBackends(env));  // c10d backends compiled in (prebuild manifests record them)
   // Which Node-API this file was compiled for: the prebuild script records it in the manifest,
   // and the loader only picks an experimental build on the Node it was built for.
 #ifdef NAPI_EXPERIMENTAL
@@ -69,6 +72,7 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   RegisterNorm(exports);
   RegisterAttention(exports);
   RegisterActivation(exports);
+  RegisterDist(exports);
   TL_EXPORT(exports, "buildInfo", BuildInfo);
   return exports;
 }

@@ -115,6 +115,7 @@ function store(source, lt, outRoot) {
     torchVersion: info.torchVersion,
     builtWith: info.builtWith,
     cxx11Abi: info.cxx11Abi,
+    distBackends: info.distBackends, // c10d backends compiled in (gloo, nccl), from the addon itself
     libtorchLibDir: lt.libDir,
     sourceHash: nativeSourceHash(root),
   };
