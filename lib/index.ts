@@ -8,6 +8,8 @@ export type { TensorOptions, TensorData, Operand } from "./tensor";
 export type { Dtype, Device } from "./dtype";
 export { crossEntropy, mseLoss } from "./functional";
 export type { Reduction } from "./functional";
+export { memoryStats } from "./memory";
+export type { MemoryStats } from "./memory";
 export { TorchLoraError, StateError, ConfigError, FormatError } from "./errors";
 export * as init from "./init";
 export * as cuda from "./cuda";
