@@ -42,10 +42,54 @@ describe("merge", () => {
         lm.merge();
         expect(changedParameters(before, snapshot(model)).length).toBeGreaterThan(0);
         lm.unmerge();
+        // Every unmerge, the first one included, restores the pristine bytes.
+        expect([i, changedParameters(before, snapshot(model))]).toEqual([i, []]);
       }
-      expect(changedParameters(before, snapshot(model))).toEqual([]);
     });
   }
+
+  test("unmerge after withAdaptersDisabled on a merged model restores the pristine weights bit for bit", () => {
+    const { model, lm } = adapted("bfloat16");
+    const before = snapshot(model);
+    lm.merge();
+    const merged = snapshot(model);
+    lm.withAdaptersDisabled(() => lm.forward(ids()));
+    expect(changedParameters(merged, snapshot(model))).toEqual([]);
+    lm.unmerge();
+    expect(changedParameters(before, snapshot(model))).toEqual([]);
+  });
+
+  test("deltaWeight is s·BA (Linear), s·(BA)ᵀ (Embedding) and s·(BA)ᵀ (Conv1D), by hand in float64", () => {
+    const { model } = adapted();
+    manualSeed(17);
+    const conv = new nn.Conv1D(3, 5); // weight (in 5, out 3)
+    const convModel = lora.injectAdapter(new nn.Sequential(conv), { r: 2, loraAlpha: 3, targetModules: ["0"] });
+    const convLayer = convModel.model.at(0) as lora.LoraLinear;
+    init.normal_(convLayer.factors("default")[1]);
+    const layers: [string, lora.LoraLayer<never>, number, boolean][] = [
+      ["fc1", model.fc1 as never, 8 / 4, false],
+      ["emb", model.emb as never, 8 / 4, true],
+      ["conv1d", convLayer as never, 3 / 2, true],
+    ];
+    for (const [name, layer, s, transposed] of layers) {
+      const [A, B] = layer.factors("default");
+      const [r, cols] = A.shape;
+      const rows = B.shape[0];
+      const a = A.toList() as number[];
+      const b = B.toList() as number[];
+      const want: number[] = [];
+      // (BA)[i][j] = Σ_k B[i][k]·A[k][j]; transposed layouts hold it at [j][i].
+      const at = (i: number, j: number): number => s * Array.from({ length: r }, (_, k) => b[i * r + k] * a[k * cols + j]).reduce((x, y) => x + y, 0);
+      if (transposed) for (let j = 0; j < cols; j++) for (let i = 0; i < rows; i++) want.push(at(i, j));
+      else for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) want.push(at(i, j));
+      const delta = layer.deltaWeight("default");
+      expect([name, delta.shape]).toEqual([name, layer.base_layer.weight.shape]);
+      expect([name, delta.dtype]).toEqual([name, "float32"]);
+      const got = delta.toList() as number[];
+      const worst = got.reduce((m, v, i) => Math.max(m, Math.abs(v - want[i]) / (1 + Math.abs(want[i]))), 0);
+      expect({ name, within1e5: worst < 1e-5 }).toEqual({ name, within1e5: true });
+    }
+  });
 
   test("low precision: the delta is computed in fp32 and rounded once", () => {
     const { model, lm } = adapted("bfloat16");
