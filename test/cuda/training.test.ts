@@ -10,6 +10,7 @@ import { CharModel } from "../../demo/model";
 import { evaluate, train } from "../../demo/train";
 import { GPU, describeCuda } from "../helpers/cuda";
 import { TinyModel, changedParameters, snapshot } from "../helpers/models";
+import { expectDemoClaims, recomputeDemo } from "../helpers/demo-checks";
 
 const ROOT = path.resolve(__dirname, "../..");
 
@@ -165,17 +166,18 @@ describeCuda("LoRA training on cuda:0", () => {
 });
 
 describeCuda("the demo on cuda:0", () => {
-  test("npm run demo -- --device cuda:0 --quick passes its own checks", () => {
+  test("npm run demo -- --device cuda:0 --quick: its checks hold when recomputed from the files it writes", () => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), "tl-gpu-demo-"));
     try {
-      const r = spawnSync(process.execPath, [path.join(ROOT, "dist/demo/main.js"), "--device", GPU, "--quick", "--out", out], {
+      const r = spawnSync(process.execPath, [path.join(ROOT, "dist/demo/main.js"), "--device", GPU, "--quick", "--save-base", "--out", out], {
         encoding: "utf8",
         timeout: 180_000,
       });
       expect({ status: r.status, tail: r.status === 0 ? "" : `${r.stdout}\n${r.stderr}`.slice(-2000) }).toEqual({ status: 0, tail: "" });
       expect(r.stdout).toContain(`device ${GPU}`);
+      expectDemoClaims(recomputeDemo(out, GPU), r.stdout);
     } finally {
       fs.rmSync(out, { recursive: true, force: true });
     }
-  });
+  }, 240_000);
 });
