@@ -103,7 +103,9 @@ describe("merge", () => {
 
   test("merging twice is a no-op and unmerging when nothing is merged is a no-op", () => {
     const { model, lm } = adapted();
+    const pristine = snapshot(model);
     lm.unmerge();
+    expect(changedParameters(pristine, snapshot(model))).toEqual([]);
     lm.merge();
     const once = snapshot(model);
     lm.merge();
@@ -118,9 +120,15 @@ describe("merge", () => {
     expect(() => lm.merge({ safe: true })).toThrow(/NaN or Inf/);
     expect(changedParameters(before, snapshot(model))).toEqual([]);
     for (const [, layer] of lm.loraLayers()) expect(layer.merged).toBe(false);
-    // And the model still works: a later unmerge/merge of the healthy layers is correct.
+    // And the model still works: unmerge is a no-op, and once the factor is healthy again a
+    // merge gives the unmerged output.
     lm.unmerge();
     expect(changedParameters(before, snapshot(model))).toEqual([]);
+    init.normal_(head.factors("default")[0], 0, 0.3);
+    const unmerged = lm.forward(ids()) as Tensor;
+    lm.merge({ safe: true });
+    expect(lm.loraLayers().map(([, l]) => l.mergedAdapters)).toEqual([["default"], ["default"], ["default"]]);
+    expect((lm.forward(ids()) as Tensor).allclose(unmerged, { rtol: 1e-5, atol: 1e-6 })).toBe(true);
   });
 
   test("Conv1D (fanInFanOut) merges transposed and unmerges exactly", () => {

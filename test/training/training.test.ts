@@ -107,7 +107,9 @@ describe("npm run demo", () => {
 });
 
 describe("examples/finetune.ts", () => {
-  test("runs to the end: the reloaded adapter and the merged model reproduce the trained outputs", () => {
+  // The example is documentation: this checks that it runs and what it reports. The claims it
+  // prints (reload, merge) are the library's, tested on their own in test/peft and test/lora.
+  test("runs to the end, its loss falls, and it reports its reload and merge checks as passed", () => {
     const r = spawnSync(process.execPath, [path.join(ROOT, "dist/examples/finetune.js")], { encoding: "utf8", timeout: 120000 });
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
