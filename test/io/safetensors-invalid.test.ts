@@ -118,6 +118,16 @@ describe("files valid in the format", () => {
     }
   });
 
+  test("entries listed out of offset order load, a zero-size tensor may share its begin with the next, and names come back in byte order", () => {
+    const file = path.join(dir, "order.safetensors");
+    // Header order: c, a, z, b; offset order: a [0, 4), z [4, 4), b [4, 8) (z's tie with b is broken by end), c [8, 12).
+    const h = header({ c: entry("F32", [1], 8, 12), a: entry("F32", [1], 0, 4), b: entry("F32", [1], 4, 8), z: entry("F32", [0], 4, 4) });
+    fs.writeFileSync(file, handBuilt(h, f32([1, 2, 3])));
+    const loaded = loadSafetensorsSync(file);
+    expect(Object.fromEntries(Object.entries(loaded).map(([k, t]) => [k, t.toList()]))).toEqual({ a: [1], b: [2], c: [3], z: [] });
+    expect(readSafetensorsHeaderSync(file).tensors.map((t) => [t.name, t.dataOffsets])).toEqual([["a", [0, 4]], ["b", [4, 8]], ["c", [8, 12]], ["z", [4, 4]]]);
+  });
+
   test("a dtype valid in the format but unsupported is listed by the header reader and refused by the loader", () => {
     const file = path.join(dir, "i8.safetensors");
     fs.writeFileSync(file, handBuilt(header({ q: entry("I8", [2], 0, 2), w: entry("F32", [1], 2, 6) }), Buffer.from([1, 2, 0, 0, 128, 63])));
