@@ -13,6 +13,7 @@
  */
 import { spawnSync } from "child_process";
 import * as path from "path";
+import { Worker } from "worker_threads";
 import { memoryStats, zeros } from "../../lib";
 import { DIST, itDist } from "../reliability/support/child";
 
@@ -48,6 +49,34 @@ describe("memoryStats counts live native tensors", () => {
     row.dispose();
     a.dispose();
     expect(memoryStats()).toEqual(before);
+  });
+});
+
+describe("memoryStats counts across worker threads", () => {
+  // A worker (its own Node-API env) makes three 1 KiB tensors, reports, waits, disposes them.
+  const code = `
+    const { parentPort, workerData } = require("worker_threads");
+    const t = require(workerData);
+    const held = [t.zeros([256]), t.zeros([256]), t.zeros([256])];
+    parentPort.postMessage("made");
+    parentPort.once("message", () => {
+      held.forEach((x) => x.dispose());
+      parentPort.postMessage("disposed");
+    });`;
+  itDist("tensors made in a worker count in the main thread's reading, and leave it when disposed there", async () => {
+    const before = memoryStats();
+    const w = new Worker(code, { eval: true, workerData: DIST });
+    const next = (): Promise<string> => new Promise((resolve, reject) => (w.once("message", resolve), w.once("error", reject)));
+    try {
+      expect(await next()).toBe("made");
+      const during = memoryStats();
+      expect([during.liveTensors - before.liveTensors, during.liveBytes - before.liveBytes]).toEqual([3, 3 * 1024]);
+      w.postMessage("dispose");
+      expect(await next()).toBe("disposed");
+      expect(memoryStats()).toEqual(before);
+    } finally {
+      await w.terminate();
+    }
   });
 });
 

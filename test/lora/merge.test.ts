@@ -64,12 +64,12 @@ describe("merge", () => {
     manualSeed(17);
     const conv = new nn.Conv1D(3, 5); // weight (in 5, out 3)
     const convModel = lora.injectAdapter(new nn.Sequential(conv), { r: 2, loraAlpha: 3, targetModules: ["0"] });
-    const convLayer = convModel.model.at(0) as lora.LoraLinear;
+    const convLayer = (convModel.model as nn.Sequential).at(0) as lora.LoraLinear;
     init.normal_(convLayer.factors("default")[1]);
-    const layers: [string, lora.LoraLayer<never>, number, boolean][] = [
-      ["fc1", model.fc1 as never, 8 / 4, false],
-      ["emb", model.emb as never, 8 / 4, true],
-      ["conv1d", convLayer as never, 3 / 2, true],
+    const layers: [string, lora.LoraLinear | lora.LoraEmbedding, number, boolean][] = [
+      ["fc1", model.fc1 as unknown as lora.LoraLinear, 8 / 4, false],
+      ["emb", model.emb as unknown as lora.LoraEmbedding, 8 / 4, true],
+      ["conv1d", convLayer, 3 / 2, true],
     ];
     for (const [name, layer, s, transposed] of layers) {
       const [A, B] = layer.factors("default");
