@@ -139,6 +139,8 @@ describe("torch-lora merge", () => {
     const s = setup();
     const r = runCli(["merge", "--base", s.basePath, "--adapter", s.adapterDir, "--out", s.out, "--dtype", "f16"]);
     expect(r.code).toBe(0);
+    // One float16 rounding of the exact sum: within half an fp16 ulp (2^-11 relative).
+    expectMergedByFormula(s.out, s.basePath, adapterFileOf(s.adapterDir), CONFIG_SCALES, { tolerance: 2 ** -11 });
     const want = Object.fromEntries(Object.entries(s.lm.mergeAndUnload().stateDict()).map(([k, v]) => [k, v.to({ dtype: "float16" })]));
     expectSameBytes(io.loadSafetensorsSync(s.out), want);
   });
@@ -194,6 +196,7 @@ describe("torch-lora merge", () => {
     const r = runCli(["merge", "--base", s.basePath, "--adapter", s.adapterDir, "--adapter-name", "other", "--out", s.out]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^merged 1 module \(1 linear, 0 embedding\)/);
+    expectMergedByFormula(s.out, s.basePath, adapterFileOf(path.join(s.adapterDir, "other")), { fc1: [2 / 2, false] });
     s.lm.setAdapter("other");
     expectSameBytes(io.loadSafetensorsSync(s.out), s.lm.mergeAndUnload().stateDict());
   });
