@@ -118,6 +118,12 @@ describe("files valid in the format", () => {
     }
   });
 
+  test("JSON whitespace around the header object is accepted, as the reference reader does", () => {
+    const file = path.join(dir, "ws.safetensors");
+    fs.writeFileSync(file, handBuilt(`\t\n ${header({ a: entry("F32", [1], 0, 4) })}\r\n `, f32([7])));
+    expect(loadSafetensorsSync(file).a.toList()).toEqual([7]);
+  });
+
   test("entries listed out of offset order load, a zero-size tensor may share its begin with the next, and names come back in byte order", () => {
     const file = path.join(dir, "order.safetensors");
     // Header order: c, a, z, b; offset order: a [0, 4), z [4, 4), b [4, 8) (z's tie with b is broken by end), c [8, 12).

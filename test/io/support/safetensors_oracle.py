@@ -9,7 +9,9 @@ Writes one JSON line per case, in order:
 The rules (https://github.com/huggingface/safetensors, "Format"):
   * 8 bytes: N, an unsigned little-endian 64-bit integer, the size of the header;
     at most 100,000,000.
-  * N bytes: a UTF-8 JSON object; it begins with "{" and may be padded at the end with spaces.
+  * N bytes: a UTF-8 JSON object, padded with spaces. The format's text says the header MUST
+    begin with "{"; the reference reader does not enforce that (its check is commented out) and
+    takes JSON whitespace on either side, so this validator does the same.
     Keys are tensor names, except "__metadata__", a map of strings to strings (null: none).
   * Each tensor: {"dtype": one of the format's names, "shape": [non-negative integers],
     "data_offsets": [BEGIN, END]}, offsets relative to the byte after the header; other
@@ -73,10 +75,8 @@ def validate(data):
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise Invalid("header not UTF-8")
-    if not text.startswith("{"):
-        raise Invalid("header does not begin with {")
     try:
-        header = json.loads(text.rstrip(" "), parse_constant=reject_constant)
+        header = json.loads(text, parse_constant=reject_constant)
     except (ValueError, RecursionError) as e:
         raise Invalid("header not JSON: %s" % e)
     if not isinstance(header, dict):
