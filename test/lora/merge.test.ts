@@ -2,6 +2,13 @@ import { Tensor, init, lora, manualSeed, nn, optim, randn, tensor, StateError } 
 import type { Dtype } from "../../lib";
 import { TinyModel, snapshot, changedParameters } from "../helpers/models";
 
+/** W + s·BA (s·(BA)ᵀ for embeddings and Conv1D) for adapter `name` of `layer`, computed with plain ops. */
+function mergedByFormula(layer: lora.LoraLinear | lora.LoraEmbedding, name: string, W: Tensor): Tensor {
+  const [A, B] = layer.factors(name).map((t) => t.detach());
+  const delta = B.matmul(A).mul(layer.settings(name)!.scale);
+  return W.add(layer instanceof lora.LoraEmbedding || layer.base_layer instanceof nn.Conv1D ? delta.t() : delta);
+}
+
 /** A TinyModel with all three layers adapted and nonzero B (so merges change weights). */
 function adapted(dtype: Dtype = "float32", seed = 11) {
   manualSeed(seed);
@@ -11,6 +18,10 @@ function adapted(dtype: Dtype = "float32", seed = 11) {
   return { model, lm };
 }
 const ids = () => tensor([[1, 2, 3, 4], [5, 6, 7, 8]], { dtype: "int64" });
+/** Nonzero B for every adapter of every layer. */
+function randomizeFactors(lm: lora.LoraModel): void {
+  for (const [, layer] of lm.loraLayers()) for (const name of layer.adapterNames) init.normal_(layer.factors(name)[1], 0, 0.3);
+}
 
 describe("merge", () => {
   test("merged forward equals unmerged forward (fp32, 1e-5 relative)", () => {
@@ -51,12 +62,51 @@ describe("merge", () => {
   test("unmerge after withAdaptersDisabled on a merged model restores the pristine weights bit for bit", () => {
     const { model, lm } = adapted("bfloat16");
     const before = snapshot(model);
+    const baseOut = lm.withAdaptersDisabled(() => lm.forward(ids()) as Tensor);
     lm.merge();
     const merged = snapshot(model);
-    lm.withAdaptersDisabled(() => lm.forward(ids()));
+    const inside = lm.withAdaptersDisabled(() => lm.forward(ids()) as Tensor);
+    expect(inside.equal(baseOut)).toBe(true); // inside: the pristine base, bit for bit
     expect(changedParameters(merged, snapshot(model))).toEqual([]);
     lm.unmerge();
     expect(changedParameters(before, snapshot(model))).toEqual([]);
+  });
+
+  test.each(["sync", "async"] as const)("a second adapter merged while one is merged keeps the pristine backup: unmerge restores the base (%s)", async (mode) => {
+    const { model, lm } = adapted();
+    lm.addAdapter("other", { r: 2, loraAlpha: 2, targetModules: ["fc1", "head"] });
+    for (const [, layer] of lm.loraLayers()) if (layer.adapterNames.includes("other")) init.normal_(layer.factors("other")[1], 0, 0.3);
+    const pristine = snapshot(model);
+    const fc1 = model.fc1 as unknown as lora.LoraLinear;
+    const W = fc1.base_layer.weight.clone();
+    const merge = (names: string[]) => (mode === "sync" ? lm.merge({ adapterNames: names }) : lm.mergeAsync({ adapterNames: names }));
+    await merge(["default"]);
+    await merge(["other"]);
+    expect(fc1.mergedAdapters).toEqual(["default", "other"]);
+    expect(fc1.base_layer.weight.allclose(mergedByFormula(fc1, "other", mergedByFormula(fc1, "default", W)), { rtol: 1e-5, atol: 1e-5 })).toBe(true);
+    if (mode === "sync") lm.unmerge();
+    else await lm.unmergeAsync();
+    expect(changedParameters(pristine, snapshot(model))).toEqual([]);
+  });
+
+  test("a layer's merge returns the names it merged, and [] when all are merged already", async () => {
+    const { model } = adapted();
+    const fc1 = model.fc1 as unknown as lora.LoraLinear;
+    expect(fc1.merge()).toEqual(["default"]);
+    const merged = fc1.base_layer.weight.toBytes();
+    expect(fc1.merge()).toEqual([]);
+    expect(await fc1.mergeAsync()).toEqual([]);
+    expect(fc1.base_layer.weight.toBytes().equals(merged)).toBe(true);
+  });
+
+  test("a merged model refuses to move or cast, naming the fix, and moves once unmerged", () => {
+    const { lm } = adapted();
+    lm.merge();
+    expect(() => lm.to({ dtype: "float64" })).toThrow(StateError);
+    expect(() => lm.to({ dtype: "float64" })).toThrow(/^to: this layer has merged adapters; unmerge\(\) before moving or casting the model$/);
+    lm.unmerge();
+    lm.to({ dtype: "float64" });
+    expect(lm.trainableParameters().every((p) => p.dtype === "float64")).toBe(true);
   });
 
   test("deltaWeight is s·BA (Linear), s·(BA)ᵀ (Embedding) and s·(BA)ᵀ (Conv1D), by hand in float64", () => {
@@ -147,6 +197,21 @@ describe("merge", () => {
     expect(conv.weight.equal(W)).toBe(true);
   });
 
+  test("mergeAndUnload with a layer whose only adapter is inactive: that layer comes back plain and unchanged", () => {
+    manualSeed(19);
+    const model = new TinyModel();
+    const head = model.head.weight.clone();
+    const lm = lora.injectAdapter(model, { r: 2, loraAlpha: 4, targetModules: ["fc1"] });
+    lm.addAdapter("other", { r: 2, loraAlpha: 4, targetModules: ["head"] });
+    randomizeFactors(lm);
+    lm.setAdapter("default");
+    const expected = lm.forward(ids()) as Tensor;
+    const plain = lm.mergeAndUnload() as TinyModel;
+    expect([plain.fc1, plain.head].map((m) => m instanceof nn.Linear)).toEqual([true, true]);
+    expect(plain.head.weight.equal(head)).toBe(true);
+    expect(plain.forward(ids()).allclose(expected, { rtol: 1e-5, atol: 1e-6 })).toBe(true);
+  });
+
   test("mergeAndUnload returns plain layers with the deltas; unload returns plain layers without", () => {
     const a = adapted();
     const expected = a.lm.forward(ids()) as Tensor;
@@ -215,6 +280,18 @@ describe("async merge", () => {
     // Unmerge still restores the pristine weight bit for bit.
     await lm.unmergeAsync();
     expect(layer.base_layer.weight.toBytes().equals(before.get("0.base_layer.weight")!)).toBe(true);
+  });
+
+  test("an async unmerge in flight makes conflicting calls fail with a StateError naming them, then restores the base", async () => {
+    const { model, lm } = adapted("float32", 18);
+    const pristine = snapshot(model);
+    lm.merge();
+    const pending = lm.unmergeAsync();
+    expect(() => lm.forward(ids())).toThrow(/^forward: an async unmerge is in flight on this layer; await it first$/);
+    expect(() => lm.merge()).toThrow(/^merge: an async unmerge is in flight/);
+    await pending;
+    expect(changedParameters(pristine, snapshot(model))).toEqual([]);
+    expect(() => lm.forward(ids())).not.toThrow();
   });
 
   test("a failing async merge rejects and leaves the weights untouched", async () => {
