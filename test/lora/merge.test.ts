@@ -1,4 +1,4 @@
-import { Tensor, init, lora, manualSeed, nn, optim, randn, tensor, StateError } from "../../lib";
+import { Tensor, init, lora, manualSeed, noGrad, nn, optim, randn, tensor, StateError } from "../../lib";
 import type { Dtype } from "../../lib";
 import { TinyModel, snapshot, changedParameters } from "../helpers/models";
 
@@ -107,6 +107,18 @@ describe("merge", () => {
     lm.unmerge();
     lm.to({ dtype: "float64" });
     expect(lm.trainableParameters().every((p) => p.dtype === "float64")).toBe(true);
+  });
+
+  test("withAdaptersDisabled on an unmerged model leaves no backup behind: new base weights loaded later unmerge to themselves", () => {
+    const { lm } = adapted();
+    const fc1 = Object.fromEntries(lm.loraLayers()).fc1 as lora.LoraLinear;
+    lm.withAdaptersDisabled(() => lm.forward(ids()));
+    // New base weights, as a loadStateDict would bring: the next merge must back up these.
+    noGrad(() => nn.copyInto(fc1.base_layer.weight, randn(fc1.base_layer.weight.shape)));
+    const fresh = fc1.base_layer.weight.toBytes();
+    lm.merge();
+    lm.unmerge();
+    expect(fc1.base_layer.weight.toBytes().equals(fresh)).toBe(true);
   });
 
   test("deltaWeight is s·BA (Linear), s·(BA)ᵀ (Embedding) and s·(BA)ᵀ (Conv1D), by hand in float64", () => {
@@ -292,6 +304,13 @@ describe("async merge", () => {
     await pending;
     expect(changedParameters(pristine, snapshot(model))).toEqual([]);
     expect(() => lm.forward(ids())).not.toThrow();
+  });
+
+  test("unmergeAsync with nothing merged resolves and changes nothing", async () => {
+    const { model, lm } = adapted("float32", 20);
+    const before = snapshot(model);
+    await lm.unmergeAsync();
+    expect(changedParameters(before, snapshot(model))).toEqual([]);
   });
 
   test("a failing async merge rejects and leaves the weights untouched", async () => {
