@@ -306,6 +306,22 @@ describe("async merge", () => {
     expect(() => lm.forward(ids())).not.toThrow();
   });
 
+  test("a layer called directly while its async merge runs refuses each operation by name", async () => {
+    const { lm } = adapted("float32", 21);
+    const fc1 = Object.fromEntries(lm.loraLayers()).fc1 as lora.LoraLinear;
+    const pending = fc1.mergeAsync();
+    const refused = (op: string) => new RegExp(`^${op}: an async merge is in flight on this layer; await it first$`);
+    expect(() => fc1.merge()).toThrow(refused("merge"));
+    await expect(fc1.mergeAsync()).rejects.toThrow(refused("merge"));
+    expect(() => fc1.unmerge()).toThrow(refused("unmerge"));
+    await expect(fc1.unmergeAsync()).rejects.toThrow(refused("unmerge"));
+    expect(() => fc1.commitMerge()).toThrow(refused("mergeAndUnload"));
+    expect(() => fc1.withMergeSuspended(() => 0)).toThrow(refused("withAdaptersDisabled"));
+    expect(() => fc1.to({ dtype: "float64" })).toThrow(refused("to"));
+    await pending;
+    expect(fc1.mergedAdapters).toEqual(["default"]);
+  });
+
   test("unmergeAsync with nothing merged resolves and changes nothing", async () => {
     const { model, lm } = adapted("float32", 20);
     const before = snapshot(model);
