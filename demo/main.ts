@@ -8,10 +8,12 @@
  *    unmerge (bit-exact), and save the adapter in PEFT's layout.
  *
  * Options: --device cpu|cuda[:N]  --quick (fewer steps, for smoke tests)  --out DIR
+ *          --save-base (also write the pretrained base as base.safetensors, so that every check
+ *          can be recomputed from the files by someone else)
  */
 import * as fs from "fs";
 import * as path from "path";
-import { Device, Tensor, cuda, lora, manualSeed, noGrad, tensor } from "../lib";
+import { Device, Tensor, cuda, io, lora, manualSeed, noGrad, tensor } from "../lib";
 import { ALPHABET, VOCAB, encode, generateText, makeExamples } from "./data";
 import { CharModel } from "./model";
 import { evaluate, train } from "./train";
@@ -20,17 +22,19 @@ interface DemoArgs {
   device: Device;
   quick: boolean;
   out: string;
+  saveBase: boolean;
 }
 
 function parseArgs(argv: string[]): DemoArgs {
-  const args: DemoArgs = { device: "cpu", quick: false, out: path.resolve("demo-output") };
+  const args: DemoArgs = { device: "cpu", quick: false, out: path.resolve("demo-output"), saveBase: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--quick") args.quick = true;
+    else if (a === "--save-base") args.saveBase = true;
     else if (a === "--device") args.device = argv[++i] as Device;
     else if (a === "--out") args.out = path.resolve(argv[++i]);
     else if (a === "--help" || a === "-h") {
-      console.log("usage: npm run demo -- [--device cpu|cuda[:N]] [--quick] [--out DIR]");
+      console.log("usage: npm run demo -- [--device cpu|cuda[:N]] [--quick] [--out DIR] [--save-base]");
       process.exit(0);
     } else throw new Error(`unknown option ${a} (try --help)`);
   }
@@ -92,6 +96,10 @@ function main(): void {
   console.log(`  base model: eval loss on A ${fmt(baseLossA)}, on B ${fmt(baseLossB)}`);
   console.log(`  sample: "${complete(model, "the robot", 40, args.device)}"\n`);
   const baseWeights = snapshotBase(model);
+  if (args.saveBase) {
+    fs.mkdirSync(args.out, { recursive: true });
+    io.saveStateDictSync(path.join(args.out, "base.safetensors"), model.stateDict());
+  }
 
   // 2. LoRA injection.
   const lm = lora.injectAdapter(model, { r: 8, loraAlpha: 16, targetModules: ["emb", "fc1", "fc2"] });

@@ -37,6 +37,7 @@ export interface NativeBinding {
   to(t: H, dtype: string | null, device: string | null): H;
   dispose(t: H): void;
   isDisposed(t: H): boolean;
+  memoryStats(): { liveTensors: Num; liveBytes: Num };
   // ops
   neg(t: H): H; relu(t: H): H; gelu(t: H): H; tanh(t: H): H; sigmoid(t: H): H; exp(t: H): H; log(t: H): H;
   sqrt(t: H): H; abs(t: H): H; clone(t: H): H; detach(t: H): H; contiguous(t: H): H; t(t: H): H;

@@ -10,6 +10,8 @@ export { crossEntropy, mseLoss } from "./functional";
 export type { Reduction } from "./functional";
 export { layerNorm, rmsNorm, scaledDotProductAttention, embedding } from "./functional";
 export type { AttentionOptions } from "./functional";
+export { memoryStats } from "./memory";
+export type { MemoryStats } from "./memory";
 export { TorchLoraError, StateError, ConfigError, FormatError } from "./errors";
 export * as init from "./init";
 export * as cuda from "./cuda";

@@ -1,6 +1,8 @@
 #include "handle.h"
 #include "errors.h"
 
+#include <atomic>
+
 namespace tl {
 namespace {
 
@@ -10,7 +12,29 @@ struct TensorBox {
   uint64_t magic = kMagic;
   at::Tensor tensor;
   int64_t reportedBytes = 0;
+  /** Bytes this box added to the live-tensor count; -1 once it no longer counts (disposed/freed). */
+  int64_t countedBytes = -1;
 };
+
+// Live handles, process-wide: the addon loads in several worker_threads, each with its own
+// env, and a user asking "does my loop leak?" wants the whole process. Atomics, because
+// finalizers of different envs run on different threads.
+std::atomic<int64_t> gLiveTensors{0};
+std::atomic<int64_t> gLiveBytes{0};
+
+void CountLive(TensorBox* box) {
+  box->countedBytes = box->reportedBytes;
+  gLiveTensors.fetch_add(1, std::memory_order_relaxed);
+  gLiveBytes.fetch_add(box->countedBytes, std::memory_order_relaxed);
+}
+
+/** Takes the box out of the count once, whichever of dispose() and the finalizer comes first. */
+void UncountLive(TensorBox* box) {
+  if (box->countedBytes < 0) return;
+  gLiveTensors.fetch_sub(1, std::memory_order_relaxed);
+  gLiveBytes.fetch_sub(box->countedBytes, std::memory_order_relaxed);
+  box->countedBytes = -1;
+}
 
 int64_t OwnBytes(const at::Tensor& t) {
   if (!t.defined()) return 0;
@@ -22,6 +46,7 @@ int64_t OwnBytes(const at::Tensor& t) {
 // the loop, so deferred finalizers would keep every dropped tensor's memory until it ends.
 void Finalize(Napi::BasicEnv env, TensorBox* box) {
   if (box->reportedBytes) Napi::MemoryManagement::AdjustExternalMemory(env, -box->reportedBytes);
+  UncountLive(box);
   box->magic = 0;
   delete box;
 }
@@ -46,6 +71,7 @@ Napi::Value WrapTensor(Napi::Env env, at::Tensor t) {
   // sooner when it knows how much native memory its objects hold.
   box->reportedBytes = OwnBytes(t);
   box->tensor = std::move(t);
+  if (box->tensor.defined()) CountLive(box);
   if (box->reportedBytes) Napi::MemoryManagement::AdjustExternalMemory(env, box->reportedBytes);
   return Napi::External<TensorBox>::New(env, box, Finalize);
 }
@@ -93,7 +119,12 @@ void DisposeHandle(const Napi::CallbackInfo& info, size_t i) {
   TensorBox* box = BoxArg(info, i, "tensor");
   if (box->reportedBytes) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -box->reportedBytes);
   box->reportedBytes = 0;
+  UncountLive(box);
   box->tensor = at::Tensor();
+}
+
+LiveTensorStats LiveTensors() {
+  return {gLiveTensors.load(std::memory_order_relaxed), gLiveBytes.load(std::memory_order_relaxed)};
 }
 
 static const std::pair<const char*, at::ScalarType> kDtypes[] = {

@@ -24,6 +24,13 @@ std::vector<at::Tensor> TensorListArg(const Napi::CallbackInfo& info, size_t i, 
 /** Frees the tensor's memory now; later use of the handle is a clear error. */
 void DisposeHandle(const Napi::CallbackInfo& info, size_t i);
 
+/** Handles created and not yet disposed or garbage-collected, process-wide, and their bytes. */
+struct LiveTensorStats {
+  int64_t tensors;
+  int64_t bytes;
+};
+LiveTensorStats LiveTensors();
+
 /** dtype names as the TypeScript API spells them. */
 at::ScalarType ParseDtype(Napi::Env env, const std::string& name, const char* argName);
 const char* DtypeName(at::ScalarType type);

@@ -201,6 +201,15 @@ Napi::Value IsDisposed(const Napi::CallbackInfo& info) {
   }
 }
 
+// memoryStats() -> { liveTensors, liveBytes }: what leak checks count (see LiveTensors).
+Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
+  LiveTensorStats s = LiveTensors();
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("liveTensors", static_cast<double>(s.tensors));
+  out.Set("liveBytes", static_cast<double>(s.bytes));
+  return out;
+}
+
 }  // namespace
 
 void RegisterTensor(Napi::Object exports) {
@@ -219,6 +228,7 @@ void RegisterTensor(Napi::Object exports) {
   TL_EXPORT(exports, "to", To);
   TL_EXPORT(exports, "dispose", Dispose);
   TL_EXPORT(exports, "isDisposed", IsDisposed);
+  TL_EXPORT(exports, "memoryStats", MemoryStats);
 }
 
 }  // namespace tl

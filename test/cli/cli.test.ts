@@ -1,6 +1,7 @@
 /**
  * The `torch-lora` command line, run as users run it (`node dist/lib/cli.js` in a child process):
- * merge equals LoraModel.mergeAndUnload bit for bit, inspect lists what files hold, and bad usage
+ * merge equals W + s·B·A recomputed from the files in the test (transposed for embeddings and
+ * Conv1D), and LoraModel.mergeAndUnload bit for bit; inspect lists what files hold, and bad usage
  * exits 1 with a message.
  */
 import * as fs from "fs";
@@ -48,8 +49,56 @@ function expectSameBytes(got: Record<string, Tensor>, want: Record<string, Tenso
   }
 }
 
+/**
+ * The merge recomputed from the files alone, in float64 JS numbers: for each adapted module,
+ * base + s·B·A (stored transposed for embeddings and Conv1D), every other tensor unchanged.
+ * `modules`: module path → [scale, transposed]. Compared within `tolerance` (relative to 1 + |value|).
+ */
+function expectMergedByFormula(
+  outFile: string,
+  baseFile: string,
+  adapterFile: string,
+  modules: Record<string, [number, boolean]>,
+  options: { prefix?: string; tolerance?: number } = {},
+): void {
+  const { prefix = "", tolerance = 1e-6 } = options;
+  const merged = io.loadSafetensorsSync(outFile);
+  const base = io.loadSafetensorsSync(baseFile);
+  const adapter = io.loadSafetensorsSync(adapterFile);
+  const values = (t: Tensor): number[] => Array.from(t.to({ dtype: "float64" }).toArray() as Float64Array);
+  expect(Object.keys(merged).sort()).toEqual(Object.keys(base).sort());
+  const adapted = new Set(Object.keys(modules).map((m) => `${prefix}${m}.weight`));
+  for (const [key, t] of Object.entries(base)) {
+    let want = values(t);
+    if (adapted.has(key)) {
+      const m = key.slice(prefix.length, -".weight".length);
+      const [s, transposed] = modules[m];
+      const A = adapter[`base_model.model.${m}.lora_A.weight`] ?? adapter[`base_model.model.${m}.lora_embedding_A`];
+      const B = adapter[`base_model.model.${m}.lora_B.weight`] ?? adapter[`base_model.model.${m}.lora_embedding_B`];
+      const [r, cols] = A.shape;
+      const rows = B.shape[0];
+      const a = values(A);
+      const b = values(B);
+      want = want.map((w, flat) => {
+        // Row-major position in the stored weight → (i, j) of B·A.
+        const [i, j] = transposed ? [flat % rows, Math.floor(flat / rows)] : [Math.floor(flat / cols), flat % cols];
+        let dot = 0;
+        for (let k = 0; k < r; k++) dot += b[i * r + k] * a[k * cols + j];
+        return w + s * dot;
+      });
+    }
+    const got = values(merged[key]);
+    const worst = got.reduce((acc, v, n) => Math.max(acc, Math.abs(v - want[n]) / (1 + Math.abs(want[n]))), 0);
+    expect({ key, shape: merged[key].shape, close: worst <= tolerance }).toEqual({ key, shape: t.shape, close: true });
+  }
+}
+
+/** Scales of CONFIG: rsLoRA (alpha/√r), fc1's alpha 6 and head's rank 2 from the patterns. */
+const CONFIG_SCALES: Record<string, [number, boolean]> = { emb: [16 / Math.sqrt(4), true], fc1: [6 / Math.sqrt(4), false], head: [16 / Math.sqrt(2), false] };
+const adapterFileOf = (dir: string): string => path.join(dir, "adapter_model.safetensors");
+
 describe("torch-lora merge", () => {
-  test("equals mergeAndUnload bit for bit in fp32 (embedding + Linear, rsLoRA, rank/alpha patterns)", () => {
+  test("equals W + s·B·A recomputed from the files, and mergeAndUnload bit for bit, in fp32 (embedding + Linear, rsLoRA, rank/alpha patterns)", () => {
     const s = setup();
     const r = runCli(["merge", "--base", s.basePath, "--adapter", s.adapterDir, "--out", s.out]);
     expect(r.stderr).toMatch(/merging 1\/3 emb\nmerging 2\/3 fc1\nmerging 3\/3 head\n/); // plain lines when not a terminal
@@ -58,6 +107,7 @@ describe("torch-lora merge", () => {
     expect(r.stdout).toContain(`fc1.weight  r=4 alpha=6 scale=${6 / Math.sqrt(4)}`);
     expect(r.stdout).toContain(`head.weight  r=2 alpha=16 scale=${16 / Math.sqrt(2)}`);
     expect(r.stdout).toContain("emb.weight  r=4 alpha=16 scale=8 (transposed)");
+    expectMergedByFormula(s.out, s.basePath, adapterFileOf(s.adapterDir), CONFIG_SCALES);
     const want = s.lm.mergeAndUnload().stateDict();
     const got = io.loadSafetensorsSync(s.out);
     expectSameBytes(got, want);
@@ -72,6 +122,7 @@ describe("torch-lora merge", () => {
     const s = setup({ prefix: "model." });
     const r = runCli(["merge", "--base", s.basePath, "--adapter", s.adapterDir, "--out", s.out]);
     expect(r.code).toBe(0);
+    expectMergedByFormula(s.out, s.basePath, adapterFileOf(s.adapterDir), CONFIG_SCALES, { prefix: "model." });
     expectSameBytes(io.loadSafetensorsSync(s.out), s.lm.mergeAndUnload().stateDict(), "model.");
   });
 
@@ -79,6 +130,8 @@ describe("torch-lora merge", () => {
     const s = setup({ dtype: "bfloat16" });
     const r = runCli(["merge", "--base", s.basePath, "--adapter", s.adapterDir, "--out", s.out]);
     expect(r.code).toBe(0);
+    // One bf16 rounding of the exact sum: within half a bf16 ulp (2^-8 relative).
+    expectMergedByFormula(s.out, s.basePath, adapterFileOf(s.adapterDir), CONFIG_SCALES, { tolerance: 2 ** -8 });
     expectSameBytes(io.loadSafetensorsSync(s.out), s.lm.mergeAndUnload().stateDict());
   });
 
@@ -86,6 +139,8 @@ describe("torch-lora merge", () => {
     const s = setup();
     const r = runCli(["merge", "--base", s.basePath, "--adapter", s.adapterDir, "--out", s.out, "--dtype", "f16"]);
     expect(r.code).toBe(0);
+    // One float16 rounding of the exact sum: within half an fp16 ulp (2^-11 relative).
+    expectMergedByFormula(s.out, s.basePath, adapterFileOf(s.adapterDir), CONFIG_SCALES, { tolerance: 2 ** -11 });
     const want = Object.fromEntries(Object.entries(s.lm.mergeAndUnload().stateDict()).map(([k, v]) => [k, v.to({ dtype: "float16" })]));
     expectSameBytes(io.loadSafetensorsSync(s.out), want);
   });
@@ -109,6 +164,7 @@ describe("torch-lora merge", () => {
     const r = runCli(["merge", "--base", path.join(dir, "base.safetensors"), "--adapter", path.join(dir, "adapter"), "--out", out]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("c_attn.weight  r=2 alpha=3 scale=1.5 (transposed)");
+    expectMergedByFormula(out, path.join(dir, "base.safetensors"), adapterFileOf(path.join(dir, "adapter")), { c_attn: [1.5, true] });
     expectSameBytes(io.loadSafetensorsSync(out), lm.mergeAndUnload().stateDict());
   });
 
@@ -125,6 +181,8 @@ describe("torch-lora merge", () => {
     writePeftDir(peftDir, tensors, pythonStyleConfig({ r: 3, lora_alpha: 5, rank_pattern: { emb: 2 }, target_modules: "emb|head", future_field: 1 }));
     const r = runCli(["merge", "--base", s.basePath, "--adapter", peftDir, "--out", s.out]);
     expect(r.code).toBe(0);
+    // r=3, alpha=5, emb's rank 2 from rank_pattern, no rsLoRA.
+    expectMergedByFormula(s.out, s.basePath, adapterFileOf(peftDir), { emb: [5 / 2, true], head: [5 / 3, false] });
     manualSeed(21);
     const want = lora.loadAdapter(new TinyModel(), peftDir).mergeAndUnload().stateDict();
     expectSameBytes(io.loadSafetensorsSync(s.out), want);
@@ -138,6 +196,7 @@ describe("torch-lora merge", () => {
     const r = runCli(["merge", "--base", s.basePath, "--adapter", s.adapterDir, "--adapter-name", "other", "--out", s.out]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^merged 1 module \(1 linear, 0 embedding\)/);
+    expectMergedByFormula(s.out, s.basePath, adapterFileOf(path.join(s.adapterDir, "other")), { fc1: [2 / 2, false] });
     s.lm.setAdapter("other");
     expectSameBytes(io.loadSafetensorsSync(s.out), s.lm.mergeAndUnload().stateDict());
   });

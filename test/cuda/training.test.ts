@@ -10,6 +10,8 @@ import { CharModel } from "../../demo/model";
 import { evaluate, train } from "../../demo/train";
 import { GPU, describeCuda } from "../helpers/cuda";
 import { TinyModel, changedParameters, snapshot } from "../helpers/models";
+import { expectDemoClaims, recomputeDemo } from "../helpers/demo-checks";
+import { tinyByFormula } from "../helpers/lora-formula";
 
 const ROOT = path.resolve(__dirname, "../..");
 
@@ -43,6 +45,64 @@ function runOptimizer(device: Device, make: (ps: Tensor[]) => optim.Optimizer, s
   return ps.map((p) => p.detach().cpu());
 }
 
+/** The values runOptimizer starts from and feeds, drawn again on the CPU: [start, first grad, later grads per step]. */
+function drawnValues(steps: number): { start: number[][]; grads: number[][][] } {
+  const list = (t: Tensor): number[] => Array.from(t.to({ dtype: "float64" }).toArray() as Float64Array);
+  const ps = paramsWithGrads("cpu");
+  const start = ps.map((p) => list(p.detach()));
+  const grads = [ps.map((p) => list(p.grad!))];
+  for (let i = 0; i < steps - 1; i++) {
+    manualSeed(100 + i);
+    grads.push(ps.map((p) => list(randn(p.shape))));
+  }
+  return { start, grads };
+}
+
+/** AdamW by its published formulas (decoupled decay, bias-corrected moments), in float64 JS numbers. */
+function adamwByHand(steps: number, lr: number, [b1, b2]: [number, number], wd: number, eps = 1e-8): number[][] {
+  const { start, grads } = drawnValues(steps);
+  return start.map((p0, j) => {
+    const p = p0.slice();
+    const m = p.map(() => 0);
+    const v = p.map(() => 0);
+    for (let t = 1; t <= steps; t++) {
+      grads[t - 1][j].forEach((g, k) => {
+        p[k] *= 1 - lr * wd;
+        m[k] = b1 * m[k] + (1 - b1) * g;
+        v[k] = b2 * v[k] + (1 - b2) * g * g;
+        p[k] -= (lr * (m[k] / (1 - b1 ** t))) / (Math.sqrt(v[k] / (1 - b2 ** t)) + eps);
+      });
+    }
+    return p;
+  });
+}
+
+/** SGD with weight decay and Nesterov momentum (buffer = gradient at the first step), in float64. */
+function sgdByHand(steps: number, lr: number, momentum: number, wd: number): number[][] {
+  const { start, grads } = drawnValues(steps);
+  return start.map((p0, j) => {
+    const p = p0.slice();
+    const buf = p.map(() => 0);
+    for (let t = 1; t <= steps; t++) {
+      grads[t - 1][j].forEach((g0, k) => {
+        const g = g0 + wd * p[k];
+        buf[k] = t === 1 ? g : momentum * buf[k] + g;
+        p[k] -= lr * (g + momentum * buf[k]);
+      });
+    }
+    return p;
+  });
+}
+
+/** Expects float32 results within `rel` (relative to 1 + |value|) of float64 hand-computed ones. */
+function expectNearHand(actual: Tensor[], byHand: number[][], rel: number): void {
+  actual.forEach((a, i) => {
+    const got = Array.from(a.to({ dtype: "float64" }).toArray() as Float64Array);
+    const worst = got.reduce((w, v, k) => Math.max(w, Math.abs(v - byHand[i][k]) / (1 + Math.abs(byHand[i][k]))), 0);
+    expect({ param: i, within: worst <= rel }).toEqual({ param: i, within: true });
+  });
+}
+
 function expectClose(actual: Tensor[], expected: Tensor[], tolerance: { rtol: number; atol: number }): void {
   expect(actual.length).toBe(expected.length);
   actual.forEach((a, i) => expect([i, a.allclose(expected[i], tolerance)]).toEqual([i, true]));
@@ -51,18 +111,21 @@ function expectClose(actual: Tensor[], expected: Tensor[], tolerance: { rtol: nu
 describeCuda("optimizers on cuda:0", () => {
   const tolerance = { rtol: 1e-5, atol: 1e-6 };
 
-  test("5 AdamW steps on the GPU land where they land on the CPU", () => {
+  test("5 AdamW steps on the GPU land where they land on the CPU and where the formulas put them", () => {
     const make = (ps: Tensor[]) => new optim.AdamW(ps, { lr: 0.05, betas: [0.8, 0.95], weightDecay: 0.1 });
     const gpu = runOptimizer(GPU, make);
     const cpu = runOptimizer("cpu", make);
     expectClose(gpu, cpu, tolerance);
+    expectNearHand(gpu, adamwByHand(5, 0.05, [0.8, 0.95], 0.1), 1e-5);
     // And they moved: a step that did nothing would also agree.
     expect(gpu[0].equal(paramsWithGrads("cpu")[0].detach())).toBe(false);
   });
 
-  test("5 SGD steps with momentum and Nesterov on the GPU land where they land on the CPU", () => {
+  test("5 SGD steps with momentum and Nesterov on the GPU land where they land on the CPU and where the formulas put them", () => {
     const make = (ps: Tensor[]) => new optim.SGD(ps, { lr: 0.1, momentum: 0.9, nesterov: true, weightDecay: 0.01 });
-    expectClose(runOptimizer(GPU, make), runOptimizer("cpu", make), tolerance);
+    const gpu = runOptimizer(GPU, make);
+    expectClose(gpu, runOptimizer("cpu", make), tolerance);
+    expectNearHand(gpu, sgdByHand(5, 0.1, 0.9, 0.01), 1e-5);
   });
 
   test("clipGradNorm on the GPU returns the CPU's norm and scales the gradients alike", () => {
@@ -106,7 +169,7 @@ describeCuda("LoRA training on cuda:0", () => {
     expect(changedParameters(baseNames, snapshot(model))).toEqual([]);
   });
 
-  test("one training step on the GPU gives the CPU's loss and adapter update", () => {
+  test("one training step on the GPU gives the CPU's loss and adapter update, and the formula's", () => {
     const step = (device: Device) => {
       manualSeed(6);
       const model = new TinyModel();
@@ -119,15 +182,24 @@ describeCuda("LoRA training on cuda:0", () => {
       const opt = new optim.SGD(lm.trainableParameters(), { lr: 0.5, momentum: 0.9 });
       const ids = tensor([[1, 2, 3], [4, 5, 6]], { dtype: "int64", device });
       const target = tensor([2, 3, 4, 5, 6, 7], { dtype: "int64", device });
-      const loss = crossEntropy(lm.forward(ids).reshape([6, -1]), target);
+      // The formula with plain ops on a CPU copy of the same model: its loss, and the first SGD
+      // step by hand (momentum's buffer starts as the gradient): p − lr·g.
+      const copy = lora.injectAdapter(new TinyModel(), { r: 4, loraAlpha: 8, targetModules: ["emb", "fc1", "head"] });
+      copy.loadStateDict(Object.fromEntries(Object.entries(lm.stateDict()).map(([k, v]) => [k, v.cpu()])));
+      const formulaLoss = crossEntropy(tinyByFormula(copy, ids.cpu()).reshape([6, -1]), target.cpu());
+      formulaLoss.backward();
+      const byHand = copy.trainableParameters().map((p) => p.detach().sub(p.grad!.mul(0.5)));
+      const loss = crossEntropy((lm.forward(ids) as Tensor).reshape([6, -1]), target);
       loss.backward();
       opt.step();
-      return { loss: loss.item(), adapters: lm.trainableParameters().map((p) => p.detach().cpu()) };
+      return { loss: loss.item(), formulaLoss: formulaLoss.item(), byHand, adapters: lm.trainableParameters().map((p) => p.detach().cpu()) };
     };
     const gpu = step(GPU);
     const cpu = step("cpu");
     expect(gpu.loss).toBeCloseTo(cpu.loss, 5);
+    expect(gpu.loss).toBeCloseTo(gpu.formulaLoss, 5);
     expectClose(gpu.adapters, cpu.adapters, { rtol: 1e-4, atol: 1e-6 });
+    expectClose(gpu.adapters, gpu.byHand, { rtol: 1e-4, atol: 1e-6 });
   });
 
   test("an adapter saved from the GPU loads into a CPU model and computes the same outputs", () => {
@@ -149,6 +221,7 @@ describeCuda("LoRA training on cuda:0", () => {
       const onGpu = lm.forward(tensor(ids, { dtype: "int64", device: GPU })).cpu();
       const onCpu = loaded.forward(tensor(ids, { dtype: "int64" }));
       expect(onCpu.allclose(onGpu, { rtol: 1e-4, atol: 1e-5 })).toBe(true);
+      expect(onCpu.allclose(tinyByFormula(loaded, tensor(ids, { dtype: "int64" })), { rtol: 1e-5, atol: 1e-5 })).toBe(true);
       // The saved factors are the GPU factors, byte for byte.
       const saved = new Map(loaded.namedParameters().filter(([n]) => n.includes("lora_")).map(([n, p]) => [n, p.toBytes()]));
       expect(changedParameters(saved, snapshot(lm))).toEqual([]);
@@ -165,17 +238,18 @@ describeCuda("LoRA training on cuda:0", () => {
 });
 
 describeCuda("the demo on cuda:0", () => {
-  test("npm run demo -- --device cuda:0 --quick passes its own checks", () => {
+  test("npm run demo -- --device cuda:0 --quick: its checks hold when recomputed from the files it writes", () => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), "tl-gpu-demo-"));
     try {
-      const r = spawnSync(process.execPath, [path.join(ROOT, "dist/demo/main.js"), "--device", GPU, "--quick", "--out", out], {
+      const r = spawnSync(process.execPath, [path.join(ROOT, "dist/demo/main.js"), "--device", GPU, "--quick", "--save-base", "--out", out], {
         encoding: "utf8",
         timeout: 180_000,
       });
       expect({ status: r.status, tail: r.status === 0 ? "" : `${r.stdout}\n${r.stderr}`.slice(-2000) }).toEqual({ status: 0, tail: "" });
       expect(r.stdout).toContain(`device ${GPU}`);
+      expectDemoClaims(recomputeDemo(out, GPU), r.stdout);
     } finally {
       fs.rmSync(out, { recursive: true, force: true });
     }
-  });
+  }, 240_000);
 });

@@ -51,6 +51,19 @@ const cases: [string, () => Buffer, RegExp][] = [
     () => handBuilt(header({ a: entry("F32", [2], 0, 8), b: entry("F32", [2], 0, 8) }), f32([1, 2])),
     /overlap tensor "a", which ends at 8/,
   ],
+  // Boundaries, one byte off: a check off by one lets each of these load.
+  [
+    "a 1-byte overlap",
+    () => handBuilt(header({ a: entry("U8", [8], 0, 8), b: entry("U8", [4], 7, 11) }), Buffer.alloc(11)),
+    /tensor "b": data_offsets \[7, 11\] overlap tensor "a", which ends at 8/,
+  ],
+  ["end = data length + 1", () => handBuilt(header({ a: entry("U8", [4], 0, 4), b: entry("U8", [5], 4, 9) }), Buffer.alloc(8)), /tensor "b": data_offsets \[4, 9\] reach past the end of the 8-byte data area/],
+  ["a lone tensor ending one byte past the data", () => handBuilt(header({ a: entry("F32", [2], 1, 9) }), f32([1, 2])), /tensor "a": data_offsets \[1, 9\] reach past the end of the 8-byte data area/],
+  ["a 1-byte gap", () => handBuilt(header({ a: entry("U8", [4], 0, 4), b: entry("U8", [3], 5, 8) }), Buffer.alloc(8)), /tensor "b": data_offsets \[5, 8\] leave bytes \[4, 5\) of the data area unused/],
+  ["one trailing byte", () => handBuilt(header({ a: entry("U8", [4], 0, 4) }), Buffer.alloc(5)), /cover 4 bytes of the data area, but it has 5 \(1 bytes belong to no tensor\)/],
+  ["a zero-size tensor one byte past the end", () => handBuilt(header({ a: entry("F32", [2], 0, 8), z: entry("F32", [0], 9, 9) }), f32([1, 2])), /tensor "z": data_offsets \[9, 9\] reach past the end of the 8-byte data area/],
+  ["a zero-size tensor inside another", () => handBuilt(header({ a: entry("F32", [2], 0, 8), z: entry("F32", [0], 4, 4) }), f32([1, 2])), /tensor "z": data_offsets \[4, 4\] overlap tensor "a", which ends at 8/],
+  ["a zero-size tensor one byte after the previous one", () => handBuilt(header({ a: entry("U8", [4], 0, 4), z: entry("U8", [0], 5, 5), b: entry("U8", [3], 5, 8) }), Buffer.alloc(8)), /leave bytes \[4, 5\) of the data area unused/],
   ["out-of-range offsets", () => handBuilt(header({ a: entry("F32", [2], 8, 16) }), f32([1, 2])), /tensor "a": data_offsets \[8, 16\] reach past the end of the 8-byte data area/],
   ["a gap before a tensor", () => handBuilt(header({ a: entry("F32", [1], 4, 8) }), f32([1, 2])), /tensor "a": data_offsets \[4, 8\] leave bytes \[0, 4\) of the data area unused/],
   ["trailing bytes no tensor owns", () => handBuilt(header({ a: entry("F32", [1], 0, 4) }), f32([1, 2])), /the tensors cover 4 bytes of the data area, but it has 8 \(4 bytes belong to no tensor\)/],
@@ -87,6 +100,38 @@ describe("files valid in the format", () => {
     fs.writeFileSync(file, handBuilt(header({ __metadata__: null, a: { ...entry("F32", [2], 0, 8), extra: true } }), f32([1.5, -2])));
     expect(readSafetensorsHeaderSync(file).metadata).toBeNull();
     expect(loadSafetensorsSync(file).a.toList()).toEqual([1.5, -2]);
+  });
+
+  test("zero-size tensors at the boundaries: at offset 0, between two tensors, at the very end, and in an empty data area", () => {
+    const file = path.join(dir, "zeros.safetensors");
+    const cases: [string, Buffer, Record<string, number[]>][] = [
+      ["first", handBuilt(header({ z: entry("F32", [0], 0, 0), a: entry("F32", [2], 0, 8) }), f32([1, 2])), { a: [1, 2], z: [] }],
+      ["between", handBuilt(header({ a: entry("F32", [1], 0, 4), z: entry("F32", [0, 3], 4, 4), b: entry("F32", [1], 4, 8) }), f32([1, 2])), { a: [1], b: [2], z: [] }],
+      ["last", handBuilt(header({ a: entry("F32", [2], 0, 8), z: entry("F32", [0], 8, 8) }), f32([1, 2])), { a: [1, 2], z: [] }],
+      ["alone", handBuilt(header({ z: entry("F32", [0], 0, 0), y: entry("U8", [2, 0], 0, 0) })), { y: [], z: [] }],
+    ];
+    for (const [label, bytes, expected] of cases) {
+      fs.writeFileSync(file, bytes);
+      const loaded = loadSafetensorsSync(file);
+      const values = Object.fromEntries(Object.entries(loaded).map(([k, t]) => [k, (t.toList() as number[]).flat(2)]));
+      expect([label, values]).toEqual([label, expected]);
+    }
+  });
+
+  test("JSON whitespace around the header object is accepted, as the reference reader does", () => {
+    const file = path.join(dir, "ws.safetensors");
+    fs.writeFileSync(file, handBuilt(`\t\n ${header({ a: entry("F32", [1], 0, 4) })}\r\n `, f32([7])));
+    expect(loadSafetensorsSync(file).a.toList()).toEqual([7]);
+  });
+
+  test("entries listed out of offset order load, a zero-size tensor may share its begin with the next, and names come back in byte order", () => {
+    const file = path.join(dir, "order.safetensors");
+    // Header order: c, a, z, b; offset order: a [0, 4), z [4, 4), b [4, 8) (z's tie with b is broken by end), c [8, 12).
+    const h = header({ c: entry("F32", [1], 8, 12), a: entry("F32", [1], 0, 4), b: entry("F32", [1], 4, 8), z: entry("F32", [0], 4, 4) });
+    fs.writeFileSync(file, handBuilt(h, f32([1, 2, 3])));
+    const loaded = loadSafetensorsSync(file);
+    expect(Object.fromEntries(Object.entries(loaded).map(([k, t]) => [k, t.toList()]))).toEqual({ a: [1], b: [2], c: [3], z: [] });
+    expect(readSafetensorsHeaderSync(file).tensors.map((t) => [t.name, t.dataOffsets])).toEqual([["a", [0, 4]], ["b", [4, 8]], ["c", [8, 12]], ["z", [4, 4]]]);
   });
 
   test("a dtype valid in the format but unsupported is listed by the header reader and refused by the loader", () => {

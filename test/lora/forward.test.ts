@@ -109,18 +109,39 @@ describe("backward", () => {
     const model = new nn.Sequential(new nn.Linear(8, 8, { dtype: "float64" }));
     const lm = lora.injectAdapter(model, { r: 2, loraAlpha: 2, loraDropout: 0.5, targetModules: ["0"] });
     const layer = model.at(0) as lora.LoraLinear;
-    init.normal_(layer.factors("default")[1]);
-    const x = randn([4, 8], { dtype: "float64" });
+    const [A, B] = layer.factors("default");
+    init.normal_(B);
+    const W = layer.base_layer.weight;
+    const bias = (layer.base_layer as nn.Linear).bias!;
+    const x = randn([4, 8], { dtype: "float64", requiresGrad: true });
+    const g = randn([4, 8], { dtype: "float64" });
     // Eval mode: dropout off, so the output is deterministic and equals the formula.
     lm.eval();
     const evalOut = lm.forward(x) as Tensor;
-    const [A, B] = layer.factors("default");
-    const W = layer.base_layer.weight;
-    const bias = (layer.base_layer as nn.Linear).bias!;
     expect(evalOut.allclose(x.matmul(W.t()).add(bias).add(x.matmul(A.t()).matmul(B.t())), { rtol: 1e-12 })).toBe(true);
-    // Train mode: dropout changes the low-rank path only, so outputs differ from eval.
+    // Train mode: the fused node draws its dropout mask first, so the same seed gives the same
+    // mask to x.dropout(), and the composite path below sees exactly the fused node's mask.
     lm.train();
-    expect((lm.forward(x) as Tensor).allclose(evalOut)).toBe(false);
+    manualSeed(60);
+    const fusedOut = lm.forward(x) as Tensor;
+    fusedOut.mul(g).sum().backward();
+    const fused = [A.grad!, B.grad!, x.grad!].map((t) => t.clone());
+    [A, B, x].forEach((t) => (t.grad = null));
+    manualSeed(60);
+    const dropped = x.dropout(0.5);
+    const zeroed = dropped.eq(0).sum().item();
+    expect(zeroed).toBeGreaterThan(0); // a real mask: some inputs dropped ...
+    expect(zeroed).toBeLessThan(32); // ... and some kept
+    const composite = x.matmul(W.t()).add(bias).add(dropped.matmul(A.t()).matmul(B.t()));
+    expect(fusedOut.allclose(composite, { rtol: 1e-12, atol: 1e-12 })).toBe(true);
+    expect(fusedOut.allclose(evalOut)).toBe(false);
+    composite.mul(g).sum().backward();
+    const names = ["A", "B", "x"];
+    [A.grad!, B.grad!, x.grad!].forEach((t, i) => expect([names[i], fused[i].allclose(t, { rtol: 1e-12, atol: 1e-12 })]).toEqual([names[i], true]));
+    // The mask matters to the gradients: those of the unmasked path differ.
+    [A, B].forEach((t) => (t.grad = null));
+    x.matmul(W.t()).add(bias).add(x.matmul(A.t()).matmul(B.t())).mul(g).sum().backward();
+    expect(fused[0].allclose(A.grad!, { rtol: 1e-6 })).toBe(false);
   });
 
   test("padding token's output stays the base output through training, in both init modes", () => {

@@ -71,6 +71,31 @@ describe("clipGradNorm", () => {
   });
 });
 
+describe("clipGradNorm argument checks, one by one (each message names the argument and what it got)", () => {
+  const p = param([0, 0], [2]);
+  test.each([
+    ["params null", () => optim.clipGradNorm(null as never, 1), TypeError, "params: expected an array or iterable of Tensors, got null"],
+    ["params a number", () => optim.clipGradNorm(5 as never, 1), TypeError, "params: expected an array or iterable of Tensors, got 5"],
+    ["maxNorm a string", () => optim.clipGradNorm([p], "1" as never), RangeError, 'maxNorm: expected a finite number >= 0, got the string "1"'],
+    ["maxNorm Infinity", () => optim.clipGradNorm([p], Infinity), RangeError, "maxNorm: expected a finite number >= 0, got Infinity"],
+    ["maxNorm NaN", () => optim.clipGradNorm([p], NaN), RangeError, "maxNorm: expected a finite number >= 0, got NaN"],
+    ["normType a string", () => optim.clipGradNorm([p], 1, "2" as never), RangeError, 'normType: expected a number > 0 or Infinity, got the string "2"'],
+    ["normType NaN", () => optim.clipGradNorm([p], 1, NaN), RangeError, "normType: expected a number > 0 or Infinity, got NaN"],
+    ["an unknown option", () => optim.clipGradNorm([p], 1, 2, { bogus: 1 } as never), TypeError, 'options: unknown option "bogus"; known options are errorIfNonfinite'],
+    ["errorIfNonfinite not a boolean", () => optim.clipGradNorm([p], 1, 2, { errorIfNonfinite: "yes" as never }), TypeError, 'options.errorIfNonfinite: expected a boolean, got the string "yes"'],
+  ] as const)("%s", (_label, call, type, message) => {
+    expect(call).toThrow(type);
+    expect(call).toThrow(new RegExp(`^${message.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`));
+  });
+
+  test("maxNorm 0 is allowed: every gradient becomes 0, and the norm before clipping is returned", () => {
+    const q = param([0, 0], [2]);
+    setGrad(q, [3, 4]);
+    expect(optim.clipGradNorm([q], 0)).toBeCloseTo(5, 5);
+    expect(grads([q])).toEqual([[0, 0]]);
+  });
+});
+
 describe("zeroGrad", () => {
   test("setToNone (default) drops gradients; false zeroes them in place", () => {
     const a = param([1, 2], [2]);

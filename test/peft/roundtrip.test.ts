@@ -101,6 +101,41 @@ describe("save → load round trip", () => {
     expect(text.startsWith('{\n  "alora_invocation_tokens": null,\n')).toBe(true); // indent=2
   });
 
+  test("adapter_model.safetensors is, byte for byte, the PEFT layout built here by hand", () => {
+    const lm = trainedModel(CONFIG);
+    const dir = tmpDir();
+    lm.saveAdapter(dir);
+    // PEFT's keys (adapter name stripped; embeddings without ".weight"), the values of the
+    // factors as little-endian float32, in the order safetensors' own writer uses for one
+    // dtype: by name.
+    const layers = Object.fromEntries(lm.loraLayers());
+    const entries: [string, Tensor][] = [];
+    for (const m of ["emb", "fc1", "head"]) {
+      const [A, B] = layers[m].factors("default");
+      const [a, b] = m === "emb" ? ["lora_embedding_A", "lora_embedding_B"] : ["lora_A.weight", "lora_B.weight"];
+      entries.push([`base_model.model.${m}.${a}`, A], [`base_model.model.${m}.${b}`, B]);
+    }
+    let offset = 0;
+    const fields: string[] = ['"__metadata__":{"format":"pt"}'];
+    const data: Buffer[] = [];
+    for (const [key, t] of entries) {
+      const bytes = Buffer.from(Float32Array.from(t.toList() as number[]).buffer);
+      fields.push(`"${key}":{"dtype":"F32","shape":[${t.shape.join(",")}],"data_offsets":[${offset},${offset + bytes.length}]}`);
+      data.push(bytes);
+      offset += bytes.length;
+    }
+    // The JSON header, padded with spaces to a multiple of 8, after its u64 little-endian length.
+    const json = `{${fields.join(",")}}`;
+    const header = json.padEnd(Math.ceil(json.length / 8) * 8, " ");
+    const prefix = Buffer.alloc(8);
+    prefix.writeBigUInt64LE(BigInt(header.length));
+    const expected = Buffer.concat([prefix, Buffer.from(header, "latin1"), ...data]);
+    const written = fs.readFileSync(path.join(dir, "adapter_model.safetensors"));
+    expect(written.subarray(8, 8 + header.length).toString("latin1")).toBe(header);
+    expect(written.length).toBe(expected.length);
+    expect(written.equals(expected)).toBe(true);
+  });
+
   test("a regex target_modules and 'gaussian' init are written as given", () => {
     const lm = trainedModel({ r: 2, targetModules: "(fc1|head)", initLoraWeights: "gaussian", excludeModules: ["head"] });
     const dir = tmpDir();

@@ -79,20 +79,21 @@ describe.each([
     const m = build();
     const x = tensor([[0.5, -1, 2, 0, 1, -0.25]]);
     const before = snapshot(m.model);
-    const outBefore = m.forward(x) as Tensor;
     poison(m);
     const poisoned = snapshot(m.model);
     await expect(merge(m, { safe: true })).rejects.toThrow(/merge refused: the merged weight would contain NaN or Inf/);
     expect(changedParameters(poisoned, snapshot(m.model))).toEqual([]);
     expect(m.loraLayers().map(([, l]) => l.mergedAdapters)).toEqual(Array(LAYERS).fill([]));
-    // Still usable and consistent: unmerge is a no-op, forward runs the adapters unmerged.
+    // Still usable and consistent: unmerge is a no-op.
     m.unmerge();
     expect(changedParameters(poisoned, snapshot(m.model))).toEqual([]);
 
     // Repair the factor, merge for real, compare with W + s·B·A from JS loops.
     noGrad(() => init.normal_(layer(m, FAILING).factors("a")[1], 0, 0.5));
     const base = weights(m);
+    const unmergedOut = m.forward(x) as Tensor;
     await merge(m, { safe: true });
+    expect((m.forward(x) as Tensor).allclose(unmergedOut, { rtol: 1e-5, atol: 1e-5 })).toBe(true);
     const merged = weights(m);
     m.loraLayers().forEach(([, l], i) => {
       const [A, B] = l.factors("a");
@@ -102,8 +103,8 @@ describe.each([
     m.unmerge();
     const after = snapshot(m.model);
     const baseNames = [...before.keys()].filter((n) => n.includes("base_layer"));
-    for (const n of baseNames) expect(after.get(n)!.equals(before.get(n)!)).toBe(true);
-    expect(outBefore.shape).toEqual([1, 6]);
+    for (const n of baseNames) expect([n, after.get(n)!.equals(before.get(n)!)]).toEqual([n, true]);
+    expect((m.forward(x) as Tensor).equal(unmergedOut)).toBe(true);
   });
 
   it("with adapter a merged, a failing merge of b keeps exactly the merged-a weights; unmerge gives the pristine base", async () => {

@@ -7,6 +7,7 @@ import { VOCAB, encode, generateText, makeExamples, batchAt } from "../../demo/d
 import { CharModel } from "../../demo/model";
 import { evaluate, train } from "../../demo/train";
 import { changedParameters, snapshot } from "../helpers/models";
+import { expectDemoClaims, recomputeDemo } from "../helpers/demo-checks";
 
 const ROOT = path.resolve(__dirname, "../..");
 const CONTEXT = 8;
@@ -90,21 +91,25 @@ describe("LoRA training", () => {
 });
 
 describe("npm run demo", () => {
-  test("the shortened demo exits 0 and prints its checks and figures", () => {
+  test("the shortened demo's checks hold when recomputed from the base and adapter it writes", () => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), "tl-demo-"));
-    const r = spawnSync(process.execPath, [path.join(ROOT, "dist/demo/main.js"), "--quick", "--out", out], { encoding: "utf8", timeout: 120000 });
-    expect(r.stderr).toBe("");
-    expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/loss on B with adapter ([\d.]+), with adapters disabled \1\n/);
-    expect(r.stdout).toMatch(/eval loss on B: base [\d.]+ → adapted [\d.]+/);
-    expect(r.stdout).not.toMatch(/✘/);
-    expect((r.stdout.match(/✔/g) ?? []).length).toBe(5);
-    expect(fs.readdirSync(out).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors"]);
-  });
+    try {
+      const r = spawnSync(process.execPath, [path.join(ROOT, "dist/demo/main.js"), "--quick", "--save-base", "--out", out], { encoding: "utf8", timeout: 120000 });
+      expect(r.stderr).toBe("");
+      expect(r.status).toBe(0);
+      expect(fs.readdirSync(out).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors", "base.safetensors"]);
+      expectDemoClaims(recomputeDemo(out, "cpu"), r.stdout);
+      expect(r.stdout).not.toMatch(/✘/);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+  }, 180_000);
 });
 
 describe("examples/finetune.ts", () => {
-  test("runs to the end: the reloaded adapter and the merged model reproduce the trained outputs", () => {
+  // The example is documentation: this checks that it runs and what it reports. The claims it
+  // prints (reload, merge) are the library's, tested on their own in test/peft and test/lora.
+  test("runs to the end, its loss falls, and it reports its reload and merge checks as passed", () => {
     const r = spawnSync(process.execPath, [path.join(ROOT, "dist/examples/finetune.js")], { encoding: "utf8", timeout: 120000 });
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);

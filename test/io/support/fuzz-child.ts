@@ -2,7 +2,9 @@
  * Child process of the fuzz test: mutates and truncates valid safetensors files many times and
  * loads each result. Every outcome must be a successful load (whose tensors match the header) or
  * a FormatError with a message; anything else, or a crash of the process, fails the test.
- * Prints one JSON line with the counts. Arguments: runs, seed.
+ * Prints one JSON line with the counts. Arguments: runs, seed, and optionally a file where every
+ * case is recorded, one JSON line each (the file's bytes and what the loader made of them), for
+ * the independent validator (safetensors_oracle.py) to judge.
  */
 import * as fs from "fs";
 import * as os from "os";
@@ -10,10 +12,13 @@ import * as path from "path";
 import fc from "fast-check";
 import { FormatError, Tensor, tensor, arange } from "../../../lib";
 import { dtypeSize } from "../../../lib/dtype";
+import { FORMAT_NAME_OF, setOwn } from "../../../lib/io/safetensors-format";
 import { loadSafetensors, loadSafetensorsSync, readSafetensorsHeaderSync, saveSafetensorsSync } from "../../../lib/io";
 
 const runs = Number(process.argv[2]);
 const seed = Number(process.argv[3]);
+const record = process.argv[4];
+const recorded: string[] = [];
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tl-fuzz-"));
 const target = path.join(dir, "fuzz.safetensors");
 
@@ -99,9 +104,32 @@ const jsonEdit = fc
     return Buffer.concat([prefix, json, data]);
   });
 
+// Near misses: slide one tensor's offsets by a few bytes, and grow or shrink the data area by a
+// few: overlaps, gaps and ends past the data by one byte, the cases an off-by-one check lets by.
+const slide = fc.tuple(fc.nat(), fc.integer({ min: -2, max: 2 }), fc.integer({ min: -2, max: 2 })).map(([pick, shift, dataDelta]): Mutation => (b) => {
+  const n = Number(b.readBigUInt64LE(0));
+  let header: Record<string, { data_offsets?: unknown }>;
+  try {
+    header = JSON.parse(b.subarray(8, 8 + n).toString("utf8"));
+  } catch {
+    return b;
+  }
+  const names = Object.keys(header ?? {}).filter((k) => k !== "__metadata__" && Array.isArray(header[k]?.data_offsets));
+  if (names.length === 0) return b;
+  const entry = header[names[pick % names.length]];
+  entry.data_offsets = (entry.data_offsets as number[]).map((o) => (typeof o === "number" ? Math.max(0, o + shift) : o));
+  const json = Buffer.from(JSON.stringify(header));
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(json.length));
+  let data = b.subarray(8 + n);
+  data = dataDelta < 0 ? data.subarray(0, Math.max(0, data.length + dataDelta)) : Buffer.concat([data, Buffer.alloc(dataDelta, 0x42)]);
+  return Buffer.concat([prefix, json, data]);
+});
+
 // Weighted towards structured edits: they get past JSON parsing and exercise the entry checks.
 const mutation = fc.oneof(
   { arbitrary: jsonEdit, weight: 6 },
+  { arbitrary: slide, weight: 2 },
   { arbitrary: flips, weight: 2 },
   { arbitrary: truncate, weight: 1 },
   { arbitrary: lengthPrefix, weight: 1 },
@@ -126,11 +154,18 @@ const property = fc.asyncProperty(fc.nat(bases.length - 1), fc.array(mutation, {
   let bytes = bases[which];
   for (const m of mutations) bytes = bytes.length >= 8 ? m(bytes) : bytes;
   fs.writeFileSync(target, bytes);
+  const id = counts.runs;
   try {
     const loaded = useAsync ? await loadSafetensors(target) : loadSafetensorsSync(target);
     checkLoaded(loaded, target);
     counts.loaded++;
+    if (record) {
+      const tensors: Record<string, [string, number[], string]> = {};
+      for (const [name, t] of Object.entries(loaded)) setOwn(tensors, name, [FORMAT_NAME_OF[t.dtype], t.shape, t.toBytes().toString("hex")]);
+      recorded.push(JSON.stringify({ id, b64: bytes.toString("base64"), outcome: "loaded", tensors }));
+    }
   } catch (err) {
+    if (record) recorded.push(JSON.stringify({ id, b64: bytes.toString("base64"), outcome: err instanceof FormatError ? "formatError" : "other", message: String(err) }));
     if (err instanceof FormatError && err.message.length > 0) counts.formatErrors++;
     else failures.push(`${err instanceof Error ? `${err.name}: ${err.message}` : String(err)} (file bytes: ${bytes.toString("base64")})`);
   }
@@ -139,6 +174,7 @@ const property = fc.asyncProperty(fc.nat(bases.length - 1), fc.array(mutation, {
 fc.assert(property, { numRuns: runs, seed })
   .then(() => {
     fs.rmSync(dir, { recursive: true, force: true });
+    if (record) fs.writeFileSync(record, recorded.join("\n") + "\n");
     process.stdout.write(JSON.stringify({ ...counts, seed, failures: failures.slice(0, 5), failureCount: failures.length }) + "\n");
     process.exit(failures.length === 0 ? 0 : 1);
   })

@@ -1,7 +1,8 @@
 // A native-heavy workload for leak checks: forward/backward/optimizer/dispose cycles, LoRA
 // injection/merge/unmerge/unload cycles, async merges, safetensors round trips and bad calls that
 // throw from native code. Yields to the event loop between chunks (N-API finalizers only run on
-// loop turns) and prints RSS after warm-up and at the end as JSON.
+// loop turns) and prints, after warm-up and at the end, the live native tensors (count and bytes,
+// from memoryStats) and RSS as JSON.
 // Run as: node --expose-gc leak-workload.js <dist index.js> <cycles>
 "use strict";
 const fs = require("fs");
@@ -78,7 +79,7 @@ async function settle() {
     if (global.gc) global.gc();
     await turn();
   }
-  return process.memoryUsage().rss;
+  return { rss: process.memoryUsage().rss, ...t.memoryStats() };
 }
 
 async function main() {
@@ -93,14 +94,17 @@ async function main() {
     }
   };
   await run(Math.max(1, Math.floor(cycles / 5)));
-  const afterWarmup = await settle();
+  const warm = await settle();
+  const afterWarmup = warm.rss;
   let peak = afterWarmup;
   for (let done = 0; done < cycles; done += 200) {
     await run(Math.min(200, cycles - done));
     peak = Math.max(peak, process.memoryUsage().rss);
   }
-  const end = await settle();
+  const last = await settle();
+  const end = last.rss;
   fs.rmSync(dir, { recursive: true, force: true });
-  console.log(JSON.stringify({ cycles, afterWarmup, peak, end, growth: end - afterWarmup }));
+  const live = { tensors: last.liveTensors - warm.liveTensors, bytes: last.liveBytes - warm.liveBytes, atWarmup: warm.liveTensors };
+  console.log(JSON.stringify({ cycles, afterWarmup, peak, end, growth: end - afterWarmup, live }));
 }
 main();
