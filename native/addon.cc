@@ -22,6 +22,10 @@ void RegisterLora(Napi::Object exports);
 void RegisterOptim(Napi::Object exports);
 void RegisterNn(Napi::Object exports);
 void RegisterBench(Napi::Object exports);
+void RegisterShapeOps(Napi::Object exports);
+void RegisterIndexOps(Napi::Object exports);
+void RegisterMathOps(Napi::Object exports);
+void RegisterInPlaceOps(Napi::Object exports);
 
 namespace {
 
@@ -63,6 +67,10 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   RegisterOptim(exports);
   RegisterNn(exports);
   RegisterBench(exports);
+  RegisterShapeOps(exports);
+  RegisterIndexOps(exports);
+  RegisterMathOps(exports);
+  RegisterInPlaceOps(exports);
   TL_EXPORT(exports, "buildInfo", BuildInfo);
   return exports;
 }
