@@ -25,7 +25,20 @@ export interface OpCase {
 interface Flat {
   shape: number[];
   dtype: string;
-  values: number[];
+  values: (number | string)[];
+}
+
+const NON_FINITE: Record<string, number> = { inf: Infinity, "-inf": -Infinity, nan: NaN };
+
+/** Compares values, non-finite ones exactly (same infinity, or both NaN), the rest within `tol`. */
+function expectValues(actual: number[], expected: (number | string)[], tol: number): void {
+  const want = expected.map((v) => (typeof v === "string" ? NON_FINITE[v] : v));
+  expect(actual.length).toBe(want.length);
+  const finite = want.map((v) => Number.isFinite(v));
+  want.forEach((v, i) => {
+    if (!finite[i]) expect([i, actual[i]]).toEqual([i, v]);
+  });
+  expectClose(actual.filter((_, i) => finite[i]), want.filter((_, i) => finite[i]), tol, tol);
 }
 
 /** The inputs as torch-lora tensors. */
@@ -37,7 +50,7 @@ export function makeInputs(inputs: Record<string, CaseInput>): Record<string, Te
 
 function flatten(r: OpResult): Flat[] {
   const list = r instanceof Tensor ? [r] : Array.isArray(r) ? r : [r.values, r.indices];
-  return list.map((t) => ({ shape: t.shape, dtype: t.dtype, values: t.toList() }));
+  return list.map((t) => ({ shape: t.shape, dtype: t.dtype, values: t.toList() as (number | string)[] }));
 }
 
 /** PyTorch's results for every case, keyed by case name (one Python process). */
@@ -50,7 +63,9 @@ for name, i in inp["inputs"].items():
     env[name] = torch.tensor(i["values"], dtype=getattr(torch, i["dtype"])).reshape(i["shape"])
 def flat(r):
     rs = list(r) if isinstance(r, (tuple, list)) else [r]
-    return [{"shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", ""), "values": L(t)} for t in rs]
+    # JSON has no Infinity or NaN: those travel as strings
+    return [{"shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", ""),
+             "values": [v if math.isfinite(v) else str(v) for v in L(t)]} for t in rs]
 out = {name: flat(eval(expr, env)) for name, expr in inp["cases"].items()}
 `,
     { inputs, cases: Object.fromEntries(Object.entries(cases).map(([n, c]) => [n, c.py])) },
@@ -71,7 +86,7 @@ export function describeAgainstTorch(title: string, inputs: Record<string, CaseI
         const theirs = reference()[name];
         expect(ours.map((o) => o.shape)).toEqual(theirs.map((t) => t.shape));
         expect(ours.map((o) => o.dtype)).toEqual(theirs.map((t) => t.dtype));
-        ours.forEach((o, k) => expectClose(o.values, theirs[k].values, tol, tol));
+        ours.forEach((o, k) => expectValues(o.values as number[], theirs[k].values, tol));
       });
     }
   });
