@@ -77,6 +77,20 @@ export const broadcastRule: ShapeRule = (operands) => {
   return null;
 };
 
+/** In-place elementwise ops: the operands broadcast, and to the shape of the first (written) one. */
+export const inPlaceBroadcastRule: ShapeRule = (operands, args) => {
+  const clash = broadcastRule(operands, args);
+  if (clash) return clash;
+  const self = shapeOf(operands, 0);
+  const other = shapeOf(operands, 1);
+  if (!self || !other) return null;
+  const r = broadcastShapes(self, other);
+  if ("shape" in r && formatShape(r.shape) !== formatShape(self)) {
+    return `${operands[1].name} of shape ${formatShape(other)} broadcasts with ${formatShape(self)} to ${formatShape(r.shape)}, but an in-place op must keep the shape ${formatShape(self)} of the tensor it writes`;
+  }
+  return null;
+};
+
 /** `matmul`: 1-D and N-D operands, with batch dims broadcast. */
 export const matmulRule: ShapeRule = (operands) => {
   const a = shapeOf(operands, 0);

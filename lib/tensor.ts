@@ -16,6 +16,7 @@ import {
   firstRule,
   formatShape,
   indexDtypeRule,
+  inPlaceBroadcastRule,
   joinRule,
   maskDtypeRule,
   matmulRule,
@@ -369,7 +370,7 @@ export class Tensor {
       native.add_(this.#h, operand(other), alpha);
       return this;
     } catch (e) {
-      throw fail("add_", e, [["self", this], ["other", other]], [], broadcastRule);
+      throw fail("add_", e, [["self", this], ["other", other]], [], inPlaceBroadcastRule);
     }
   }
   /** `this *= other`, in place; returns this tensor. */
@@ -378,7 +379,7 @@ export class Tensor {
       native.mul_(this.#h, operand(other));
       return this;
     } catch (e) {
-      throw fail("mul_", e, [["self", this], ["other", other]], [], broadcastRule);
+      throw fail("mul_", e, [["self", this], ["other", other]], [], inPlaceBroadcastRule);
     }
   }
   /** Copies `src`'s values (broadcast to this shape, converted to this dtype) into this tensor; autograd records it. */
@@ -387,7 +388,7 @@ export class Tensor {
       native.copy_(this.#h, handleOf(src, "src"));
       return this;
     } catch (e) {
-      throw fail("copy_", e, [["self", this], ["src", src]], [], broadcastRule);
+      throw fail("copy_", e, [["self", this], ["src", src]], [], inPlaceBroadcastRule);
     }
   }
   /** Fills this tensor with zeros, in place; returns this tensor. */
