@@ -109,8 +109,13 @@ export const matmulRule: ShapeRule = (operands) => {
   }
   const batchA = a.slice(0, -2);
   const batchB = b.slice(0, -2);
-  const clash = broadcastMessage(batchA, batchB, ["the first", "the second"]);
-  return clash ? `${pair}: their batch dims ${clash.replace(/^cannot broadcast shapes/, "")}` : null;
+  const r = broadcastShapes(batchA, batchB);
+  if ("shape" in r) return null;
+  const k = -r.clash;
+  return (
+    `${pair}: the batch dims ${formatShape(batchA)} and ${formatShape(batchB)} do not broadcast: batch dim ${r.clash} ` +
+    `(from the end) is ${batchA[batchA.length - k]} in the first and ${batchB[batchB.length - k]} in the second; sizes must be equal, or one of them 1`
+  );
 };
 
 /** `bmm`: two 3-D operands, equal batch sizes, matching inner dims. */
