@@ -26,6 +26,7 @@ void RegisterShapeOps(Napi::Object exports);
 void RegisterIndexOps(Napi::Object exports);
 void RegisterMathOps(Napi::Object exports);
 void RegisterInPlaceOps(Napi::Object exports);
+void TuneMalloc();
 
 namespace {
 
@@ -59,6 +60,7 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
 
 static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   using namespace tl;
+  TuneMalloc();
   RegisterTensor(exports);
   RegisterOps(exports);
   RegisterAutograd(exports);
