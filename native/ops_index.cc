@@ -19,8 +19,7 @@ Napi::Value Where(const Napi::CallbackInfo& info) {
   at::Tensor& cond = TensorArg(info, 0, "condition");
   const bool aNum = info[1].IsNumber(), bNum = info[2].IsNumber();
   if (aNum && bNum) {
-    // ATen's scalar-scalar overload gives the default float dtype; PyTorch's Python binding
-    // does the same, so a mask of two numbers is float32 either way.
+    // Two numbers promote as in PyTorch: integers give int64, anything else float32.
     return WrapTensor(info.Env(), at::where(cond, NumberScalar(info[1]), NumberScalar(info[2])));
   }
   if (aNum) return WrapTensor(info.Env(), at::where(cond, NumberScalar(info[1]), TensorArg(info, 2, "other")));
