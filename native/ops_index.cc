@@ -14,6 +14,29 @@
 namespace tl {
 namespace {
 
+// On CUDA an index out of range is a device-side assert that leaves the CUDA context unusable
+// for the rest of the process; CPU kernels check their indices themselves. On CUDA, one
+// reduction (and a sync) names the bad index first. Dtype errors are left to ATen.
+void CheckCudaIndexRange(Napi::Env env, const at::Tensor& self, int64_t dim, const at::Tensor& index) {
+  if (!index.is_cuda() || index.numel() == 0 || !at::isIntegralType(index.scalar_type(), false)) return;
+  const int64_t d = at::maybe_wrap_dim(dim, self.dim());
+  const int64_t size = self.dim() == 0 ? 1 : self.size(d);
+  auto [lo, hi] = at::aminmax(index);
+  const int64_t min = lo.item<int64_t>(), max = hi.item<int64_t>();
+  if (min < 0 || max >= size) {
+    ThrowRangeError(env, "index: " + std::to_string(min < 0 ? min : max) + " is out of range for dim " + std::to_string(dim) +
+                             " of size " + std::to_string(size) + " (valid indices are 0.." + std::to_string(size - 1) + ")");
+  }
+}
+
+// The same for multinomial's weights, which CUDA kernels check only with a device assert.
+void CheckCudaWeights(Napi::Env env, const at::Tensor& weights) {
+  if (!weights.is_cuda() || weights.numel() == 0 || !at::isFloatingType(weights.scalar_type())) return;
+  const bool valid = at::logical_and(weights.ge(0), at::isfinite(weights)).all().item<bool>() &&
+                     weights.sum(-1).gt(0).all().item<bool>();
+  if (!valid) ThrowRangeError(env, "weights: expected finite values >= 0 with a positive sum in each row");
+}
+
 // where(condition, input | number, other | number)
 Napi::Value Where(const Napi::CallbackInfo& info) {
   at::Tensor& cond = TensorArg(info, 0, "condition");
@@ -45,22 +68,31 @@ Napi::Value Tril(const Napi::CallbackInfo& info) {
 
 // gather(t, dim, index)
 Napi::Value Gather(const Napi::CallbackInfo& info) {
-  return WrapTensor(info.Env(), TensorArg(info, 0, "tensor").gather(IntArg(info, 1, "dim"), TensorArg(info, 2, "index")));
+  at::Tensor& t = TensorArg(info, 0, "tensor");
+  const int64_t dim = IntArg(info, 1, "dim");
+  at::Tensor& index = TensorArg(info, 2, "index");
+  CheckCudaIndexRange(info.Env(), t, dim, index);
+  return WrapTensor(info.Env(), t.gather(dim, index));
 }
 
 // scatterAdd(t, { dim, index, src }): out of place.
 Napi::Value ScatterAdd(const Napi::CallbackInfo& info) {
   at::Tensor& t = TensorArg(info, 0, "tensor");
   Napi::Object o = OptionsArg(info, 1);
-  return WrapTensor(info.Env(), t.scatter_add(IntOption(o, "dim"), TensorOption(o, "index"), TensorOption(o, "src")));
+  const int64_t dim = IntOption(o, "dim");
+  at::Tensor& index = TensorOption(o, "index");
+  CheckCudaIndexRange(info.Env(), t, dim, index);
+  return WrapTensor(info.Env(), t.scatter_add(dim, index, TensorOption(o, "src")));
 }
 
 // indexAdd(t, { dim, index, source, alpha }): out of place.
 Napi::Value IndexAdd(const Napi::CallbackInfo& info) {
   at::Tensor& t = TensorArg(info, 0, "tensor");
   Napi::Object o = OptionsArg(info, 1);
-  return WrapTensor(info.Env(), t.index_add(IntOption(o, "dim"), TensorOption(o, "index"), TensorOption(o, "source"),
-                                            at::Scalar(NumberOption(o, "alpha"))));
+  const int64_t dim = IntOption(o, "dim");
+  at::Tensor& index = TensorOption(o, "index");
+  CheckCudaIndexRange(info.Env(), t, dim, index);
+  return WrapTensor(info.Env(), t.index_add(dim, index, TensorOption(o, "source"), at::Scalar(NumberOption(o, "alpha"))));
 }
 
 // oneHot(t, numClasses): -1 infers the count from the largest index.
@@ -87,7 +119,11 @@ Napi::Value Sort(const Napi::CallbackInfo& info) {
 // multinomial(probs, numSamples, replacement): draws from libtorch's default generator, so
 // manualSeed makes it reproducible.
 Napi::Value Multinomial(const Napi::CallbackInfo& info) {
-  return WrapTensor(info.Env(), TensorArg(info, 0, "tensor").multinomial(IntArg(info, 1, "numSamples"), BoolArg(info, 2, "replacement")));
+  at::Tensor& weights = TensorArg(info, 0, "tensor");
+  const int64_t numSamples = IntArg(info, 1, "numSamples");
+  const bool replacement = BoolArg(info, 2, "replacement");
+  CheckCudaWeights(info.Env(), weights);
+  return WrapTensor(info.Env(), weights.multinomial(numSamples, replacement));
 }
 
 }  // namespace
