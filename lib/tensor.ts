@@ -9,12 +9,13 @@ import { describe } from "./errors";
 import {
   OperandInfo,
   ShapeRule,
+  atLeast2D,
   bmmRule,
   broadcastRule,
   dimRule,
+  dimsRule,
   expandRule,
   firstRule,
-  formatShape,
   indexDtypeRule,
   inPlaceBroadcastRule,
   joinRule,
@@ -22,7 +23,10 @@ import {
   matmulRule,
   narrowRule,
   opError,
+  permuteRule,
   reshapeRule,
+  splitRule,
+  topkRule,
 } from "./op-errors";
 
 /** Options accepted by tensor factories. */
@@ -758,50 +762,6 @@ function fail(op: string, err: unknown, operands: readonly (readonly [string, un
 function sizesArg(sizes: number[] | [readonly number[]]): number[] {
   return (sizes.length === 1 && Array.isArray(sizes[0]) ? sizes[0] : sizes) as number[];
 }
-
-/** `dim` given to a reduction: one dim, a list, or none. */
-const dimsRule: ShapeRule = (o, args) => {
-  const d = args[0];
-  if (Array.isArray(d)) return d.map((v) => dimRule(o, [v])).find((m) => m) ?? null;
-  return dimRule(o, args);
-};
-
-/** `permute(dims)`: every dim exactly once. */
-const permuteRule: ShapeRule = (o, args) => {
-  const s = o[0].shape;
-  const order = args[0] as number[];
-  if (!s || !Array.isArray(order)) return null;
-  if (order.length !== s.length) {
-    return `dims [${order.join(", ")}] name ${order.length} dims, but the tensor of shape ${formatShape(s)} has ${s.length}; list each dim once`;
-  }
-  const bad = order.map((d) => dimRule(o, [d])).find((m) => m);
-  if (bad) return bad;
-  const seen = new Set(order.map((d) => (d < 0 ? d + s.length : d)));
-  return seen.size === s.length ? null : `dims [${order.join(", ")}] repeat a dim; list each dim of the tensor once`;
-};
-
-/** `split(sizes, dim)`: the listed sizes must add up to the dim's size. */
-function splitRule(o: readonly OperandInfo[], sizes: number | readonly number[], dim: number): string | null {
-  const s = o[0].shape;
-  if (!s || !Array.isArray(sizes) || !Number.isInteger(dim)) return null;
-  const size = s[dim < 0 ? dim + s.length : dim];
-  const total = sizes.reduce((a: number, b: number) => a + b, 0);
-  return total === size ? null : `the sizes [${sizes.join(", ")}] add up to ${total}, but dim ${dim} of shape ${formatShape(s)} has size ${size}`;
-}
-
-/** `topk(k, dim)`: k within the dim's size. */
-function topkRule(o: readonly OperandInfo[], k: number, dim: number): string | null {
-  const s = o[0].shape;
-  if (!s || !Number.isInteger(k) || !Number.isInteger(dim)) return null;
-  const size = s.length === 0 ? 1 : s[dim < 0 ? dim + s.length : dim];
-  return k >= 0 && k <= size ? null : `k (${k}) must be in [0, ${size}], the size of dim ${dim} of shape ${formatShape(s)}`;
-}
-
-/** `triu`/`tril`: a matrix or a batch of them. */
-const atLeast2D: ShapeRule = (o) => {
-  const s = o[0].shape;
-  return s && s.length < 2 ? `expected a tensor with at least 2 dims (a matrix or a batch of them), got shape ${formatShape(s)}` : null;
-};
 
 /** Options of {@link Tensor.var} and {@link Tensor.std}. */
 export interface DispersionOptions {
