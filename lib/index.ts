@@ -3,8 +3,8 @@
  *
  * @packageDocumentation
  */
-export { Tensor, tensor, zeros, ones, empty, full, rand, randn, arange, cat, noGrad, isGradEnabled, manualSeed } from "./tensor";
-export type { TensorOptions, TensorData, Operand } from "./tensor";
+export { Tensor, tensor, zeros, ones, empty, full, rand, randn, arange, cat, stack, where, oneHot, noGrad, isGradEnabled, manualSeed } from "./tensor";
+export type { TensorOptions, TensorData, Operand, DispersionOptions } from "./tensor";
 export type { Dtype, Device } from "./dtype";
 export { crossEntropy, mseLoss } from "./functional";
 export type { Reduction } from "./functional";

@@ -6,6 +6,28 @@
 import { native, NativeTensor } from "./binding";
 import { Device, Dtype, checkDevice, checkDtype, isFloatingDtype } from "./dtype";
 import { describe } from "./errors";
+import {
+  OperandInfo,
+  ShapeRule,
+  atLeast2D,
+  bmmRule,
+  broadcastRule,
+  dimRule,
+  dimsRule,
+  expandRule,
+  firstRule,
+  indexDtypeRule,
+  inPlaceBroadcastRule,
+  joinRule,
+  maskDtypeRule,
+  matmulRule,
+  narrowRule,
+  opError,
+  permuteRule,
+  reshapeRule,
+  splitRule,
+  topkRule,
+} from "./op-errors";
 
 /** Options accepted by tensor factories. */
 export interface TensorOptions {
@@ -159,133 +181,521 @@ export class Tensor {
   }
 
   // ---- arithmetic ----
-  /** `this + other`. */
+  // Each op is one native call in a try: the op's name, the operand shapes and the broken
+  // rule are worked out only after a failure (lib/op-errors.ts), so a success pays nothing.
+
+  /** `this + other` (broadcasting). */
   add(other: Operand): Tensor {
-    return new Tensor(native.add(this.#h, operand(other)));
+    try {
+      return new Tensor(native.add(this.#h, operand(other)));
+    } catch (e) {
+      throw fail("add", e, [["self", this], ["other", other]], [], broadcastRule);
+    }
   }
-  /** `this - other`. */
+  /** `this - other` (broadcasting). */
   sub(other: Operand): Tensor {
-    return new Tensor(native.sub(this.#h, operand(other)));
+    try {
+      return new Tensor(native.sub(this.#h, operand(other)));
+    } catch (e) {
+      throw fail("sub", e, [["self", this], ["other", other]], [], broadcastRule);
+    }
   }
-  /** `this * other` (elementwise). */
+  /** `this * other` (elementwise, broadcasting). */
   mul(other: Operand): Tensor {
-    return new Tensor(native.mul(this.#h, operand(other)));
+    try {
+      return new Tensor(native.mul(this.#h, operand(other)));
+    } catch (e) {
+      throw fail("mul", e, [["self", this], ["other", other]], [], broadcastRule);
+    }
   }
-  /** `this / other` (elementwise). */
+  /** `this / other` (elementwise, broadcasting). */
   div(other: Operand): Tensor {
-    return new Tensor(native.div(this.#h, operand(other)));
+    try {
+      return new Tensor(native.div(this.#h, operand(other)));
+    } catch (e) {
+      throw fail("div", e, [["self", this], ["other", other]], [], broadcastRule);
+    }
   }
-  /** `this ** exponent` (elementwise). */
+  /** `this ** exponent` (elementwise, broadcasting). */
   pow(exponent: Operand): Tensor {
-    return new Tensor(native.pow(this.#h, operand(exponent)));
+    return this.#binary("pow", native.pow, exponent);
   }
   /** Elementwise maximum with a tensor or a number. */
   maximum(other: Operand): Tensor {
-    return new Tensor(native.maximum(this.#h, operand(other)));
+    return this.#binary("maximum", native.maximum, other);
+  }
+  /** Elementwise minimum with a tensor or a number. */
+  minimum(other: Operand): Tensor {
+    return this.#binary("minimum", native.minimum, other);
   }
   /** Elementwise `==` as a bool tensor. */
   eq(other: Operand): Tensor {
-    return new Tensor(native.eq(this.#h, operand(other)));
+    return this.#binary("eq", native.eq, other);
+  }
+  /** Elementwise `!=` as a bool tensor. */
+  ne(other: Operand): Tensor {
+    return this.#binary("ne", native.ne, other);
   }
   /** Elementwise `>` as a bool tensor. */
   gt(other: Operand): Tensor {
-    return new Tensor(native.gt(this.#h, operand(other)));
+    return this.#binary("gt", native.gt, other);
+  }
+  /** Elementwise `>=` as a bool tensor. */
+  ge(other: Operand): Tensor {
+    return this.#binary("ge", native.ge, other);
   }
   /** Elementwise `<` as a bool tensor. */
   lt(other: Operand): Tensor {
-    return new Tensor(native.lt(this.#h, operand(other)));
+    return this.#binary("lt", native.lt, other);
+  }
+  /** Elementwise `<=` as a bool tensor. */
+  le(other: Operand): Tensor {
+    return this.#binary("le", native.le, other);
+  }
+  /**
+   * Limits every element to `[min, max]`; either bound may be null (no limit on that side), and
+   * either may be a Tensor broadcast against this one.
+   */
+  clamp(min?: Operand | null, max?: Operand | null): Tensor {
+    try {
+      if (min == null && max == null) throw new TypeError("min, max: expected at least one bound, got neither");
+      const bound = (v: Operand | null | undefined, name: string) => (v == null ? null : typeof v === "number" ? v : handleOf(v, name));
+      return new Tensor(native.clamp(this.#h, bound(min, "min"), bound(max, "max")));
+    } catch (e) {
+      throw fail("clamp", e, [["self", this], ["min", min], ["max", max]], [], broadcastRule);
+    }
   }
   /** `-this`. */
   neg(): Tensor {
-    return new Tensor(native.neg(this.#h));
+    return this.#unary("neg", native.neg);
   }
-  /** Matrix product with PyTorch's broadcasting rules. */
+  /** Matrix product with PyTorch's broadcasting rules (1-D operands, batch dims broadcast). */
   matmul(other: Tensor): Tensor {
-    return new Tensor(native.matmul(this.#h, handleOf(other, "other")));
+    try {
+      return new Tensor(native.matmul(this.#h, handleOf(other, "other")));
+    } catch (e) {
+      throw fail("matmul", e, [["self", this], ["other", other]], [], matmulRule);
+    }
   }
+  /** Batched matrix product of `(b, n, m)` and `(b, m, p)` tensors: `(b, n, p)`; no broadcasting. */
+  bmm(other: Tensor): Tensor {
+    try {
+      return new Tensor(native.bmm(this.#h, handleOf(other, "other")));
+    } catch (e) {
+      throw fail("bmm", e, [["self", this], ["other", other]], [], bmmRule);
+    }
+  }
+  /** `e ** this`, elementwise. */
   exp(): Tensor {
-    return new Tensor(native.exp(this.#h));
+    return this.#unary("exp", native.exp);
   }
+  /** Natural logarithm, elementwise. */
   log(): Tensor {
-    return new Tensor(native.log(this.#h));
+    return this.#unary("log", native.log);
   }
+  /** Square root, elementwise. */
   sqrt(): Tensor {
-    return new Tensor(native.sqrt(this.#h));
+    return this.#unary("sqrt", native.sqrt);
   }
+  /** `1 / sqrt(this)`, elementwise. */
+  rsqrt(): Tensor {
+    return this.#unary("rsqrt", native.rsqrt);
+  }
+  /** Absolute value, elementwise. */
   abs(): Tensor {
-    return new Tensor(native.abs(this.#h));
+    return this.#unary("abs", native.abs);
   }
+  /** Sine (radians), elementwise. */
+  sin(): Tensor {
+    return this.#unary("sin", native.sin);
+  }
+  /** Cosine (radians), elementwise. */
+  cos(): Tensor {
+    return this.#unary("cos", native.cos);
+  }
+  /** `max(this, 0)`. */
   relu(): Tensor {
-    return new Tensor(native.relu(this.#h));
+    return this.#unary("relu", native.relu);
   }
+  /** GELU, the exact (erf) form, as `torch.nn.functional.gelu`. */
   gelu(): Tensor {
-    return new Tensor(native.gelu(this.#h));
+    return this.#unary("gelu", native.gelu);
   }
+  /** SiLU (swish): `this * sigmoid(this)`. */
+  silu(): Tensor {
+    return this.#unary("silu", native.silu);
+  }
+  /** Hyperbolic tangent, elementwise. */
   tanh(): Tensor {
-    return new Tensor(native.tanh(this.#h));
+    return this.#unary("tanh", native.tanh);
   }
+  /** Logistic sigmoid, elementwise. */
   sigmoid(): Tensor {
-    return new Tensor(native.sigmoid(this.#h));
+    return this.#unary("sigmoid", native.sigmoid);
   }
   /** Softmax along `dim`. */
   softmax(dim: number): Tensor {
-    return new Tensor(native.softmax(this.#h, dim));
+    try {
+      return new Tensor(native.softmax(this.#h, dim));
+    } catch (e) {
+      throw fail("softmax", e, [["self", this]], [dim], dimRule);
+    }
   }
   /** Log-softmax along `dim`. */
   logSoftmax(dim: number): Tensor {
-    return new Tensor(native.logSoftmax(this.#h, dim));
+    try {
+      return new Tensor(native.logSoftmax(this.#h, dim));
+    } catch (e) {
+      throw fail("logSoftmax", e, [["self", this]], [dim], dimRule);
+    }
   }
   /** Zeroes elements with probability `p` and scales the rest by 1/(1-p) when `train` is true. */
   dropout(p: number, train = true): Tensor {
-    return new Tensor(native.dropout(this.#h, p, train));
+    try {
+      return new Tensor(native.dropout(this.#h, p, train));
+    } catch (e) {
+      throw fail("dropout", e, [["self", this]]);
+    }
   }
   /** Bool tensor: which elements are finite. */
   isfinite(): Tensor {
-    return new Tensor(native.isfinite(this.#h));
+    return this.#unary("isfinite", native.isfinite);
+  }
+
+  // ---- in place ----
+  // Refused on a leaf that requires grad while grad mode is on, as in PyTorch: autograd needs
+  // the leaf's value. Inside noGrad() they update parameters by hand.
+
+  /** `this += alpha * other`, in place; returns this tensor. */
+  add_(other: Operand, options: { alpha?: number } = {}): Tensor {
+    try {
+      const alpha = optionsObject(options).alpha ?? 1;
+      if (typeof alpha !== "number") throw new TypeError(`alpha: expected a number, got ${describe(alpha)}`);
+      native.add_(this.#h, operand(other), alpha);
+      return this;
+    } catch (e) {
+      throw fail("add_", e, [["self", this], ["other", other]], [], inPlaceBroadcastRule);
+    }
+  }
+  /** `this *= other`, in place; returns this tensor. */
+  mul_(other: Operand): Tensor {
+    try {
+      native.mul_(this.#h, operand(other));
+      return this;
+    } catch (e) {
+      throw fail("mul_", e, [["self", this], ["other", other]], [], inPlaceBroadcastRule);
+    }
+  }
+  /** Copies `src`'s values (broadcast to this shape, converted to this dtype) into this tensor; autograd records it. */
+  copy_(src: Tensor): Tensor {
+    try {
+      native.copy_(this.#h, handleOf(src, "src"));
+      return this;
+    } catch (e) {
+      throw fail("copy_", e, [["self", this], ["src", src]], [], inPlaceBroadcastRule);
+    }
+  }
+  /** Fills this tensor with zeros, in place; returns this tensor. */
+  zero_(): Tensor {
+    try {
+      native.zero_(this.#h);
+      return this;
+    } catch (e) {
+      throw fail("zero_", e, [["self", this]]);
+    }
   }
 
   // ---- shape ----
-  /** Swaps two dimensions. */
+  /** Swaps two dimensions (a view). */
   transpose(dim0: number, dim1: number): Tensor {
-    return new Tensor(native.transpose(this.#h, dim0, dim1));
+    try {
+      return new Tensor(native.transpose(this.#h, dim0, dim1));
+    } catch (e) {
+      throw fail("transpose", e, [["self", this]], [dim0, dim1], firstRule(dimRule, (o) => dimRule(o, [dim1])));
+    }
   }
   /** Transpose of a matrix (≤ 2 dimensions). */
   t(): Tensor {
-    return new Tensor(native.t(this.#h));
+    return this.#unary("t", native.t);
+  }
+  /** Reorders the dimensions (a view): `x.permute(0, 2, 1)` or `x.permute([0, 2, 1])`. */
+  permute(...dims: number[] | [readonly number[]]): Tensor {
+    const order = sizesArg(dims);
+    try {
+      return new Tensor(native.permute(this.#h, order));
+    } catch (e) {
+      throw fail("permute", e, [["self", this]], [order], permuteRule);
+    }
+  }
+  /** Inserts a dimension of size 1 at `dim` (a view); `dim` may be `ndim` (append). */
+  unsqueeze(dim: number): Tensor {
+    try {
+      return new Tensor(native.unsqueeze(this.#h, dim));
+    } catch (e) {
+      throw fail("unsqueeze", e, [["self", this]], [dim], (o) => (o[0].shape ? dimRule([{ ...o[0], shape: [...o[0].shape, 1] }], [dim]) : null));
+    }
+  }
+  /** Removes every dimension of size 1, or only `dim` when it has size 1 (a view). */
+  squeeze(dim?: number): Tensor {
+    try {
+      return new Tensor(native.squeeze(this.#h, dim ?? null));
+    } catch (e) {
+      throw fail("squeeze", e, [["self", this]], [dim], dimRule);
+    }
+  }
+  /** Merges dimensions `startDim..endDim` (inclusive) into one. */
+  flatten(startDim = 0, endDim = -1): Tensor {
+    try {
+      return new Tensor(native.flatten(this.#h, startDim, endDim));
+    } catch (e) {
+      throw fail("flatten", e, [["self", this]], [startDim, endDim], firstRule(dimRule, (o) => dimRule(o, [endDim])));
+    }
+  }
+  /** Broadcasts size-1 dims to `sizes` without copying (-1 keeps a size): `x.expand(4, -1)` or `x.expand([4, -1])`. */
+  expand(...sizes: number[] | [readonly number[]]): Tensor {
+    const shape = sizesArg(sizes);
+    try {
+      return new Tensor(native.expand(this.#h, shape));
+    } catch (e) {
+      throw fail("expand", e, [["self", this]], [shape], expandRule);
+    }
   }
   /** Same data with another shape (copies when it must); one dimension may be -1. */
   reshape(shape: readonly number[]): Tensor {
-    return new Tensor(native.reshape(this.#h, shape as number[]));
+    try {
+      return new Tensor(native.reshape(this.#h, shape as number[]));
+    } catch (e) {
+      throw fail("reshape", e, [["self", this]], [shape], reshapeRule("reshape"));
+    }
   }
   /** A view with another shape (never copies; fails when the layout does not allow it). */
   view(shape: readonly number[]): Tensor {
-    return new Tensor(native.view(this.#h, shape as number[]));
+    try {
+      return new Tensor(native.view(this.#h, shape as number[]));
+    } catch (e) {
+      throw fail("view", e, [["self", this]], [shape], reshapeRule("view"));
+    }
   }
   /** Picks entries along `dim` at the int64 positions in `index`. */
   indexSelect(dim: number, index: Tensor): Tensor {
-    return new Tensor(native.indexSelect(this.#h, dim, handleOf(index, "index")));
+    try {
+      return new Tensor(native.indexSelect(this.#h, dim, handleOf(index, "index")));
+    } catch (e) {
+      throw fail("indexSelect", e, [["self", this], ["index", index]], [dim], firstRule(dimRule, indexDtypeRule(1, ["int64", "int32"])));
+    }
   }
   /** A slice `[start, start + length)` along `dim` (a view). */
   narrow(dim: number, start: number, length: number): Tensor {
-    return new Tensor(native.narrow(this.#h, dim, start, length));
+    try {
+      return new Tensor(native.narrow(this.#h, dim, start, length));
+    } catch (e) {
+      throw fail("narrow", e, [["self", this]], [dim, start, length], narrowRule);
+    }
+  }
+  /**
+   * `x[start:end:step]` along `dim` (a view), with Python's slice semantics: null or undefined
+   * bounds mean the ends, negative bounds count from the end, out-of-range bounds are clamped.
+   */
+  slice(dim: number, start: number | null = null, end: number | null = null, step = 1): Tensor {
+    try {
+      return new Tensor(native.slice(this.#h, { dim, start: start ?? null, end: end ?? null, step }));
+    } catch (e) {
+      throw fail("slice", e, [["self", this]], [dim], dimRule);
+    }
+  }
+  /** Splits along `dim` into pieces of `splitSize` (the last may be smaller) or of the listed sizes (views). */
+  split(splitSizeOrSections: number | readonly number[], dim = 0): Tensor[] {
+    try {
+      return native.split(this.#h, splitSizeOrSections as number | number[], dim).map(wrap);
+    } catch (e) {
+      throw fail("split", e, [["self", this]], [dim], firstRule(dimRule, (o) => splitRule(o, splitSizeOrSections, dim)));
+    }
+  }
+  /** Splits along `dim` into `chunks` pieces of equal size (the last may be smaller; fewer when the size is small). */
+  chunk(chunks: number, dim = 0): Tensor[] {
+    try {
+      return native.chunk(this.#h, chunks, dim).map(wrap);
+    } catch (e) {
+      throw fail("chunk", e, [["self", this]], [dim], dimRule);
+    }
+  }
+
+  // ---- indexing ----
+  /** Replaces the elements where the bool `mask` (broadcast to this shape) is true by `value`. */
+  maskedFill(mask: Tensor, value: Operand): Tensor {
+    try {
+      return new Tensor(native.maskedFill(this.#h, handleOf(mask, "mask"), typeof value === "number" ? value : handleOf(value, "value")));
+    } catch (e) {
+      throw fail("maskedFill", e, [["self", this], ["mask", mask], ["value", value]], [], firstRule(maskDtypeRule(1), broadcastRule));
+    }
+  }
+  /** The upper triangle of the last two dims: elements with `col - row >= diagonal`, the rest zero. */
+  triu(diagonal = 0): Tensor {
+    try {
+      return new Tensor(native.triu(this.#h, diagonal));
+    } catch (e) {
+      throw fail("triu", e, [["self", this]], [diagonal], atLeast2D);
+    }
+  }
+  /** The lower triangle of the last two dims: elements with `col - row <= diagonal`, the rest zero. */
+  tril(diagonal = 0): Tensor {
+    try {
+      return new Tensor(native.tril(this.#h, diagonal));
+    } catch (e) {
+      throw fail("tril", e, [["self", this]], [diagonal], atLeast2D);
+    }
+  }
+  /** `out[i][j] = this[index[i][j]][j]` for `dim = 0` (and so on): picks along `dim` at int64 `index`. */
+  gather(dim: number, index: Tensor): Tensor {
+    try {
+      return new Tensor(native.gather(this.#h, dim, handleOf(index, "index")));
+    } catch (e) {
+      throw fail("gather", e, [["self", this], ["index", index]], [dim], firstRule(dimRule, indexDtypeRule(1)));
+    }
+  }
+  /** A copy with `src`'s values added at the int64 positions `index` along `dim` (the reverse of gather). */
+  scatterAdd(dim: number, index: Tensor, src: Tensor): Tensor {
+    try {
+      return new Tensor(native.scatterAdd(this.#h, { dim, index: handleOf(index, "index"), src: handleOf(src, "src") }));
+    } catch (e) {
+      throw fail("scatterAdd", e, [["self", this], ["index", index], ["src", src]], [dim], firstRule(dimRule, indexDtypeRule(1)));
+    }
+  }
+  /** A copy with `alpha * source` slices added at the positions `index` (1-D, int64 or int32) along `dim`. */
+  indexAdd(dim: number, index: Tensor, source: Tensor, options: { alpha?: number } = {}): Tensor {
+    try {
+      const alpha = optionsObject(options).alpha ?? 1;
+      if (typeof alpha !== "number") throw new TypeError(`alpha: expected a number, got ${describe(alpha)}`);
+      return new Tensor(native.indexAdd(this.#h, { dim, index: handleOf(index, "index"), source: handleOf(source, "source"), alpha }));
+    } catch (e) {
+      throw fail("indexAdd", e, [["self", this], ["index", index], ["source", source]], [dim], firstRule(dimRule, indexDtypeRule(1, ["int64", "int32"])));
+    }
+  }
+  /** The `k` largest (or smallest) elements along `dim` (default -1), with their int64 indices. */
+  topk(k: number, options: { dim?: number; largest?: boolean; sorted?: boolean } = {}): { values: Tensor; indices: Tensor } {
+    let dim = -1;
+    try {
+      const o = optionsObject(options);
+      dim = o.dim ?? -1;
+      const [values, indices] = native.topk(this.#h, { k, dim, largest: o.largest ?? true, sorted: o.sorted ?? true });
+      return { values: new Tensor(values), indices: new Tensor(indices) };
+    } catch (e) {
+      throw fail("topk", e, [["self", this]], [dim], firstRule(dimRule, (o) => topkRule(o, k, dim)));
+    }
+  }
+  /**
+   * Sorts along `dim` (default -1), ascending unless `descending`; `stable` keeps the order of
+   * equal elements. `x.sort(0)` is `x.sort({ dim: 0 })`.
+   */
+  sort(options: number | { dim?: number; descending?: boolean; stable?: boolean } = {}): { values: Tensor; indices: Tensor } {
+    let dim = -1;
+    try {
+      const o = typeof options === "number" ? { dim: options } : optionsObject(options);
+      dim = o.dim ?? -1;
+      const [values, indices] = native.sort(this.#h, { dim, descending: o.descending ?? false, stable: o.stable ?? false });
+      return { values: new Tensor(values), indices: new Tensor(indices) };
+    } catch (e) {
+      throw fail("sort", e, [["self", this]], [dim], dimRule);
+    }
+  }
+  /**
+   * `numSamples` int64 indices drawn from the categorical distribution whose (unnormalized,
+   * non-negative) weights are this 1-D or 2-D tensor's last dim; libtorch's generator, so
+   * {@link manualSeed} makes the draws reproducible.
+   */
+  multinomial(numSamples: number, replacement = false): Tensor {
+    try {
+      return new Tensor(native.multinomial(this.#h, numSamples, replacement));
+    } catch (e) {
+      throw fail("multinomial", e, [["self", this]]);
+    }
   }
 
   // ---- reductions ----
   /** Sum of all elements, or along `dim` (a number or list). */
   sum(dim?: number | number[], keepdim = false): Tensor {
-    return new Tensor(native.sum(this.#h, dims(dim), keepdim));
+    try {
+      return new Tensor(native.sum(this.#h, dims(dim), keepdim));
+    } catch (e) {
+      throw fail("sum", e, [["self", this]], [dim], dimsRule);
+    }
   }
   /** Mean of all elements, or along `dim`. */
   mean(dim?: number | number[], keepdim = false): Tensor {
-    return new Tensor(native.mean(this.#h, dims(dim), keepdim));
+    try {
+      return new Tensor(native.mean(this.#h, dims(dim), keepdim));
+    } catch (e) {
+      throw fail("mean", e, [["self", this]], [dim], dimsRule);
+    }
+  }
+  /**
+   * Variance of all elements, or along `dim`, with Bessel's correction by default
+   * (`correction: 1`; `unbiased: false` or `correction: 0` for the population variance).
+   */
+  var(dim?: number | number[] | null, options: DispersionOptions = {}): Tensor {
+    try {
+      const { correction, keepdim } = dispersion(options);
+      return new Tensor(native.var(this.#h, { dim: dims(dim ?? undefined), correction, keepdim }));
+    } catch (e) {
+      throw fail("var", e, [["self", this]], [dim], dimsRule);
+    }
+  }
+  /** Standard deviation: the square root of {@link var}, with the same options. */
+  std(dim?: number | number[] | null, options: DispersionOptions = {}): Tensor {
+    try {
+      const { correction, keepdim } = dispersion(options);
+      return new Tensor(native.std(this.#h, { dim: dims(dim ?? undefined), correction, keepdim }));
+    } catch (e) {
+      throw fail("std", e, [["self", this]], [dim], dimsRule);
+    }
+  }
+  /** `log(sum(exp(this)))` along `dim`, computed without overflow. */
+  logsumexp(dim: number | number[], keepdim = false): Tensor {
+    try {
+      return new Tensor(native.logsumexp(this.#h, dims(dim) ?? (undefined as never), keepdim));
+    } catch (e) {
+      throw fail("logsumexp", e, [["self", this]], [dim], dimsRule);
+    }
+  }
+  /** Running sum along `dim` (integer inputs give int64, as in PyTorch). */
+  cumsum(dim: number): Tensor {
+    try {
+      return new Tensor(native.cumsum(this.#h, dim));
+    } catch (e) {
+      throw fail("cumsum", e, [["self", this]], [dim], dimRule);
+    }
   }
   /** Maximum of all elements, or the maximum values along `dim`. */
   max(dim?: number, keepdim = false): Tensor {
-    return new Tensor(native.max(this.#h, dim ?? null, keepdim));
+    try {
+      return new Tensor(native.max(this.#h, dim ?? null, keepdim));
+    } catch (e) {
+      throw fail("max", e, [["self", this]], [dim], dimRule);
+    }
   }
   /** Index of the maximum (of the flattened tensor, or along `dim`). */
   argmax(dim?: number, keepdim = false): Tensor {
-    return new Tensor(native.argmax(this.#h, dim ?? null, keepdim));
+    try {
+      return new Tensor(native.argmax(this.#h, dim ?? null, keepdim));
+    } catch (e) {
+      throw fail("argmax", e, [["self", this]], [dim], dimRule);
+    }
+  }
+
+  // ---- one-operand and two-operand ops without special rules ----
+  #unary(op: string, fn: (h: NativeTensor) => NativeTensor): Tensor {
+    try {
+      return new Tensor(fn(this.#h));
+    } catch (e) {
+      throw fail(op, e, [["self", this]]);
+    }
+  }
+  #binary(op: string, fn: (a: NativeTensor, b: NativeTensor | number) => NativeTensor, other: Operand): Tensor {
+    try {
+      return new Tensor(fn(this.#h, operand(other)));
+    } catch (e) {
+      throw fail(op, e, [["self", this], ["other", other]], [], broadcastRule);
+    }
   }
 
   // ---- comparison ----
@@ -334,6 +744,45 @@ function operand(value: Operand): NativeTensor | number {
 function dims(dim: number | number[] | undefined): number[] | null {
   if (dim === undefined) return null;
   return typeof dim === "number" ? [dim] : dim;
+}
+
+/** A native result handle as a Tensor (for `map`). */
+const wrap = (h: NativeTensor): Tensor => new Tensor(h);
+
+/** The error to throw for op `op` that failed with `err` (see lib/op-errors.ts). */
+function fail(op: string, err: unknown, operands: readonly (readonly [string, unknown])[], args: readonly unknown[] = [], rule?: ShapeRule): unknown {
+  const infos: OperandInfo[] = operands.map(([name, value]) => {
+    const live = value instanceof Tensor && !value.isDisposed;
+    return { name, shape: live ? value.shape : null, dtype: live ? value.dtype : null };
+  });
+  return opError(op, err, infos, args, rule);
+}
+
+/** Sizes given as `f(1, 2, 3)` or `f([1, 2, 3])`. */
+function sizesArg(sizes: number[] | [readonly number[]]): number[] {
+  return (sizes.length === 1 && Array.isArray(sizes[0]) ? sizes[0] : sizes) as number[];
+}
+
+/** Options of {@link Tensor.var} and {@link Tensor.std}. */
+export interface DispersionOptions {
+  /** Subtracted from the element count in the divisor: 1 (default, Bessel's correction) or 0. */
+  correction?: number;
+  /** PyTorch's older spelling: `false` is `correction: 0`, `true` is `correction: 1`. */
+  unbiased?: boolean;
+  /** Keep the reduced dims with size 1. */
+  keepdim?: boolean;
+}
+
+function dispersion(options: DispersionOptions): { correction: number; keepdim: boolean } {
+  const { correction, unbiased, keepdim = false } = optionsObject(options);
+  if (correction !== undefined && unbiased !== undefined) {
+    throw new TypeError("options: give correction or unbiased, not both");
+  }
+  if (unbiased !== undefined && typeof unbiased !== "boolean") throw new TypeError(`unbiased: expected a boolean, got ${describe(unbiased)}`);
+  const c = correction ?? (unbiased === false ? 0 : 1);
+  if (!Number.isInteger(c) || c < 0) throw new RangeError(`correction: expected an integer >= 0, got ${describe(correction)}`);
+  if (typeof keepdim !== "boolean") throw new TypeError(`keepdim: expected a boolean, got ${describe(keepdim)}`);
+  return { correction: c, keepdim };
 }
 
 // ---------------------------------------------------------------- factories
@@ -504,10 +953,48 @@ export function arange(start: number, end?: number, step = 1, options: TensorOpt
   return new Tensor(native.arange(start, end, step, o.dtype, o.device, o.requiresGrad));
 }
 
-/** Concatenates tensors along `dim`. */
+/** Concatenates tensors along an existing `dim`; their shapes must agree except in `dim`. */
 export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
-  if (!Array.isArray(tensors)) throw new TypeError(`tensors: expected an array of Tensors, got ${describe(tensors)}`);
-  return new Tensor(native.cat(tensors.map((t, i) => handleOf(t, `tensors[${i}]`)), dim));
+  return join("cat", native.cat, tensors, dim);
+}
+
+/** Stacks tensors of equal shapes along a new dim `dim` (`0 <= dim <= ndim`, or negative). */
+export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
+  return join("stack", native.stack, tensors, dim);
+}
+
+function join(op: "cat" | "stack", fn: (ts: NativeTensor[], dim: number) => NativeTensor, tensors: readonly Tensor[], dim: number): Tensor {
+  if (!Array.isArray(tensors)) throw new TypeError(`${op}: tensors: expected an array of Tensors, got ${describe(tensors)}`);
+  try {
+    return new Tensor(fn(tensors.map((t, i) => handleOf(t, `tensors[${i}]`)), dim));
+  } catch (e) {
+    throw fail(op, e, tensors.map((t, i) => [`tensors[${i}]`, t] as const), [dim], joinRule(op));
+  }
+}
+
+/**
+ * Elementwise choice: `input` where the bool `condition` is true, else `other`; the three
+ * broadcast together, and either value may be a number.
+ */
+export function where(condition: Tensor, input: Operand, other: Operand): Tensor {
+  try {
+    const value = (v: Operand, name: string) => (typeof v === "number" ? v : handleOf(v, name));
+    return new Tensor(native.where(handleOf(condition, "condition"), value(input, "input"), value(other, "other")));
+  } catch (e) {
+    throw fail("where", e, [["condition", condition], ["input", input], ["other", other]], [], firstRule(maskDtypeRule(0), broadcastRule));
+  }
+}
+
+/**
+ * One-hot encoding of int64 class indices: a new last dim of size `numClasses` (default: the
+ * largest index + 1), int64, as `torch.nn.functional.one_hot`.
+ */
+export function oneHot(indices: Tensor, numClasses = -1): Tensor {
+  try {
+    return new Tensor(native.oneHot(handleOf(indices, "indices"), numClasses));
+  } catch (e) {
+    throw fail("oneHot", e, [["indices", indices]], [], indexDtypeRule(0));
+  }
 }
 
 /**

@@ -27,6 +27,11 @@ void RegisterNorm(Napi::Object exports);
 void RegisterAttention(Napi::Object exports);
 void RegisterActivation(Napi::Object exports);
 void RegisterDist(Napi::Object exports);
+void RegisterShapeOps(Napi::Object exports);
+void RegisterIndexOps(Napi::Object exports);
+void RegisterMathOps(Napi::Object exports);
+void RegisterInPlaceOps(Napi::Object exports);
+void TuneMalloc();
 
 namespace {
 
@@ -61,6 +66,7 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
 
 static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   using namespace tl;
+  TuneMalloc();
   RegisterTensor(exports);
   RegisterOps(exports);
   RegisterAutograd(exports);
@@ -73,6 +79,10 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   RegisterAttention(exports);
   RegisterActivation(exports);
   RegisterDist(exports);
+  RegisterShapeOps(exports);
+  RegisterIndexOps(exports);
+  RegisterMathOps(exports);
+  RegisterInPlaceOps(exports);
   TL_EXPORT(exports, "buildInfo", BuildInfo);
   return exports;
 }

@@ -1,6 +1,7 @@
 // The tensor operations a small model and its loss need, each a thin call into ATen.
 #include "handle.h"
 #include "errors.h"
+#include "scalar.h"
 
 namespace tl {
 namespace {
@@ -19,6 +20,10 @@ TL_UNARY(Sigmoid, x.sigmoid())
 TL_UNARY(Exp, x.exp())
 TL_UNARY(Log, x.log())
 TL_UNARY(Sqrt, x.sqrt())
+TL_UNARY(Rsqrt, x.rsqrt())
+TL_UNARY(Sin, x.sin())
+TL_UNARY(Cos, x.cos())
+TL_UNARY(Silu, at::silu(x))
 TL_UNARY(Abs, x.abs())
 TL_UNARY(Clone, x.clone())
 TL_UNARY(Detach, x.detach())
@@ -26,16 +31,6 @@ TL_UNARY(Contiguous, x.contiguous())
 TL_UNARY(T, x.t())
 TL_UNARY(IsFinite, at::isfinite(x))
 TL_UNARY(AllFinite, at::isfinite(x).all())
-
-// A JS number as an operand. Integral values become integer Scalars so that, as with a
-// Python int in PyTorch, `intTensor.add(1)` stays integer instead of promoting to float32.
-at::Scalar NumberScalar(const Napi::Value& v) {
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (std::isfinite(d) && std::floor(d) == d && std::fabs(d) <= 9007199254740991.0 && !(d == 0 && std::signbit(d))) {
-    return at::Scalar(static_cast<int64_t>(d));
-  }
-  return at::Scalar(d);
-}
 
 // Binary ops take a Tensor or a number as the second operand.
 #define TL_BINARY(Name, op)                                                  \
@@ -53,12 +48,27 @@ TL_BINARY(Pow, pow)
 TL_BINARY(Eq, eq)
 TL_BINARY(Gt, gt)
 TL_BINARY(Lt, lt)
+TL_BINARY(Ne, ne)
+TL_BINARY(Ge, ge)
+TL_BINARY(Le, le)
 
 // maximum(t, other | number): elementwise max; with a number, a clamp from below.
 Napi::Value Maximum(const Napi::CallbackInfo& info) {
   at::Tensor& a = TensorArg(info, 0, "self");
   if (info[1].IsNumber()) return WrapTensor(info.Env(), a.clamp_min(NumberScalar(info[1])));
   return WrapTensor(info.Env(), at::maximum(a, TensorArg(info, 1, "other")));
+}
+
+// minimum(t, other | number): elementwise min; with a number, a clamp from above.
+Napi::Value Minimum(const Napi::CallbackInfo& info) {
+  at::Tensor& a = TensorArg(info, 0, "self");
+  if (info[1].IsNumber()) return WrapTensor(info.Env(), a.clamp_max(NumberScalar(info[1])));
+  return WrapTensor(info.Env(), at::minimum(a, TensorArg(info, 1, "other")));
+}
+
+// bmm(a (b, n, m), b (b, m, p)): lib/tensor.ts checks the ranks and sizes and words the errors.
+Napi::Value Bmm(const Napi::CallbackInfo& info) {
+  return WrapTensor(info.Env(), at::bmm(TensorArg(info, 0, "self"), TensorArg(info, 1, "other")));
 }
 
 Napi::Value Matmul(const Napi::CallbackInfo& info) {
@@ -205,6 +215,10 @@ void RegisterOps(Napi::Object exports) {
   TL_EXPORT(exports, "log", Log);
   TL_EXPORT(exports, "sqrt", Sqrt);
   TL_EXPORT(exports, "abs", Abs);
+  TL_EXPORT(exports, "rsqrt", Rsqrt);
+  TL_EXPORT(exports, "sin", Sin);
+  TL_EXPORT(exports, "cos", Cos);
+  TL_EXPORT(exports, "silu", Silu);
   TL_EXPORT(exports, "clone", Clone);
   TL_EXPORT(exports, "detach", Detach);
   TL_EXPORT(exports, "contiguous", Contiguous);
@@ -219,6 +233,11 @@ void RegisterOps(Napi::Object exports) {
   TL_EXPORT(exports, "eq", Eq);
   TL_EXPORT(exports, "gt", Gt);
   TL_EXPORT(exports, "lt", Lt);
+  TL_EXPORT(exports, "ne", Ne);
+  TL_EXPORT(exports, "ge", Ge);
+  TL_EXPORT(exports, "le", Le);
+  TL_EXPORT(exports, "minimum", Minimum);
+  TL_EXPORT(exports, "bmm", Bmm);
   TL_EXPORT(exports, "maximum", Maximum);
   TL_EXPORT(exports, "matmul", Matmul);
   TL_EXPORT(exports, "transpose", Transpose);
