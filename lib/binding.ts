@@ -16,6 +16,29 @@ type H = NativeTensor;
 type Num = number;
 
 /** The native surface, declared once. Argument checks happen natively too; the facade adds context. */
+/** Cached stacked factors of one layer, filled and refreshed by the mixed-batch kernels. */
+export type MixedStackCache = Record<string, unknown>;
+/** The adapters of one layer for a mixed batch: (A, B) pairs, scales, and each row's adapter index (-1: none). */
+export interface MixedAdapterOptions {
+  factors: H[];
+  scales: Num[];
+  rows: Num[];
+  cache: MixedStackCache | null;
+}
+/** Options of `loraMixedLinear`. */
+export interface MixedLinearOptions extends MixedAdapterOptions {
+  input: H;
+  weight: H;
+  bias: H | null;
+  fanInFanOut: boolean;
+}
+/** Options of `loraMixedEmbedding`. */
+export interface MixedEmbeddingOptions extends MixedAdapterOptions {
+  ids: H;
+  weight: H;
+  paddingIdx: Num;
+}
+
 export interface NativeBinding {
   buildInfo(): { builtWith: string; torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; cxx11Abi: boolean };
   // creation and data
@@ -81,6 +104,9 @@ export interface NativeBinding {
   initXavierNormal(t: H, gain: Num): H;
   initOrthogonal(t: H, gain: Num): H;
   manualSeed(seed: Num): void;
+  // mixed-adapter batches (native/lora_mixed.cc)
+  loraMixedLinear(options: MixedLinearOptions): H;
+  loraMixedEmbedding(options: MixedEmbeddingOptions): H;
   // LoRA kernels and optimizers are declared in their own modules' interfaces.
   [name: string]: unknown;
 }

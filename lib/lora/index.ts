@@ -11,3 +11,5 @@ export { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PEFT_KEY_PREFIX, toPeftConfi
 export type { PeftConfigReading } from "./peft-config";
 export { describeAdapterModules, planWeightMerge, mergeWeights } from "./peft-merge";
 export type { AdapterModuleInfo, PlannedMerge, MergeWeightsOptions, TensorShapeInfo } from "./peft-merge";
+export { withAdapterNames, BASE_ADAPTER } from "./mixed";
+export type { MixedBatchModel } from "./mixed";

@@ -36,6 +36,11 @@ export interface MergeOptions {
   adapterNames?: string[];
 }
 
+/** @internal How a layer computes its forward when each row of the batch has its own adapter (lib/lora/mixed.ts). */
+export interface RowAdapterForward {
+  forward(layer: LoraLayer<Linear | Conv1D | Embedding>, input: Tensor): Tensor;
+}
+
 /** Holds one tensor as `weight`, so that factor keys read `lora_A.<adapter>.weight` as in PEFT. */
 export class LoraFactor extends Module {
   constructor(public weight: Tensor) {
@@ -62,6 +67,8 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
   #holds = 0;
   /** What the outermost scope restores: the disabled flag, and the merged weight taken out. */
   #held: { disabled: boolean; mergedWeight: Tensor | null } | null = null;
+  /** @internal Set inside LoraModel.withAdapterNames: forward then applies one adapter per row. */
+  rowAdapters: RowAdapterForward | null = null;
 
   protected constructor(base: Base, accepts: (m: unknown) => boolean, expected: string) {
     super();
@@ -353,6 +360,7 @@ export class LoraLinear extends LoraLayer<Linear | Conv1D> {
   }
 
   override forward(x: Tensor): Tensor {
+    if (this.rowAdapters) return this.rowAdapters.forward(this, x);
     const base = this.base_layer;
     const packed = this.packedForward();
     return new Tensor(
@@ -408,6 +416,7 @@ export class LoraEmbedding extends LoraLayer<Embedding> {
   }
 
   override forward(ids: Tensor): Tensor {
+    if (this.rowAdapters) return this.rowAdapters.forward(this, ids);
     const base = this.base_layer;
     const packed = this.packedForward();
     return new Tensor(loraNative.loraEmbedding(handleOf(ids, "ids"), handleOf(base.weight), base.paddingIdx ?? -1, packed));

@@ -11,6 +11,7 @@ import { Tensor } from "../tensor";
 import { LoraConfig, ResolvedLoraConfig, layerSettings, matchesModuleName, resolveLoraConfig } from "./config";
 import { LoraEmbedding, LoraLayer, LoraLinear, MergeOptions } from "./layers";
 import { SaveAdapterOptions, saveAdapter, saveAdapterAsync } from "./peft-format";
+import { withAdapterNames } from "./mixed";
 
 type AnyLoraLayer = LoraLayer<Linear | Conv1D | Embedding>;
 type Adaptable = Linear | Conv1D | Embedding;
@@ -248,6 +249,16 @@ export class LoraModel<M extends Module = Module> extends Module {
     }
     exit();
     return result;
+  }
+
+  /**
+   * Runs `fn` with a mixed-adapter batch: row `i` of every LoRA layer's input uses adapter
+   * `names[i]`, and `"__base__"` rows get the base output (PEFT's `adapter_names=`). An unknown
+   * name or a merged adapter is refused before `fn` runs; a batch whose first dimension differs
+   * from `names.length` is refused by the first layer. See {@link withAdapterNames}.
+   */
+  withAdapterNames<T>(names: string[], fn: () => T): T {
+    return withAdapterNames(this, names, fn);
   }
 
   /**
