@@ -16,14 +16,11 @@ type H = NativeTensor;
 type Num = number;
 
 /** The native surface, declared once. Argument checks happen natively too; the facade adds context. */
-/** Cached stacked factors of one layer, filled and refreshed by the mixed-batch kernels. */
-export type MixedStackCache = Record<string, unknown>;
 /** The adapters of one layer for a mixed batch: (A, B) pairs, scales, and each row's adapter index (-1: none). */
 export interface MixedAdapterOptions {
   factors: H[];
   scales: Num[];
   rows: Num[];
-  cache: MixedStackCache | null;
 }
 /** Options of `loraMixedLinear`. */
 export interface MixedLinearOptions extends MixedAdapterOptions {

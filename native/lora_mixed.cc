@@ -1,16 +1,13 @@
 // Mixed-adapter batches: every row of a batch applies its own LoRA adapter (or none), in one
-// native call per layer. The adapters' factors are zero-padded to the largest rank and stacked
-// once, scaling folded into B:
-//   A_all (n, r_max, in), B_all (n, out, r_max)  for Linear / Conv1D
-//   Aᵀ_all (n·V, r_max),  B_all (n, d, r_max)   for Embedding
-// Each row then gathers its adapter's slice and two batched products add its low-rank term
-// (as Punica's BGMV does), so the cost does not grow with the number of distinct adapters.
-// Rows without an adapter (index -1) are never written: they keep the base output bit for bit.
+// native call per layer. The selected rows are ordered by adapter (a counting sort), and each
+// adapter's run of rows takes two GEMMs with that adapter's own factors, whatever its rank:
+// each adapter's factors are read once, with no per-row copies of them (a gather of per-row
+// factors, as GPU kernels such as Punica's BGMV do, moves rows·r·(in+out) values, which on a
+// CPU costs more than the products themselves). Rows without an adapter (index -1) are never
+// written: they keep the base output bit for bit.
 #include "handle.h"
 #include "errors.h"
 #include "lookup.h"
-
-#include <sstream>
 
 namespace tl {
 namespace {
@@ -55,7 +52,6 @@ Napi::Object ObjectArg(const Napi::CallbackInfo& info, size_t i, const char* nam
 struct Adapters {
   std::vector<at::Tensor> A, B;
   std::vector<double> scale;
-  int64_t maxRank = 0;
 };
 
 Adapters AdaptersField(Napi::Env env, const Napi::Object& o) {
@@ -68,7 +64,6 @@ Adapters AdaptersField(Napi::Env env, const Napi::Object& o) {
   for (size_t k = 0; k < a.scale.size(); ++k) {
     a.A.push_back(factors[2 * k]);
     a.B.push_back(factors[2 * k + 1]);
-    a.maxRank = std::max(a.maxRank, factors[2 * k].dim() == 2 ? factors[2 * k].size(0) : 0);
   }
   return a;
 }
@@ -102,6 +97,7 @@ void CheckFactorShapes(Napi::Env env, const Adapters& a, int64_t aCols, int64_t 
   }
 }
 
+
 // The dtype the low-rank products run in: the factors' own (PEFT casts the rows to it), widened
 // to fp32 for fp16 on CPU, where libtorch 1.13 has no fp16 matmul.
 at::ScalarType LowRankDtype(const Adapters& a) {
@@ -109,96 +105,82 @@ at::ScalarType LowRankDtype(const Adapters& a) {
   return t == at::kHalf && a.A[0].device().is_cpu() ? at::kFloat : t;
 }
 
-bool AnyRequiresGrad(const Adapters& a) {
+bool NeedsGraph(const Adapters& a, const at::Tensor& input) {
   if (!at::GradMode::is_enabled()) return false;
+  if (input.requires_grad()) return true;
   for (size_t k = 0; k < a.A.size(); ++k) {
     if (a.A[k].requires_grad() || a.B[k].requires_grad()) return true;
   }
   return false;
 }
 
-/** The stacked, padded factors: `left` is A_all (Linear) or Aᵀ_all flattened (Embedding). */
-struct Stacks {
-  at::Tensor left, B;
+/** The rows that use an adapter, ordered by adapter, cut into one segment per adapter. */
+struct Segments {
+  std::vector<int64_t> order;                  // row numbers, grouped by adapter (stable)
+  std::vector<int64_t> adapter, start, count;  // per segment: adapter index, offset in `order`, rows
+  bool identity = true;                        // order is 0..rows-1: rows are used in place
 };
 
-Stacks BuildStacks(const Adapters& a, bool embedding) {
-  std::vector<at::Tensor> left, right;
-  const at::ScalarType dtype = LowRankDtype(a);
-  for (size_t k = 0; k < a.A.size(); ++k) {
-    const int64_t pad = a.maxRank - a.A[k].size(0);
-    at::Tensor A = a.A[k].to(dtype), B = a.B[k].to(dtype).mul(a.scale[k]);
-    // Zero rows of A / columns of B add exact zeros: a padded adapter computes what its own rank does.
-    left.push_back(embedding ? at::constant_pad_nd(A.t(), {0, pad}) : at::constant_pad_nd(A, {0, 0, 0, pad}));
-    right.push_back(at::constant_pad_nd(B, {0, pad}));
+Segments Plan(const std::vector<int64_t>& rowAdapter, size_t adapters) {
+  std::vector<int64_t> perAdapter(adapters, 0);
+  for (int64_t k : rowAdapter) if (k >= 0) ++perAdapter[k];
+  Segments s;
+  std::vector<int64_t> next(adapters, 0);
+  for (size_t k = 0, at = 0; k < adapters; at += perAdapter[k], ++k) {
+    next[k] = static_cast<int64_t>(at);
+    if (perAdapter[k] == 0) continue;
+    s.adapter.push_back(static_cast<int64_t>(k));
+    s.start.push_back(static_cast<int64_t>(at));
+    s.count.push_back(perAdapter[k]);
   }
-  Stacks s{at::stack(left), at::stack(right)};
-  if (embedding) s.left = s.left.reshape({-1, a.maxRank});  // (n·V, r_max): one lookup table
-  return s;
-}
-
-// What the cached stacks were built from: each factor's identity, storage and version counter
-// (every in-place write, an optimizer step or a load, bumps it), and each scale.
-std::string StackKey(const Adapters& a) {
-  std::ostringstream key;
-  for (size_t k = 0; k < a.A.size(); ++k) {
-    for (const at::Tensor* t : {&a.A[k], &a.B[k]}) {
-      key << t->unsafeGetTensorImpl() << ':' << t->data_ptr() << ':' << t->_version() << ';';
-    }
-    key << a.scale[k] << '|';
-  }
-  return key.str();
-}
-
-// The stacks for this call. Without autograd they are cached on the JS object `cache` (one per
-// layer) and rebuilt only when a factor changed; with autograd they are built fresh, as ordinary
-// differentiable ops, so gradients reach each adapter's own factors.
-Stacks StacksFor(Napi::Env env, const Napi::Object& o, const Adapters& a, bool embedding) {
-  if (AnyRequiresGrad(a)) return BuildStacks(a, embedding);
-  at::NoGradGuard noGrad;
-  Napi::Value cacheValue = Field(o, "cache");
-  if (!cacheValue.IsObject()) return BuildStacks(a, embedding);
-  Napi::Object cache = cacheValue.As<Napi::Object>();
-  std::string key = StackKey(a);
-  Napi::Value old = cache.Get("key");
-  if (old.IsString() && old.As<Napi::String>().Utf8Value() == key) {
-    return Stacks{TensorValue(env, cache.Get("left"), "cache.left"), TensorValue(env, cache.Get("B"), "cache.B")};
-  }
-  Stacks s = BuildStacks(a, embedding);
-  cache.Set("left", WrapTensor(env, s.left));
-  cache.Set("B", WrapTensor(env, s.B));
-  cache.Set("key", Napi::String::New(env, key));
-  return s;
-}
-
-/** Rows that use an adapter, and which one each uses. */
-struct Selection {
-  bool all = true;  // every row has an adapter: no gather of the input, no scatter of the output
-  std::vector<int64_t> rows, adapter;
-};
-
-Selection Select(const std::vector<int64_t>& rowAdapter) {
-  Selection s;
+  int64_t selected = 0;
+  for (int64_t n : perAdapter) selected += n;
+  s.order.resize(selected);
   for (size_t i = 0; i < rowAdapter.size(); ++i) {
-    if (rowAdapter[i] < 0) {
-      s.all = false;
-      continue;
-    }
-    s.rows.push_back(static_cast<int64_t>(i));
-    s.adapter.push_back(rowAdapter[i]);
+    if (rowAdapter[i] >= 0) s.order[next[rowAdapter[i]]++] = static_cast<int64_t>(i);
   }
+  for (size_t i = 0; i < s.order.size(); ++i) s.identity = s.identity && s.order[i] == static_cast<int64_t>(i);
+  s.identity = s.identity && s.order.size() == rowAdapter.size();
   return s;
 }
 
-at::Tensor IndexTensor(const std::vector<int64_t>& v, const at::Device& device) {
-  return at::tensor(v, at::TensorOptions().dtype(at::kLong)).to(device);
+/**
+ * Adds each segment's low-rank term to y3 (rows, L, out). `lowRank(k, rows)` gives adapter k's
+ * h = (rows·L, r) for the segment's rows of `inputs` (selected rows in `order`, flattened).
+ * Without autograd the products are written in place: into y itself when the rows are already
+ * grouped, else into one buffer scattered back with a single index_add_.
+ */
+template <typename LowRank>
+at::Tensor AddSegments(at::Tensor y, int64_t rows, int64_t out, const Segments& seg, const Adapters& a, at::ScalarType dtype,
+                       bool graph, LowRank lowRank) {
+  at::Tensor y3 = y.view({rows, -1, out});
+  const int64_t L = y3.size(1);
+  const bool inPlace = !graph && seg.identity && dtype == y.scalar_type();
+  at::Tensor target = inPlace ? y3.view({rows * L, out}) : at::Tensor();
+  if (!inPlace && !graph) target = at::empty({static_cast<int64_t>(seg.order.size()) * L, out}, y.options().dtype(dtype));
+  std::vector<at::Tensor> parts;
+  for (size_t s = 0; s < seg.adapter.size(); ++s) {
+    const int64_t k = seg.adapter[s];
+    at::Tensor h = lowRank(k, seg.start[s] * L, seg.count[s] * L);
+    at::Tensor Bt = a.B[k].to(dtype).t();
+    if (graph) {
+      parts.push_back(at::mm(h, Bt).mul(a.scale[k]));
+    } else {
+      at::Tensor slice = target.narrow(0, seg.start[s] * L, seg.count[s] * L);
+      // beta = 0 on the scratch buffer: its uninitialized values are ignored, as addmm documents.
+      slice.addmm_(h, Bt, inPlace ? 1 : 0, a.scale[k]);
+    }
+  }
+  if (inPlace) return y;
+  at::Tensor delta = (graph ? at::cat(parts) : target).view({static_cast<int64_t>(seg.order.size()), L, out}).to(y.scalar_type());
+  if (seg.identity) return y3.add_(delta).view(y.sizes());
+  at::Tensor order = at::tensor(seg.order, at::TensorOptions().dtype(at::kLong)).to(y.device());
+  return y3.index_add_(0, order, delta).view(y.sizes());
 }
 
-// y (rows, L, out) += delta (selected rows, L, out), cast to y's dtype as PEFT does.
-at::Tensor AddToRows(at::Tensor y3, const at::Tensor& delta, const Selection& sel, const at::Tensor& rowIndex) {
-  at::Tensor d = delta.to(y3.scalar_type());
-  if (sel.all) return y3.add_(d);
-  return y3.index_add_(0, rowIndex, d);
+at::Tensor RowsOf(const at::Tensor& t3, const Segments& seg) {
+  if (seg.identity) return t3;
+  return t3.index_select(0, at::tensor(seg.order, at::TensorOptions().dtype(at::kLong)).to(t3.device()));
 }
 
 at::Tensor BaseLinear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, bool fiof) {
@@ -210,7 +192,7 @@ at::Tensor BaseLinear(const at::Tensor& x, const at::Tensor& w, const at::Tensor
   return b.defined() ? y.add_(b) : y;
 }
 
-// loraMixedLinear({ input, weight, bias, fanInFanOut, factors, scales, rows, cache })
+// loraMixedLinear({ input, weight, bias, fanInFanOut, factors, scales, rows })
 Napi::Value LoraMixedLinear(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = ObjectArg(info, 0, "options");
@@ -228,26 +210,23 @@ Napi::Value LoraMixedLinear(const Napi::CallbackInfo& info) {
   if (x.scalar_type() != w.scalar_type() || x.device() != w.device()) {
     ThrowTypeError(env, "input: expected the weight's dtype and device (" + std::string(DtypeName(w.scalar_type())) + " on " + DeviceName(w.device()) + ")");
   }
+  if (b.defined() && (b.dim() != 1 || b.size(0) != out)) ThrowRangeError(env, "bias: expected shape [" + std::to_string(out) + "], got " + c10::str(b.sizes()));
   Adapters a = AdaptersField(env, o);
   CheckFactorShapes(env, a, in, out, ("a Linear(" + std::to_string(in) + ", " + std::to_string(out) + ")").c_str());
   std::vector<int64_t> rowAdapter = RowsField(env, o, a.A.size(), x.size(0));
   if (!a.A.empty() && a.A[0].device() != w.device()) ThrowTypeError(env, "factors: expected tensors on " + DeviceName(w.device()));
 
   at::Tensor y = BaseLinear(x, w, b, fiof);
-  Selection sel = Select(rowAdapter);
-  if (sel.rows.empty()) return WrapTensor(env, y);
-  Stacks st = StacksFor(env, o, a, false);
-  const int64_t rows = x.size(0), n = static_cast<int64_t>(sel.rows.size());
-  at::Tensor rowIndex = IndexTensor(sel.rows, x.device()), adapterIndex = IndexTensor(sel.adapter, x.device());
-  at::Tensor xs = (sel.all ? x : x.index_select(0, rowIndex)).reshape({n, -1, in}).to(st.left.scalar_type());
-  // (n, L, in)·(n, in, r) → (n, L, r), then ·(n, r, out) → (n, L, out): each row its own factors.
-  at::Tensor h = at::bmm(xs, st.left.index_select(0, adapterIndex).transpose(1, 2));
-  at::Tensor delta = at::bmm(h, st.B.index_select(0, adapterIndex).transpose(1, 2));
-  at::Tensor y3 = AddToRows(y.view({rows, -1, out}), delta, sel, rowIndex);
-  return WrapTensor(env, y3.view(y.sizes()));
+  Segments seg = Plan(rowAdapter, a.A.size());
+  if (seg.order.empty()) return WrapTensor(env, y);
+  const at::ScalarType dtype = LowRankDtype(a);
+  const int64_t rows = x.size(0);
+  at::Tensor xs = RowsOf(x.reshape({rows, -1, in}), seg).reshape({-1, in}).to(dtype);
+  auto lowRank = [&](int64_t k, int64_t start, int64_t count) { return at::mm(xs.narrow(0, start, count), a.A[k].to(dtype).t()); };
+  return WrapTensor(env, AddSegments(y, rows, out, seg, a, dtype, NeedsGraph(a, x), lowRank));
 }
 
-// loraMixedEmbedding({ ids, weight, paddingIdx, factors, scales, rows, cache })
+// loraMixedEmbedding({ ids, weight, paddingIdx, factors, scales, rows })
 Napi::Value LoraMixedEmbedding(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = ObjectArg(info, 0, "options");
@@ -266,22 +245,14 @@ Napi::Value LoraMixedEmbedding(const Napi::CallbackInfo& info) {
   if (!a.A.empty() && a.A[0].device() != w.device()) ThrowTypeError(env, "factors: expected tensors on " + DeviceName(w.device()));
 
   at::Tensor y = at::embedding(w, ids, padding);
-  Selection sel = Select(rowAdapter);
-  if (sel.rows.empty()) return WrapTensor(env, y);
-  Stacks st = StacksFor(env, o, a, true);
-  const int64_t rows = ids.size(0), n = static_cast<int64_t>(sel.rows.size());
-  at::Tensor rowIndex = IndexTensor(sel.rows, ids.device()), adapterIndex = IndexTensor(sel.adapter, ids.device());
-  at::Tensor chosen = (sel.all ? ids : ids.index_select(0, rowIndex)).reshape({n, -1});
-  // Adapter k's column of token t sits at row k·V + t of the stacked Aᵀ table.
-  at::Tensor flat = chosen.to(at::kLong) + adapterIndex.view({n, 1}) * V;
-  at::Tensor after = at::embedding(st.left, flat);  // (n, L, r_max)
-  if (padding >= 0 && after.requires_grad()) {
-    // As nn.Embedding's padding_idx: the padding token's column of A gets no gradient.
-    after = at::where(chosen.eq(padding).unsqueeze(-1), after.detach(), after);
-  }
-  at::Tensor delta = at::bmm(after, st.B.index_select(0, adapterIndex).transpose(1, 2));  // (n, L, d)
-  at::Tensor y3 = AddToRows(y.view({rows, -1, dim}), delta, sel, rowIndex);
-  return WrapTensor(env, y3.view(y.sizes()));
+  Segments seg = Plan(rowAdapter, a.A.size());
+  if (seg.order.empty()) return WrapTensor(env, y);
+  const at::ScalarType dtype = LowRankDtype(a);
+  const int64_t rows = ids.size(0);
+  at::Tensor chosen = RowsOf(ids.reshape({rows, -1}), seg).reshape({-1});
+  // Aᵀ[ids] through embedding(), so padding_idx blocks A's gradient as nn.Embedding does.
+  auto lowRank = [&](int64_t k, int64_t start, int64_t count) { return at::embedding(a.A[k].to(dtype).t(), chosen.narrow(0, start, count), padding); };
+  return WrapTensor(env, AddSegments(y, rows, dim, seg, a, dtype, NeedsGraph(a, w), lowRank));
 }
 
 }  // namespace

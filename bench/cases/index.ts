@@ -3,7 +3,8 @@ import { BenchCase } from "../types";
 import { loraEmbeddingCases } from "./lora-embedding";
 import { loraLinearCases } from "./lora-linear";
 import { mergeCases } from "./merge";
+import { mixedAdapterCases } from "./mixed-adapters";
 import { tinyOps } from "./tiny-ops";
 import { trainStepCases } from "./train-step";
 
-export const allCases: BenchCase[] = [...tinyOps, ...loraLinearCases, ...loraEmbeddingCases, ...mergeCases, ...trainStepCases];
+export const allCases: BenchCase[] = [...tinyOps, ...loraLinearCases, ...loraEmbeddingCases, ...mergeCases, ...trainStepCases, ...mixedAdapterCases];

@@ -1,11 +1,11 @@
 /**
  * Mixed-adapter batches (PEFT's `adapter_names=`): inside {@link withAdapterNames} every LoRA
  * layer applies row `i`'s adapter to row `i` of its input (rows are the first dimension), and
- * `"__base__"` rows get the base output, bit for bit. Each layer makes one native call that
- * gathers the rows' factors from cached, zero-padded stacks, so the cost does not grow with the
- * number of distinct adapters in the batch.
+ * `"__base__"` rows get the base output, bit for bit. Each layer makes one native call, which
+ * orders the rows by adapter and runs each adapter's rows through its own factors (no JS loop
+ * over adapters, no per-row copies of factors).
  */
-import { MixedStackCache, native } from "../binding";
+import { native } from "../binding";
 import { StateError, describe } from "../errors";
 import { Conv1D, Embedding, Linear } from "../nn/layers";
 import { Tensor, handleOf } from "../tensor";
@@ -21,15 +21,6 @@ type AnyLoraLayer = LoraLayer<Linear | Conv1D | Embedding>;
 export interface MixedBatchModel {
   readonly adapterNames: string[];
   loraLayers(): [string, AnyLoraLayer][];
-}
-
-/** Stacked factors per layer, kept between calls and refreshed by the kernel when a factor changes. */
-const stackCaches = new WeakMap<AnyLoraLayer, MixedStackCache>();
-
-function stackCache(layer: AnyLoraLayer): MixedStackCache {
-  let cache = stackCaches.get(layer);
-  if (!cache) stackCaches.set(layer, (cache = {}));
-  return cache;
 }
 
 /** The per-row adapter names of one batch, applied by every layer's forward. */
@@ -63,7 +54,7 @@ class RowAdapters implements RowAdapterForward {
       factors.push(handleOf(A), handleOf(B));
       scales.push(s.scale);
     }
-    const common = { factors, scales, rows: rowIndex, cache: stackCache(layer) };
+    const common = { factors, scales, rows: rowIndex };
     const base = layer.base_layer;
     if (layer instanceof LoraEmbedding) {
       const emb = base as Embedding;
@@ -98,9 +89,8 @@ function checkRowNames(model: MixedBatchModel, names: unknown): string[] {
  * PEFT's `adapter_names=` does. Checked before `fn` runs: every name exists, and no adapter is
  * merged. Each LoRA layer then checks that its input's first dimension equals `names.length`.
  *
- * Adapters may have different ranks and scalings. The stacked factors are cached per layer and
- * rebuilt when a factor changes (an optimizer step or a load). Gradients flow to each row's
- * factors when grad mode is on; dropout is not applied, so training mode with dropout is refused.
+ * Adapters may have different ranks and scalings. Gradients flow to each row's factors when
+ * grad mode is on; dropout is not applied, so training mode with dropout is refused.
  * Scopes do not nest. When `fn` returns a promise, the names hold until it settles, so run
  * forwards of other batches only after it (a server batches them, see examples/serve.ts).
  */

@@ -74,11 +74,13 @@ describe("mixed-adapter batches equal per-adapter runs", () => {
     checkMixed(lm, ids, NAMES);
   });
 
-  test("every row on one adapter, and every row on the base", () => {
+  test("every row on one adapter, rows grouped by adapter, and every row on the base", () => {
     manualSeed(15);
     const lm = adapted(new nn.Linear(6, 5));
     const x = randn([4, 6]);
     checkMixed(lm, x, ["b", "b", "b", "b"]);
+    // Rows already grouped by adapter are computed in place; the result is the same.
+    checkMixed(lm, x, ["a", "a", "b", "c"]);
     checkMixed(lm, x, ["__base__", "__base__", "__base__", "__base__"]);
   });
 
@@ -99,7 +101,7 @@ describe("mixed-adapter batches equal per-adapter runs", () => {
     });
   });
 
-  test("cached stacks follow in-place changes of the factors", () => {
+  test("in-place changes of the factors show in the next mixed batch", () => {
     manualSeed(17);
     const lm = adapted(new nn.Linear(6, 5));
     const x = randn([3, 6]);
