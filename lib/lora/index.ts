@@ -13,3 +13,4 @@ export { describeAdapterModules, planWeightMerge, mergeWeights } from "./peft-me
 export type { AdapterModuleInfo, PlannedMerge, MergeWeightsOptions, TensorShapeInfo } from "./peft-merge";
 export { withAdapterNames, BASE_ADAPTER } from "./mixed";
 export type { MixedBatchModel } from "./mixed";
+export { hotswapAdapter, reserveAdapterRank, reservedRank } from "./hotswap";

@@ -94,6 +94,16 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     if (this.#active.length === 0) this.#active = [name];
   }
 
+  /**
+   * @internal Used by hot swapping (lib/lora/hotswap.ts), after it has written the new factors in
+   * place: records the new rank, scaling and dropout of adapter `name` without touching its tensors.
+   */
+  replaceSettings(name: string, settings: AdapterSettings): void {
+    this.assertMutable("hotswap");
+    if (!this.#settings.has(name)) throw new RangeError(`adapterName: this layer has no adapter ${describe(name)}`);
+    this.#settings.set(name, { ...settings });
+  }
+
   /** Removes adapter `name`; a merged adapter is refused (unmerge first). */
   deleteAdapter(name: string): void {
     this.assertMutable("deleteAdapter");

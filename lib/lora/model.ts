@@ -141,6 +141,12 @@ export class LoraModel<M extends Module = Module> extends Module {
     else this.#markTrainable();
   }
 
+  /** @internal Used by hot swapping (lib/lora/hotswap.ts): adapter `name` now follows `config`. */
+  replaceConfig(name: string, config: ResolvedLoraConfig): void {
+    requireAdapter(name, this.adapterNames);
+    this.#configs.set(name, config);
+  }
+
   /** Makes `names` the active adapter(s): their parameters are trainable, all others frozen. */
   setAdapter(names: string | string[]): void {
     const list = typeof names === "string" ? [names] : names;

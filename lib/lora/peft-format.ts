@@ -16,6 +16,7 @@ import { LoraConfig, ResolvedLoraConfig, layerSettings } from "./config";
 import { LoraEmbedding, LoraLayer, LoraLinear } from "./layers";
 import { LoraModel, injectAdapter, selectTargets } from "./model";
 import { checkAdapterName, requireAdapter } from "./adapter-names";
+import { hotswapAdapter, savedFactors } from "./hotswap";
 import {
   ADAPTER_CONFIG_NAME,
   ADAPTER_WEIGHTS_NAME,
@@ -46,6 +47,12 @@ export interface LoadAdapterOptions {
    * model is put in eval mode. true: the adapter trains like a freshly injected one.
    */
   isTrainable?: boolean;
+  /**
+   * Hot swap: the name of an adapter the model already holds, whose weights the loaded ones
+   * replace in place, without re-injection (see {@link hotswapAdapter}). `adapterName` and
+   * `isTrainable` do not apply.
+   */
+  hotswap?: string;
 }
 
 /** Where an adapter's two files are. */
@@ -84,7 +91,7 @@ function planSave(model: LoraModel, dir: string, options: SaveAdapterOptions): S
     let conv1d = false;
     for (const [p, layer] of model.loraLayers()) {
       if (!layer.adapterNames.includes(name)) continue;
-      const [A, B] = layer.factors(name);
+      const [A, B] = savedFactors(layer, name);
       const [a, b] = layer instanceof LoraEmbedding ? ["lora_embedding_A", "lora_embedding_B"] : ["lora_A.weight", "lora_B.weight"];
       tensors.set(`${PEFT_KEY_PREFIX}${p}.${a}`, A.detach());
       tensors.set(`${PEFT_KEY_PREFIX}${p}.${b}`, B.detach());
@@ -170,7 +177,7 @@ function readText(file: string): string {
 }
 
 /** One tensor the file must hold, and where it goes. */
-interface Slot {
+export interface Slot {
   key: string;
   shape: number[];
   /** The target tensor, found once the adapter exists. */
@@ -183,7 +190,7 @@ const shapeText = (s: readonly number[]): string => `[${s.join(", ")}]`;
  * Works out every key the weights file must hold for `config` on `model`, and checks the file
  * against it: missing keys, unexpected keys, shapes and dtypes. Nothing in the model changes.
  */
-function planLoad(model: Module, config: ResolvedLoraConfig, name: string, tensors: Record<string, Tensor>, loc: AdapterLocation): Slot[] {
+export function planLoad(model: Module, config: ResolvedLoraConfig, name: string, tensors: Record<string, Tensor>, loc: AdapterLocation): Slot[] {
   const userModel = model instanceof LoraModel ? model.model : model;
   let targets: ReturnType<typeof selectTargets>;
   try {
@@ -297,6 +304,7 @@ function apply(model: Module, config: LoraConfig, name: string, trainable: boole
 export function loadAdapter<M extends Module>(model: LoraModel<M>, dir: string, options?: LoadAdapterOptions): LoraModel<M>;
 export function loadAdapter<M extends Module>(model: M, dir: string, options?: LoadAdapterOptions): LoraModel<M>;
 export function loadAdapter(model: Module, dir: string, options: LoadAdapterOptions = {}): LoraModel {
+  if (options?.hotswap !== undefined) return hotswapAdapter(model, dir, options.hotswap);
   const { name, trainable } = checkLoadArgs(model, options);
   const loc = locateAdapter(dir, options.adapterName);
   const { config, resolved } = readAdapterConfig(loc.configPath);
@@ -309,6 +317,7 @@ export function loadAdapter(model: Module, dir: string, options: LoadAdapterOpti
 export async function loadAdapterAsync<M extends Module>(model: LoraModel<M>, dir: string, options?: LoadAdapterOptions): Promise<LoraModel<M>>;
 export async function loadAdapterAsync<M extends Module>(model: M, dir: string, options?: LoadAdapterOptions): Promise<LoraModel<M>>;
 export async function loadAdapterAsync(model: Module, dir: string, options: LoadAdapterOptions = {}): Promise<LoraModel> {
+  if (options?.hotswap !== undefined) return hotswapAdapter(model, dir, options.hotswap);
   const { name, trainable } = checkLoadArgs(model, options);
   const loc = locateAdapter(dir, options.adapterName);
   let text: string;
