@@ -14,3 +14,5 @@ export type { AdapterModuleInfo, PlannedMerge, MergeWeightsOptions, TensorShapeI
 export { withAdapterNames, BASE_ADAPTER } from "./mixed";
 export type { MixedBatchModel } from "./mixed";
 export { hotswapAdapter, reserveAdapterRank, reservedRank } from "./hotswap";
+export { AdapterRegistry, adapterBytes } from "./registry";
+export type { AdapterRegistryOptions } from "./registry";
