@@ -96,10 +96,10 @@ export class AdapterRegistry<M extends Module = Module> {
 
   /**
    * Loads (when needed) and holds `names` for a batch: none of them is evicted until the matching
-   * {@link release}. Returns the model. Then evicts least recently used adapters that no batch
+   * {@link release}. Returns the model (null while no adapter was ever loaded). Then evicts least recently used adapters that no batch
    * holds while the total exceeds the budget (held adapters may keep it above the budget).
    */
-  acquire(names: string[]): LoraModel<M> {
+  acquire(names: string[]): LoraModel<M> | null {
     if (!Array.isArray(names)) throw new TypeError(`names: expected an array of adapter names, got ${describe(names)}`);
     const unique = [...new Set(names)];
     for (const n of unique) this.#checkAvailable(n);
@@ -115,7 +115,7 @@ export class AdapterRegistry<M extends Module = Module> {
       this.#inUse.set(n, (this.#inUse.get(n) ?? 0) + 1);
     }
     this.#evict();
-    return this.model!;
+    return this.model;
   }
 
   /** Ends a hold taken by {@link acquire} with the same names. */
@@ -134,9 +134,10 @@ export class AdapterRegistry<M extends Module = Module> {
 
   /**
    * Runs `fn(model)` with `names` loaded and held (`"__base__"` entries are skipped), then
-   * releases them, once the promise settles when `fn` returns one.
+   * releases them, once the promise settles when `fn` returns one. `model` is null only while no
+   * adapter was ever loaded (every name "__base__").
    */
-  use<T>(names: string[], fn: (model: LoraModel<M>) => T): T {
+  use<T>(names: string[], fn: (model: LoraModel<M> | null) => T): T {
     if (typeof fn !== "function") throw new TypeError(`fn: expected a function, got ${describe(fn)}`);
     const held = Array.isArray(names) ? names.filter((n) => n !== "__base__") : names;
     const model = this.acquire(held);

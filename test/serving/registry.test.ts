@@ -41,6 +41,7 @@ describe("AdapterRegistry", () => {
     expect(reg.loaded).toEqual([]);
     expect(reg.model).toBeNull();
     const out = reg.use(["b"], (m) => {
+      m = m!;
       m.setAdapter("b");
       return m.forward(ids()) as Tensor;
     });
@@ -59,7 +60,7 @@ describe("AdapterRegistry", () => {
     expect(reg.loaded).toEqual(["a", "c"]);
     expect(reg.model!.adapterNames.sort()).toEqual(["a", "c"]);
     // An evicted adapter comes back with its own weights.
-    const out = reg.use(["b"], (m) => (m.setAdapter("b"), m.forward(ids()) as Tensor));
+    const out = reg.use(["b"], (m) => (m!.setAdapter("b"), m!.forward(ids()) as Tensor));
     expect(out.equal(reference("b"))).toBe(true);
     expect(reg.loaded).toEqual(["c", "b"]);
   });
@@ -71,7 +72,7 @@ describe("AdapterRegistry", () => {
     let resolveBatch!: () => void;
     const batch = reg.use(["c"], async (m) => {
       await new Promise<void>((r) => (resolveBatch = r));
-      return m.withAdapterNames(["c"], () => m.forward(ids()) as Tensor);
+      return m!.withAdapterNames(["c"], () => m!.forward(ids()) as Tensor);
     });
     reg.release(["a", "b"]);
     expect(reg.loaded).toEqual(["c"]); // c is held by the pending batch
