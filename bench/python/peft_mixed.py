@@ -44,3 +44,26 @@ class MixedLoraLinearRef(nn.Module):
             lora_output = lora_B(lora_A(dropout(sub_batch))) * scaling
             result[sub_batch_indices_list[i]] += lora_output.to(torch_result_dtype)
         return result
+
+
+def cpu_times(rounds=15, calls=20):
+    """Best process CPU time per call, in µs, of 32 rows over 1, 4 and 16 distinct adapters."""
+    import time
+    torch.manual_seed(0)
+    layer = MixedLoraLinearRef(nn.Linear(1024, 1024), 16, 16, 16).eval()
+    x = torch.randn(32, 1024)
+    best = {}
+    with torch.no_grad():
+        for _ in range(rounds):
+            for d in (1, 4, 16):
+                names = [f"a{i % d}" for i in range(32)]
+                t = time.process_time()
+                for _ in range(calls):
+                    layer(x, names)
+                best[d] = min(best.get(d, 1e9), (time.process_time() - t) / calls * 1e6)
+    return best
+
+
+if __name__ == "__main__":
+    import json
+    print(json.dumps(cpu_times()))
