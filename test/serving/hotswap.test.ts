@@ -117,6 +117,18 @@ describe("hot swap", () => {
     expect(thrownBy(() => lora.loadAdapter(lm, path.join(tmp, "r2"), { hotswap: "slot" })).message).toMatch(/merged into .*unmerge\(\) first/);
   });
 
+  test("a swap waits for an async merge in flight: refused, nothing written; allowed once it settles", async () => {
+    const lm = servingModel(path.join(tmp, "r4"));
+    lm.setAdapter("other");
+    const before = run(lm, "slot");
+    const merging = lm.mergeAsync({ adapterNames: ["other"] });
+    expect(thrownBy(() => lora.loadAdapter(lm, path.join(tmp, "r2"), { hotswap: "slot" })).message).toMatch(/async merge is in flight/);
+    await merging;
+    lm.unmerge();
+    expect(run(lm, "slot").equal(before)).toBe(true);
+    expect(() => lora.loadAdapter(lm, path.join(tmp, "r2"), { hotswap: "slot" })).not.toThrow();
+  });
+
   test("a mixed batch after a swap uses the new weights for that adapter's rows only", () => {
     const lm = servingModel(path.join(tmp, "r4"));
     lora.reserveAdapterRank(lm, "slot", 8);

@@ -132,6 +132,22 @@ describe("mixed-adapter batches equal per-adapter runs", () => {
     expect(maxAbsDiff(gA, layer.factors("a")[0].grad!)).toBeLessThanOrEqual(1e-6);
   });
 
+  test("Embedding gradients: each row's adapter, none for the padding token's column", () => {
+    manualSeed(22);
+    const lm = adapted(new nn.Embedding(7, 3, { paddingIdx: 0 }));
+    lm.setAdapter(["a", "b", "c"]);
+    const [, layer] = lm.loraLayers()[0];
+    const ids = tensor([[1, 0, 2], [3, 4, 0]], { dtype: "int64" });
+    lm.withAdapterNames(["b", "c"], () => (lm.forward(ids) as Tensor).sum().backward());
+    const gB = layer.factors("b")[0].grad!;
+    expect(gB.narrow(1, 0, 1).abs().sum().item()).toBe(0); // padding column
+    const mixedGrad = gB.clone();
+    layer.factors("b")[0].grad = null;
+    lm.setAdapter("b");
+    (lm.forward(ids.narrow(0, 0, 1)) as Tensor).sum().backward();
+    expect(maxAbsDiff(mixedGrad, layer.factors("b")[0].grad!)).toBeLessThanOrEqual(1e-6);
+  });
+
   test.each(["float16", "bfloat16"] as Dtype[])("%s base: within the dtype's rounding of the per-adapter run", (dtype) => {
     manualSeed(19);
     const lm = adapted(new nn.Linear(8, 4, { dtype }));
