@@ -170,7 +170,8 @@ export async function startServer(options: ServeOptions): Promise<Server> {
     stats.rows += batch.length;
     const names = batch.map((p) => p.adapter);
     try {
-      await registry.use(names, async (loaded) => {
+      // Adapters not loaded yet are read from disk without blocking the other batches.
+      await registry.useAsync(names, async (loaded) => {
         const model = loaded ?? base;
         for (const p of batch) p.res.writeHead(200, { "content-type": "application/x-ndjson" });
         const tokens = await generate(model, names, batch.map((p) => p.prompt), batch.map((p) => p.steps), (row, token) => {

@@ -13,7 +13,7 @@ import { Dtype } from "../dtype";
 import { checkAdapterName } from "./adapter-names";
 import { LoraModel } from "./model";
 import { ADAPTER_CONFIG_NAME } from "./peft-config";
-import { loadAdapter } from "./peft-format";
+import { loadAdapter, loadAdapterAsync } from "./peft-format";
 
 /** Options of {@link AdapterRegistry}. */
 export interface AdapterRegistryOptions {
@@ -46,6 +46,9 @@ export class AdapterRegistry<M extends Module = Module> {
   readonly #loaded = new Map<string, number>();
   /** How many batches in flight hold each adapter. */
   readonly #inUse = new Map<string, number>();
+  /** Asynchronous loads in flight, by adapter; they run one after another (see #loadAsync). */
+  readonly #loading = new Map<string, Promise<void>>();
+  #loadChain: Promise<void> = Promise.resolve();
 
   /**
    * @param model The base model (adapters get injected on first load) or a LoraModel. Adapters it
@@ -100,9 +103,8 @@ export class AdapterRegistry<M extends Module = Module> {
    * holds while the total exceeds the budget (held adapters may keep it above the budget).
    */
   acquire(names: string[]): LoraModel<M> | null {
-    if (!Array.isArray(names)) throw new TypeError(`names: expected an array of adapter names, got ${describe(names)}`);
-    const unique = [...new Set(names)];
-    for (const n of unique) this.#checkAvailable(n);
+    const unique = this.#checkNames(names);
+    if (this.#loading.size) throw new StateError(`acquire: asynchronous loads are in flight (${[...this.#loading.keys()].join(", ")}); use acquireAsync while they run`);
     for (const n of unique) {
       if (this.#loaded.has(n)) {
         // Most recently used goes last.
@@ -116,6 +118,41 @@ export class AdapterRegistry<M extends Module = Module> {
     }
     this.#evict();
     return this.model;
+  }
+
+  /**
+   * {@link acquire} with the adapter files read asynchronously: the event loop keeps serving while
+   * adapters load. Loads run one at a time, and concurrent requests for one adapter share its load.
+   * The names are held from the start, so a load finishing meanwhile never evicts them.
+   */
+  async acquireAsync(names: string[]): Promise<LoraModel<M> | null> {
+    const unique = this.#checkNames(names);
+    for (const n of unique) this.#inUse.set(n, (this.#inUse.get(n) ?? 0) + 1);
+    try {
+      for (const n of unique) if (!this.#loaded.has(n)) await this.#loadAsync(n);
+    } catch (err) {
+      this.release(unique);
+      throw err;
+    }
+    for (const n of unique) {
+      const bytes = this.#loaded.get(n)!;
+      this.#loaded.delete(n);
+      this.#loaded.set(n, bytes);
+    }
+    this.#evict();
+    return this.model;
+  }
+
+  /** {@link use} with {@link acquireAsync}: `fn` runs once the adapters are loaded, and they are released when it settles. */
+  async useAsync<T>(names: string[], fn: (model: LoraModel<M> | null) => T | Promise<T>): Promise<T> {
+    if (typeof fn !== "function") throw new TypeError(`fn: expected a function, got ${describe(fn)}`);
+    const held = Array.isArray(names) ? names.filter((n) => n !== "__base__") : names;
+    const model = await this.acquireAsync(held);
+    try {
+      return await fn(model);
+    } finally {
+      this.release(held);
+    }
   }
 
   /** Ends a hold taken by {@link acquire} with the same names. */
@@ -153,6 +190,13 @@ export class AdapterRegistry<M extends Module = Module> {
     return result;
   }
 
+  #checkNames(names: unknown): string[] {
+    if (!Array.isArray(names)) throw new TypeError(`names: expected an array of adapter names, got ${describe(names)}`);
+    const unique = [...new Set(names as unknown[])];
+    for (const n of unique) this.#checkAvailable(n);
+    return unique as string[];
+  }
+
   #checkAvailable(name: unknown): void {
     checkAdapterName(name, "names");
     if (this.#loaded.has(name as string)) return;
@@ -168,6 +212,23 @@ export class AdapterRegistry<M extends Module = Module> {
   #load(name: string): void {
     this.#model = loadAdapter(this.#model as Module, path.join(this.root, name), { adapterName: name }) as LoraModel<M>;
     this.#loaded.set(name, adapterBytes(this.model!, name));
+  }
+
+  // One load at a time: the first load injects into the plain model, and every later one adds to
+  // the LoraModel it returned, so two loads must never start from the same model.
+  #loadAsync(name: string): Promise<void> {
+    let pending = this.#loading.get(name);
+    if (pending) return pending;
+    pending = this.#loadChain
+      .then(async () => {
+        if (this.#loaded.has(name)) return;
+        this.#model = (await loadAdapterAsync(this.#model as Module, path.join(this.root, name), { adapterName: name })) as LoraModel<M>;
+        this.#loaded.set(name, adapterBytes(this.model!, name));
+      })
+      .finally(() => this.#loading.delete(name));
+    this.#loading.set(name, pending);
+    this.#loadChain = pending.catch(() => undefined);
+    return pending;
   }
 
   #evict(): void {

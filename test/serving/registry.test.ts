@@ -84,6 +84,42 @@ describe("AdapterRegistry", () => {
     expect(reg.loaded).toEqual(["c"]);
   });
 
+  test("asynchronous loads: concurrent requests share one load per adapter, in any order", async () => {
+    const reg = new lora.AdapterRegistry(base(), root, { memoryBudget: 3 * BYTES });
+    const outputs = await Promise.all(
+      [["a", "b"], ["b"], ["c", "a"], ["__base__", "d"]].map((names) =>
+        reg.useAsync(names, (m) => m!.withAdapterNames(names, () => m!.forward(tensor(names.map(() => [1, 2, 3]), { dtype: "int64" })) as Tensor)),
+      ),
+    );
+    expect(outputs[1].equal(reference("b"))).toBe(true);
+    expect(outputs[2].narrow(0, 0, 1).equal(reference("c"))).toBe(true);
+    expect(outputs[3].narrow(0, 1, 1).equal(reference("d"))).toBe(true);
+    expect(reg.model!.adapterNames.length).toBeLessThanOrEqual(3);
+    expect(reg.totalBytes).toBeLessThanOrEqual(3 * BYTES);
+    // A sync acquire while loads run is refused rather than racing them.
+    const pending = reg.acquireAsync(["a", "b", "c"]);
+    expect(thrownBy(() => reg.acquire(["a"])).message).toMatch(/asynchronous loads are in flight/);
+    await pending;
+    reg.release(["a", "b", "c"]);
+  });
+
+  test("a load that fails releases what the call held, and later loads still run", async () => {
+    const other = fs.mkdtempSync(path.join(os.tmpdir(), "tl-registry-broken-"));
+    try {
+      fs.cpSync(path.join(root, "a"), path.join(other, "a"), { recursive: true });
+      fs.cpSync(path.join(root, "b"), path.join(other, "broken"), { recursive: true });
+      fs.writeFileSync(path.join(other, "broken", "adapter_model.safetensors"), "not safetensors");
+      const reg = new lora.AdapterRegistry(base(), other);
+      await expect(reg.acquireAsync(["a", "broken"])).rejects.toThrow(/adapter_model\.safetensors/);
+      expect(thrownBy(() => reg.release(["a"])).name).toBe("StateError"); // not held any more
+      expect(reg.loaded).toEqual(["a"]);
+      const out = await reg.useAsync(["a"], (m) => (m!.setAdapter("a"), m!.forward(ids()) as Tensor));
+      expect(out.equal(reference("a"))).toBe(true);
+    } finally {
+      fs.rmSync(other, { recursive: true, force: true });
+    }
+  });
+
   test("an unknown adapter, an unbalanced release, bad arguments", () => {
     const reg = new lora.AdapterRegistry(base(), root);
     const err = thrownBy(() => reg.acquire(["zz"]));
