@@ -50,7 +50,7 @@ export interface LoadAdapterOptions {
   /**
    * Hot swap: the name of an adapter the model already holds, whose weights the loaded ones
    * replace in place, without re-injection (see {@link hotswapAdapter}). `adapterName` and
-   * `isTrainable` do not apply.
+   * `isTrainable` do not apply; `loadAdapterAsync` reads a hot-swapped adapter's files synchronously.
    */
   hotswap?: string;
 }
