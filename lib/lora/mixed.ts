@@ -38,16 +38,23 @@ class RowAdapters implements RowAdapterForward {
     if (layer.merged) {
       throw new StateError(`withAdapterNames: adapters ${layer.mergedAdapters.join(", ")} are merged into a layer; unmerge() first (mixed batches need unmerged adapters)`);
     }
-    const held = layer.adapterNames;
-    // A layer that lacks a row's adapter gives that row its base output, as PEFT does; a
-    // disabled layer gives every row its base output.
-    const index = new Map(held.map((n, i) => [n, i]));
-    const rowIndex = this.names.map((n) => (layer.disabled ? -1 : (index.get(n) ?? -1)));
+    // Only the adapters the rows name are passed, numbered in order of first use: with many
+    // adapters loaded (a server), a batch costs what its own adapters cost. A layer that lacks a
+    // row's adapter gives that row its base output, as PEFT does; a disabled layer gives every
+    // row its base output.
+    const held = new Set(layer.disabled ? [] : layer.adapterNames);
+    const used = new Map<string, number>();
+    const rowIndex = this.names.map((n) => {
+      if (!held.has(n)) return -1;
+      let k = used.get(n);
+      if (k === undefined) used.set(n, (k = used.size));
+      return k;
+    });
     const factors = [];
     const scales: number[] = [];
-    for (const [i, name] of held.entries()) {
+    for (const name of used.keys()) {
       const s = layer.settings(name)!;
-      if (layer.training && s.dropout > 0 && rowIndex.includes(i)) {
+      if (layer.training && s.dropout > 0) {
         throw new StateError(`withAdapterNames: adapter "${name}" has dropout ${s.dropout} and the model is in training mode; call eval() first (mixed batches run without dropout)`);
       }
       const [A, B] = layer.factors(name);
