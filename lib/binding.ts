@@ -19,6 +19,26 @@ type Num = number;
 export type DistHandle = { readonly __nativeDist: unique symbol };
 
 /** The native surface, declared once. Argument checks happen natively too; the facade adds context. */
+/** The adapters of one layer for a mixed batch: (A, B) pairs, scales, and each row's adapter index (-1: none). */
+export interface MixedAdapterOptions {
+  factors: H[];
+  scales: Num[];
+  rows: Num[];
+}
+/** Options of `loraMixedLinear`. */
+export interface MixedLinearOptions extends MixedAdapterOptions {
+  input: H;
+  weight: H;
+  bias: H | null;
+  fanInFanOut: boolean;
+}
+/** Options of `loraMixedEmbedding`. */
+export interface MixedEmbeddingOptions extends MixedAdapterOptions {
+  ids: H;
+  weight: H;
+  paddingIdx: Num;
+}
+
 export interface NativeBinding {
   buildInfo(): { builtWith: string; torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; cxx11Abi: boolean; distBackends: string[] };
   // creation and data
@@ -142,6 +162,9 @@ export interface NativeBinding {
   randpermSeeded(n: Num, seed: Num): H;
   setNumThreads(n: Num): void;
   getNumThreads(): Num;
+  // mixed-adapter batches (native/lora_mixed.cc)
+  loraMixedLinear(options: MixedLinearOptions): H;
+  loraMixedEmbedding(options: MixedEmbeddingOptions): H;
   // LoRA kernels and optimizers are declared in their own modules' interfaces.
   [name: string]: unknown;
 }

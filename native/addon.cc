@@ -20,6 +20,7 @@ void RegisterOps(Napi::Object exports);
 void RegisterAutograd(Napi::Object exports);
 void RegisterInit(Napi::Object exports);
 void RegisterLora(Napi::Object exports);
+void RegisterLoraMixed(Napi::Object exports);
 void RegisterOptim(Napi::Object exports);
 void RegisterNn(Napi::Object exports);
 void RegisterBench(Napi::Object exports);
@@ -72,6 +73,7 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   RegisterAutograd(exports);
   RegisterInit(exports);
   RegisterLora(exports);
+  RegisterLoraMixed(exports);
   RegisterOptim(exports);
   RegisterNn(exports);
   RegisterBench(exports);

@@ -3,8 +3,9 @@ import { BenchCase } from "../types";
 import { loraEmbeddingCases } from "./lora-embedding";
 import { loraLinearCases } from "./lora-linear";
 import { mergeCases } from "./merge";
+import { mixedAdapterCases } from "./mixed-adapters";
 import { tinyOps } from "./tiny-ops";
 import { trainStepCases } from "./train-step";
 import { transformerCases } from "./transformer";
 
-export const allCases: BenchCase[] = [...tinyOps, ...loraLinearCases, ...loraEmbeddingCases, ...mergeCases, ...trainStepCases, ...transformerCases];
+export const allCases: BenchCase[] = [...tinyOps, ...loraLinearCases, ...loraEmbeddingCases, ...mergeCases, ...trainStepCases, ...transformerCases, ...mixedAdapterCases];

@@ -14,3 +14,8 @@ export { describeAdapterModules, planWeightMerge, mergeWeights } from "./peft-me
 export type { AdapterModuleInfo, PlannedMerge, MergeWeightsOptions, TensorShapeInfo } from "./peft-merge";
 export { layoutFromModelType, patternLayout, uniformLayout, unknownLayout, KNOWN_MODEL_TYPES } from "./weight-layout";
 export type { WeightLayout } from "./weight-layout";
+export { withAdapterNames, BASE_ADAPTER } from "./mixed";
+export type { MixedBatchModel } from "./mixed";
+export { hotswapAdapter, reserveAdapterRank, reservedRank } from "./hotswap";
+export { AdapterRegistry, adapterBytes } from "./registry";
+export type { AdapterRegistryOptions } from "./registry";

@@ -38,6 +38,11 @@ export interface MergeOptions {
   adapterNames?: string[];
 }
 
+/** @internal How a layer computes its forward when each row of the batch has its own adapter (lib/lora/mixed.ts). */
+export interface RowAdapterForward {
+  forward(layer: LoraLayer<Linear | Conv1D | Embedding>, input: Tensor): Tensor;
+}
+
 /** Holds one tensor as `weight`, so that factor keys read `lora_A.<adapter>.weight` as in PEFT. */
 export class LoraFactor extends Module {
   constructor(public weight: Tensor) {
@@ -70,6 +75,8 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
   #holds = 0;
   /** What the outermost scope restores: the disabled flag, and the merged weight taken out. */
   #held: { disabled: boolean; mergedWeight: Tensor | null } | null = null;
+  /** @internal Set inside LoraModel.withAdapterNames: forward then applies one adapter per row. */
+  rowAdapters: RowAdapterForward | null = null;
 
   protected constructor(base: Base, accepts: (m: unknown) => boolean, expected: string) {
     super();
@@ -93,6 +100,16 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     this.createFactors(name, settings.r, how);
     this.#settings.set(name, { ...settings });
     if (this.#active.length === 0) this.#active = [name];
+  }
+
+  /**
+   * @internal Used by hot swapping (lib/lora/hotswap.ts), after it has written the new factors in
+   * place: records the new rank, scaling and dropout of adapter `name` without touching its tensors.
+   */
+  replaceSettings(name: string, settings: AdapterSettings): void {
+    this.assertMutable("hotswap");
+    if (!this.#settings.has(name)) throw new RangeError(`adapterName: this layer has no adapter ${describe(name)}`);
+    this.#settings.set(name, { ...settings });
   }
 
   /** Removes adapter `name`; a merged adapter is refused (unmerge first). */
@@ -361,6 +378,7 @@ export class LoraLinear extends LoraLayer<Linear | Conv1D> {
   }
 
   override forward(x: Tensor): Tensor {
+    if (this.rowAdapters) return this.rowAdapters.forward(this, x);
     const base = this.base_layer;
     const packed = this.packedForward();
     return new Tensor(
@@ -416,6 +434,7 @@ export class LoraEmbedding extends LoraLayer<Embedding> {
   }
 
   override forward(ids: Tensor): Tensor {
+    if (this.rowAdapters) return this.rowAdapters.forward(this, ids);
     const base = this.base_layer;
     const packed = this.packedForward();
     return new Tensor(loraNative.loraEmbedding(handleOf(ids, "ids"), handleOf(base.weight), base.paddingIdx ?? -1, packed));

@@ -28,6 +28,7 @@ export interface AdapterOptions {
    */
   unmatchedTargets?: "error" | "record";
 }
+import { withAdapterNames } from "./mixed";
 
 type AnyLoraLayer = LoraLayer<Linear | Conv1D | Embedding>;
 
@@ -136,6 +137,12 @@ export class LoraModel<M extends Module = Module> extends Module {
     this.#unmatched.set(name, unmatched);
     if (this.#active.length === 0) this.setAdapter(name);
     else this.#markTrainable();
+  }
+
+  /** @internal Used by hot swapping (lib/lora/hotswap.ts): adapter `name` now follows `config`. */
+  replaceConfig(name: string, config: ResolvedLoraConfig): void {
+    requireAdapter(name, this.adapterNames);
+    this.#configs.set(name, config);
   }
 
   /** Makes `names` the active adapter(s): their parameters are trainable, all others frozen. */
@@ -247,6 +254,16 @@ export class LoraModel<M extends Module = Module> extends Module {
     }
     exit();
     return result;
+  }
+
+  /**
+   * Runs `fn` with a mixed-adapter batch: row `i` of every LoRA layer's input uses adapter
+   * `names[i]`, and `"__base__"` rows get the base output (PEFT's `adapter_names=`). An unknown
+   * name or a merged adapter is refused before `fn` runs; a batch whose first dimension differs
+   * from `names.length` is refused by the first layer. See {@link withAdapterNames}.
+   */
+  withAdapterNames<T>(names: string[], fn: () => T): T {
+    return withAdapterNames(this, names, fn);
   }
 
   /**

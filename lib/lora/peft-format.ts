@@ -19,6 +19,7 @@ import { LoraEmbedding, LoraLayer, LoraLinear } from "./layers";
 import { AdapterOptions, LoraModel, injectAdapter } from "./model";
 import { selectTargets } from "./targets";
 import { checkAdapterName, requireAdapter } from "./adapter-names";
+import { hotswapAdapter, savedFactors } from "./hotswap";
 import {
   ADAPTER_CONFIG_NAME,
   ADAPTER_WEIGHTS_NAME,
@@ -54,6 +55,12 @@ export interface LoadAdapterOptions {
    * are kept in float32, as the file usually stores them. false: they take the model's dtype.
    */
   autocastAdapterDtype?: boolean;
+  /**
+   * Hot swap: the name of an adapter the model already holds, whose weights the loaded ones
+   * replace in place, without re-injection (see {@link hotswapAdapter}). `adapterName` and
+   * `isTrainable` do not apply; `loadAdapterAsync` reads a hot-swapped adapter's files synchronously.
+   */
+  hotswap?: string;
 }
 
 /** Where an adapter's two files are. */
@@ -92,7 +99,7 @@ function planSave(model: LoraModel, dir: string, options: SaveAdapterOptions): S
     let conv1d = false;
     for (const [p, layer] of model.loraLayers()) {
       if (!layer.adapterNames.includes(name)) continue;
-      const [A, B] = layer.factors(name);
+      const [A, B] = savedFactors(layer, name);
       const [a, b] = layer instanceof LoraEmbedding ? ["lora_embedding_A", "lora_embedding_B"] : ["lora_A.weight", "lora_B.weight"];
       tensors.set(`${PEFT_KEY_PREFIX}${p}.${a}`, A.detach());
       tensors.set(`${PEFT_KEY_PREFIX}${p}.${b}`, B.detach());
@@ -228,7 +235,7 @@ async function readTextAsync(file: string): Promise<string> {
 }
 
 /** One tensor the file must hold, and where it goes. */
-interface Slot {
+export interface Slot {
   key: string;
   shape: number[];
   /** The target tensor, found once the adapter exists. */
@@ -241,7 +248,7 @@ const shapeText = (s: readonly number[]): string => `[${s.join(", ")}]`;
  * Works out every key the weights file must hold for `config` on `model`, and checks the file
  * against it: missing keys, unexpected keys, shapes and dtypes. Nothing in the model changes.
  */
-function planLoad(model: Module, config: ResolvedLoraConfig, name: string, tensors: Record<string, Tensor>, loc: AdapterLocation): Slot[] {
+export function planLoad(model: Module, config: ResolvedLoraConfig, name: string, tensors: Record<string, Tensor>, loc: AdapterLocation): Slot[] {
   const userModel = model instanceof LoraModel ? model.model : model;
   let targets: ReturnType<typeof selectTargets>["selected"];
   try {
@@ -362,6 +369,7 @@ function apply(model: Module, config: LoraConfig, args: ReturnType<typeof checkL
 export function loadAdapter<M extends Module>(model: LoraModel<M>, dir: string, options?: LoadAdapterOptions): LoraModel<M>;
 export function loadAdapter<M extends Module>(model: M, dir: string, options?: LoadAdapterOptions): LoraModel<M>;
 export function loadAdapter(model: Module, dir: string, options: LoadAdapterOptions = {}): LoraModel {
+  if (options?.hotswap !== undefined) return hotswapAdapter(model, dir, options.hotswap);
   const args = checkLoadArgs(model, options);
   const { name } = args;
   const loc = locateAdapter(dir, options.adapterName);
@@ -375,6 +383,7 @@ export function loadAdapter(model: Module, dir: string, options: LoadAdapterOpti
 export async function loadAdapterAsync<M extends Module>(model: LoraModel<M>, dir: string, options?: LoadAdapterOptions): Promise<LoraModel<M>>;
 export async function loadAdapterAsync<M extends Module>(model: M, dir: string, options?: LoadAdapterOptions): Promise<LoraModel<M>>;
 export async function loadAdapterAsync(model: Module, dir: string, options: LoadAdapterOptions = {}): Promise<LoraModel> {
+  if (options?.hotswap !== undefined) return hotswapAdapter(model, dir, options.hotswap);
   const args = checkLoadArgs(model, options);
   const { name } = args;
   const loc = locateAdapter(dir, options.adapterName);
