@@ -7,6 +7,7 @@ export { Tensor, tensor, zeros, ones, empty, full, rand, randn, arange, cat, noG
 export type { TensorOptions, TensorData, Operand } from "./tensor";
 export type { Dtype, Device } from "./dtype";
 export { crossEntropy, mseLoss } from "./functional";
+export { tidy, tidyAsync, keep } from "./scope";
 export type { Reduction } from "./functional";
 export { TorchLoraError, StateError, ConfigError, FormatError } from "./errors";
 export * as init from "./init";

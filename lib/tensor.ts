@@ -6,6 +6,7 @@
 import { native, NativeTensor } from "./binding";
 import { Device, Dtype, checkDevice, checkDtype, isFloatingDtype } from "./dtype";
 import { describe } from "./errors";
+import { trackTensor } from "./scope-tracking";
 
 /** Options accepted by tensor factories. */
 export interface TensorOptions {
@@ -44,6 +45,7 @@ export class Tensor {
   /** @internal Wraps a native handle; use the factory functions instead. */
   constructor(handle: NativeTensor) {
     this.#h = handle;
+    trackTensor(this); // the enclosing tidy(), if any, disposes it when it ends
   }
 
   /** Creates a CPU tensor from raw little-endian element bytes (copied). */

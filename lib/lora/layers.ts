@@ -9,6 +9,7 @@ import { StateError, describe } from "../errors";
 import * as init from "../init";
 import { Conv1D, Embedding, Linear } from "../nn/layers";
 import { Module, ModuleDict, ParameterDict } from "../nn/module";
+import { keep, tidy } from "../scope";
 import { Tensor, empty, handleOf } from "../tensor";
 import { EmbeddingInit, LinearInit } from "./config";
 import { PackedAdapters, loraNative } from "./native";
@@ -44,7 +45,7 @@ export class LoraFactor extends Module {
 }
 
 function newFactor(shape: number[], like: Tensor): Tensor {
-  return empty(shape, { dtype: like.dtype, device: like.device });
+  return keep(empty(shape, { dtype: like.dtype, device: like.device })); // survives a tidy() around injection
 }
 
 /** Adapter state shared by every LoRA layer type. */
@@ -163,7 +164,7 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
   }
 
   #afterMerge(names: string[], backup: NativeTensor | null): void {
-    if (backup) this.#backup = new Tensor(backup);
+    if (backup) this.#backup = keep(new Tensor(backup));
     this.#merged.push(...names);
   }
 
@@ -250,7 +251,7 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     try {
       return fn();
     } finally {
-      this.#backup = this.base_layer.weight.detach().clone();
+      this.#backup = keep(this.base_layer.weight.detach().clone());
       loraNative.loraRestore(handleOf(this.base_layer.weight), handleOf(mergedWeight));
       mergedWeight.dispose();
       this.#merged = names;
@@ -266,8 +267,10 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
   deltaWeight(name: string): Tensor {
     const [A, B] = this.factors(name);
     const s = this.#settings.get(name)!.scale;
-    const d = B.detach().to({ dtype: "float32" }).matmul(A.detach().to({ dtype: "float32" })).mul(s);
-    return this.kind === "embedding" || this.fanInFanOut ? d.t().contiguous() : d;
+    return tidy(() => {
+      const d = B.detach().to({ dtype: "float32" }).matmul(A.detach().to({ dtype: "float32" })).mul(s);
+      return this.kind === "embedding" || this.fanInFanOut ? d.t().contiguous() : d;
+    });
   }
 }
 

@@ -5,6 +5,7 @@
 import { describe } from "../errors";
 import { Device, Dtype, checkDevice, checkDtype, isFloatingDtype } from "../dtype";
 import { native } from "../binding";
+import { keep } from "../scope";
 import { Tensor, handleOf, noGrad, optionsObject } from "../tensor";
 
 /** Base class of layers and models. Subclass it and write `forward(...)`. */
@@ -101,7 +102,7 @@ export class Module {
         const trainable = t.requiresGrad;
         const moved = noGrad(() => t.to(options)).detach();
         if (moved !== t && trainable) moved.requiresGrad = true;
-        module.setParameter(name, moved);
+        module.setParameter(name, keep(moved)); // moved inside tidy(): still the model's
       }
     }
     return this;
@@ -271,7 +272,13 @@ export class Sequential extends ModuleList<Module> {
   }
   override forward(x: unknown): unknown {
     let out = x;
-    for (const m of this) out = m.forward(out);
+    for (const m of this) {
+      const next = m.forward(out);
+      // Free each intermediate now rather than at the next collection; never the caller's
+      // input, nor a tensor a module passed through unchanged (Dropout in eval mode).
+      if (out !== x && out !== next && out instanceof Tensor) out.dispose();
+      out = next;
+    }
     return out;
   }
 }
