@@ -10,8 +10,14 @@
  *   other async scopes interleave with them: an `AsyncLocalStorage`. Reading it costs about
  *   90 ns per tensor inside a store (Node 20), so it is read only while an async scope is
  *   alive; a program that never uses one never pays for it.
+ *
+ * While a synchronous scope runs, new tensors' bytes are not reported to V8 as external
+ * memory: the scope frees them itself, and reporting a step's activations (often more than
+ * V8's 64 MiB external-memory step) started a needless mark-compact in every step. A tensor
+ * that outlives its scopes (returned from the outermost one, or kept) is reported then.
  */
 import { AsyncLocalStorage } from "async_hooks";
+import { native } from "./binding";
 
 /** Anything a scope can free: a Tensor. */
 export interface ScopedTensor {
@@ -55,10 +61,12 @@ export function trackTensor(t: ScopedTensor): void {
 export function runInScope<T>(scope: Scope, fn: () => T): T {
   const previous = syncScope;
   syncScope = scope;
+  const wasPaused = native.pauseExternalMemoryReports(true);
   try {
     // While an async scope is alive its store would shadow the module variable: enter a store too.
     return asyncScopesAlive === 0 ? fn() : asyncStore!.run(scope, fn);
   } finally {
+    native.pauseExternalMemoryReports(wasPaused);
     syncScope = previous;
   }
 }

@@ -10,7 +10,8 @@
  */
 import { describe } from "./errors";
 import { Scope, currentScope, runInAsyncScope, runInScope } from "./scope-tracking";
-import { Tensor } from "./tensor";
+import { native } from "./binding";
+import { Tensor, handleOf } from "./tensor";
 
 const kept = new WeakSet<object>();
 
@@ -23,6 +24,7 @@ const kept = new WeakSet<object>();
 export function keep<T extends Tensor>(t: T): T {
   if (!(t instanceof Tensor)) throw new TypeError(`keep: expected a Tensor, got ${describe(t)}`);
   kept.add(t);
+  native.reportExternalMemory(handleOf(t)); // now the collector's to free: let V8 see its bytes
   return t;
 }
 
@@ -50,8 +52,13 @@ function close(scope: Scope, result: unknown): void {
   let parent = scope.parent;
   while (parent !== null && !parent.open) parent = parent.parent;
   for (const t of scope.tensors) {
-    if (returned.has(t as Tensor)) parent?.tensors.push(t);
-    else if (!kept.has(t)) t.dispose();
+    if (!returned.has(t as Tensor)) {
+      if (!kept.has(t)) t.dispose();
+    } else if (parent !== null) {
+      parent.tensors.push(t);
+    } else if (!(t as Tensor).isDisposed) {
+      native.reportExternalMemory(handleOf(t)); // leaves every scope: let V8 see its bytes
+    }
   }
   scope.tensors.length = 0;
 }

@@ -12,10 +12,18 @@ struct TensorBox {
   int64_t reportedBytes = 0;
 };
 
+// A view (narrow, transpose, reshape without copy, ...) shares its base's storage: counting
+// its bytes too made V8 see several times the memory a step really holds.
 int64_t OwnBytes(const at::Tensor& t) {
-  if (!t.defined()) return 0;
+  if (!t.defined() || t.is_view()) return 0;
   return static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size());
 }
+
+// While a scope (tidy) runs, new handles are not reported to V8: the scope disposes them when
+// it ends, and reporting a step's activations only to take them back made V8 start a
+// mark-compact whenever a step's peak crossed its external-memory limit. One flag per JS
+// thread: each worker_thread has its own scopes.
+thread_local bool externalReportsPaused = false;
 
 // A basic (pure) finalizer: with NAPI_EXPERIMENTAL, Node runs it during garbage collection
 // itself instead of on a later event-loop turn. A synchronous training loop never yields to
@@ -44,7 +52,7 @@ Napi::Value WrapTensor(Napi::Env env, at::Tensor t) {
   auto* box = new TensorBox();
   // GPU bytes count too: a dropped CUDA tensor is freed only by a collection, which V8 starts
   // sooner when it knows how much native memory its objects hold.
-  box->reportedBytes = OwnBytes(t);
+  box->reportedBytes = externalReportsPaused ? 0 : OwnBytes(t);
   box->tensor = std::move(t);
   if (box->reportedBytes) Napi::MemoryManagement::AdjustExternalMemory(env, box->reportedBytes);
   return Napi::External<TensorBox>::New(env, box, Finalize);
@@ -94,6 +102,19 @@ void DisposeHandle(const Napi::CallbackInfo& info, size_t i) {
   if (box->reportedBytes) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -box->reportedBytes);
   box->reportedBytes = 0;
   box->tensor = at::Tensor();
+}
+
+bool PauseExternalReports(bool paused) {
+  const bool previous = externalReportsPaused;
+  externalReportsPaused = paused;
+  return previous;
+}
+
+void ReportHandle(const Napi::CallbackInfo& info, size_t i) {
+  TensorBox* box = BoxArg(info, i, "tensor");
+  if (box->reportedBytes != 0 || !box->tensor.defined()) return;
+  box->reportedBytes = OwnBytes(box->tensor);
+  if (box->reportedBytes) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), box->reportedBytes);
 }
 
 static const std::pair<const char*, at::ScalarType> kDtypes[] = {
