@@ -1,9 +1,10 @@
 /** Every benchmark case, in report order. Add a module under cases/ and list it here. */
 import { BenchCase } from "../types";
+import { gptCases } from "./gpt";
 import { loraEmbeddingCases } from "./lora-embedding";
 import { loraLinearCases } from "./lora-linear";
 import { mergeCases } from "./merge";
 import { tinyOps } from "./tiny-ops";
 import { trainStepCases } from "./train-step";
 
-export const allCases: BenchCase[] = [...tinyOps, ...loraLinearCases, ...loraEmbeddingCases, ...mergeCases, ...trainStepCases];
+export const allCases: BenchCase[] = [...tinyOps, ...loraLinearCases, ...loraEmbeddingCases, ...mergeCases, ...trainStepCases, ...gptCases];
