@@ -123,6 +123,38 @@ describe("tidy", () => {
   });
 });
 
+describe("the library's forwards free their own intermediates", () => {
+  class Doubler extends nn.Module {
+    readonly inputs: Tensor[] = [];
+    override forward(x: Tensor): Tensor {
+      this.inputs.push(x);
+      return x.mul(2);
+    }
+  }
+
+  it("nn.Sequential disposes each intermediate, never the caller's input nor its output", () => {
+    const [a, b, c] = [new Doubler(), new Doubler(), new Doubler()];
+    const seq = new nn.Sequential(a, b, new nn.Dropout(0.5), c).eval(); // eval: Dropout passes its input through
+    const x = tensor([1, 2]);
+    const y = seq.forward(x) as Tensor;
+    expect(y.toList()).toEqual([8, 16]);
+    expect(x.isDisposed).toBe(false);
+    expect(a.inputs[0]).toBe(x);
+    expect(b.inputs[0].isDisposed).toBe(true); // x·2
+    expect(c.inputs[0].isDisposed).toBe(true); // x·4, through Dropout unchanged
+  });
+
+  it("Conv1D's forward equals x·W + b computed separately, with gradients", () => {
+    manualSeed(3);
+    const conv = new nn.Conv1D(3, 4);
+    const x = randn([2, 4]);
+    const y = conv.forward(x);
+    expect(y.allclose(x.matmul(conv.weight).add(conv.bias), { atol: 1e-6 })).toBe(true);
+    y.sum().backward();
+    expect(conv.bias.grad!.toList()).toEqual([2, 2, 2]);
+  });
+});
+
 describe("gradients after disposing a forward's intermediates", () => {
   // A two-layer net in float64 with every op's result disposed by the scope right after the
   // loss is computed; backward runs afterwards on the graph autograd kept.
