@@ -14,6 +14,7 @@ import { native } from "./binding";
 import { Tensor, handleOf } from "./tensor";
 
 const kept = new WeakSet<object>();
+const NOTHING_RETURNED: ReadonlySet<Tensor> = new Set();
 
 /**
  * Marks `t` to survive every scope it was created in: no scope disposes it (dispose it
@@ -48,7 +49,7 @@ function tensorsIn(value: unknown, out: Set<Tensor>, seen: Set<object>): Set<Ten
 /** Ends `scope`: disposes what it tracked except kept and returned tensors; returned ones move to the enclosing scope. */
 function close(scope: Scope, result: unknown): void {
   scope.open = false;
-  const returned = tensorsIn(result, new Set(), new Set());
+  const returned = result !== null && typeof result === "object" ? tensorsIn(result, new Set(), new Set()) : NOTHING_RETURNED;
   let parent = scope.parent;
   while (parent !== null && !parent.open) parent = parent.parent;
   for (const t of scope.tensors) {
