@@ -4,13 +4,17 @@
  * added from a precomputed tensor, GELU MLP, LoRA on the attention projections. Its PyTorch
  * twin is bench/python/gpt_reference.py (same ops in the same order).
  *
- * `forward` never disposes anything itself: whether intermediates are freed by a scope or
- * left to the garbage collector is what the benchmark compares.
+ * Left alone, `forward` disposes nothing: whether intermediates are freed by scopes or left to
+ * the garbage collector is what the benchmark compares. With `scopePerBlock`, each block runs
+ * in its own tidy(), as docs/memory.md recommends for inference: a block's intermediates are
+ * freed as soon as it returns, so the next block reuses their (cache-warm, already mapped)
+ * memory instead of the whole forward's activations piling up until the step's scope ends.
  */
 import { crossEntropy } from "../../lib/functional";
 import { injectAdapter, LoraModel } from "../../lib/lora/model";
 import { Embedding, Linear } from "../../lib/nn/layers";
 import { Module, ModuleList } from "../../lib/nn/module";
+import { tidy } from "../../lib/scope";
 import { Tensor, manualSeed, ones, tensor, zeros } from "../../lib/tensor";
 
 /** The larger of the two configs: 4 layers, d 256, T 128, batch 8. */
@@ -61,6 +65,8 @@ export class SmallGpt extends Module {
   h = new ModuleList<Block>(Array.from({ length: GPT.layers }, () => new Block()));
   ln_f = new LayerNorm(GPT.dim);
   lm_head = new Linear(GPT.dim, GPT.vocab, { bias: false });
+  /** Run each block in its own tidy() (see the file's header). */
+  scopePerBlock = false;
   // Private fields: constants, not parameters (Module takes every Tensor field for one).
   readonly #positions = tensor(Array.from({ length: GPT.context }, (_, i) => i), { dtype: "int64" });
   /** Additive causal mask: 0 on and below the diagonal, -inf above. */
@@ -68,7 +74,10 @@ export class SmallGpt extends Module {
 
   override forward(ids: Tensor): Tensor {
     let x = this.wte.forward(ids).add(this.wpe.forward(this.#positions));
-    for (const block of this.h) x = block.forward(x, this.#mask);
+    for (const block of this.h) {
+      const input = x;
+      x = this.scopePerBlock ? tidy(() => block.forward(input, this.#mask)) : block.forward(input, this.#mask);
+    }
     return this.lm_head.forward(this.ln_f.forward(x));
   }
 }
@@ -80,9 +89,11 @@ function causalMask(T: number): Tensor {
 }
 
 /** The model with LoRA (r 8, alpha 16) on every block's c_attn and c_proj, its fixed batch, and the loss. */
-export function gptSetup(): { model: LoraModel; ids: Tensor; targets: Tensor; loss: () => Tensor } {
+export function gptSetup(options: { scopePerBlock?: boolean } = {}): { model: LoraModel; ids: Tensor; targets: Tensor; loss: () => Tensor } {
   manualSeed(0);
-  const model = injectAdapter(new SmallGpt(), { r: GPT.r, loraAlpha: 2 * GPT.r, targetModules: ["c_attn", "c_proj"] });
+  const gpt = new SmallGpt();
+  gpt.scopePerBlock = options.scopePerBlock ?? false;
+  const model = injectAdapter(gpt, { r: GPT.r, loraAlpha: 2 * GPT.r, targetModules: ["c_attn", "c_proj"] });
   const n = GPT.batch * GPT.context;
   const ids = tensor(gptTokens(n, 0), { dtype: "int64", shape: [GPT.batch, GPT.context] });
   const targets = tensor(gptTokens(n, 1), { dtype: "int64" });

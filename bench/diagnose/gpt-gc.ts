@@ -1,15 +1,16 @@
 /**
  * Garbage-collection profile of the small GPT (bench/cases/gpt-fixture.ts): for a training
  * step and a no-grad forward, each left to the collector and inside tidy(), the collections
- * per step by kind (scavenge / mark-sweep) and their time, from perf_hooks 'gc' entries, plus
- * the Tensor objects created per step. Run: node dist/bench/diagnose/gpt-gc.js [steps]
+ * per step by kind (scavenge / mark-sweep) and their time, from perf_hooks 'gc' entries, the
+ * minor page faults per step (memory freed to the OS and mapped again), and the Tensor
+ * objects created per step. Run: node dist/bench/diagnose/gpt-gc.js [steps]
  * (add --trace-gc to see each collection and V8's reason for it).
  */
 import { PerformanceObserver, constants } from "perf_hooks";
 import { AdamW } from "../../lib/optim/adamw";
 import { Tensor, noGrad } from "../../lib/tensor";
 import { tidy } from "../../lib/scope";
-import { gptSetup } from "../cases/gpt-fixture";
+import { SmallGpt, gptSetup } from "../cases/gpt-fixture";
 
 const KIND: Record<number, string> = {
   [constants.NODE_PERFORMANCE_GC_MINOR]: "scavenge",
@@ -34,15 +35,17 @@ async function profile(name: string, steps: number, step: () => void): Promise<v
     }
   });
   obs.observe({ entryTypes: ["gc"] });
+  const faults = process.resourceUsage().minorPageFault;
   const start = process.hrtime.bigint();
   for (let i = 0; i < steps; i++) step();
   const ms = Number(process.hrtime.bigint() - start) / 1e6;
+  const faultsPerStep = (process.resourceUsage().minorPageFault - faults) / steps;
   await tick(); // gc entries are delivered on the event loop
   await tick();
   obs.disconnect();
   const gcMs = [...byKind.values()].reduce((a, k) => a + k.ms, 0);
   const kinds = [...byKind].map(([k, v]) => `${k} ${(v.count / steps).toFixed(2)}/step ${(v.ms / steps).toFixed(2)} ms/step`).join(", ");
-  console.log(`${name.padEnd(28)} ${(ms / steps).toFixed(1)} ms/step; GC ${(gcMs / steps).toFixed(2)} ms/step (${((gcMs / ms) * 100).toFixed(1)}%): ${kinds || "none"}`);
+  console.log(`${name.padEnd(34)} ${(ms / steps).toFixed(1)} ms/step, ${faultsPerStep.toFixed(0)} page faults/step; GC ${(gcMs / steps).toFixed(2)} ms/step (${((gcMs / ms) * 100).toFixed(1)}%): ${kinds || "none"}`);
 }
 
 /** Tensor handles created by one call of `fn` (counted through a scope). */
@@ -73,12 +76,25 @@ async function main(): Promise<void> {
     opt.step();
     opt.zeroGrad();
   };
+  // The forward and loss in their own scope: their handles are gone before backward, so
+  // autograd frees each saved tensor as soon as backward has used it (as PyTorch does).
+  const trainForwardScoped = () => {
+    const l = tidy(loss);
+    l.backward();
+    opt.step();
+    opt.zeroGrad();
+  };
   const forward = () => void noGrad(() => model.forward(ids));
   console.log(`tensors created per training step: ${tensorsPerCall(train)}, per forward: ${tensorsPerCall(forward)}`);
   await profile("train step, left to the GC", steps, train);
   await profile("train step, tidy", steps, () => tidy(train));
+  await profile("train step, tidy + tidy(forward)", steps, () => tidy(trainForwardScoped));
   await profile("forward, left to the GC", steps, forward);
   await profile("forward, tidy", steps, () => tidy(forward));
+  const gpt = model.model as SmallGpt;
+  gpt.scopePerBlock = true;
+  await profile("train step, tidy + tidy per block", steps, () => tidy(train));
+  await profile("forward, tidy + tidy per block", steps, () => tidy(forward));
 }
 
 void main();
