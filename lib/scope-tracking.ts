@@ -78,6 +78,9 @@ export async function runInAsyncScope<T>(scope: Scope, fn: () => Promise<T>): Pr
   try {
     return await asyncStore.run(scope, fn);
   } finally {
-    asyncScopesAlive--;
+    // The last pending async scope: switch the store off, so that promise tracking (which
+    // AsyncLocalStorage turns on for the whole process) stops costing unrelated async code.
+    // A timer a closed scope left behind then sees no scope, which is what it should see.
+    if (--asyncScopesAlive === 0) asyncStore.disable();
   }
 }

@@ -272,6 +272,18 @@ describe("tidyAsync", () => {
     expect(rb.isDisposed).toBe(false);
   });
 
+  it("leaves alone a tensor made by a timer that a finished scope left behind", async () => {
+    let later!: Promise<Tensor>;
+    await tidyAsync(async () => {
+      later = new Promise((resolve) => setTimeout(() => resolve(ones([1]).add(1)), 5));
+    });
+    const t = await later;
+    const next = await tidyAsync(async () => t.mul(3)); // a new scope after the old one closed
+    await tick();
+    expect(t.isDisposed).toBe(false);
+    expect(next.item()).toBe(6);
+  });
+
   it("nests with sync scopes both ways, and rejects with fn's error after freeing", async () => {
     let syncTemp!: Tensor;
     let asyncTemp!: Tensor;
