@@ -5,6 +5,7 @@
  * Options: --quick (a fast subset, fewer batches), --filter <substring>, --memory (the
  * memory-growth check of bench/memory.ts instead).
  */
+import { GCProfiler } from "v8";
 import { native } from "../lib/binding";
 import { allCases } from "./cases";
 import { calibrate, measure, measureLoop, MeasureOptions } from "./measure";
@@ -48,10 +49,15 @@ function main(): void {
   const rows: ReportRow[] = cases.map((c) => {
     process.stderr.write(`  ${c.name} ...\n`);
     const options = planFor(c, quick);
-    const js = measure(c.js(), options);
+    const fn = c.js();
+    // V8's own accounting of collection time (synchronous, unlike perf_hooks' 'gc' entries).
+    const profiler = new GCProfiler();
+    profiler.start();
+    const js = measure(fn, options);
+    const gcUs = profiler.stop().statistics.reduce((us, s) => us + s.cost, 0) / ((options.warmupBatches + options.batches) * options.callsPerBatch);
     const floor = c.floor ? measureLoop(c.floor(), options) : null;
     const python = torch.version && c.python ? measurePython([{ c, options }])[c.name] ?? null : null;
-    return { name: c.name, group: c.group, js, python, floor, itemsPerCall: c.itemsPerCall };
+    return { name: c.name, group: c.group, js, python, floor, itemsPerCall: c.itemsPerCall, gcUs };
   });
 
   const meta = { torch: torch.version, libtorch: native.buildInfo().torchVersion };

@@ -12,6 +12,8 @@ export interface ReportRow {
   python: Timing | null;
   floor: Timing | null;
   itemsPerCall?: number;
+  /** Garbage-collection time per torch-lora call, in µs (over warm-up and timed batches). */
+  gcUs?: number;
 }
 
 const us = (t: Timing | null) => (t ? `${fmtUs(t.medianUs)} (${fmtUs(t.minUs)}..${fmtUs(t.maxUs)})` : "—");
@@ -43,6 +45,8 @@ export function formatTable(rows: ReportRow[]): string {
       const tps = (t: Timing | null) => (t ? `${Math.round((r.itemsPerCall! * 1e6) / t.medianUs).toLocaleString("en-US")}` : "—");
       name += ` (tokens/s: ${tps(r.js)} vs ${tps(r.python)})`;
     }
+    // Collection time per call, for the rows of whole model steps (those counting tokens).
+    if (r.gcUs !== undefined && r.itemsPerCall) name += ` (GC ${fmtUs(r.gcUs)} µs/call, ${((100 * r.gcUs) / r.js.medianUs).toFixed(1)}%)`;
     lines.push(`| ${name} | ${us(r.js)} | ${us(r.python)} | ${us(r.floor)} | ${fmtRatio(ratio(r.js, r.python))} | ${fmtRatio(ratio(r.js, r.floor))} |`);
   }
   return lines.join("\n");

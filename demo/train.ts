@@ -1,5 +1,5 @@
 /** The demo's training and evaluation loops, written out explicitly as a user would. */
-import { Tensor, crossEntropy, noGrad, nn, optim } from "../lib";
+import { Tensor, crossEntropy, noGrad, nn, optim, tidy } from "../lib";
 import { Examples, batchAt } from "./data";
 import { Progress } from "./progress";
 
@@ -30,14 +30,18 @@ export function train(model: nn.Module, examples: Examples, options: TrainOption
   const started = process.hrtime.bigint();
   let last = NaN;
   for (let step = 1; step <= options.steps; step++) {
-    const { inputs, targets } = batchAt(examples, (step - 1) * options.batchSize, options.batchSize);
-    const loss = crossEntropy(model.forward(inputs) as Tensor, targets);
-    loss.backward();
-    optim.clipGradNorm(params, 1.0);
-    opt.step();
-    opt.zeroGrad();
+    // One scope per step: the batch, activations and loss are freed when it ends, not by a
+    // later garbage collection (autograd keeps what backward needs on its own).
+    last = tidy(() => {
+      const { inputs, targets } = batchAt(examples, (step - 1) * options.batchSize, options.batchSize);
+      const loss = crossEntropy(model.forward(inputs) as Tensor, targets);
+      loss.backward();
+      optim.clipGradNorm(params, 1.0);
+      opt.step();
+      opt.zeroGrad();
+      return loss.item();
+    });
     schedule.step();
-    last = loss.item();
     options.onStep?.(step, last);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     progress?.update(step, { loss: last, tokensPerSecond: (step * options.batchSize * (context + 1)) / seconds });
@@ -55,9 +59,11 @@ export function evaluate(model: nn.Module, examples: Examples, batchSize = 1024)
   noGrad(() => {
     for (let start = 0; start < examples.count; start += batchSize) {
       const size = Math.min(batchSize, examples.count - start);
-      const inputs = examples.inputs.narrow(0, start, size);
-      const targets = examples.targets.narrow(0, start, size);
-      total += crossEntropy(model.forward(inputs) as Tensor, targets, { reduction: "sum" }).item();
+      total += tidy(() => {
+        const inputs = examples.inputs.narrow(0, start, size);
+        const targets = examples.targets.narrow(0, start, size);
+        return crossEntropy(model.forward(inputs) as Tensor, targets, { reduction: "sum" }).item();
+      });
     }
   });
   model.train(wasTraining);

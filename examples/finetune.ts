@@ -7,7 +7,7 @@
  */
 import * as os from "os";
 import * as path from "path";
-import { Tensor, crossEntropy, lora, manualSeed, nn, noGrad, optim, tensor } from "../lib";
+import { Tensor, crossEntropy, lora, manualSeed, nn, noGrad, optim, tensor, tidy } from "../lib";
 
 // A model is an nn.Module: fields holding modules are its children, as in PyTorch.
 class Classifier extends nn.Module {
@@ -37,11 +37,15 @@ async function main(): Promise<void> {
 
   const opt = new optim.AdamW(lm.trainableParameters(), { lr: 2e-3 });
   for (let step = 1; step <= 100; step++) {
-    const loss = crossEntropy(lm.forward(ids), labels);
-    loss.backward(); // one autograd pass: gradients reach the adapter factors only
-    opt.step(); // one native call over all parameters
-    opt.zeroGrad();
-    if (step % 25 === 0) console.log(`step ${step}: loss ${loss.item().toFixed(4)}`);
+    // tidy(): every tensor the step creates (activations, loss) is freed when it returns,
+    // instead of waiting for the garbage collector. Autograd keeps what backward needs.
+    tidy(() => {
+      const loss = crossEntropy(lm.forward(ids), labels);
+      loss.backward(); // one autograd pass: gradients reach the adapter factors only
+      opt.step(); // one native call over all parameters
+      opt.zeroGrad();
+      if (step % 25 === 0) console.log(`step ${step}: loss ${loss.item().toFixed(4)}`);
+    });
   }
 
   // Save in PEFT's layout (adapter_model.safetensors + adapter_config.json): Python PEFT reads it.

@@ -58,6 +58,12 @@ export interface NativeBinding {
   dispose(t: H): void;
   isDisposed(t: H): boolean;
   memoryStats(): { liveTensors: Num; liveBytes: Num };
+  /** Scopes: stop/resume reporting new tensors' bytes to V8 on this thread; returns the previous setting. */
+  pauseExternalMemoryReports(paused: boolean): boolean;
+  /** Reports a tensor created while reports were paused (it outlives its scope). */
+  reportExternalMemory(t: H): void;
+  /** Bytes of external memory V8 counts for this isolate (what the collector's heuristics see). */
+  reportedExternalMemory(): number;
   // ops
   neg(t: H): H; relu(t: H): H; gelu(t: H): H; tanh(t: H): H; sigmoid(t: H): H; exp(t: H): H; log(t: H): H;
   sqrt(t: H): H; abs(t: H): H; clone(t: H): H; detach(t: H): H; contiguous(t: H): H; t(t: H): H;

@@ -7,6 +7,7 @@ export { Tensor, tensor, zeros, ones, empty, full, rand, randn, arange, cat, sta
 export type { TensorOptions, TensorData, Operand, DispersionOptions } from "./tensor";
 export type { Dtype, Device } from "./dtype";
 export { crossEntropy, mseLoss } from "./functional";
+export { tidy, tidyAsync, keep } from "./scope";
 export type { Reduction } from "./functional";
 export { layerNorm, rmsNorm, scaledDotProductAttention, embedding } from "./functional";
 export type { AttentionOptions } from "./functional";

@@ -28,6 +28,7 @@ import {
   splitRule,
   topkRule,
 } from "./op-errors";
+import { trackTensor } from "./scope-tracking";
 
 /** Options accepted by tensor factories. */
 export interface TensorOptions {
@@ -66,6 +67,7 @@ export class Tensor {
   /** @internal Wraps a native handle; use the factory functions instead. */
   constructor(handle: NativeTensor) {
     this.#h = handle;
+    trackTensor(this); // the enclosing tidy(), if any, disposes it when it ends
   }
 
   /** Creates a CPU tensor from raw little-endian element bytes (copied). */

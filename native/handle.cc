@@ -16,6 +16,13 @@ struct TensorBox {
   int64_t countedBytes = -1;
 };
 
+// A view (narrow, transpose, reshape without copy, ...) shares its base's storage: counting
+// its bytes too made V8 see several times the memory a step really holds.
+int64_t OwnBytes(const at::Tensor& t) {
+  if (!t.defined() || t.is_view()) return 0;
+  return static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size());
+}
+
 // Live handles, process-wide: the addon loads in several worker_threads, each with its own
 // env, and a user asking "does my loop leak?" wants the whole process. Atomics, because
 // finalizers of different envs run on different threads.
@@ -23,7 +30,10 @@ std::atomic<int64_t> gLiveTensors{0};
 std::atomic<int64_t> gLiveBytes{0};
 
 void CountLive(TensorBox* box) {
-  box->countedBytes = box->reportedBytes;
+  // Its elements' bytes (a view counts its own elements), whether or not V8 has been told of
+  // them: reports to V8 leave views and scoped tensors out, the live count does not.
+  const at::Tensor& t = box->tensor;
+  box->countedBytes = static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size());
   gLiveTensors.fetch_add(1, std::memory_order_relaxed);
   gLiveBytes.fetch_add(box->countedBytes, std::memory_order_relaxed);
 }
@@ -36,10 +46,11 @@ void UncountLive(TensorBox* box) {
   box->countedBytes = -1;
 }
 
-int64_t OwnBytes(const at::Tensor& t) {
-  if (!t.defined()) return 0;
-  return static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size());
-}
+// While a scope (tidy) runs, new handles are not reported to V8: the scope disposes them when
+// it ends, and reporting a step's activations only to take them back made V8 start a
+// mark-compact whenever a step's peak crossed its external-memory limit. One flag per JS
+// thread: each worker_thread has its own scopes.
+thread_local bool externalReportsPaused = false;
 
 // A basic (pure) finalizer: with NAPI_EXPERIMENTAL, Node runs it during garbage collection
 // itself instead of on a later event-loop turn. A synchronous training loop never yields to
@@ -69,7 +80,7 @@ Napi::Value WrapTensor(Napi::Env env, at::Tensor t) {
   auto* box = new TensorBox();
   // GPU bytes count too: a dropped CUDA tensor is freed only by a collection, which V8 starts
   // sooner when it knows how much native memory its objects hold.
-  box->reportedBytes = OwnBytes(t);
+  box->reportedBytes = externalReportsPaused ? 0 : OwnBytes(t);
   box->tensor = std::move(t);
   if (box->tensor.defined()) CountLive(box);
   if (box->reportedBytes) Napi::MemoryManagement::AdjustExternalMemory(env, box->reportedBytes);
@@ -125,6 +136,19 @@ void DisposeHandle(const Napi::CallbackInfo& info, size_t i) {
 
 LiveTensorStats LiveTensors() {
   return {gLiveTensors.load(std::memory_order_relaxed), gLiveBytes.load(std::memory_order_relaxed)};
+}
+
+bool PauseExternalReports(bool paused) {
+  const bool previous = externalReportsPaused;
+  externalReportsPaused = paused;
+  return previous;
+}
+
+void ReportHandle(const Napi::CallbackInfo& info, size_t i) {
+  TensorBox* box = BoxArg(info, i, "tensor");
+  if (box->reportedBytes != 0 || !box->tensor.defined()) return;
+  box->reportedBytes = OwnBytes(box->tensor);
+  if (box->reportedBytes) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), box->reportedBytes);
 }
 
 static const std::pair<const char*, at::ScalarType> kDtypes[] = {

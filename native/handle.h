@@ -30,6 +30,11 @@ struct LiveTensorStats {
   int64_t bytes;
 };
 LiveTensorStats LiveTensors();
+/** Stops (true) or resumes (false) reporting new handles' bytes to V8 on this thread; returns the previous setting. */
+bool PauseExternalReports(bool paused);
+
+/** Reports the bytes of a handle created while reports were paused (a no-op when already reported). */
+void ReportHandle(const Napi::CallbackInfo& info, size_t i);
 
 /** dtype names as the TypeScript API spells them. */
 at::ScalarType ParseDtype(Napi::Env env, const std::string& name, const char* argName);

@@ -192,6 +192,22 @@ Napi::Value Dispose(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// pauseExternalMemoryReports(paused) -> previous setting
+Napi::Value PauseExternalMemoryReports(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), PauseExternalReports(info[0].ToBoolean().Value()));
+}
+
+Napi::Value ReportExternalMemory(const Napi::CallbackInfo& info) {
+  ReportHandle(info, 0);
+  return info.Env().Undefined();
+}
+
+// The external-memory total V8 holds for this isolate (adjusting by 0 returns it): what the
+// collector sees, for tests and diagnostics. Node's process.memoryUsage().external omits it.
+Napi::Value ReportedExternalMemory(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(Napi::MemoryManagement::AdjustExternalMemory(info.Env(), 0)));
+}
+
 Napi::Value IsDisposed(const Napi::CallbackInfo& info) {
   try {
     TensorArg(info, 0, "tensor");
@@ -229,6 +245,9 @@ void RegisterTensor(Napi::Object exports) {
   TL_EXPORT(exports, "dispose", Dispose);
   TL_EXPORT(exports, "isDisposed", IsDisposed);
   TL_EXPORT(exports, "memoryStats", MemoryStats);
+  TL_EXPORT(exports, "pauseExternalMemoryReports", PauseExternalMemoryReports);
+  TL_EXPORT(exports, "reportExternalMemory", ReportExternalMemory);
+  TL_EXPORT(exports, "reportedExternalMemory", ReportedExternalMemory);
 }
 
 }  // namespace tl

@@ -1,5 +1,6 @@
 /** Every benchmark case, in report order. Add a module under cases/ and list it here. */
 import { BenchCase } from "../types";
+import { gptCases } from "./gpt";
 import { loraEmbeddingCases } from "./lora-embedding";
 import { loraLinearCases } from "./lora-linear";
 import { mergeCases } from "./merge";
@@ -8,4 +9,4 @@ import { tinyOps } from "./tiny-ops";
 import { trainStepCases } from "./train-step";
 import { transformerCases } from "./transformer";
 
-export const allCases: BenchCase[] = [...tinyOps, ...loraLinearCases, ...loraEmbeddingCases, ...mergeCases, ...trainStepCases, ...transformerCases, ...mixedAdapterCases];
+export const allCases: BenchCase[] = [...tinyOps, ...loraLinearCases, ...loraEmbeddingCases, ...mergeCases, ...trainStepCases, ...transformerCases, ...mixedAdapterCases, ...gptCases];

@@ -14,7 +14,8 @@ import * as init from "../init";
 import { layerSettings } from "./config";
 import { requireAdapter } from "./adapter-names";
 import { LoraEmbedding, LoraFactor, LoraLayer, LoraLinear } from "./layers";
-import { LoraModel, selectTargets } from "./model";
+import { LoraModel } from "./model";
+import { selectTargets } from "./targets";
 import { locateAdapter, planLoad, readAdapterConfig } from "./peft-format";
 
 type AnyLoraLayer = LoraLayer<Linear | Conv1D | Embedding>;
@@ -106,7 +107,7 @@ export function hotswapAdapter<M extends Module>(model: LoraModel<M> | Module, d
   const held = new Map(layers);
   const tensors = loadSafetensorsSync(loc.weightsPath);
   // Target modules first: planLoad would report a differing set as missing/unexpected keys.
-  const wanted = selectTargets(lm.model, resolved).map(([p]) => p);
+  const wanted = selectTargets(lm.model, resolved, false).selected.map(([p]) => p);
   const extra = wanted.filter((p) => !held.has(p));
   const lacking = layers.map(([p]) => p).filter((p) => !wanted.includes(p));
   if (extra.length || lacking.length) {

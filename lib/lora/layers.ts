@@ -9,6 +9,7 @@ import { StateError, describe } from "../errors";
 import * as init from "../init";
 import { Conv1D, Embedding, Linear } from "../nn/layers";
 import { Module, ModuleDict, ParameterDict } from "../nn/module";
+import { keep, tidy } from "../scope";
 import { Tensor, empty, handleOf } from "../tensor";
 import { EmbeddingInit, LinearInit } from "./config";
 import { PackedAdapters, loraNative } from "./native";
@@ -57,7 +58,8 @@ export class LoraFactor extends Module {
  */
 function newFactor(shape: number[], like: Tensor, how: AdapterInit): Tensor {
   const half = like.dtype === "float16" || like.dtype === "bfloat16";
-  return empty(shape, { dtype: half && how.autocastAdapterDtype !== false ? "float32" : like.dtype, device: like.device });
+  // keep(): a factor survives a tidy() around injection.
+  return keep(empty(shape, { dtype: half && how.autocastAdapterDtype !== false ? "float32" : like.dtype, device: like.device }));
 }
 
 /** Adapter state shared by every LoRA layer type. */
@@ -195,7 +197,7 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
   }
 
   #afterMerge(names: string[], backup: NativeTensor | null): void {
-    if (backup) this.#backup = new Tensor(backup);
+    if (backup) this.#backup = keep(new Tensor(backup));
     this.#merged.push(...names);
   }
 
@@ -293,7 +295,7 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     if (this.#holds++ > 0) return;
     let mergedWeight: Tensor | null = null;
     if (this.#backup) {
-      mergedWeight = this.base_layer.weight.detach();
+      mergedWeight = keep(this.base_layer.weight.detach()); // outlives a tidy() inside fn
       loraNative.loraRestore(handleOf(this.base_layer.weight), handleOf(this.#backup));
     }
     this.#held = { disabled: this.#disabled, mergedWeight };
@@ -332,8 +334,10 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
   deltaWeight(name: string): Tensor {
     const [A, B] = this.factors(name);
     const s = this.#settings.get(name)!.scale;
-    const d = B.detach().to({ dtype: "float32" }).matmul(A.detach().to({ dtype: "float32" })).mul(s);
-    return this.kind === "embedding" || this.fanInFanOut ? d.t().contiguous() : d;
+    return tidy(() => {
+      const d = B.detach().to({ dtype: "float32" }).matmul(A.detach().to({ dtype: "float32" })).mul(s);
+      return this.kind === "embedding" || this.fanInFanOut ? d.t().contiguous() : d;
+    });
   }
 }
 

@@ -3,6 +3,7 @@ import { native } from "../binding";
 import { Device, Dtype } from "../dtype";
 import { describe } from "../errors";
 import * as init from "../init";
+import { keep } from "../scope";
 import { Tensor, empty, handleOf } from "../tensor";
 import { Module } from "./module";
 
@@ -21,7 +22,7 @@ function parameter(shape: number[], options: FactoryOptions, fill: (t: Tensor) =
   const t = empty(shape, { dtype: options.dtype ?? "float32", device: options.device ?? "cpu" });
   fill(t);
   t.requiresGrad = true;
-  return t;
+  return keep(t); // a layer built inside tidy() keeps its parameters
 }
 
 /** The uniform bias init of PyTorch's Linear: U(-1/√fan_in, 1/√fan_in). */
@@ -70,7 +71,10 @@ export class Conv1D extends Module {
   }
 
   override forward(x: Tensor): Tensor {
-    return x.matmul(this.weight).add(this.bias);
+    const xw = x.matmul(this.weight);
+    const y = xw.add(this.bias);
+    xw.dispose(); // autograd holds what backward needs; the handle is ours alone
+    return y;
   }
 }
 

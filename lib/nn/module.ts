@@ -10,6 +10,7 @@
 import { describe } from "../errors";
 import { Device, Dtype, checkDevice, checkDtype, isFloatingDtype } from "../dtype";
 import { native } from "../binding";
+import { keep } from "../scope";
 import { Tensor, handleOf, noGrad, optionsObject } from "../tensor";
 
 /** A registered buffer: its tensor (null: registered empty) and whether the state dict holds it. */
@@ -200,6 +201,7 @@ export class Module {
         const trainable = t.requiresGrad;
         moved = noGrad(() => t.to(castable ? options : { device })).detach();
         if (moved !== t && trainable) moved.requiresGrad = true;
+        keep(moved); // moved inside tidy(): still the model's
         movedOf.set(t, moved);
       }
       return moved;
@@ -399,7 +401,13 @@ export class Sequential extends ModuleList<Module> {
   }
   override forward(x: unknown): unknown {
     let out = x;
-    for (const m of this) out = m.forward(out);
+    for (const m of this) {
+      const next = m.forward(out);
+      // Free each intermediate now rather than at the next collection; never the caller's
+      // input, nor a tensor a module passed through unchanged (Dropout in eval mode).
+      if (out !== x && out !== next && out instanceof Tensor) out.dispose();
+      out = next;
+    }
     return out;
   }
 }
