@@ -81,6 +81,12 @@ export interface NativeBinding {
   initXavierNormal(t: H, gain: Num): H;
   initOrthogonal(t: H, gain: Num): H;
   manualSeed(seed: Num): void;
+  // weight-aware LoRA inits and adapter combination (native/lora_init.cc, native/lora_combine.cc)
+  loraInitFromWeight(options: { weight: H; A: H; B: H; method: string; niter: Num; scale: Num; fanInFanOut: boolean }): void;
+  loraCombineFactors(options: {
+    combination: string; As: H[]; Bs: H[]; weights: Num[]; scales: Num[]; rank: Num;
+    density?: Num; majoritySignMethod?: string; svdClamp?: Num; svdFullMatrices?: boolean;
+  }): [H, H];
   // LoRA kernels and optimizers are declared in their own modules' interfaces.
   [name: string]: unknown;
 }

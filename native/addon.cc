@@ -22,6 +22,8 @@ void RegisterLora(Napi::Object exports);
 void RegisterOptim(Napi::Object exports);
 void RegisterNn(Napi::Object exports);
 void RegisterBench(Napi::Object exports);
+void RegisterLoraInit(Napi::Object exports);
+void RegisterLoraCombine(Napi::Object exports);
 
 namespace {
 
@@ -63,6 +65,8 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   RegisterOptim(exports);
   RegisterNn(exports);
   RegisterBench(exports);
+  RegisterLoraInit(exports);
+  RegisterLoraCombine(exports);
   TL_EXPORT(exports, "buildInfo", BuildInfo);
   return exports;
 }

@@ -3,9 +3,10 @@
  * Invalid values throw a ConfigError naming the field.
  */
 import { ConfigError, describe } from "../errors";
+import { WeightAwareInit, isWeightAwareInit } from "./init-strategies";
 
-/** How the Linear factors start: PEFT's `init_lora_weights`. */
-export type LinearInit = boolean | "gaussian";
+/** How the Linear factors start: PEFT's `init_lora_weights` (the weight-aware values: see init-strategies.ts). */
+export type LinearInit = boolean | "gaussian" | WeightAwareInit;
 /** How the Embedding factors start (see README: a-normal is this project's default). */
 export type EmbeddingInit = "a-normal" | "b-normal";
 
@@ -23,7 +24,10 @@ export interface LoraConfig {
   excludeModules?: string[] | string;
   /** Scale by loraAlpha / √r instead of loraAlpha / r (default false). */
   useRslora?: boolean;
-  /** Linear init: true = A kaiming_uniform_(a=√5), B zeros; "gaussian" = A normal_(0, 1/r), B zeros; false = no no-op guarantee (debugging). */
+  /**
+   * Linear init: true = A kaiming_uniform_(a=√5), B zeros; "gaussian" = A normal_(0, 1/r), B zeros; false = no no-op guarantee (debugging);
+   * "pissa", "pissa_niter_N", "olora" (factors from W's SVD/QR, W replaced by the residual), "orthogonal" (see init-strategies.ts).
+   */
   initLoraWeights?: LinearInit;
   /** Embedding init: "a-normal" (default: A normal_(0, std), B zeros) or "b-normal" (PEFT's: A zeros, B normal_(0, std)). */
   embeddingInit?: EmbeddingInit;
@@ -123,8 +127,8 @@ export function resolveLoraConfig(config: LoraConfig): ResolvedLoraConfig {
     return v;
   };
   const initLoraWeights = c.initLoraWeights ?? true;
-  if (initLoraWeights !== true && initLoraWeights !== false && initLoraWeights !== "gaussian") {
-    fail("initLoraWeights", 'true, false or "gaussian"', initLoraWeights);
+  if (initLoraWeights !== true && initLoraWeights !== false && initLoraWeights !== "gaussian" && !isWeightAwareInit(initLoraWeights)) {
+    fail("initLoraWeights", 'true, false, "gaussian", "pissa", "pissa_niter_N", "olora" or "orthogonal"', initLoraWeights);
   }
   const embeddingInit = c.embeddingInit ?? "a-normal";
   if (embeddingInit !== "a-normal" && embeddingInit !== "b-normal") fail("embeddingInit", '"a-normal" or "b-normal"', embeddingInit);

@@ -11,6 +11,7 @@ import { Conv1D, Embedding, Linear } from "../nn/layers";
 import { Module, ModuleDict, ParameterDict } from "../nn/module";
 import { Tensor, empty, handleOf } from "../tensor";
 import { EmbeddingInit, LinearInit } from "./config";
+import { checkWeightAwareInit, initFactorsFromWeight, isWeightAwareInit } from "./init-strategies";
 import { PackedAdapters, loraNative } from "./native";
 
 /** Per-adapter settings of one layer. */
@@ -82,7 +83,19 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
   addAdapter(name: string, settings: AdapterSettings, how: AdapterInit): void {
     this.assertMutable("addAdapter");
     if (this.#merged.includes(name)) throw new StateError(`adapter "${name}" is merged; unmerge() before replacing it`);
+    const weightAware = isWeightAwareInit(how.initLoraWeights) ? how.initLoraWeights : null;
+    if (weightAware) checkWeightAwareInit(weightAware, "", this.kind, this.base_layer.weight.shape, settings.r);
     this.createFactors(name, settings.r, how);
+    if (weightAware) {
+      // PiSSA/OLoRA rewrite the base weight; a failed decomposition writes nothing and leaves no factors behind.
+      const [A, B] = this.factors(name);
+      try {
+        initFactorsFromWeight(weightAware, { weight: this.base_layer.weight, A, B, fanInFanOut: this.fanInFanOut, scale: settings.scale });
+      } catch (err) {
+        if (!this.#settings.has(name)) this.removeFactors(name);
+        throw err;
+      }
+    }
     this.#settings.set(name, { ...settings });
     if (this.#active.length === 0) this.#active = [name];
   }

@@ -11,6 +11,8 @@ import { Tensor } from "../tensor";
 import { LoraConfig, ResolvedLoraConfig, layerSettings, matchesModuleName, resolveLoraConfig } from "./config";
 import { LoraEmbedding, LoraLayer, LoraLinear, MergeOptions } from "./layers";
 import { SaveAdapterOptions, saveAdapter, saveAdapterAsync } from "./peft-format";
+import { checkWeightAwareInit, isWeightAwareInit } from "./init-strategies";
+import { WeightedAdapterOptions, addWeightedAdapter } from "./combine";
 
 type AnyLoraLayer = LoraLayer<Linear | Conv1D | Embedding>;
 type Adaptable = Linear | Conv1D | Embedding;
@@ -99,14 +101,20 @@ export class LoraModel<M extends Module = Module> extends Module {
   /**
    * Injects a new adapter `name` into every module `config` targets. All new layers are built
    * and initialized before the model is touched, so a bad config changes nothing.
+   *
+   * @param options.factorsFromFile @internal The factors are about to be overwritten from a saved
+   *   adapter: a weight-aware init (PiSSA, OLoRA) must not rewrite the base weight again, which
+   *   is already the residual the adapter was saved against.
    */
-  addAdapter(name: string, config: LoraConfig): void {
+  addAdapter(name: string, config: LoraConfig, options: { factorsFromFile?: boolean } = {}): void {
     checkAdapterName(name);
     if (this.#configs.has(name)) throw new ConfigError(`adapterName: an adapter called "${name}" already exists; deleteAdapter("${name}") first`);
     this.#assertMutable("addAdapter");
     const resolved = resolveLoraConfig(config);
     const targets = selectTargets(this.model, resolved);
-    const how = { initLoraWeights: resolved.initLoraWeights, embeddingInit: resolved.embeddingInit, embeddingInitStd: resolved.embeddingInitStd };
+    const weightAware = isWeightAwareInit(resolved.initLoraWeights) && !options.factorsFromFile ? resolved.initLoraWeights : null;
+    const initLoraWeights = isWeightAwareInit(resolved.initLoraWeights) && options.factorsFromFile ? true : resolved.initLoraWeights;
+    const how = { initLoraWeights, embeddingInit: resolved.embeddingInit, embeddingInitStd: resolved.embeddingInitStd };
     const planned = targets.map(([path, module]) => {
       const layer: AnyLoraLayer = module instanceof LoraLayer ? module : module instanceof Embedding ? new LoraEmbedding(module) : new LoraLinear(module);
       return { path, module, layer };
@@ -121,6 +129,7 @@ export class LoraModel<M extends Module = Module> extends Module {
       if (r > limit) {
         throw new ConfigError(`LoraConfig.r: rank ${r} for ${p.path} is far beyond its weight's size [${rows}, ${cols}] (at most ${limit} is accepted)`);
       }
+      if (weightAware) checkWeightAwareInit(weightAware, p.path, p.layer instanceof LoraEmbedding ? "embedding" : "linear", [rows, cols], r);
     }
     for (const { path, module, layer } of planned) {
       const { r, alpha, scale } = layerSettings(resolved, path);
@@ -138,6 +147,15 @@ export class LoraModel<M extends Module = Module> extends Module {
     this.#configs.set(name, resolved);
     if (this.#active.length === 0) this.setAdapter(name);
     else this.#markTrainable();
+  }
+
+  /**
+   * Adds adapter `name` combining `adapters` with `weights`, as PEFT's `add_weighted_adapter`
+   * (see {@link addWeightedAdapter} in combine.ts for the combination types). The new adapter is
+   * not activated.
+   */
+  addWeightedAdapter(adapters: string[], weights: number[], name: string, options: WeightedAdapterOptions = {}): void {
+    addWeightedAdapter(this, adapters, weights, name, options);
   }
 
   /** Makes `names` the active adapter(s): their parameters are trainable, all others frozen. */
@@ -428,7 +446,7 @@ function rollback(layer: AnyLoraLayer, names: string[]): void {
  * modules become LoraLinear/LoraEmbedding) and returns the LoraModel that manages it.
  * Base parameters are frozen; the adapter's factors are the trainable parameters.
  */
-export function injectAdapter<M extends Module>(model: M, config: LoraConfig, adapterName = "default"): LoraModel<M> {
+export function injectAdapter<M extends Module>(model: M, config: LoraConfig, adapterName = "default", options: { factorsFromFile?: boolean } = {}): LoraModel<M> {
   if (!(model instanceof Module)) throw new TypeError(`model: expected an nn.Module, got ${describe(model)}`);
   checkAdapterName(adapterName);
   const adapted = model.namedModules().filter(([, m]) => m instanceof LoraLayer) as [string, AnyLoraLayer][];
@@ -440,6 +458,6 @@ export function injectAdapter<M extends Module>(model: M, config: LoraConfig, ad
     );
   }
   const lora = new LoraModel(model);
-  lora.addAdapter(adapterName, config);
+  lora.addAdapter(adapterName, config, options);
   return lora;
 }

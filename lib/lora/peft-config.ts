@@ -4,7 +4,8 @@
  * feature this library lacks are refused by name; fields newer PEFT versions add are tolerated.
  */
 import { ConfigError, FormatError, describe } from "../errors";
-import { EmbeddingInit, LoraConfig, ResolvedLoraConfig, resolveLoraConfig } from "./config";
+import { EmbeddingInit, LinearInit, LoraConfig, ResolvedLoraConfig, resolveLoraConfig } from "./config";
+import { isWeightAwareInit } from "./init-strategies";
 
 /** The file names PEFT uses inside an adapter directory. */
 export const ADAPTER_CONFIG_NAME = "adapter_config.json";
@@ -175,8 +176,10 @@ export function fromPeftConfigJson(json: Json, file: string): PeftConfigReading 
     problems.push(`bias = ${JSON.stringify(json.bias)} is not supported; expected "none" (bias terms stay frozen and are not saved)`);
   }
   const init = json.init_lora_weights ?? true;
-  if (init !== true && init !== false && init !== "gaussian") {
-    problems.push(`init_lora_weights = ${JSON.stringify(init)} is not supported; expected true, false or "gaussian" (methods that rewrite the base weights, such as PiSSA, OLoRA, CorDA and LoftQ, cannot be reproduced)`);
+  if (init !== true && init !== false && init !== "gaussian" && !isWeightAwareInit(init)) {
+    problems.push(
+      `init_lora_weights = ${JSON.stringify(init)} is not supported; expected true, false, "gaussian", "pissa", "pissa_niter_N", "olora" or "orthogonal" (CorDA, LoftQ and EVA need data or quantization this library lacks)`,
+    );
   }
   if (isNull(json.target_modules)) {
     problems.push(`target_modules = ${JSON.stringify(json.target_modules ?? null)} is not supported; expected a list of module names or a regex string`);
@@ -190,7 +193,7 @@ export function fromPeftConfigJson(json: Json, file: string): PeftConfigReading 
     targetModules: json.target_modules as string[] | string,
     useRslora: booleanField(json, "use_rslora", file, false),
     fanInFanOut: booleanField(json, "fan_in_fan_out", file, false),
-    initLoraWeights: init as boolean | "gaussian",
+    initLoraWeights: init as LinearInit,
     bias: "none",
   };
   if (!isNull(json.exclude_modules)) config.excludeModules = json.exclude_modules as string[] | string;

@@ -263,8 +263,9 @@ function checkLoadArgs(model: unknown, options: LoadAdapterOptions): { name: str
 /** Injects (or adds) the adapter and copies the checked tensors in. */
 function apply(model: Module, config: LoraConfig, name: string, trainable: boolean, slots: Slot[], tensors: Record<string, Tensor>): LoraModel {
   const existing = model instanceof LoraModel ? model : null;
-  const lora = existing ?? injectAdapter(model, config, name);
-  if (existing) existing.addAdapter(name, config);
+  // The file holds the factors: a PiSSA/OLoRA init must not rewrite the (already residual) base.
+  const lora = existing ?? injectAdapter(model, config, name, { factorsFromFile: true });
+  if (existing) existing.addAdapter(name, config, { factorsFromFile: true });
   try {
     noGrad(() => {
       for (const s of slots) copyInto(s.target(lora), tensors[s.key]);

@@ -61,7 +61,7 @@ describe("unsupported PEFT config fields are named, not ignored", () => {
     ["modules_to_save", { modules_to_save: ["classifier"] }, /modules_to_save = \["classifier"\] is not supported/],
     ["layers_to_transform", { layers_to_transform: [0, 1] }, /layers_to_transform = \[0,1\] is not supported/],
     ["bias", { bias: "all" }, /bias = "all" is not supported/],
-    ["init_lora_weights", { init_lora_weights: "pissa" }, /init_lora_weights = "pissa" is not supported/],
+    ["init_lora_weights", { init_lora_weights: "corda" }, /init_lora_weights = "corda" is not supported/],
     ["lora_bias", { lora_bias: true }, /lora_bias = true is not supported/],
     ["trainable_token_indices", { trainable_token_indices: [1, 2] }, /trainable_token_indices = \[1,2\] is not supported/],
     ["peft_type", { peft_type: "PREFIX_TUNING" }, /peft_type: expected "LORA", got the string "PREFIX_TUNING"/],
