@@ -16,6 +16,7 @@ import { LoraConfig, ResolvedLoraConfig, layerSettings } from "./config";
 import { LoraEmbedding, LoraLayer, LoraLinear } from "./layers";
 import { LoraModel, injectAdapter, selectTargets } from "./model";
 import { checkAdapterName, requireAdapter } from "./adapter-names";
+import { convertToPlainLora } from "./weight-conversion";
 import {
   ADAPTER_CONFIG_NAME,
   ADAPTER_WEIGHTS_NAME,
@@ -35,6 +36,12 @@ const FLOAT_DTYPES = new Set(["float32", "float64", "float16", "bfloat16"]);
 export interface SaveAdapterOptions {
   /** The adapter(s) to save (default: every adapter, as PEFT's `save_pretrained` does). */
   adapterName?: string | string[];
+  /**
+   * For a PiSSA or OLoRA adapter: the directory where the same adapter was saved right after
+   * injection, before training. The adapter is then saved as a plain LoRA adapter (rank 2r) for the
+   * ORIGINAL base weights, as PEFT's `path_initial_model_for_weight_conversion` does.
+   */
+  pathInitialModelForWeightConversion?: string;
 }
 
 /** Options of {@link loadAdapter}. */
@@ -93,6 +100,10 @@ function planSave(model: LoraModel, dir: string, options: SaveAdapterOptions): S
     // PEFT records fan_in_fan_out as the layers store their weight (it sets it for Conv1D), which
     // is what a merge from the files alone needs to know.
     const json = toPeftConfigJson(configs[name], conv1d);
+    if (options.pathInitialModelForWeightConversion !== undefined) {
+      const converted = convertToPlainLora(tensors, json, options.pathInitialModelForWeightConversion);
+      return { dir: name === "default" ? dir : path.join(dir, name), tensors: converted.tensors, configText: formatConfigJson(converted.json) };
+    }
     return { dir: name === "default" ? dir : path.join(dir, name), tensors, configText: formatConfigJson(json) };
   });
 }
