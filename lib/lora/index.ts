@@ -11,3 +11,8 @@ export { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, PEFT_KEY_PREFIX, toPeftConfi
 export type { PeftConfigReading } from "./peft-config";
 export { describeAdapterModules, planWeightMerge, mergeWeights } from "./peft-merge";
 export type { AdapterModuleInfo, PlannedMerge, MergeWeightsOptions, TensorShapeInfo } from "./peft-merge";
+export { isWeightAwareInit, rewritesBaseWeight, checkWeightAwareInit } from "./init-strategies";
+export type { WeightAwareInit } from "./init-strategies";
+export { addWeightedAdapter } from "./combine";
+export type { CombinationType, WeightedAdapterOptions } from "./combine";
+export { convertToPlainLora } from "./weight-conversion";
