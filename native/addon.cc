@@ -24,6 +24,7 @@ void RegisterNn(Napi::Object exports);
 void RegisterBench(Napi::Object exports);
 void RegisterLoraInit(Napi::Object exports);
 void RegisterLoraCombine(Napi::Object exports);
+void RegisterLoraDora(Napi::Object exports);
 
 namespace {
 
@@ -67,6 +68,7 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   RegisterBench(exports);
   RegisterLoraInit(exports);
   RegisterLoraCombine(exports);
+  RegisterLoraDora(exports);
   TL_EXPORT(exports, "buildInfo", BuildInfo);
   return exports;
 }

@@ -97,6 +97,8 @@ export function addWeightedAdapter(lm: LoraModel, adapters: string[], weights: n
   if (NEEDS_DENSITY.has(combination) && opts.density === undefined) throw new ConfigError(`density: combinationType "${combination}" needs a density in [0, 1]`);
 
   const configs = lm.peftConfig;
+  const dora = adapters.filter((a) => configs[a].useDora);
+  if (dora.length) throw new ConfigError(`adapters: DoRA adapters (${dora.join(", ")}) cannot be combined (their magnitude vectors have no weighted sum)`);
   const ranks = adapters.map((a) => allocatedRank(configs[a]));
   let rank: number;
   if (SAME_RANK.has(combination)) {

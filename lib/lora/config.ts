@@ -41,6 +41,8 @@ export interface LoraConfig {
   alphaPattern?: Record<string, number>;
   /** Only "none" is supported (bias terms stay frozen). */
   bias?: "none";
+  /** DoRA: each adapted layer also trains a magnitude vector (default false; see dora.ts). */
+  useDora?: boolean;
 }
 
 /** A LoraConfig with every field present and checked. */
@@ -58,11 +60,12 @@ export interface ResolvedLoraConfig {
   rankPattern: Record<string, number>;
   alphaPattern: Record<string, number>;
   bias: "none";
+  useDora: boolean;
 }
 
 const KNOWN_FIELDS = new Set([
   "r", "loraAlpha", "loraDropout", "targetModules", "excludeModules", "useRslora", "initLoraWeights",
-  "embeddingInit", "embeddingInitStd", "fanInFanOut", "rankPattern", "alphaPattern", "bias",
+  "embeddingInit", "embeddingInitStd", "fanInFanOut", "rankPattern", "alphaPattern", "bias", "useDora",
 ]);
 
 function fail(field: string, expected: string, given: unknown): never {
@@ -151,6 +154,7 @@ export function resolveLoraConfig(config: LoraConfig): ResolvedLoraConfig {
     rankPattern: checkPattern(c.rankPattern, "rankPattern", checkRank),
     alphaPattern: checkPattern(c.alphaPattern, "alphaPattern", checkAlpha),
     bias: "none",
+    useDora: bool(c.useDora, "useDora", false),
   };
 }
 

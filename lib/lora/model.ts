@@ -134,7 +134,7 @@ export class LoraModel<M extends Module = Module> extends Module {
     for (const { path, module, layer } of planned) {
       const { r, alpha, scale } = layerSettings(resolved, path);
       const dropout = layer instanceof LoraLinear ? resolved.loraDropout : 0;
-      layer.addAdapter(name, { r, alpha, scale, dropout }, how);
+      layer.addAdapter(name, { r, alpha, scale, dropout, ...(resolved.useDora ? { useDora: true } : {}) }, how);
       if (layer !== module) {
         const [parentPath, childName] = splitPath(path);
         const parent = parentPath === "" ? this.model : this.model.namedModules().find(([p]) => p === parentPath)![1];
@@ -409,7 +409,7 @@ export class LoraModel<M extends Module = Module> extends Module {
     const activeFactors = new Set<Tensor>();
     const training = this.#active.filter((n) => !this.#frozen.has(n));
     for (const [, layer] of this.loraLayers()) {
-      for (const name of training) if (layer.adapterNames.includes(name)) layer.factors(name).forEach((t) => activeFactors.add(t));
+      for (const name of training) if (layer.adapterNames.includes(name)) layer.adapterParameters(name).forEach((t) => activeFactors.add(t));
     }
     for (const p of this.model.parameters()) {
       const want = activeFactors.has(p);

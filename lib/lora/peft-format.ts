@@ -95,6 +95,9 @@ function planSave(model: LoraModel, dir: string, options: SaveAdapterOptions): S
       const [a, b] = layer instanceof LoraEmbedding ? ["lora_embedding_A", "lora_embedding_B"] : ["lora_A.weight", "lora_B.weight"];
       tensors.set(`${PEFT_KEY_PREFIX}${p}.${a}`, A.detach());
       tensors.set(`${PEFT_KEY_PREFIX}${p}.${b}`, B.detach());
+      // PEFT saves DoRA's magnitude as `lora_magnitude_vector` (adapter name and `.weight` stripped).
+      const magnitude = layer.magnitude(name);
+      if (magnitude) tensors.set(`${PEFT_KEY_PREFIX}${p}.lora_magnitude_vector`, magnitude.detach());
       if (layer instanceof LoraLinear && layer.base_layer instanceof Conv1D) conv1d = true;
     }
     // PEFT records fan_in_fan_out as the layers store their weight (it sets it for Conv1D), which
@@ -217,12 +220,17 @@ function planLoad(model: Module, config: ResolvedLoraConfig, name: string, tenso
       slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_A.weight`, shape: [r, base.inFeatures], target: factor(0) });
       slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_B.weight`, shape: [base.outFeatures, r], target: factor(1) });
     }
+    if (config.useDora) {
+      const features = base instanceof Embedding ? base.embeddingDim : base.outFeatures;
+      const magnitude = (m: LoraModel) => m.loraLayers().find(([q]) => q === p)![1].magnitude(name)!;
+      slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_magnitude_vector`, shape: [features], target: magnitude });
+    }
   }
   // PEFT also saves base weights in an adapter file (a targeted or resized embedding, with
   // save_embedding_layers); its loader copies them into the model, and so do we.
   const factorTensors = new Set<Tensor>();
   if (model instanceof LoraModel) {
-    for (const [, layer] of model.loraLayers()) for (const n of layer.adapterNames) layer.factors(n).forEach((t) => factorTensors.add(t));
+    for (const [, layer] of model.loraLayers()) for (const n of layer.adapterNames) layer.adapterParameters(n).forEach((t) => factorTensors.add(t));
   }
   const baseParams = new Map<string, Tensor>();
   for (const [n, t] of userModel.namedParameters()) {

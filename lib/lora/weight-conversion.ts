@@ -42,6 +42,9 @@ export function convertToPlainLora(tensors: Map<string, Tensor>, json: Json, ini
   if (json.use_rslora === true && hasPatterns) {
     throw new ConfigError("pathInitialModelForWeightConversion: not supported for an adapter using rsLoRA together with rankPattern or alphaPattern (as in PEFT)");
   }
+  if (json.use_dora === true) {
+    throw new ConfigError("pathInitialModelForWeightConversion: not supported for a DoRA adapter (its magnitude was fitted to the residual base)");
+  }
   const initial = readInitial(initialDir);
   const out = new Map<string, Tensor>();
   const problems: string[] = [];
