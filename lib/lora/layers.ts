@@ -62,6 +62,8 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
   #backup: Tensor | null = null;
   /** Name of the async operation in flight, during which conflicting calls fail. */
   #busy: string | null = null;
+  /** The adapters using DoRA (a set, so forward checks for none in O(1)). */
+  readonly #dora = new Set<string>();
   /** How many withAdaptersDisabled scopes hold this layer; while > 0 its adapter state is frozen. */
   #holds = 0;
   /** What the outermost scope restores: the disabled flag, and the merged weight taken out. */
@@ -106,8 +108,10 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
       const m = doraInitialMagnitude(this.#doraTarget(name, settings.scale));
       m.requiresGrad = true;
       this.magnitudes.set(name, new LoraFactor(m));
+      this.#dora.add(name);
     } else if (this.magnitudes.has(name)) {
       this.magnitudes.delete(name);
+      this.#dora.delete(name);
     }
     this.#settings.set(name, { ...settings });
     if (this.#active.length === 0) this.#active = [name];
@@ -120,6 +124,7 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     if (this.#merged.includes(name)) throw new StateError(`cannot delete adapter "${name}": it is merged into the base weight; unmerge() first`);
     this.removeFactors(name);
     if (this.magnitudes.has(name)) this.magnitudes.delete(name);
+    this.#dora.delete(name);
     this.#settings.delete(name);
     this.#active = this.#active.filter((n) => n !== name);
   }
@@ -186,7 +191,8 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
    */
   protected activeDora(): { target: DoraTarget; magnitude: Tensor; dropout: number } | null {
     this.assertIdle("forward");
-    if (this.#disabled) return null;
+    // The common case costs one check on the hot path.
+    if (this.#disabled || this.#dora.size === 0) return null;
     const running = this.#active.filter((n) => !this.#merged.includes(n));
     const dora = running.filter((n) => this.#settings.get(n)!.useDora);
     if (dora.length === 0) return null;
