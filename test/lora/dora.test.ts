@@ -154,6 +154,18 @@ for name, p in P.items():
     expect(layerOf(loaded, "fc1").magnitude("default")!.requiresGrad).toBe(false);
   });
 
+  test("with a PiSSA init, m is fitted after the decomposition: step 0 still gives the original output", () => {
+    manualSeed(6);
+    const net = new Net();
+    const before = net.forward(ids());
+    const W = net.fc1.weight.clone();
+    const lm = lora.injectAdapter(net, { r: 4, loraAlpha: 8, targetModules: ["fc1", "proj"], useDora: true, initLoraWeights: "pissa" });
+    expect(maxAbsDiff(lm.forward(ids()) as Tensor, before)).toBeLessThan(1e-5);
+    // The base holds the residual; m = ‖residual + s·B·A‖ = ‖W‖.
+    expect(maxAbsDiff(layerOf(lm, "fc1").base_layer.weight, W)).toBeGreaterThan(1e-2);
+    expect(maxAbsDiff(layerOf(lm, "fc1").magnitude("default")!, W.pow(2).sum(1).sqrt())).toBeLessThan(1e-5);
+  });
+
   test("a DoRA adapter runs alone on its layer: stacking is refused by name", () => {
     const lm = doraModel();
     lm.addAdapter("plain", { r: 2, targetModules: ["fc1"] });
