@@ -1,7 +1,11 @@
 /**
  * `npm run compare-inits`: trains the same LoRA fine-tuning task (the demo's task B on the
  * demo's pretrained model) under several initialization strategies and seeds, and writes a
- * loss-curve chart (SVG, drawn with vega-lite) and a table of early and final losses.
+ * loss-curve chart (SVG, drawn with vega-lite: mean ± std bands over seeds) and a table of the
+ * losses at steps 10 and 25 and at the end, with the time per training step.
+ *
+ * The weight-aware inits (PiSSA, OLoRA, orthogonal) are defined for Linear layers only, so they
+ * adapt fc1 and fc2; "default, Linear only" is their baseline with the same targets.
  *
  * The advice it supports: keep the default init, try other stds for special tasks, watch the
  * loss early in training, and compare strategies rather than guess.
@@ -20,7 +24,12 @@ import { evaluate, train } from "./train";
 interface Strategy {
   name: string;
   config: Partial<lora.LoraConfig>;
+  /** Adapted modules (default: the embedding and both Linear layers). */
+  targets?: string[];
 }
+
+const ALL = ["emb", "fc1", "fc2"];
+const LINEAR = ["fc1", "fc2"];
 
 const STRATEGIES: Strategy[] = [
   { name: "a-normal std 1 (default)", config: {} },
@@ -28,6 +37,12 @@ const STRATEGIES: Strategy[] = [
   { name: "a-normal std 0.1", config: { embeddingInitStd: 0.1 } },
   { name: "a-normal std 0.01", config: { embeddingInitStd: 0.01 } },
   { name: 'Linear "gaussian"', config: { initLoraWeights: "gaussian" } },
+  { name: "DoRA (default init)", config: { useDora: true } },
+  { name: "default, Linear only", config: {}, targets: LINEAR },
+  { name: "PiSSA, Linear only", config: { initLoraWeights: "pissa" }, targets: LINEAR },
+  { name: "PiSSA niter 4, Linear only", config: { initLoraWeights: "pissa_niter_4" }, targets: LINEAR },
+  { name: "OLoRA, Linear only", config: { initLoraWeights: "olora" }, targets: LINEAR },
+  { name: "orthogonal, Linear only", config: { initLoraWeights: "orthogonal" }, targets: LINEAR },
 ];
 
 const CONTEXT = 8;
@@ -67,7 +82,8 @@ const cell = (v: number[]) => `${mean(v).toFixed(3)} ± ${std(v).toFixed(3)}`;
 /** Loss curves of one strategy, one array per seed. */
 type Curves = number[][];
 
-async function renderChart(rows: { strategy: string; step: number; loss: number }[]): Promise<string> {
+/** Line of the mean with a band of ± one standard deviation over seeds (rows: one per seed and step). */
+async function renderChart(rows: { strategy: string; seed: number; step: number; loss: number }[]): Promise<string> {
   // vega and vega-lite are only needed here; loading them lazily keeps the demo's start fast.
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const vega = require("vega");
@@ -75,16 +91,25 @@ async function renderChart(rows: { strategy: string; step: number; loss: number 
   const vl = require("vega-lite");
   const spec = vl.compile({
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",
-    title: "LoRA fine-tuning loss by initialization (mean over seeds)",
+    title: "LoRA fine-tuning loss by initialization (mean ± std over seeds)",
     width: 640,
-    height: 360,
+    height: 400,
     data: { values: rows },
-    mark: { type: "line", strokeWidth: 1.5 },
     encoding: {
       x: { field: "step", type: "quantitative", title: "training step" },
-      y: { field: "loss", type: "quantitative", title: "training loss", scale: { type: "log" } },
-      color: { field: "strategy", type: "nominal", title: "strategy" },
+      // The legend names are long: no truncation (vega's default cuts labels at 160 px).
+      color: { field: "strategy", type: "nominal", title: "strategy", legend: { labelLimit: 0, symbolType: "stroke" } },
     },
+    layer: [
+      {
+        mark: { type: "errorband", extent: "stdev", opacity: 0.18 },
+        encoding: { y: { field: "loss", type: "quantitative", title: "training loss", scale: { type: "log" } } },
+      },
+      {
+        mark: { type: "line", strokeWidth: 1.5 },
+        encoding: { y: { aggregate: "mean", field: "loss", type: "quantitative" } },
+      },
+    ],
   }).spec;
   const view = new vega.View(vega.parse(spec), { renderer: "none" });
   return view.toSVG();
@@ -103,40 +128,44 @@ async function main(): Promise<void> {
   train(base, examples("A", 4000, 1), { steps: 600, batchSize: 256, lr: 3e-3, label: "pretrain" });
   const baseState = base.stateDict();
 
-  const results = new Map<string, { curves: Curves; evals: number[] }>();
+  const results = new Map<string, { curves: Curves; evals: number[]; msPerStep: number[] }>();
   for (const strategy of STRATEGIES) {
     const curves: Curves = [];
     const evals: number[] = [];
+    const msPerStep: number[] = [];
     for (let seed = 0; seed < args.seeds; seed++) {
       const model = new CharModel(MODEL);
       model.loadStateDict(baseState);
       manualSeed(1000 + seed);
-      const lm = lora.injectAdapter(model, { r: 8, loraAlpha: 16, targetModules: ["emb", "fc1", "fc2"], ...strategy.config });
+      const lm = lora.injectAdapter(model, { r: 8, loraAlpha: 16, targetModules: strategy.targets ?? ALL, ...strategy.config });
       const curve: number[] = [];
       // Same data order for every strategy and seed: only the initialization differs.
+      const t0 = process.hrtime.bigint();
       train(lm, trainB, { steps: args.steps, batchSize: 256, lr: 5e-3, label: strategy.name, quiet: true, onStep: (_s, loss) => curve.push(loss) });
+      msPerStep.push(Number(process.hrtime.bigint() - t0) / 1e6 / args.steps);
       curves.push(curve);
       evals.push(evaluate(lm, evalB));
     }
-    results.set(strategy.name, { curves, evals });
+    results.set(strategy.name, { curves, evals, msPerStep });
     console.log(`  ${strategy.name.padEnd(26)} loss at step ${EARLY_STEPS[0]}: ${cell(curves.map((c) => c[EARLY_STEPS[0] - 1]))}, eval after ${args.steps}: ${cell(evals)}`);
   }
 
   fs.mkdirSync(args.out, { recursive: true });
-  const header = `| strategy | ${EARLY_STEPS.map((s) => `loss @ step ${s}`).join(" | ")} | final train loss | eval loss (task B) |`;
+  const header = `| strategy | ${EARLY_STEPS.map((s) => `loss @ step ${s}`).join(" | ")} | final train loss | eval loss (task B) | ms / step |`;
   const table = [
     `Fine-tuning the demo model on task B: r = 8, alpha = 16, AdamW lr 5e-3, ${args.steps} steps, ${args.seeds} seeds (mean ± std).`,
     "",
     header,
-    `|${"---|".repeat(EARLY_STEPS.length + 3)}`,
+    `|${"---|".repeat(EARLY_STEPS.length + 4)}`,
     ...[...results].map(([name, r]) => {
       const early = EARLY_STEPS.map((s) => cell(r.curves.map((c) => c[s - 1])));
-      return `| ${name} | ${early.join(" | ")} | ${cell(r.curves.map((c) => c[c.length - 1]))} | ${cell(r.evals)} |`;
+      const ms = `${mean(r.msPerStep).toFixed(1)} ± ${std(r.msPerStep).toFixed(1)}`;
+      return `| ${name} | ${early.join(" | ")} | ${cell(r.curves.map((c) => c[c.length - 1]))} | ${cell(r.evals)} | ${ms} |`;
     }),
     "",
   ].join("\n");
   const rows = [...results].flatMap(([strategy, r]) =>
-    r.curves[0].map((_, i) => ({ strategy, step: i + 1, loss: mean(r.curves.map((c) => c[i])) })),
+    r.curves.flatMap((curve, seed) => curve.map((loss, i) => ({ strategy, seed, step: i + 1, loss }))),
   );
   const files = {
     "table.md": table,

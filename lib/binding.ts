@@ -171,6 +171,21 @@ export interface NativeBinding {
   // mixed-adapter batches (native/lora_mixed.cc)
   loraMixedLinear(options: MixedLinearOptions): H;
   loraMixedEmbedding(options: MixedEmbeddingOptions): H;
+  // weight-aware LoRA inits and adapter combination (native/lora_init.cc, native/lora_combine.cc)
+  loraInitFromWeight(options: { weight: H; A: H; B: H; method: string; niter: Num; scale: Num; fanInFanOut: boolean }): void;
+  loraCombineFactors(options: {
+    combination: string; As: H[]; Bs: H[]; weights: Num[]; scales: Num[]; rank: Num;
+    density?: Num; majoritySignMethod?: string; svdClamp?: Num; svdFullMatrices?: boolean;
+  }): [H, H];
+  // DoRA (native/lora_dora.cc)
+  loraDoraMagnitude(options: { weight: H; A: H; B: H; scale: Num; fanInFanOut: boolean; embedding: boolean }): H;
+  loraDoraLinear(options: {
+    x: H; weight: H; bias: H | null; fanInFanOut: boolean; training: boolean; A: H; B: H; magnitude: H; scale: Num; dropout: Num;
+  }): H;
+  loraDoraEmbedding(options: { ids: H; weight: H; paddingIdx: Num; A: H; B: H; magnitude: H; scale: Num }): H;
+  loraDoraMerge(options: {
+    weight: H; A: H; B: H; magnitude: H; scale: Num; fanInFanOut: boolean; embedding: boolean; safe: boolean; keepBackup: boolean;
+  }): H | null;
   // LoRA kernels and optimizers are declared in their own modules' interfaces.
   [name: string]: unknown;
 }

@@ -33,6 +33,9 @@ void RegisterIndexOps(Napi::Object exports);
 void RegisterMathOps(Napi::Object exports);
 void RegisterInPlaceOps(Napi::Object exports);
 void TuneMalloc();
+void RegisterLoraInit(Napi::Object exports);
+void RegisterLoraCombine(Napi::Object exports);
+void RegisterLoraDora(Napi::Object exports);
 
 namespace {
 
@@ -85,6 +88,9 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   RegisterIndexOps(exports);
   RegisterMathOps(exports);
   RegisterInPlaceOps(exports);
+  RegisterLoraInit(exports);
+  RegisterLoraCombine(exports);
+  RegisterLoraDora(exports);
   TL_EXPORT(exports, "buildInfo", BuildInfo);
   return exports;
 }

@@ -4,9 +4,10 @@
  */
 import { ConfigError, describe } from "../errors";
 import { fullNameMatcher, suffixKeyMatcher } from "./module-patterns";
+import { WeightAwareInit, isWeightAwareInit } from "./init-strategies";
 
-/** How the Linear factors start: PEFT's `init_lora_weights`. */
-export type LinearInit = boolean | "gaussian";
+/** How the Linear factors start: PEFT's `init_lora_weights` (the weight-aware values: see init-strategies.ts). */
+export type LinearInit = boolean | "gaussian" | WeightAwareInit;
 /** How the Embedding factors start (see README: a-normal is this project's default). */
 export type EmbeddingInit = "a-normal" | "b-normal";
 
@@ -27,7 +28,10 @@ export interface LoraConfig {
   excludeModules?: string[] | string;
   /** Scale by loraAlpha / √r instead of loraAlpha / r (default false). */
   useRslora?: boolean;
-  /** Linear init: true = A kaiming_uniform_(a=√5), B zeros; "gaussian" = A normal_(0, 1/r), B zeros; false = no no-op guarantee (debugging). */
+  /**
+   * Linear init: true = A kaiming_uniform_(a=√5), B zeros; "gaussian" = A normal_(0, 1/r), B zeros; false = no no-op guarantee (debugging);
+   * "pissa", "pissa_niter_N", "olora" (factors from W's SVD/QR, W replaced by the residual), "orthogonal" (see init-strategies.ts).
+   */
   initLoraWeights?: LinearInit;
   /** Embedding init: "a-normal" (default: A normal_(0, std), B zeros) or "b-normal" (PEFT's: A zeros, B normal_(0, std)). */
   embeddingInit?: EmbeddingInit;
@@ -41,6 +45,8 @@ export interface LoraConfig {
   alphaPattern?: Record<string, number>;
   /** Only "none" is supported (bias terms stay frozen). */
   bias?: "none";
+  /** DoRA: each adapted layer also trains a magnitude vector (default false; see dora.ts). */
+  useDora?: boolean;
 }
 
 /** A LoraConfig with every field present and checked. */
@@ -58,11 +64,12 @@ export interface ResolvedLoraConfig {
   rankPattern: Record<string, number>;
   alphaPattern: Record<string, number>;
   bias: "none";
+  useDora: boolean;
 }
 
 const KNOWN_FIELDS = new Set([
   "r", "loraAlpha", "loraDropout", "targetModules", "excludeModules", "useRslora", "initLoraWeights",
-  "embeddingInit", "embeddingInitStd", "fanInFanOut", "rankPattern", "alphaPattern", "bias",
+  "embeddingInit", "embeddingInitStd", "fanInFanOut", "rankPattern", "alphaPattern", "bias", "useDora",
 ]);
 
 function fail(field: string, expected: string, given: unknown): never {
@@ -117,8 +124,8 @@ export function resolveLoraConfig(config: LoraConfig): ResolvedLoraConfig {
     return v;
   };
   const initLoraWeights = c.initLoraWeights ?? true;
-  if (initLoraWeights !== true && initLoraWeights !== false && initLoraWeights !== "gaussian") {
-    fail("initLoraWeights", 'true, false or "gaussian"', initLoraWeights);
+  if (initLoraWeights !== true && initLoraWeights !== false && initLoraWeights !== "gaussian" && !isWeightAwareInit(initLoraWeights)) {
+    fail("initLoraWeights", 'true, false, "gaussian", "pissa", "pissa_niter_N", "olora" or "orthogonal"', initLoraWeights);
   }
   const embeddingInit = c.embeddingInit ?? "a-normal";
   if (embeddingInit !== "a-normal" && embeddingInit !== "b-normal") fail("embeddingInit", '"a-normal" or "b-normal"', embeddingInit);
@@ -141,6 +148,7 @@ export function resolveLoraConfig(config: LoraConfig): ResolvedLoraConfig {
     rankPattern: checkPattern(c.rankPattern, "rankPattern", checkRank),
     alphaPattern: checkPattern(c.alphaPattern, "alphaPattern", checkAlpha),
     bias: "none",
+    useDora: bool(c.useDora, "useDora", false),
   };
 }
 

@@ -19,3 +19,8 @@ export type { MixedBatchModel } from "./mixed";
 export { hotswapAdapter, reserveAdapterRank, reservedRank } from "./hotswap";
 export { AdapterRegistry, adapterBytes } from "./registry";
 export type { AdapterRegistryOptions } from "./registry";
+export { isWeightAwareInit, rewritesBaseWeight, checkWeightAwareInit } from "./init-strategies";
+export type { WeightAwareInit } from "./init-strategies";
+export { addWeightedAdapter } from "./combine";
+export type { CombinationType, WeightedAdapterOptions } from "./combine";
+export { convertToPlainLora } from "./weight-conversion";

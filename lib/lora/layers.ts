@@ -12,6 +12,8 @@ import { Module, ModuleDict, ParameterDict } from "../nn/module";
 import { keep, tidy } from "../scope";
 import { Tensor, empty, handleOf } from "../tensor";
 import { EmbeddingInit, LinearInit } from "./config";
+import { checkWeightAwareInit, initFactorsFromWeight, isWeightAwareInit } from "./init-strategies";
+import { DoraTarget, doraEmbedding, doraInitialMagnitude, doraLinear, doraMerge } from "./dora";
 import { PackedAdapters, loraNative } from "./native";
 
 /** Per-adapter settings of one layer. */
@@ -20,6 +22,8 @@ export interface AdapterSettings {
   alpha: number;
   scale: number;
   dropout: number;
+  /** DoRA: the adapter also trains a magnitude vector (see dora.ts). */
+  useDora?: boolean;
 }
 
 /** How to initialize a new adapter's factors. */
@@ -73,6 +77,8 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
   #backup: Tensor | null = null;
   /** Name of the async operation in flight, during which conflicting calls fail. */
   #busy: string | null = null;
+  /** The adapters using DoRA (a set, so forward checks for none in O(1)). */
+  readonly #dora = new Set<string>();
   /** How many withAdaptersDisabled scopes hold this layer; while > 0 its adapter state is frozen. */
   #holds = 0;
   /** What the outermost scope restores: the disabled flag, and the merged weight taken out. */
@@ -94,12 +100,36 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
   abstract factors(name: string): [Tensor, Tensor];
   protected abstract createFactors(name: string, r: number, how: AdapterInit): void;
   protected abstract removeFactors(name: string): void;
+  /** The DoRA magnitude vectors, by adapter (PEFT's `lora_magnitude_vector.<adapter>.weight`). */
+  protected abstract get magnitudes(): ModuleDict<LoraFactor>;
 
   /** Adds (or replaces) adapter `name` with rank `settings.r`, initialized as `how` says. */
   addAdapter(name: string, settings: AdapterSettings, how: AdapterInit): void {
     this.assertMutable("addAdapter");
     if (this.#merged.includes(name)) throw new StateError(`adapter "${name}" is merged; unmerge() before replacing it`);
+    const weightAware = isWeightAwareInit(how.initLoraWeights) ? how.initLoraWeights : null;
+    if (weightAware) checkWeightAwareInit(weightAware, "", this.kind, this.base_layer.weight.shape, settings.r);
     this.createFactors(name, settings.r, how);
+    if (weightAware) {
+      // PiSSA/OLoRA rewrite the base weight; a failed decomposition writes nothing and leaves no factors behind.
+      const [A, B] = this.factors(name);
+      try {
+        initFactorsFromWeight(weightAware, { weight: this.base_layer.weight, A, B, fanInFanOut: this.fanInFanOut, scale: settings.scale });
+      } catch (err) {
+        if (!this.#settings.has(name)) this.removeFactors(name);
+        throw err;
+      }
+    }
+    if (settings.useDora) {
+      // m starts at ‖W + s·B·A‖ (after any weight-aware init), so step 0 gives the LoRA output.
+      const m = doraInitialMagnitude(this.#doraTarget(name, settings.scale));
+      m.requiresGrad = true;
+      this.magnitudes.set(name, new LoraFactor(m));
+      this.#dora.add(name);
+    } else if (this.magnitudes.has(name)) {
+      this.magnitudes.delete(name);
+      this.#dora.delete(name);
+    }
     this.#settings.set(name, { ...settings });
     if (this.#active.length === 0) this.#active = [name];
   }
@@ -120,6 +150,8 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     if (!this.#settings.has(name)) return;
     if (this.#merged.includes(name)) throw new StateError(`cannot delete adapter "${name}": it is merged into the base weight; unmerge() first`);
     this.removeFactors(name);
+    if (this.magnitudes.has(name)) this.magnitudes.delete(name);
+    this.#dora.delete(name);
     this.#settings.delete(name);
     this.#active = this.#active.filter((n) => n !== name);
   }
@@ -163,6 +195,71 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     this.#disabled = disabled;
   }
 
+  /** The DoRA magnitude vector of adapter `name`, or null when it does not use DoRA. */
+  magnitude(name: string): Tensor | null {
+    return this.magnitudes.get(name)?.weight ?? null;
+  }
+
+  /** Every trainable tensor of adapter `name`: its factors and, with DoRA, its magnitude. */
+  adapterParameters(name: string): Tensor[] {
+    const m = this.magnitude(name);
+    return m ? [...this.factors(name), m] : this.factors(name);
+  }
+
+  #doraTarget(name: string, scale: number): DoraTarget {
+    const [A, B] = this.factors(name);
+    return { weight: this.base_layer.weight, A, B, scale, fanInFanOut: this.fanInFanOut, embedding: this.kind === "embedding" };
+  }
+
+  /**
+   * The DoRA adapter forward runs, when one of the active unmerged adapters uses DoRA. A DoRA
+   * adapter runs alone: stacked with others, PEFT rescales their outputs by its magnitude too,
+   * which this library does not reproduce.
+   */
+  protected activeDora(): { target: DoraTarget; magnitude: Tensor; dropout: number } | null {
+    this.assertIdle("forward");
+    // The common case costs one check on the hot path.
+    if (this.#disabled || this.#dora.size === 0) return null;
+    const running = this.#active.filter((n) => !this.#merged.includes(n));
+    const dora = running.filter((n) => this.#settings.get(n)!.useDora);
+    if (dora.length === 0) return null;
+    if (running.length > 1) {
+      throw new StateError(`forward: DoRA adapter "${dora[0]}" must be the only active adapter of its layer, but ${running.map((n) => `"${n}"`).join(", ")} are active; setAdapter("${dora[0]}") or merge the others`);
+    }
+    const s = this.#settings.get(dora[0])!;
+    return { target: this.#doraTarget(dora[0], s.scale), magnitude: this.magnitude(dora[0])!, dropout: s.dropout };
+  }
+
+  /** Merges `names` one after the other (a DoRA adapter renormalizes what is merged before it, as in PEFT). */
+  #mergeInOrder(names: string[], safe: boolean): NativeTensor | Tensor | null {
+    let backup: Tensor | null = null;
+    try {
+      for (const name of names) {
+        const s = this.#settings.get(name)!;
+        const keep = this.#backup === null && backup === null;
+        let taken: Tensor | null = null;
+        if (s.useDora) {
+          taken = doraMerge(this.#doraTarget(name, s.scale), this.magnitude(name)!, safe, keep);
+        } else {
+          const [A, B] = this.factors(name);
+          const h = loraNative.loraMerge(handleOf(this.base_layer.weight), [handleOf(A), handleOf(B), s.scale, 0], this.kind, this.fanInFanOut, safe, keep);
+          taken = h ? new Tensor(h) : null;
+        }
+        if (keep) backup = taken;
+      }
+    } catch (err) {
+      // All or nothing on this layer: put back the weight of before this call.
+      if (backup) {
+        loraNative.loraRestore(handleOf(this.base_layer.weight), handleOf(backup));
+        backup.dispose();
+      } else if (this.#backup) {
+        throw new StateError(`merge: failed half-way on a layer that already had merged adapters (${(err as Error).message}); unmerge() to restore the base weight`);
+      }
+      throw err;
+    }
+    return backup;
+  }
+
   /** The active, unmerged adapters packed for the native forward. */
   protected packedForward(): PackedAdapters {
     this.assertIdle("forward");
@@ -196,8 +293,8 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     return { names, packed, safe: options.safe ?? false };
   }
 
-  #afterMerge(names: string[], backup: NativeTensor | null): void {
-    if (backup) this.#backup = keep(new Tensor(backup));
+  #afterMerge(names: string[], backup: NativeTensor | Tensor | null): void {
+    if (backup) this.#backup = backup instanceof Tensor ? backup : keep(new Tensor(backup));
     this.#merged.push(...names);
   }
 
@@ -209,6 +306,10 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     this.assertMutable("merge");
     const plan = this.#mergePlan(options);
     if (plan.names.length === 0) return [];
+    if (plan.names.some((n) => this.#settings.get(n)!.useDora)) {
+      this.#afterMerge(plan.names, this.#mergeInOrder(plan.names, plan.safe));
+      return plan.names;
+    }
     const backup = loraNative.loraMerge(handleOf(this.base_layer.weight), plan.packed, this.kind, this.fanInFanOut, plan.safe, this.#backup === null);
     this.#afterMerge(plan.names, backup);
     return plan.names;
@@ -219,6 +320,8 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     this.assertMutable("merge");
     const plan = this.#mergePlan(options);
     if (plan.names.length === 0) return [];
+    // A DoRA merge runs on the main thread (it is one native call per adapter).
+    if (plan.names.some((n) => this.#settings.get(n)!.useDora)) return this.merge(options);
     this.#busy = "merge";
     try {
       const backup = await loraNative.loraMergeAsync(handleOf(this.base_layer.weight), plan.packed, this.kind, this.fanInFanOut, plan.safe, this.#backup === null);
@@ -345,12 +448,16 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
 export class LoraLinear extends LoraLayer<Linear | Conv1D> {
   lora_A = new ModuleDict<LoraFactor>();
   lora_B = new ModuleDict<LoraFactor>();
+  lora_magnitude_vector = new ModuleDict<LoraFactor>();
 
   constructor(base: Linear | Conv1D) {
     super(base, (m) => m instanceof Linear || m instanceof Conv1D, "an nn.Linear or nn.Conv1D");
   }
   protected get kind(): "linear" {
     return "linear";
+  }
+  protected get magnitudes(): ModuleDict<LoraFactor> {
+    return this.lora_magnitude_vector;
   }
   protected get fanInFanOut(): boolean {
     return this.base_layer instanceof Conv1D;
@@ -384,6 +491,8 @@ export class LoraLinear extends LoraLayer<Linear | Conv1D> {
   override forward(x: Tensor): Tensor {
     if (this.rowAdapters) return this.rowAdapters.forward(this, x);
     const base = this.base_layer;
+    const dora = this.activeDora();
+    if (dora) return doraLinear(x, dora.target, base.bias ?? null, dora.magnitude, this.training, dora.dropout);
     const packed = this.packedForward();
     return new Tensor(
       loraNative.loraLinear(handleOf(x, "input"), handleOf(base.weight), base.bias ? handleOf(base.bias) : null, this.fanInFanOut, this.training, packed),
@@ -395,12 +504,16 @@ export class LoraLinear extends LoraLayer<Linear | Conv1D> {
 export class LoraEmbedding extends LoraLayer<Embedding> {
   lora_embedding_A = new ParameterDict();
   lora_embedding_B = new ParameterDict();
+  lora_magnitude_vector = new ModuleDict<LoraFactor>();
 
   constructor(base: Embedding) {
     super(base, (m) => m instanceof Embedding, "an nn.Embedding");
   }
   protected get kind(): "embedding" {
     return "embedding";
+  }
+  protected get magnitudes(): ModuleDict<LoraFactor> {
+    return this.lora_magnitude_vector;
   }
   protected get fanInFanOut(): boolean {
     return false;
@@ -440,6 +553,8 @@ export class LoraEmbedding extends LoraLayer<Embedding> {
   override forward(ids: Tensor): Tensor {
     if (this.rowAdapters) return this.rowAdapters.forward(this, ids);
     const base = this.base_layer;
+    const dora = this.activeDora();
+    if (dora) return doraEmbedding(ids, dora.target, base.paddingIdx, dora.magnitude);
     const packed = this.packedForward();
     return new Tensor(loraNative.loraEmbedding(handleOf(ids, "ids"), handleOf(base.weight), base.paddingIdx ?? -1, packed));
   }

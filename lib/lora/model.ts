@@ -27,8 +27,15 @@ export interface AdapterOptions {
    * written for another model, and lists it in {@link LoraModel.unmatchedTargets}.
    */
   unmatchedTargets?: "error" | "record";
+  /**
+   * @internal Set by the adapter loaders: the factors come from a file, so a weight-aware
+   * `initLoraWeights` (PiSSA, OLoRA) must not decompose the (already residual) base again.
+   */
+  factorsFromFile?: boolean;
 }
 import { withAdapterNames } from "./mixed";
+import { checkWeightAwareInit, isWeightAwareInit } from "./init-strategies";
+import { WeightedAdapterOptions, addWeightedAdapter } from "./combine";
 
 type AnyLoraLayer = LoraLayer<Linear | Conv1D | Embedding>;
 
@@ -96,6 +103,10 @@ export class LoraModel<M extends Module = Module> extends Module {
   /**
    * Injects a new adapter `name` into every module `config` targets. All new layers are built
    * and initialized before the model is touched, so a bad config changes nothing.
+   *
+   * @param options.factorsFromFile @internal The factors are about to be overwritten from a saved
+   *   adapter: a weight-aware init (PiSSA, OLoRA) must not rewrite the base weight again, which
+   *   is already the residual the adapter was saved against.
    */
   addAdapter(name: string, config: LoraConfig, options: AdapterOptions = {}): void {
     checkAdapterName(name);
@@ -104,7 +115,9 @@ export class LoraModel<M extends Module = Module> extends Module {
     const { autocastAdapterDtype, unmatchedTargets } = checkAdapterOptions(options);
     const resolved = resolveLoraConfig(config);
     const { selected: targets, unmatched } = selectTargets(this.model, resolved, unmatchedTargets === "error");
-    const how = { initLoraWeights: resolved.initLoraWeights, embeddingInit: resolved.embeddingInit, embeddingInitStd: resolved.embeddingInitStd, autocastAdapterDtype };
+    const weightAware = isWeightAwareInit(resolved.initLoraWeights) && !options.factorsFromFile ? resolved.initLoraWeights : null;
+    const initLoraWeights = isWeightAwareInit(resolved.initLoraWeights) && options.factorsFromFile ? true : resolved.initLoraWeights;
+    const how = { initLoraWeights, embeddingInit: resolved.embeddingInit, embeddingInitStd: resolved.embeddingInitStd, autocastAdapterDtype };
     const planned = targets.map(([path, module]) => {
       const layer: AnyLoraLayer = module instanceof LoraLayer ? module : module instanceof Embedding ? new LoraEmbedding(module) : new LoraLinear(module);
       return { path, module, layer };
@@ -119,11 +132,12 @@ export class LoraModel<M extends Module = Module> extends Module {
       if (r > limit) {
         throw new ConfigError(`LoraConfig.r: rank ${r} for ${p.path} is far beyond its weight's size [${rows}, ${cols}] (at most ${limit} is accepted)`);
       }
+      if (weightAware) checkWeightAwareInit(weightAware, p.path, p.layer instanceof LoraEmbedding ? "embedding" : "linear", [rows, cols], r);
     }
     for (const { path, module, layer } of planned) {
       const { r, alpha, scale } = layerSettings(resolved, path);
       const dropout = layer instanceof LoraLinear ? resolved.loraDropout : 0;
-      layer.addAdapter(name, { r, alpha, scale, dropout }, how);
+      layer.addAdapter(name, { r, alpha, scale, dropout, ...(resolved.useDora ? { useDora: true } : {}) }, how);
       if (layer !== module) {
         const [parentPath, childName] = splitPath(path);
         const parent = parentPath === "" ? this.model : this.model.namedModules().find(([p]) => p === parentPath)![1];
@@ -143,6 +157,15 @@ export class LoraModel<M extends Module = Module> extends Module {
   replaceConfig(name: string, config: ResolvedLoraConfig): void {
     requireAdapter(name, this.adapterNames);
     this.#configs.set(name, config);
+  }
+
+  /**
+   * Adds adapter `name` combining `adapters` with `weights`, as PEFT's `add_weighted_adapter`
+   * (see {@link addWeightedAdapter} in combine.ts for the combination types). The new adapter is
+   * not activated.
+   */
+  addWeightedAdapter(adapters: string[], weights: number[], name: string, options: WeightedAdapterOptions = {}): void {
+    addWeightedAdapter(this, adapters, weights, name, options);
   }
 
   /** Makes `names` the active adapter(s): their parameters are trainable, all others frozen. */
@@ -408,7 +431,7 @@ export class LoraModel<M extends Module = Module> extends Module {
     const activeFactors = new Set<Tensor>();
     const training = this.#active.filter((n) => !this.#frozen.has(n));
     for (const [, layer] of this.loraLayers()) {
-      for (const name of training) if (layer.adapterNames.includes(name)) layer.factors(name).forEach((t) => activeFactors.add(t));
+      for (const name of training) if (layer.adapterNames.includes(name)) layer.adapterParameters(name).forEach((t) => activeFactors.add(t));
     }
     for (const p of this.model.parameters()) {
       const want = activeFactors.has(p);
@@ -433,12 +456,12 @@ function followMode(layer: AnyLoraLayer, training: boolean): void {
 
 function checkAdapterOptions(options: AdapterOptions): Required<AdapterOptions> {
   if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
-  const { autocastAdapterDtype = true, unmatchedTargets = "error" } = options;
+  const { autocastAdapterDtype = true, unmatchedTargets = "error", factorsFromFile = false } = options;
   if (typeof autocastAdapterDtype !== "boolean") throw new TypeError(`autocastAdapterDtype: expected a boolean, got ${describe(autocastAdapterDtype)}`);
   if (unmatchedTargets !== "error" && unmatchedTargets !== "record") {
     throw new TypeError(`unmatchedTargets: expected "error" or "record", got ${describe(unmatchedTargets)}`);
   }
-  return { autocastAdapterDtype, unmatchedTargets };
+  return { autocastAdapterDtype, unmatchedTargets, factorsFromFile };
 }
 
 /** Undoes the merge of `names` on `layer` made by the failed call, leaving earlier merges in place. */

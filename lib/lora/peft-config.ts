@@ -5,7 +5,8 @@
  */
 import { ConfigError, FormatError, describe } from "../errors";
 import { MAX_JSON_DEPTH, excessNestingOffset } from "../io/json-depth";
-import { EmbeddingInit, LoraConfig, ResolvedLoraConfig, resolveLoraConfig } from "./config";
+import { EmbeddingInit, LinearInit, LoraConfig, ResolvedLoraConfig, resolveLoraConfig } from "./config";
+import { isWeightAwareInit } from "./init-strategies";
 
 /** The file names PEFT uses inside an adapter directory. */
 export const ADAPTER_CONFIG_NAME = "adapter_config.json";
@@ -37,7 +38,6 @@ const DEFAULT_ONLY: Record<string, [(v: unknown) => boolean, string]> = {
   eva_config: [isNull, "null (EVA initialization is not supported)"],
   corda_config: [isNull, "null (CorDA is not supported)"],
   lora_ga_config: [isNull, "null (LoRA-GA is not supported)"],
-  use_dora: [isFalse, "false (DoRA is not supported)"],
   velora_config: [isNull, "null (VeLoRA is not supported)"],
   alora_invocation_tokens: [isNull, "null (aLoRA is not supported)"],
   use_qalora: [isFalse, "false (QALoRA is not supported)"],
@@ -60,7 +60,7 @@ const INFORMATIONAL = new Set([
 /** Fields we map to LoraConfig. */
 const MAPPED = new Set([
   "peft_type", "r", "lora_alpha", "lora_dropout", "target_modules", "exclude_modules", "use_rslora", "fan_in_fan_out",
-  "bias", "init_lora_weights", "rank_pattern", "alpha_pattern", EXTRA_FIELD,
+  "bias", "init_lora_weights", "rank_pattern", "alpha_pattern", "use_dora", EXTRA_FIELD,
 ]);
 
 /** The result of reading an adapter_config.json. */
@@ -118,7 +118,7 @@ export function toPeftConfigJson(config: ResolvedLoraConfig, fanInFanOut: boolea
     task_type: null,
     trainable_token_indices: null,
     use_bdlora: null,
-    use_dora: false,
+    use_dora: config.useDora,
     use_qalora: false,
     use_rslora: config.useRslora,
     velora_config: null,
@@ -178,8 +178,10 @@ export function fromPeftConfigJson(json: Json, file: string): PeftConfigReading 
     problems.push(`bias = ${JSON.stringify(json.bias)} is not supported; expected "none" (bias terms stay frozen and are not saved)`);
   }
   const init = json.init_lora_weights ?? true;
-  if (init !== true && init !== false && init !== "gaussian") {
-    problems.push(`init_lora_weights = ${JSON.stringify(init)} is not supported; expected true, false or "gaussian" (methods that rewrite the base weights, such as PiSSA, OLoRA, CorDA and LoftQ, cannot be reproduced)`);
+  if (init !== true && init !== false && init !== "gaussian" && !isWeightAwareInit(init)) {
+    problems.push(
+      `init_lora_weights = ${JSON.stringify(init)} is not supported; expected true, false, "gaussian", "pissa", "pissa_niter_N", "olora" or "orthogonal" (CorDA, LoftQ and EVA need data or quantization this library lacks)`,
+    );
   }
   if (isNull(json.target_modules)) {
     problems.push(`target_modules = ${JSON.stringify(json.target_modules ?? null)} is not supported; expected a list of module names or a regex string`);
@@ -193,8 +195,9 @@ export function fromPeftConfigJson(json: Json, file: string): PeftConfigReading 
     targetModules: json.target_modules as string[] | string,
     useRslora: booleanField(json, "use_rslora", file, false),
     fanInFanOut: booleanField(json, "fan_in_fan_out", file, false),
-    initLoraWeights: init as boolean | "gaussian",
+    initLoraWeights: init as LinearInit,
     bias: "none",
+    useDora: booleanField(json, "use_dora", file, false),
   };
   if (!isNull(json.exclude_modules)) config.excludeModules = json.exclude_modules as string[] | string;
   for (const [field, key] of [["rank_pattern", "rankPattern"], ["alpha_pattern", "alphaPattern"]] as const) {
@@ -232,7 +235,7 @@ function booleanField(json: Json, field: string, file: string, dflt: boolean): b
 const SNAKE: Record<string, string> = {
   r: "r", loraAlpha: "lora_alpha", loraDropout: "lora_dropout", targetModules: "target_modules", excludeModules: "exclude_modules",
   useRslora: "use_rslora", initLoraWeights: "init_lora_weights", fanInFanOut: "fan_in_fan_out", rankPattern: "rank_pattern",
-  alphaPattern: "alpha_pattern", bias: "bias", embeddingInit: `${EXTRA_FIELD}.embedding_init`, embeddingInitStd: `${EXTRA_FIELD}.embedding_init_std`,
+  alphaPattern: "alpha_pattern", bias: "bias", useDora: "use_dora", embeddingInit: `${EXTRA_FIELD}.embedding_init`, embeddingInitStd: `${EXTRA_FIELD}.embedding_init_std`,
 };
 
 /**

@@ -20,6 +20,7 @@ import { AdapterOptions, LoraModel, injectAdapter } from "./model";
 import { selectTargets } from "./targets";
 import { checkAdapterName, requireAdapter } from "./adapter-names";
 import { hotswapAdapter, savedFactors } from "./hotswap";
+import { convertToPlainLora } from "./weight-conversion";
 import {
   ADAPTER_CONFIG_NAME,
   ADAPTER_WEIGHTS_NAME,
@@ -39,6 +40,12 @@ const FLOAT_DTYPES = new Set(["float32", "float64", "float16", "bfloat16"]);
 export interface SaveAdapterOptions {
   /** The adapter(s) to save (default: every adapter, as PEFT's `save_pretrained` does). */
   adapterName?: string | string[];
+  /**
+   * For a PiSSA or OLoRA adapter: the directory where the same adapter was saved right after
+   * injection, before training. The adapter is then saved as a plain LoRA adapter (rank 2r) for the
+   * ORIGINAL base weights, as PEFT's `path_initial_model_for_weight_conversion` does.
+   */
+  pathInitialModelForWeightConversion?: string;
 }
 
 /** Options of {@link loadAdapter}. */
@@ -103,11 +110,18 @@ function planSave(model: LoraModel, dir: string, options: SaveAdapterOptions): S
       const [a, b] = layer instanceof LoraEmbedding ? ["lora_embedding_A", "lora_embedding_B"] : ["lora_A.weight", "lora_B.weight"];
       tensors.set(`${PEFT_KEY_PREFIX}${p}.${a}`, A.detach());
       tensors.set(`${PEFT_KEY_PREFIX}${p}.${b}`, B.detach());
+      // PEFT saves DoRA's magnitude as `lora_magnitude_vector` (adapter name and `.weight` stripped).
+      const magnitude = layer.magnitude(name);
+      if (magnitude) tensors.set(`${PEFT_KEY_PREFIX}${p}.lora_magnitude_vector`, magnitude.detach());
       if (layer instanceof LoraLinear && layer.base_layer instanceof Conv1D) conv1d = true;
     }
     // PEFT records fan_in_fan_out as the layers store their weight (it sets it for Conv1D), which
     // is what a merge from the files alone needs to know.
     const json = toPeftConfigJson(configs[name], conv1d);
+    if (options.pathInitialModelForWeightConversion !== undefined) {
+      const converted = convertToPlainLora(tensors, json, options.pathInitialModelForWeightConversion);
+      return { dir: name === "default" ? dir : path.join(dir, name), tensors: converted.tensors, configText: formatConfigJson(converted.json) };
+    }
     return { dir: name === "default" ? dir : path.join(dir, name), tensors, configText: formatConfigJson(json) };
   });
 }
@@ -272,12 +286,17 @@ export function planLoad(model: Module, config: ResolvedLoraConfig, name: string
       slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_A.weight`, shape: [r, base.inFeatures], target: factor(0) });
       slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_B.weight`, shape: [base.outFeatures, r], target: factor(1) });
     }
+    if (config.useDora) {
+      const features = base instanceof Embedding ? base.embeddingDim : base.outFeatures;
+      const magnitude = (m: LoraModel) => m.loraLayers().find(([q]) => q === p)![1].magnitude(name)!;
+      slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_magnitude_vector`, shape: [features], target: magnitude });
+    }
   }
   // PEFT also saves base weights in an adapter file (a targeted or resized embedding, with
   // save_embedding_layers); its loader copies them into the model, and so do we.
   const factorTensors = new Set<Tensor>();
   if (model instanceof LoraModel) {
-    for (const [, layer] of model.loraLayers()) for (const n of layer.adapterNames) layer.factors(n).forEach((t) => factorTensors.add(t));
+    for (const [, layer] of model.loraLayers()) for (const n of layer.adapterNames) layer.adapterParameters(n).forEach((t) => factorTensors.add(t));
   }
   const baseParams = new Map<string, Tensor>();
   for (const [n, t] of userModel.namedParameters()) {
@@ -332,8 +351,10 @@ function checkLoadArgs(model: unknown, options: LoadAdapterOptions): { name: str
 function apply(model: Module, config: LoraConfig, args: ReturnType<typeof checkLoadArgs>, slots: Slot[], tensors: Record<string, Tensor>): LoraModel {
   const { name, trainable, adapterOptions } = args;
   const existing = model instanceof LoraModel ? model : null;
-  const lora = existing ?? injectAdapter(model, config, name, adapterOptions);
-  if (existing) existing.addAdapter(name, config, adapterOptions);
+  // The file holds the factors: a PiSSA/OLoRA init must not rewrite the (already residual) base.
+  const fromFile = { ...adapterOptions, factorsFromFile: true };
+  const lora = existing ?? injectAdapter(model, config, name, fromFile);
+  if (existing) existing.addAdapter(name, config, fromFile);
   try {
     noGrad(() => {
       for (const s of slots) copyInto(s.target(lora), tensors[s.key]);

@@ -44,6 +44,11 @@ const FLOATING: readonly string[] = ["float32", "float64", "float16", "bfloat16"
  * that the rank agrees with the config; throws a FormatError naming the key otherwise.
  */
 export function describeAdapterModules(config: ResolvedLoraConfig, tensors: TensorShapeInfo[], file: string): AdapterModuleInfo[] {
+  if (config.useDora) {
+    throw new ConfigError(
+      `${file}: use_dora = true is not supported by the merge from files (a DoRA merge renormalizes by the magnitude vectors); load the adapter with loadAdapter and call mergeAndUnload()`,
+    );
+  }
   const byPath = new Map<string, Partial<Record<string, TensorShapeInfo>>>();
   for (const t of tensors) {
     const m = FACTOR_KEY.exec(t.name);

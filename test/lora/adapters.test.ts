@@ -56,7 +56,7 @@ describe("config validation names the field", () => {
     ["alpha <= 0", { loraAlpha: 0 }, /LoraConfig\.loraAlpha/],
     ["alpha NaN", { loraAlpha: NaN }, /LoraConfig\.loraAlpha/],
     ["dropout 1", { loraDropout: 1 }, /LoraConfig\.loraDropout: expected a number in \[0, 1\)/],
-    ["bad init", { initLoraWeights: "pissa" as never }, /LoraConfig\.initLoraWeights/],
+    ["bad init", { initLoraWeights: "loftq" as never }, /LoraConfig\.initLoraWeights/],
     ["bad embedding init", { embeddingInit: "zeros" as never }, /LoraConfig\.embeddingInit/],
     ["unknown field", { lora_alpha: 3 } as never, /unknown field "lora_alpha"/],
     ["unsupported bias", { bias: "all" as never }, /LoraConfig\.bias/],

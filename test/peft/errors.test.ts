@@ -57,11 +57,11 @@ function expectRefused(dir: string, kind: typeof FormatError | typeof ConfigErro
 
 describe("unsupported PEFT config fields are named, not ignored", () => {
   test.each([
-    ["use_dora", { use_dora: true }, /use_dora = true is not supported.*DoRA/],
+    ["use_bdlora", { use_bdlora: { blocks: 2 } }, /use_bdlora = \{"blocks":2\} is not supported/],
     ["modules_to_save", { modules_to_save: ["classifier"] }, /modules_to_save = \["classifier"\] is not supported/],
     ["layers_to_transform", { layers_to_transform: [0, 1] }, /layers_to_transform = \[0,1\] is not supported/],
     ["bias", { bias: "all" }, /bias = "all" is not supported/],
-    ["init_lora_weights", { init_lora_weights: "pissa" }, /init_lora_weights = "pissa" is not supported/],
+    ["init_lora_weights", { init_lora_weights: "corda" }, /init_lora_weights = "corda" is not supported/],
     ["lora_bias", { lora_bias: true }, /lora_bias = true is not supported/],
     ["trainable_token_indices", { trainable_token_indices: [1, 2] }, /trainable_token_indices = \[1,2\] is not supported/],
     ["peft_type", { peft_type: "PREFIX_TUNING" }, /peft_type: expected "LORA", got the string "PREFIX_TUNING"/],
@@ -70,9 +70,9 @@ describe("unsupported PEFT config fields are named, not ignored", () => {
   });
 
   test("several at once are all listed, with the file", () => {
-    const dir = adapterDir(goodTensors(), { use_dora: true, modules_to_save: ["x"], layers_pattern: "layers", layers_to_transform: 3 });
+    const dir = adapterDir(goodTensors(), { lora_bias: true, modules_to_save: ["x"], layers_pattern: "layers", layers_to_transform: 3 });
     expect(() => lora.loadAdapter(seededModel(), dir)).toThrow(
-      new RegExp(`${path.join(dir, "adapter_config.json").replace(/[.]/g, "\\.")}: unsupported PEFT config: .*modules_to_save.*layers_to_transform.*layers_pattern.*use_dora`),
+      new RegExp(`${path.join(dir, "adapter_config.json").replace(/[.]/g, "\\.")}: unsupported PEFT config: .*modules_to_save.*layers_to_transform.*layers_pattern.*lora_bias`),
     );
   });
 
@@ -160,7 +160,9 @@ describe("bad files give clear errors and change nothing", () => {
     const model = seededModel();
     const before = snapshot(model);
     await expect(lora.loadAdapterAsync(model, adapterDir(t))).rejects.toThrow(/shape \[15, 4\] in the file/);
-    await expect(lora.loadAdapterAsync(model, adapterDir(goodTensors(), { use_dora: true }))).rejects.toThrow(/use_dora/);
+    await expect(lora.loadAdapterAsync(model, adapterDir(goodTensors(), { lora_bias: true }))).rejects.toThrow(/lora_bias/);
+    // A DoRA config needs the magnitude vectors in the file.
+    await expect(lora.loadAdapterAsync(model, adapterDir(goodTensors(), { use_dora: true }))).rejects.toThrow(/missing keys: .*lora_magnitude_vector/);
     expect(changedParameters(before, snapshot(model))).toEqual([]);
     expect(model.fc1).toBeInstanceOf(nn.Linear);
   });
