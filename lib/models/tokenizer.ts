@@ -1,0 +1,241 @@
+/**
+ * Tokenizers in Hugging Face's layout: a model folder's `tokenizer.json` (the `tokenizers`
+ * library's serialization: normalizer, pre-tokenizer, BPE/WordPiece/Unigram model, post-processor,
+ * decoder, added tokens), with the special tokens named in `tokenizer_config.json` and
+ * `special_tokens_map.json`. The algorithms run in `@huggingface/tokenizers` (pure JavaScript, no
+ * dependencies, no native build); this file reads the folder, resolves the special tokens and
+ * gives the API the rest of the library speaks (camelCase, number[] or int64 Tensors).
+ */
+import * as fs from "fs";
+import * as path from "path";
+import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
+import { FormatError, describe } from "../errors";
+import { excessNestingOffset, MAX_JSON_DEPTH } from "../io/json-depth";
+import { openRegularFileSync, readTextFileSync } from "../io/regular-file";
+import { Tensor } from "../tensor";
+
+/** Largest `tokenizer.json` read: real ones are up to a few tens of MiB (large vocabularies). */
+const MAX_TOKENIZER_BYTES = 256 << 20;
+
+/** The special-token roles read from the config files, as transformers names them. */
+const SPECIAL_ROLES = ["bos_token", "eos_token", "unk_token", "pad_token"] as const;
+type SpecialRole = (typeof SPECIAL_ROLES)[number];
+
+/** Options of {@link PretrainedTokenizer.encode}. */
+export interface EncodeOptions {
+  /** Add the special tokens of the post-processor (Llama's `<s>`, BERT's `[CLS]`…`[SEP]`). Default true, as transformers. */
+  addSpecialTokens?: boolean;
+}
+
+/** Options of {@link PretrainedTokenizer.decode}. */
+export interface DecodeOptions {
+  /** Leave out special tokens (`<s>`, `</s>`, `<|endoftext|>`…). Default false, as transformers. */
+  skipSpecialTokens?: boolean;
+}
+
+/** A special token: its text and its id. */
+export interface SpecialToken {
+  content: string;
+  id: number;
+}
+
+/**
+ * A tokenizer loaded from Hugging Face files. Text in, token ids out, and back; the special
+ * tokens' ids for generation and padding.
+ */
+export class PretrainedTokenizer {
+  readonly #inner: HfTokenizer;
+  readonly #special: Record<SpecialRole, SpecialToken | null>;
+  /** The model vocabulary's size without added tokens (transformers' `tokenizer.vocab_size`). */
+  readonly vocabSize: number;
+  /** Every id the tokenizer can produce, added tokens included (transformers' `len(tokenizer)`): at most the model's embedding rows. */
+  readonly size: number;
+
+  /**
+   * Builds a tokenizer from the parsed `tokenizer.json` and the merged tokenizer config
+   * (`tokenizer_config.json` overlaid with `special_tokens_map.json`). `source` names them in errors.
+   */
+  constructor(tokenizerJson: object, config: Record<string, unknown> = {}, source = "tokenizer.json") {
+    if (tokenizerJson === null || typeof tokenizerJson !== "object" || Array.isArray(tokenizerJson)) {
+      throw new TypeError(`PretrainedTokenizer: tokenizerJson: expected the parsed tokenizer.json object, got ${describe(tokenizerJson)}`);
+    }
+    const model = (tokenizerJson as { model?: unknown }).model;
+    if (model === null || typeof model !== "object") throw new FormatError(`${source}: no "model" object (the tokenizer's vocabulary and algorithm)`);
+    try {
+      this.#inner = new HfTokenizer(tokenizerJson, config);
+    } catch (err) {
+      throw new FormatError(`${source}: cannot build the tokenizer: ${(err as Error).message}`);
+    }
+    // The model's own table (BPE/WordPiece: token → id; Unigram: [piece, score] rows), added
+    // tokens that it also lists included, as the Rust library's get_vocab_size(false) counts.
+    const table = (model as { vocab?: unknown }).vocab;
+    this.vocabSize = Array.isArray(table) ? table.length : table && typeof table === "object" ? Object.keys(table).length : this.#inner.get_vocab(false).size;
+    let maxId = -1;
+    for (const id of this.#inner.get_vocab(true).values()) maxId = Math.max(maxId, id);
+    this.size = maxId + 1;
+    this.#special = Object.fromEntries(SPECIAL_ROLES.map((role) => [role, this.#resolve(role, config[role], source)])) as Record<SpecialRole, SpecialToken | null>;
+  }
+
+  /** The id of a special token named in the config, or null when the config names none. */
+  #resolve(role: SpecialRole, value: unknown, source: string): SpecialToken | null {
+    if (value === undefined || value === null) return null;
+    // transformers writes a token as a string or as an AddedToken dict with its text in "content".
+    const content = typeof value === "string" ? value : (value as { content?: unknown }).content;
+    if (typeof content !== "string") throw new FormatError(`tokenizer config: ${role}: expected a string or an object with a string "content", got ${describe(value)}`);
+    const id = this.#inner.token_to_id(content);
+    if (id === undefined) throw new FormatError(`tokenizer config: ${role} ${JSON.stringify(content)} is not in the vocabulary of ${source}`);
+    return { content, id };
+  }
+
+  /** The beginning-of-sequence token (Llama's `<s>`), or null. */
+  get bosToken(): SpecialToken | null {
+    return this.#special.bos_token;
+  }
+  /** The end-of-sequence token (GPT-2's `<|endoftext|>`, Llama's `</s>`), or null. */
+  get eosToken(): SpecialToken | null {
+    return this.#special.eos_token;
+  }
+  /** The padding token, or null (GPT-2 and Llama name none: pass `eosTokenId` to pad). */
+  get padToken(): SpecialToken | null {
+    return this.#special.pad_token;
+  }
+  /** The unknown-text token, or null. */
+  get unkToken(): SpecialToken | null {
+    return this.#special.unk_token;
+  }
+  /** The id of {@link bosToken}, or null. */
+  get bosTokenId(): number | null {
+    return this.#special.bos_token?.id ?? null;
+  }
+  /** The id of {@link eosToken}, or null. */
+  get eosTokenId(): number | null {
+    return this.#special.eos_token?.id ?? null;
+  }
+  /** The id of {@link padToken}, or null. */
+  get padTokenId(): number | null {
+    return this.#special.pad_token?.id ?? null;
+  }
+
+  /** Token ids of `text`; special tokens written in the text (`<|endoftext|>`) are recognised as such. */
+  encode(text: string, options: EncodeOptions = {}): number[] {
+    if (typeof text !== "string") throw new TypeError(`encode: text: expected a string, got ${describe(text)}`);
+    const addSpecialTokens = options.addSpecialTokens ?? true;
+    if (typeof addSpecialTokens !== "boolean") throw new TypeError(`encode: addSpecialTokens: expected a boolean, got ${describe(addSpecialTokens)}`);
+    return this.#inner.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+  }
+
+  /** The token strings of `text` (`["hello", "Ġworld"]`), without special tokens added. */
+  tokenize(text: string): string[] {
+    if (typeof text !== "string") throw new TypeError(`tokenize: text: expected a string, got ${describe(text)}`);
+    return this.#inner.tokenize(text);
+  }
+
+  /** The text of token ids: a number[] or a 1-D integer Tensor (a row of `generate`'s output). */
+  decode(ids: readonly number[] | Tensor, options: DecodeOptions = {}): string {
+    const list = this.#checkIds(ids);
+    const skipSpecialTokens = options.skipSpecialTokens ?? false;
+    if (typeof skipSpecialTokens !== "boolean") throw new TypeError(`decode: skipSpecialTokens: expected a boolean, got ${describe(skipSpecialTokens)}`);
+    return this.#inner.decode(list, { skip_special_tokens: skipSpecialTokens });
+  }
+
+  /** The id of a token string, or undefined when it is not in the vocabulary. */
+  tokenToId(token: string): number | undefined {
+    if (typeof token !== "string") throw new TypeError(`tokenToId: token: expected a string, got ${describe(token)}`);
+    return this.#inner.token_to_id(token);
+  }
+
+  /** The token string of an id, or undefined when no token has it. */
+  idToToken(id: number): string | undefined {
+    if (!Number.isInteger(id)) throw new TypeError(`idToToken: id: expected an integer, got ${describe(id)}`);
+    return this.#inner.id_to_token(id);
+  }
+
+  #checkIds(ids: readonly number[] | Tensor): number[] {
+    let list: number[];
+    if (ids instanceof Tensor) {
+      if (ids.ndim !== 1 || !["int64", "int32", "int16", "int8", "uint8"].includes(ids.dtype)) {
+        throw new TypeError(`decode: ids: expected a 1-D integer Tensor, got a ${ids.dtype} Tensor of shape [${ids.shape.join(", ")}]`);
+      }
+      list = ids.toList().map(Number);
+    } else if (Array.isArray(ids)) {
+      list = ids as number[];
+    } else {
+      throw new TypeError(`decode: ids: expected an array of token ids or a 1-D integer Tensor, got ${describe(ids)}`);
+    }
+    const bad = list.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= this.size);
+    if (bad >= 0) throw new RangeError(`decode: ids[${bad}]: expected an integer token id in [0, ${this.size}), got ${describe(list[bad])}`);
+    return list;
+  }
+}
+
+/** Parses a JSON file of `file`'s text, refusing what is not a JSON object with a FormatError. */
+function parseJsonObject(file: string, text: string): Record<string, unknown> {
+  const deep = excessNestingOffset(text, MAX_JSON_DEPTH);
+  if (deep >= 0) throw new FormatError(`${file}: JSON nested deeper than ${MAX_JSON_DEPTH} levels (at character ${deep})`);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new FormatError(`${file}: not valid JSON: ${(err as Error).message}`);
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) throw new FormatError(`${file}: expected a JSON object, got ${describe(value)}`);
+  return value as Record<string, unknown>;
+}
+
+/** Reads `tokenizer.json`, which may be larger than a config (a 250k-token vocabulary is ~30 MiB). */
+function readTokenizerJson(file: string): string {
+  const fd = openRegularFileSync(file);
+  try {
+    const size = fs.fstatSync(fd).size;
+    if (size > MAX_TOKENIZER_BYTES) throw new FormatError(`${file}: ${size} bytes, more than the ${MAX_TOKENIZER_BYTES} a tokenizer.json may have`);
+    return fs.readFileSync(fd, "utf8");
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Loads the tokenizer of a Hugging Face model folder: `tokenizer.json`, plus the special tokens
+ * of `tokenizer_config.json` and `special_tokens_map.json` when present (resolved as transformers'
+ * `from_pretrained` does, see {@link mergeSpecialTokens}).
+ *
+ * @example
+ * const tok = loadTokenizer("./gpt2");
+ * const ids = tok.encode("Hello world"); // [15496, 995]
+ * tok.decode(ids); // "Hello world"
+ * @throws FormatError when `tokenizer.json` is missing or malformed, or a special token is not in its vocabulary.
+ */
+export function loadTokenizer(dir: string): PretrainedTokenizer {
+  if (typeof dir !== "string" || dir === "") throw new TypeError(`loadTokenizer: dir: expected a folder path, got ${describe(dir)}`);
+  const file = path.join(dir, "tokenizer.json");
+  if (!fs.existsSync(file)) {
+    const why = fs.existsSync(path.join(dir, "tokenizer.model"))
+      ? " (it has only a SentencePiece tokenizer.model: convert it to tokenizer.json with transformers' AutoTokenizer.from_pretrained(dir).save_pretrained(dir))"
+      : fs.existsSync(path.join(dir, "vocab.json"))
+        ? " (it has only the slow tokenizer's vocab.json/merges.txt: convert them with transformers' AutoTokenizer.from_pretrained(dir).save_pretrained(dir))"
+        : "";
+    throw new FormatError(`loadTokenizer: ${dir} has no tokenizer.json${why}`);
+  }
+  const tokenizerJson = parseJsonObject(file, readTokenizerJson(file));
+  const readOptional = (name: string) => {
+    const extra = path.join(dir, name);
+    return fs.existsSync(extra) ? parseJsonObject(extra, readTextFileSync(extra)) : {};
+  };
+  return new PretrainedTokenizer(tokenizerJson, mergeSpecialTokens(readOptional("tokenizer_config.json"), readOptional("special_tokens_map.json")), file);
+}
+
+/**
+ * The tokenizer config with the special tokens of `special_tokens_map.json`, as transformers'
+ * `from_pretrained` resolves them: a config written with `added_tokens_decoder` (transformers
+ * ≥ 4.34) is authoritative; an older one is overridden by the map. A role only one file names
+ * is taken from that file.
+ */
+function mergeSpecialTokens(config: Record<string, unknown>, map: Record<string, unknown>): Record<string, unknown> {
+  const merged = { ...config };
+  const configWins = "added_tokens_decoder" in config;
+  for (const role of SPECIAL_ROLES) {
+    if (map[role] === undefined || map[role] === null) continue;
+    if (!configWins || merged[role] === undefined || merged[role] === null) merged[role] = map[role];
+  }
+  return merged;
+}
