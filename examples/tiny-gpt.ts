@@ -193,7 +193,7 @@ export function schedule(quick: boolean) {
 }
 
 /** The LoRA settings: q and v projections of every block, and the token embedding. */
-export const LORA = { r: 8, loraAlpha: 16, targetModules: ["q_proj", "v_proj", "tok"] };
+export const LORA = { r: 16, loraAlpha: 32, targetModules: ["q_proj", "v_proj", "tok"] };
 
 /** Builds and pretrains the base model on task A (seeded: the same model every time). */
 export function pretrain(quick: boolean): TinyGPT {
@@ -209,7 +209,7 @@ export function finetune(model: TinyGPT, quick: boolean): lora.LoraModel<TinyGPT
   const s = schedule(quick);
   manualSeed(1);
   const lm = lora.injectAdapter(model, LORA);
-  train(lm, lm.trainableParameters(), windows("B", s.sentences, 2), { steps: s.finetuneSteps, batchSize: s.batchSize, lr: 5e-3 });
+  train(lm, lm.trainableParameters(), windows("B", s.sentences, 2), { steps: s.finetuneSteps, batchSize: s.batchSize, lr: 1e-2 });
   return lm;
 }
 
@@ -217,7 +217,7 @@ function main(): void {
   const quick = process.argv.includes("--quick");
   const s = schedule(quick);
   const evalB = windows("B", 60, 3);
-  const sampling = { temperature: 0.8, topK: 5, seed: 7 };
+  const sampling = { temperature: 0.6, topK: 4, seed: 7 };
 
   const model = pretrain(quick);
   console.log(`pretrained on task A: ${model.parameters().length} parameter tensors (head tied to tok: ${model.head.weight === model.tok.weight})`);
