@@ -163,11 +163,15 @@ export function train(model: nn.Module, params: Tensor[], data: Examples, option
   }
 }
 
-/** Samples `length` characters after `prompt` with temperature and top-k, seeded. */
-export function sample(model: nn.Module, prompt: string, length: number, options: { temperature: number; topK: number; seed: number }): string {
+/**
+ * Samples `length` characters after `prompt`: the next-character logits divided by the
+ * temperature, cut to the `topK` largest, softmax, one draw (seeded by `seed`). The model reads
+ * at most the last `context` characters.
+ */
+export function sample(model: nn.Module, prompt: string, length: number, options: { temperature: number; topK: number; seed: number; context?: number }): string {
   manualSeed(options.seed);
   const ids = encode(prompt);
-  const context = (model as TinyGPT).config?.context ?? CONFIG.context;
+  const context = options.context ?? CONFIG.context;
   noGrad(() => {
     for (let i = 0; i < length; i++) {
       ids.push(

@@ -153,7 +153,7 @@ export class PretrainedTokenizer {
   #checkIds(ids: readonly number[] | Tensor): number[] {
     let list: number[];
     if (ids instanceof Tensor) {
-      if (ids.ndim !== 1 || !["int64", "int32", "int16", "int8", "uint8"].includes(ids.dtype)) {
+      if (ids.ndim !== 1 || !["int64", "int32", "uint8"].includes(ids.dtype)) {
         throw new TypeError(`decode: ids: expected a 1-D integer Tensor, got a ${ids.dtype} Tensor of shape [${ids.shape.join(", ")}]`);
       }
       list = ids.toList().map(Number);

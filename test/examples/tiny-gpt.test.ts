@@ -1,7 +1,8 @@
 import { spawnSync } from "child_process";
 import * as path from "path";
 import { Tensor, crossEntropy, lora, manualSeed, noGrad, randn, tensor, tidy } from "../../lib";
-import { Block, CONFIG, TinyGPT, evaluate, finetune, pretrain, windows } from "../../examples/tiny-gpt";
+import { Block, CONFIG, TinyGPT, evaluate, finetune, pretrain, sample, windows } from "../../examples/tiny-gpt";
+import { ALPHABET, encode } from "../../demo/data";
 
 const ROOT = path.resolve(__dirname, "../..");
 
@@ -72,6 +73,28 @@ describe("examples/tiny-gpt.ts", () => {
       expect(a.narrow(1, 0, 3).allclose(b.narrow(1, 0, 3), { rtol: 0, atol: 1e-6 })).toBe(true);
       expect(a.narrow(1, 3, 1).allclose(b.narrow(1, 3, 1), { rtol: 0, atol: 1e-3 })).toBe(false);
     });
+  });
+
+  test("sampling with top-k 1 is greedy decoding, computed here by argmax; a seed repeats a sample", () => {
+    manualSeed(5);
+    const model = new TinyGPT({ ...CONFIG, context: 8 });
+    // At init the tied head scores each input character against itself (|e|² ≈ dim), so an
+    // untrained model repeats its last character; small embeddings give varied predictions.
+    noGrad(() => model.tok.weight.mul_(0.05));
+    const ids = encode("the ");
+    noGrad(() => {
+      for (let i = 0; i < 12; i++) {
+        const window = ids.slice(-8);
+        const logits = model.forward(tensor(window, { dtype: "int64", shape: [1, window.length] }));
+        ids.push(Number(logits.narrow(1, window.length - 1, 1).reshape([-1]).argmax(0).item()));
+      }
+    });
+    const greedy = ids.map((id) => ALPHABET[id]).join("");
+    expect(new Set(greedy.slice(4)).size).toBeGreaterThan(2); // not one character repeated
+    expect(sample(model, "the ", 12, { temperature: 0.7, topK: 1, seed: 1, context: 8 })).toBe(greedy);
+    const drawn = sample(model, "the ", 30, { temperature: 1.5, topK: 5, seed: 9, context: 8 });
+    expect(sample(model, "the ", 30, { temperature: 1.5, topK: 5, seed: 9, context: 8 })).toBe(drawn);
+    expect(drawn).not.toBe(sample(model, "the ", 30, { temperature: 1.5, topK: 5, seed: 10, context: 8 }));
   });
 
   test("LoRA fine-tuning lowers the task-B loss, recomputed here from the logits", () => {
