@@ -31,6 +31,8 @@ export interface EncodeOptions {
 export interface DecodeOptions {
   /** Leave out special tokens (`<s>`, `</s>`, `<|endoftext|>`…). Default false, as transformers. */
   skipSpecialTokens?: boolean;
+  /** Remove the space before punctuation and contractions (`" ,"` → `","`, `" 's"` → `"'s"`). Default: the config's `clean_up_tokenization_spaces`, else false. */
+  cleanUpTokenizationSpaces?: boolean;
 }
 
 /** A special token: its text and its id. */
@@ -61,8 +63,12 @@ export class PretrainedTokenizer {
     }
     const model = (tokenizerJson as { model?: unknown }).model;
     if (model === null || typeof model !== "object") throw new FormatError(`${source}: no "model" object (the tokenizer's vocabulary and algorithm)`);
+    // transformers (≥ 4.45) leaves decoded spaces alone unless the config asks for the legacy
+    // clean-up (" ," → ","); the JS library would clean up by default, so the default is set here.
+    const cleanUp = config.clean_up_tokenization_spaces ?? false;
+    if (typeof cleanUp !== "boolean") throw new FormatError(`tokenizer config: clean_up_tokenization_spaces: expected a boolean, got ${describe(cleanUp)}`);
     try {
-      this.#inner = new HfTokenizer(tokenizerJson, config);
+      this.#inner = new HfTokenizer(tokenizerJson, { ...config, clean_up_tokenization_spaces: cleanUp });
     } catch (err) {
       throw new FormatError(`${source}: cannot build the tokenizer: ${(err as Error).message}`);
     }
@@ -135,7 +141,9 @@ export class PretrainedTokenizer {
     const list = this.#checkIds(ids);
     const skipSpecialTokens = options.skipSpecialTokens ?? false;
     if (typeof skipSpecialTokens !== "boolean") throw new TypeError(`decode: skipSpecialTokens: expected a boolean, got ${describe(skipSpecialTokens)}`);
-    return this.#inner.decode(list, { skip_special_tokens: skipSpecialTokens });
+    const cleanUp = options.cleanUpTokenizationSpaces;
+    if (cleanUp !== undefined && typeof cleanUp !== "boolean") throw new TypeError(`decode: cleanUpTokenizationSpaces: expected a boolean, got ${describe(cleanUp)}`);
+    return this.#inner.decode(list, { skip_special_tokens: skipSpecialTokens, clean_up_tokenization_spaces: cleanUp ?? null });
   }
 
   /** The id of a token string, or undefined when it is not in the vocabulary. */

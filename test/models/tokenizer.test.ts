@@ -122,6 +122,18 @@ describe("loadTokenizer: a GPT-2-style byte-level BPE", () => {
     expect(tok.decode(tensor([261, 264], { dtype: "int64" }))).toBe("hello world");
   });
 
+  test("decode keeps spaces before punctuation unless clean_up_tokenization_spaces asks otherwise", () => {
+    const text = "hello , world ! it 's";
+    expect(tok.decode(tok.encode(text))).toBe(text);
+    expect(tok.decode(tok.encode(text), { cleanUpTokenizationSpaces: true })).toBe("hello, world! it's");
+    const legacy = loadTokenizer(folder({ "tokenizer.json": gpt2Json(), "tokenizer_config.json": { clean_up_tokenization_spaces: true } }));
+    expect(legacy.decode(legacy.encode(text))).toBe("hello, world! it's");
+    expect(legacy.decode(legacy.encode(text), { cleanUpTokenizationSpaces: false })).toBe(text);
+    expect(() => loadTokenizer(folder({ "tokenizer.json": gpt2Json(), "tokenizer_config.json": { clean_up_tokenization_spaces: "yes" } }))).toThrow(
+      /clean_up_tokenization_spaces: expected a boolean/,
+    );
+  });
+
   test("vocabSize counts the model's vocabulary, size every id", () => {
     expect(tok.vocabSize).toBe(266); // <|endoftext|> is in the BPE vocab as in GPT-2's vocab.json
     expect(tok.size).toBe(266);
