@@ -12,7 +12,7 @@ import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import { FormatError, describe } from "../errors";
 import { excessNestingOffset, MAX_JSON_DEPTH } from "../io/json-depth";
 import { openRegularFileSync, readTextFileSync } from "../io/regular-file";
-import { Tensor } from "../tensor";
+import { Tensor, tensor } from "../tensor";
 
 /** Largest `tokenizer.json` read: real ones are up to a few tens of MiB (large vocabularies). */
 const MAX_TOKENIZER_BYTES = 256 << 20;
@@ -35,6 +35,23 @@ export interface DecodeOptions {
   cleanUpTokenizationSpaces?: boolean;
 }
 
+/** Options of {@link PretrainedTokenizer.encodeBatch}. */
+export interface EncodeBatchOptions extends EncodeOptions {
+  /**
+   * Where the padding goes: "left" for generation (every row's last token is real, as
+   * transformers users set `padding_side="left"`), "right" for training. Default: the config's
+   * `padding_side`, else "right", as transformers.
+   */
+  paddingSide?: "left" | "right";
+}
+
+/** A padded batch: ids and the mask of real tokens, both (B, T) int64. */
+export interface BatchEncoding {
+  inputIds: Tensor;
+  /** 1 where `inputIds` holds a token of the text, 0 on padding. */
+  attentionMask: Tensor;
+}
+
 /** A special token: its text and its id. */
 export interface SpecialToken {
   content: string;
@@ -48,6 +65,7 @@ export interface SpecialToken {
 export class PretrainedTokenizer {
   readonly #inner: HfTokenizer;
   readonly #special: Record<SpecialRole, SpecialToken | null>;
+  readonly #paddingSide: "left" | "right";
   /** The model vocabulary's size without added tokens (transformers' `tokenizer.vocab_size`). */
   readonly vocabSize: number;
   /** Every id the tokenizer can produce, added tokens included (transformers' `len(tokenizer)`): at most the model's embedding rows. */
@@ -79,6 +97,9 @@ export class PretrainedTokenizer {
     let maxId = -1;
     for (const id of this.#inner.get_vocab(true).values()) maxId = Math.max(maxId, id);
     this.size = maxId + 1;
+    const side = config.padding_side ?? "right";
+    if (side !== "left" && side !== "right") throw new FormatError(`tokenizer config: padding_side: expected "left" or "right", got ${describe(side)}`);
+    this.#paddingSide = side;
     this.#special = Object.fromEntries(SPECIAL_ROLES.map((role) => [role, this.#resolve(role, config[role], source)])) as Record<SpecialRole, SpecialToken | null>;
   }
 
@@ -128,6 +149,40 @@ export class PretrainedTokenizer {
     const addSpecialTokens = options.addSpecialTokens ?? true;
     if (typeof addSpecialTokens !== "boolean") throw new TypeError(`encode: addSpecialTokens: expected a boolean, got ${describe(addSpecialTokens)}`);
     return this.#inner.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+  }
+
+  /**
+   * Encodes several texts into one padded batch, as transformers' `tokenizer(texts,
+   * padding=True, return_tensors="pt")`: rows shorter than the longest are filled with the pad
+   * token (`padTokenId`, else `eosTokenId`, as generation pipelines do for GPT-2 and Llama) on
+   * `paddingSide`, and `attentionMask` marks the real tokens.
+   *
+   * @throws RangeError when rows need padding and the tokenizer has neither a pad nor an eos token.
+   */
+  encodeBatch(texts: readonly string[], options: EncodeBatchOptions = {}): BatchEncoding {
+    if (!Array.isArray(texts) || texts.length === 0) throw new TypeError(`encodeBatch: texts: expected a non-empty array of strings, got ${describe(texts)}`);
+    const side = options.paddingSide ?? this.#paddingSide;
+    if (side !== "left" && side !== "right") throw new TypeError(`encodeBatch: paddingSide: expected "left" or "right", got ${describe(side)}`);
+    const rows = texts.map((text, i) => {
+      if (typeof text !== "string") throw new TypeError(`encodeBatch: texts[${i}]: expected a string, got ${describe(text)}`);
+      return this.encode(text, options);
+    });
+    const width = Math.max(...rows.map((r) => r.length));
+    const padId = this.padTokenId ?? this.eosTokenId;
+    if (padId === null && rows.some((r) => r.length < width)) {
+      throw new RangeError("encodeBatch: the texts encode to different lengths and the tokenizer has no pad_token or eos_token to pad with; give texts of equal length or a tokenizer_config.json naming pad_token");
+    }
+    const ids = new BigInt64Array(rows.length * width);
+    const mask = new BigInt64Array(rows.length * width);
+    rows.forEach((row, b) => {
+      const start = b * width + (side === "left" ? width - row.length : 0);
+      for (let j = 0; j < width; j++) ids[b * width + j] = BigInt(padId ?? 0);
+      row.forEach((id, j) => {
+        ids[start + j] = BigInt(id);
+        mask[start + j] = 1n;
+      });
+    });
+    return { inputIds: tensor(ids, { shape: [rows.length, width] }), attentionMask: tensor(mask, { shape: [rows.length, width] }) };
   }
 
   /** The token strings of `text` (`["hello", "Ġworld"]`), without special tokens added. */

@@ -194,6 +194,28 @@ describe("loadTokenizer: a Llama-style SentencePiece BPE with byte fallback", ()
     expect(modern.encode("hello<pad>", { addSpecialTokens: false })).toEqual([271, 277]);
   });
 
+  test("encodeBatch pads with the pad token on the chosen side and masks the padding", () => {
+    // "hello world" → <s> ▁hello ▁world; "hi" → <s> ▁h <0x69>; "hello" → <s> ▁hello. Pad = <unk> (0).
+    const right = tok.encodeBatch(["hello world", "hi", "hello"]);
+    expect(right.inputIds.dtype).toBe("int64");
+    expect(right.inputIds.shape).toEqual([3, 3]);
+    expect(right.inputIds.toList().map(Number)).toEqual([1, 271, 276, 1, 267, 108, 1, 271, 0]);
+    expect(right.attentionMask.toList().map(Number)).toEqual([1, 1, 1, 1, 1, 1, 1, 1, 0]);
+    const left = tok.encodeBatch(["hello", "hello world"], { paddingSide: "left", addSpecialTokens: false });
+    expect(left.inputIds.toList().map(Number)).toEqual([0, 271, 271, 276]);
+    expect(left.attentionMask.toList().map(Number)).toEqual([0, 1, 1, 1]);
+    // padding_side in the config is the default; GPT-2 pads with eos when it names no pad token.
+    const gpt2 = loadTokenizer(folder({ "tokenizer.json": gpt2Json(), "tokenizer_config.json": { eos_token: "<|endoftext|>", padding_side: "left" } }));
+    expect(gpt2.encodeBatch(["hello world", "yo"]).inputIds.toList().map(Number)).toEqual([261, 264, 88, 78]); // equal lengths: no padding
+    expect(gpt2.encodeBatch(["hello world!", "yo"]).inputIds.toList().map(Number)).toEqual([261, 264, 0, 265, 88, 78]);
+    const bare = new PretrainedTokenizer(gpt2Json());
+    expect(() => bare.encodeBatch(["hello world!", "yo"])).toThrow(/no pad_token or eos_token to pad with/);
+    expect(bare.encodeBatch(["hi", "yo"]).inputIds.toList().map(Number)).toEqual([71, 72, 88, 78]); // no padding needed
+    expect(() => tok.encodeBatch([])).toThrow(/texts: expected a non-empty array/);
+    expect(() => tok.encodeBatch(["a", 3 as unknown as string])).toThrow(/texts\[1\]: expected a string/);
+    expect(() => tok.encodeBatch(["a"], { paddingSide: "up" as "left" })).toThrow(/paddingSide: expected "left" or "right"/);
+  });
+
   test("without config files there are no special-token ids", () => {
     const bare = loadTokenizer(folder({ "tokenizer.json": llamaJson() }));
     expect([bare.bosTokenId, bare.eosTokenId, bare.padTokenId]).toEqual([null, null, null]);
