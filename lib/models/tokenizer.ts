@@ -66,7 +66,7 @@ export class PretrainedTokenizer {
   readonly #inner: HfTokenizer;
   readonly #special: Record<SpecialRole, SpecialToken | null>;
   readonly #paddingSide: "left" | "right";
-  /** The model vocabulary's size without added tokens (transformers' `tokenizer.vocab_size`). */
+  /** The size of the model's own vocabulary table, without the added tokens it does not list (transformers' `tokenizer.vocab_size`). */
   readonly vocabSize: number;
   /** Every id the tokenizer can produce, added tokens included (transformers' `len(tokenizer)`): at most the model's embedding rows. */
   readonly size: number;
@@ -78,6 +78,9 @@ export class PretrainedTokenizer {
   constructor(tokenizerJson: object, config: Record<string, unknown> = {}, source = "tokenizer.json") {
     if (tokenizerJson === null || typeof tokenizerJson !== "object" || Array.isArray(tokenizerJson)) {
       throw new TypeError(`PretrainedTokenizer: tokenizerJson: expected the parsed tokenizer.json object, got ${describe(tokenizerJson)}`);
+    }
+    if (config === null || typeof config !== "object" || Array.isArray(config)) {
+      throw new TypeError(`PretrainedTokenizer: config: expected the parsed tokenizer_config.json object, got ${describe(config)}`);
     }
     const model = (tokenizerJson as { model?: unknown }).model;
     if (model === null || typeof model !== "object") throw new FormatError(`${source}: no "model" object (the tokenizer's vocabulary and algorithm)`);

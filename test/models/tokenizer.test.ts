@@ -243,6 +243,8 @@ describe("loadTokenizer: bad input", () => {
 
   test("encode and decode name the argument they refuse", () => {
     const tok = new PretrainedTokenizer(gpt2Json());
+    expect(() => new PretrainedTokenizer(gpt2Json(), null as unknown as Record<string, unknown>)).toThrow(/config: expected the parsed tokenizer_config\.json object, got null/);
+    expect(() => new PretrainedTokenizer("{}" as unknown as object)).toThrow(/tokenizerJson: expected the parsed tokenizer\.json object/);
     expect(() => tok.encode(5 as unknown as string)).toThrow(/encode: text: expected a string, got 5/);
     expect(() => tok.encode("x", { addSpecialTokens: "yes" as unknown as boolean })).toThrow(/addSpecialTokens: expected a boolean/);
     expect(() => tok.decode([1, 266])).toThrow(/decode: ids\[1\]: expected an integer token id in \[0, 266\), got 266/);
