@@ -1,6 +1,6 @@
 import { spawnSync } from "child_process";
 import * as path from "path";
-import { Tensor, crossEntropy, lora, manualSeed, noGrad, randn, tensor, tidy } from "../../lib";
+import { Tensor, crossEntropy, lora, manualSeed, memoryStats, noGrad, randn, tensor, tidy } from "../../lib";
 import { Block, CONFIG, TinyGPT, evaluate, finetune, pretrain, sample, windows } from "../../examples/tiny-gpt";
 import { ALPHABET, encode } from "../../demo/data";
 
@@ -92,7 +92,10 @@ describe("examples/tiny-gpt.ts", () => {
     const greedy = ids.map((id) => ALPHABET[id]).join("");
     expect(new Set(greedy.slice(4)).size).toBeGreaterThan(2); // not one character repeated
     expect(sample(model, "the ", 12, { temperature: 0.7, topK: 1, seed: 1, context: 8 })).toBe(greedy);
+    // tidy frees every step's tensors: sampling leaves no live tensor behind.
+    const live = memoryStats().liveTensors;
     const drawn = sample(model, "the ", 30, { temperature: 1.5, topK: 5, seed: 9, context: 8 });
+    expect(memoryStats().liveTensors).toBe(live);
     expect(sample(model, "the ", 30, { temperature: 1.5, topK: 5, seed: 9, context: 8 })).toBe(drawn);
     expect(drawn).not.toBe(sample(model, "the ", 30, { temperature: 1.5, topK: 5, seed: 10, context: 8 }));
   });
