@@ -55,13 +55,12 @@ export async function savePretrained(dir: string, config: Record<string, unknown
   const entries = Object.entries(state).filter(([k]) => !skip.includes(k));
   const shards = planShards(entries, max);
   const metadata = { format: "pt" };
+  const written = new Set<string>([CONFIG_NAME]);
   await replaceFolder(dir, async (tmp) => {
-    // Weights of an earlier save (carried over into the new folder) would shadow these: a stale
-    // model.safetensors beside new shards, or stale shards beside a new single file.
-    for (const f of fs.readdirSync(tmp)) if (f === WEIGHTS_NAME || f === WEIGHTS_INDEX_NAME || STALE_SHARD.test(f)) fs.rmSync(path.join(tmp, f), { force: true });
     await writeFileAtomic(path.join(tmp, CONFIG_NAME), JSON.stringify(config, null, 2) + "\n");
     if (shards.length <= 1) {
       await saveSafetensors(path.join(tmp, WEIGHTS_NAME), Object.fromEntries(entries), metadata);
+      written.add(WEIGHTS_NAME);
       return;
     }
     const weightMap: Record<string, string> = {};
@@ -70,8 +69,15 @@ export async function savePretrained(dir: string, config: Record<string, unknown
     for (let i = 0; i < shards.length; i++) {
       await saveSafetensors(path.join(tmp, name(i)), Object.fromEntries(shards[i]), metadata);
       for (const [k] of shards[i]) weightMap[k] = name(i);
+      written.add(name(i));
     }
     const totalSize = entries.reduce((n, [, t]) => n + bytesOf(t), 0);
     await writeFileAtomic(path.join(tmp, WEIGHTS_INDEX_NAME), JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2) + "\n");
+    written.add(WEIGHTS_INDEX_NAME);
   });
+  // The folder replacement carries over the old folder's other files: weights of an earlier save
+  // in the other layout (a model.safetensors that would shadow new shards, or stale shards) go.
+  for (const f of fs.readdirSync(dir)) {
+    if (!written.has(f) && (f === WEIGHTS_NAME || f === WEIGHTS_INDEX_NAME || STALE_SHARD.test(f))) fs.rmSync(path.join(dir, f), { force: true });
+  }
 }
