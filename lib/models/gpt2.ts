@@ -9,6 +9,7 @@ import { Dtype, Device } from "../dtype";
 import { Conv1D, Dropout, Embedding, LayerNorm, Linear, Module, ModuleList } from "../nn";
 import { Tensor } from "../tensor";
 import { CausalLM } from "./causal-lm";
+import { outputHead } from "./head";
 import { GPT2Config } from "./config";
 import { CausalLMForwardOptions, ForwardContext, forwardContext } from "./context";
 
@@ -151,8 +152,7 @@ export class GPT2LMHeadModel extends CausalLM {
     super();
     this.config = config instanceof GPT2Config ? config : new GPT2Config(config);
     this.transformer = new GPT2Model(this.config, options);
-    this.lm_head = new Linear(this.config.n_embd, this.config.vocab_size, { bias: false, ...options });
-    if (this.config.tie_word_embeddings) this.lm_head.weight = this.transformer.wte.weight;
+    this.lm_head = outputHead(this.config.n_embd, this.config.vocab_size, this.config.tie_word_embeddings ? this.transformer.wte.weight : null, options);
   }
 
   override forward(ids: Tensor, options: CausalLMForwardOptions = {}): Tensor {

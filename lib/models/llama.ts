@@ -8,6 +8,7 @@ import { scaledDotProductAttention } from "../attention";
 import { Embedding, Linear, Module, ModuleList, RMSNorm, SiLU } from "../nn";
 import { Tensor, arange, cat, full } from "../tensor";
 import { CausalLM } from "./causal-lm";
+import { outputHead } from "./head";
 import { LlamaConfig } from "./config";
 import { CausalLMForwardOptions, ForwardContext, forwardContext } from "./context";
 import type { ModelFactoryOptions } from "./gpt2";
@@ -162,8 +163,7 @@ export class LlamaForCausalLM extends CausalLM {
     super();
     this.config = config instanceof LlamaConfig ? config : new LlamaConfig(config);
     this.model = new LlamaModel(this.config, options);
-    this.lm_head = new Linear(this.config.hidden_size, this.config.vocab_size, { bias: false, ...options });
-    if (this.config.tie_word_embeddings) this.lm_head.weight = this.model.embed_tokens.weight;
+    this.lm_head = outputHead(this.config.hidden_size, this.config.vocab_size, this.config.tie_word_embeddings ? this.model.embed_tokens.weight : null, options);
   }
 
   override forward(ids: Tensor, options: CausalLMForwardOptions = {}): Tensor {

@@ -166,25 +166,42 @@ function isTiedDuplicate(tensors: Map<string, Located>, model: CausalLM): boolea
   return tensors.has(emb) || (model.config.model_type === "gpt2" && tensors.has(emb.slice("transformer.".length)));
 }
 
-/** Reads each planned tensor's bytes and copies them into the model's tensor (converting dtype and device). */
+// Bytes read and converted at once: a large tensor (an embedding of 150 MB) is read in row blocks
+// of about this size (16 MB), so loading never holds a second copy of it.
+const BLOCK_BYTES = 16 << 20;
+
+/** Reads each planned tensor's bytes and copies them into the model's tensor (converting dtype and device), block by block. */
 async function readInto(plan: [string, Located][], targets: Record<string, Tensor>): Promise<void> {
   const handles = new Map<string, fs.promises.FileHandle>();
+  // One buffer for every block (fromBytes copies out of it): no garbage for the collector to find late.
+  let scratch = Buffer.alloc(0);
   try {
     for (const [key, { file, dataStart, info }] of plan) {
       let handle = handles.get(file);
       if (!handle) handles.set(file, (handle = await fs.promises.open(file, "r")));
-      const bytes = Buffer.allocUnsafe(info.byteLength);
-      let done = 0;
-      while (done < bytes.length) {
-        const { bytesRead } = await handle.read(bytes, done, Math.min(bytes.length - done, 1 << 30), dataStart + info.dataOffsets[0] + done);
-        if (bytesRead === 0) throw new FormatError(`${file}: ended while reading tensor ${JSON.stringify(info.name)} (it changed while being read?)`);
-        done += bytesRead;
-      }
-      const source = Tensor.fromBytes(bytes, info.shape, info.dtype!, "cpu");
-      try {
-        noGrad(() => copyInto(targets[key], source));
-      } finally {
-        source.dispose();
+      const rows = info.shape.length === 0 ? 1 : info.shape[0];
+      const rowBytes = rows === 0 ? 0 : info.byteLength / rows;
+      const perBlock = info.shape.length === 0 ? 1 : Math.max(1, Math.floor(BLOCK_BYTES / Math.max(rowBytes, 1)));
+      for (let row = 0; row < rows; row += perBlock) {
+        const n = Math.min(perBlock, rows - row);
+        if (scratch.length < n * rowBytes) scratch = Buffer.allocUnsafe(Math.max(n * rowBytes, Math.min(BLOCK_BYTES, info.byteLength)));
+        const bytes = scratch.subarray(0, n * rowBytes);
+        const start = dataStart + info.dataOffsets[0] + row * rowBytes;
+        let done = 0;
+        while (done < bytes.length) {
+          const { bytesRead } = await handle.read(bytes, done, bytes.length - done, start + done);
+          if (bytesRead === 0) throw new FormatError(`${file}: ended while reading tensor ${JSON.stringify(info.name)} (it changed while being read?)`);
+          done += bytesRead;
+        }
+        const shape = info.shape.length === 0 ? [] : [n, ...info.shape.slice(1)];
+        const source = Tensor.fromBytes(bytes, shape, info.dtype!, "cpu");
+        const target = info.shape.length === 0 || n === rows ? targets[key] : targets[key].narrow(0, row, n);
+        try {
+          noGrad(() => copyInto(target, source));
+        } finally {
+          source.dispose();
+          if (target !== targets[key]) target.dispose();
+        }
       }
     }
   } finally {
