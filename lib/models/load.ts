@@ -9,7 +9,6 @@ import * as fs from "fs";
 import * as path from "path";
 import { Device, Dtype, checkDevice, checkDtype } from "../dtype";
 import { ConfigError, FormatError, describe } from "../errors";
-import { excessNestingOffset, MAX_JSON_DEPTH } from "../io/json-depth";
 import { readSafetensorsHeader } from "../io/safetensors-read";
 import { SafetensorsTensorInfo } from "../io/safetensors-format";
 import { copyInto } from "../nn/module";
@@ -18,7 +17,8 @@ import { CausalLM } from "./causal-lm";
 import { GPT2Config, LLAMA_MODEL_TYPES, LlamaConfig } from "./config";
 import { GPT2LMHeadModel } from "./gpt2";
 import { LlamaForCausalLM } from "./llama";
-import { CONFIG_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME } from "./save";
+import { checkpointFiles, readJsonFile } from "./checkpoint-files";
+import { CONFIG_NAME } from "./save";
 
 /** Options of {@link fromPretrained}. */
 export interface FromPretrainedOptions {
@@ -33,23 +33,6 @@ export const SUPPORTED_MODEL_TYPES: readonly string[] = ["gpt2", ...LLAMA_MODEL_
 
 // Buffers published checkpoints carry that the model recomputes (GPT-2's causal mask, old Llama rotary tables).
 const IGNORED_KEYS = /(^|\.)attn\.(bias|masked_bias)$|(^|\.)rotary_emb\.inv_freq$/;
-
-function readJson(file: string): unknown {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, "utf8");
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new FormatError(`${file}: cannot be read (${code ?? (err as Error).message})`);
-  }
-  const deep = excessNestingOffset(text);
-  if (deep >= 0) throw new FormatError(`${file}: nests arrays or objects more than ${MAX_JSON_DEPTH} levels deep (at character ${deep})`);
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new FormatError(`${file}: not valid JSON (${(err as Error).message})`);
-  }
-}
 
 /** Builds a randomly initialized model of the architecture a config.json object names. */
 export function modelFromConfig(json: Record<string, unknown>, options: { dtype?: Dtype; device?: Device } = {}, where = CONFIG_NAME): CausalLM {
@@ -67,21 +50,7 @@ interface Located {
 
 /** Every tensor of the checkpoint with the file holding it. */
 async function locateTensors(dir: string): Promise<Map<string, Located>> {
-  const single = path.join(dir, WEIGHTS_NAME);
-  const index = path.join(dir, WEIGHTS_INDEX_NAME);
-  let files: string[];
-  if (fs.existsSync(single)) files = [single];
-  else if (fs.existsSync(index)) {
-    const json = readJson(index) as { weight_map?: unknown };
-    const map = json?.weight_map;
-    if (map === null || typeof map !== "object" || Array.isArray(map)) throw new FormatError(`${index}: expected an object with a "weight_map" of tensor names to shard files`);
-    const names = Object.values(map as Record<string, unknown>);
-    const bad = names.find((n) => typeof n !== "string" || n.includes("/") || n.includes("\\") || n.startsWith("."));
-    if (bad !== undefined) throw new FormatError(`${index}: weight_map: expected shard file names in the same folder, got ${describe(bad)}`);
-    files = [...new Set(names as string[])].map((n) => path.join(dir, n));
-  } else {
-    throw new FormatError(`${dir}: holds neither ${WEIGHTS_NAME} nor ${WEIGHTS_INDEX_NAME} (only safetensors checkpoints are read; convert a pytorch_model.bin with transformers' save_pretrained(safe_serialization=True))`);
-  }
+  const { files } = checkpointFiles(dir);
   const out = new Map<string, Located>();
   for (const file of files) {
     const header = await readSafetensorsHeader(file);
@@ -120,7 +89,7 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
   const dtype = options.dtype === undefined ? "float32" : checkDtype(options.dtype, "fromPretrained: options.dtype");
   const device = options.device === undefined ? "cpu" : checkDevice(options.device, "fromPretrained: options.device");
   const configFile = path.join(dir, CONFIG_NAME);
-  const json = readJson(configFile);
+  const json = readJsonFile(configFile);
   if (json === null || typeof json !== "object" || Array.isArray(json)) throw new FormatError(`${configFile}: expected a JSON object, got ${describe(json)}`);
   const tensors = await locateTensors(dir);
   const model = modelFromConfig({ ...(json as Record<string, unknown>), _name_or_path: (json as Record<string, unknown>)._name_or_path || dir }, { dtype, device }, configFile);
