@@ -107,4 +107,17 @@ describe.each([
       expect(relativeError(B.grad as Tensor, ref.gradB[p])).toBeLessThan(1e-5);
     }
   });
+
+  itTorch("an adapter written by the Python side in PEFT's layout loads here and gives the reference's logits", async () => {
+    const dir = checkpoint(name, config, extra);
+    const layers = config.model_type === "gpt2" ? [0, 1].map((i) => `transformer.h.${i}.attn.c_attn`) : [0, 1].flatMap((i) => ["q_proj", "v_proj"].map((m) => `model.layers.${i}.self_attn.${m}`));
+    const adapterDir = path.join(root, `${name}-python-adapter`);
+    reference({ op: "make_adapter", dir, out: adapterDir, targets: layers, r: 3, alpha: 5 });
+    const model = await models.fromPretrained(dir);
+    const peft = lora.loadAdapter(model, adapterDir);
+    expect(peft.loraLayers().map(([p]) => p).sort()).toEqual([...layers].sort());
+    const logits = model.forward(ids(), { attentionMask: mask() });
+    const ref = reference<{ logits: number[]; shape: number[] }>({ op: "forward", dir, ids: IDS, mask: MASK, adapter: adapterDir });
+    expect(relativeError(atRealTokens(logits.toList() as number[], ref.shape, MASK), atRealTokens(ref.logits, ref.shape, MASK))).toBeLessThan(1e-5);
+  });
 });

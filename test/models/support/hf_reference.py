@@ -269,9 +269,38 @@ def L(t):
     return t.detach().double().reshape(-1).tolist()
 
 
+def make_adapter(req):
+    """A PEFT-layout LoRA adapter with random factors on the modules `targets` (by full path)."""
+    folder = req["dir"]
+    with open(os.path.join(folder, "config.json")) as f:
+        c = json.load(f)
+    sd = load_checkpoint(folder)
+    g = torch.Generator().manual_seed(req.get("seed", 1))
+    r, tensors = req["r"], {}
+    for path in req["targets"]:
+        key = path + ".weight"
+        w = sd[key] if key in sd else sd[key[len("transformer."):]]
+        out_f, in_f = (w.shape[1], w.shape[0]) if c["model_type"] == "gpt2" else tuple(w.shape)
+        tensors[f"base_model.model.{path}.lora_A.weight"] = torch.randn(r, in_f, generator=g) * 0.3
+        tensors[f"base_model.model.{path}.lora_B.weight"] = torch.randn(out_f, r, generator=g) * 0.3
+    os.makedirs(req["out"], exist_ok=True)
+    write_safetensors(os.path.join(req["out"], "adapter_model.safetensors"), tensors)
+    config = {
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": folder, "r": r, "lora_alpha": req["alpha"],
+        "lora_dropout": 0.0, "bias": "none", "fan_in_fan_out": c["model_type"] == "gpt2", "target_modules": sorted({p.split(".")[-1] for p in req["targets"]}),
+        "init_lora_weights": True, "use_rslora": False, "use_dora": False, "modules_to_save": None, "inference_mode": True,
+        "rank_pattern": {}, "alpha_pattern": {}, "layers_to_transform": None, "layers_pattern": None, "revision": None,
+    }
+    with open(os.path.join(req["out"], "adapter_config.json"), "w") as f:
+        json.dump(config, f)
+    return {}
+
+
 def run(req):
     if req["op"] == "make":
         return make_checkpoint(req)
+    if req["op"] == "make_adapter":
+        return make_adapter(req)
     folder = req["dir"]
     with open(os.path.join(folder, "config.json")) as f:
         c = json.load(f)
