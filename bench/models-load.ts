@@ -87,6 +87,14 @@ async function main(): Promise<void> {
       console.log(`  ${name}: load ${r.loadMs.toFixed(0)} ms, peak RSS ${r.maxRss.toFixed(0)} MB (+${extra.toFixed(0)} MB over baseline = ${(extra / size).toFixed(2)}x the file size)`);
     }
     console.log(`  greedy batch 1, 16-token prompt, 32 new tokens: ${single.cachedMsPerToken.toFixed(1)} ms/token with the KV cache, ${single.uncachedMsPerToken.toFixed(1)} ms/token recomputing without it`);
+    const python = process.env.TORCH_LORA_PYTHON ?? "/usr/bin/python3";
+    const py = spawnSync(python, [path.join(__dirname, "..", "..", "bench", "python", "gpt2_generate.py"), path.join(dir, "single"), "16", "32"], { encoding: "utf8" });
+    if (py.status === 0) {
+      const ms = (JSON.parse(py.stdout.trim().split("\n").pop() as string) as { msPerToken: number }).msPerToken;
+      console.log(`  PyTorch eager with a KV cache, same checkpoint: ${ms.toFixed(1)} ms/token (torch-lora / PyTorch = ${(single.cachedMsPerToken / ms).toFixed(2)})`);
+    } else {
+      console.log(`  (no PyTorch comparison: ${python} failed: ${py.stderr.trim().split("\n").pop()})`);
+    }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
