@@ -83,10 +83,10 @@ export class GPT2Config {
     });
   }
 
-  /** The config as config.json holds it. */
+  /** The config as config.json holds it: every field of the file unchanged, with the defaults of the fields it omits. */
   toJSON(): Json {
     const { raw: _raw, name_or_path: _n, ...fields } = this;
-    return { ...this.raw, ...fields };
+    return { ...fields, ...this.raw }; // the file's own values as written; defaults for what it left out
   }
 }
 
@@ -187,10 +187,10 @@ export class LlamaConfig {
     });
   }
 
-  /** The config as config.json holds it. */
+  /** The config as config.json holds it: every field of the file unchanged, with the defaults of the fields it omits. */
   toJSON(): Json {
     const { raw: _raw, name_or_path: _n, o_proj_bias: _o, qkv_bias: _q, ...fields } = this;
-    return { ...this.raw, ...fields };
+    return { ...fields, ...this.raw }; // the file's own values as written; defaults for what it left out
   }
 }
 

@@ -138,6 +138,25 @@ describe.each([
   });
 });
 
+describe("streaming", () => {
+  it("yields the tokens generate returns, and stops cleanly when the consumer breaks off", async () => {
+    manualSeed(5);
+    const m = new models.GPT2LMHeadModel(GPT2).eval();
+    const prompt = int64([[1, 2, 3]]);
+    const all = (m.generate(prompt, { maxNewTokens: 6 }).toList() as number[]).slice(3);
+    const got: number[] = [];
+    for await (const [t] of m.stream(prompt, { maxNewTokens: 6 })) got.push(t);
+    expect(got).toEqual(all);
+    const firstTwo: number[] = [];
+    for await (const [t] of m.stream(prompt, { maxNewTokens: 6 })) {
+      firstTwo.push(t);
+      if (firstTwo.length === 2) break;
+    }
+    expect(firstTwo).toEqual(all.slice(0, 2));
+    expect(m.generate(prompt, { maxNewTokens: 6 }).toList()).toEqual([1, 2, 3, ...all]);
+  });
+});
+
 describe("savePretrained and fromPretrained", () => {
   it("round-trip in one file and in shards; a tied lm_head is not written", async () => {
     const m = new models.GPT2LMHeadModel(GPT2);
