@@ -50,9 +50,9 @@ export function buildProgram(): Command {
         "(gpt2: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj are Conv1D). The adapter's fan_in_fan_out is not trusted " +
         "(PEFT decides per layer); when the layout cannot be known, the merge is refused.",
     )
-    .requiredOption("--base <file>", "base model weights (.safetensors)")
+    .requiredOption("--base <file>", "base model weights (.safetensors), or a transformers checkpoint folder (config.json + model.safetensors or sharded, written back in the same layout into the folder --out)")
     .requiredOption("--adapter <dir>", "adapter directory (adapter_config.json + adapter_model.safetensors)")
-    .requiredOption("--out <file>", "where to write the merged weights (.safetensors, replaced atomically)")
+    .requiredOption("--out <file>", "where to write the merged weights (.safetensors, replaced atomically; a folder when --base is one)")
     .addOption(new Option("--dtype <dtype>", "cast the output's floating tensors (merged weights are rounded once)").choices(["f32", "f16", "bf16"]))
     .option("--safe", "refuse to write NaN or Inf produced by the merge or the cast", false)
     .option("--adapter-name <name>", "pick the subfolder <adapter>/<name> holding a non-default adapter")

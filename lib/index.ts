@@ -21,4 +21,4 @@ export * as lora from "./lora";
 export * as io from "./io";
 export * as optim from "./optim";
 export * as dist from "./dist";
-export * as tokenizers from "./models/tokenizer";
+export * as models from "./models";

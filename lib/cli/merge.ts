@@ -85,6 +85,10 @@ async function weightLayout(opts: MergeCommandOptions): Promise<WeightLayout> {
 export async function runMerge(opts: MergeCommandOptions, out: NodeJS.WriteStream = process.stdout): Promise<void> {
   const dtype = opts.dtype === undefined ? undefined : DTYPE_NAMES[opts.dtype];
   if (opts.dtype !== undefined && dtype === undefined) throw new UsageError(`--dtype: expected f32, f16 or bf16, got ${JSON.stringify(opts.dtype)}`);
+  if (typeof opts.base === "string" && fs.existsSync(opts.base) && fs.statSync(opts.base).isDirectory()) {
+    const { runFolderMerge } = await import("./merge-folder");
+    return runFolderMerge({ ...opts, dtype }, (weightsFile) => weightLayout({ ...opts, base: weightsFile }), out);
+  }
   const loc = locateAdapter(opts.adapter, opts.adapterName);
   checkOutput(opts, loc.weightsPath);
   const { resolved } = readAdapterConfig(loc.configPath);

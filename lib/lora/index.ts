@@ -24,3 +24,4 @@ export type { WeightAwareInit } from "./init-strategies";
 export { addWeightedAdapter } from "./combine";
 export type { CombinationType, WeightedAdapterOptions } from "./combine";
 export { convertToPlainLora } from "./weight-conversion";
+export { DEFAULT_TARGET_MODULES, withDefaultTargets, peftModelFields, modelTypeOfModel } from "./default-targets";

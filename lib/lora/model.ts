@@ -9,6 +9,7 @@ import { Conv1D, Embedding, Linear } from "../nn/layers";
 import { Module } from "../nn/module";
 import { Tensor } from "../tensor";
 import { LoraConfig, ResolvedLoraConfig, layerSettings, resolveLoraConfig } from "./config";
+import { withDefaultTargets } from "./default-targets";
 import { LoraEmbedding, LoraLayer, LoraLinear, MergeOptions } from "./layers";
 import { SaveAdapterOptions, saveAdapter, saveAdapterAsync } from "./peft-format";
 import { selectTargets } from "./targets";
@@ -113,7 +114,7 @@ export class LoraModel<M extends Module = Module> extends Module {
     if (this.#configs.has(name)) throw new ConfigError(`adapterName: an adapter called "${name}" already exists; deleteAdapter("${name}") first`);
     this.#assertMutable("addAdapter");
     const { autocastAdapterDtype, unmatchedTargets } = checkAdapterOptions(options);
-    const resolved = resolveLoraConfig(config);
+    const resolved = resolveLoraConfig(withDefaultTargets(this.model, config));
     const { selected: targets, unmatched } = selectTargets(this.model, resolved, unmatchedTargets === "error");
     const weightAware = isWeightAwareInit(resolved.initLoraWeights) && !options.factorsFromFile ? resolved.initLoraWeights : null;
     const initLoraWeights = isWeightAwareInit(resolved.initLoraWeights) && options.factorsFromFile ? true : resolved.initLoraWeights;

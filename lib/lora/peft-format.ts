@@ -17,6 +17,7 @@ import { Tensor, noGrad } from "../tensor";
 import { LoraConfig, ResolvedLoraConfig, layerSettings } from "./config";
 import { LoraEmbedding, LoraLayer, LoraLinear } from "./layers";
 import { AdapterOptions, LoraModel, injectAdapter } from "./model";
+import { peftModelFields } from "./default-targets";
 import { selectTargets } from "./targets";
 import { checkAdapterName, requireAdapter } from "./adapter-names";
 import { hotswapAdapter, savedFactors } from "./hotswap";
@@ -118,6 +119,7 @@ function planSave(model: LoraModel, dir: string, options: SaveAdapterOptions): S
     // PEFT records fan_in_fan_out as the layers store their weight (it sets it for Conv1D), which
     // is what a merge from the files alone needs to know.
     const json = toPeftConfigJson(configs[name], conv1d);
+    Object.assign(json, peftModelFields(model.model));
     if (options.pathInitialModelForWeightConversion !== undefined) {
       const converted = convertToPlainLora(tensors, json, options.pathInitialModelForWeightConversion);
       return { dir: name === "default" ? dir : path.join(dir, name), tensors: converted.tensors, configText: formatConfigJson(converted.json) };

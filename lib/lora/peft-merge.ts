@@ -95,6 +95,8 @@ const KEY_STYLES: { label: string; key: (p: string) => string | null }[] = [
   { label: "base_model.model.<module>.weight", key: (p) => `${PEFT_KEY_PREFIX}${p}.weight` },
   { label: "model.<module>.weight", key: (p) => `model.${p}.weight` },
   { label: "<module without its model. prefix>.weight", key: (p) => (p.startsWith("model.") ? `${p.slice(6)}.weight` : null) },
+  // GPT-2's published checkpoints were saved from GPT2Model: no "transformer." before the blocks.
+  { label: "<module without its transformer. prefix>.weight", key: (p) => (p.startsWith("transformer.") ? `${p.slice(12)}.weight` : null) },
 ];
 
 /** One planned module merge. */

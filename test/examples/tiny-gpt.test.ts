@@ -26,7 +26,7 @@ function blockByHand(block: Block, x: Tensor, causal = true): Tensor {
   const h = block.attn.heads;
   const d = c / h;
   const split = (y: Tensor) => y.reshape([b, t, h, d]).permute(0, 2, 1, 3); // (B, H, T, d)
-  const a = layerNormByHand(x, block.ln1.weight, block.ln1.bias!);
+  const a = layerNormByHand(x, block.ln1.weight!, block.ln1.bias!);
   const q = split(linearByHand(a, block.attn.q_proj));
   const k = split(linearByHand(a, block.attn.k_proj));
   const v = split(linearByHand(a, block.attn.v_proj));
@@ -36,7 +36,7 @@ function blockByHand(block: Block, x: Tensor, causal = true): Tensor {
   const scores = causal ? raw.maskedFill(future, -Infinity) : raw;
   const attended = scores.softmax(-1).matmul(v).permute(0, 2, 1, 3).reshape([b, t, c]);
   const x1 = x.add(linearByHand(attended, block.attn.out_proj));
-  const m = layerNormByHand(x1, block.ln2.weight, block.ln2.bias!);
+  const m = layerNormByHand(x1, block.ln2.weight!, block.ln2.bias!);
   const fc = linearByHand(m, block.mlp.fc);
   // gelu is the one op shared with the model (nn.GELU): it is checked against PyTorch on its own.
   return x1.add(linearByHand(fc.gelu(), block.mlp.proj));
