@@ -271,6 +271,7 @@ interface PrebuildsModule {
 let prebuildsModule: PrebuildsModule | undefined;
 /** scripts/lib/prebuilds.js, loaded on first use: a clone's own build loads without it. */
 function prebuildsLib(): PrebuildsModule {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a CommonJS script of the package, by path
   return (prebuildsModule ??= require(path.join(ROOT, "scripts/lib/prebuilds.js")) as PrebuildsModule);
 }
 
@@ -316,7 +317,7 @@ function explainLoadFailure(file: string, err: Error, libtorch?: FoundLibtorch):
 
 function requireAddon(file: string, libtorch?: FoundLibtorch): NativeBinding {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
     return require(file) as NativeBinding;
   } catch (err) {
     throw new Error(explainLoadFailure(file, err as Error, libtorch));
@@ -347,6 +348,7 @@ function load(): { binding: NativeBinding; file: string } {
   let failed: { file: string; error: Error } | null = null;
   for (const prebuild of prebuilds.fittingPrebuilds(ROOT, libtorch)) {
     try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
       return { binding: require(prebuild) as NativeBinding, file: prebuild };
     } catch (err) {
       failed ??= { file: prebuild, error: err as Error };
@@ -373,7 +375,7 @@ function staleLocalBuild(): string | null {
   if (!isInstalled()) return null;
   const stampFile = path.join(ROOT, "build/libtorch.json");
   if (!fs.existsSync(stampFile)) return null;
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { libtorchNamedByEnv } = require(path.join(ROOT, "scripts/lib/find-libtorch.js"));
   let named: { torchDir: string; source: string } | null;
   try {

@@ -32,7 +32,6 @@ const missingFrom = (a: Iterable<string>, b: Iterable<string>): string[] => {
 };
 
 // The addon as loaded (not the wrapped `native`), in this process: require caches it by path.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const rawAddon = require(addonPath) as object;
 const declared = interfaceMembers(path.join(ROOT, "lib/binding.ts"), "NativeBinding");
 const benchDeclared = interfaceMembers(path.join(ROOT, "bench/addon.ts"), "BenchBinding");
@@ -85,13 +84,17 @@ describe("the native surface (lib/binding.ts NativeBinding)", () => {
 const BENCH_ADDON = path.join(ROOT, "build/Release/torch_lora_bench.node");
 
 describe("the benchmark addon (bench/addon.ts BenchBinding)", () => {
-  itUnless(fs.existsSync(BENCH_ADDON) ? null : "no benchmark addon built (node scripts/setup.js)", "exports the shipped surface plus exactly the declared floors", () => {
-    // A child process: loading a second copy of the addon here would mix two libraries' handles.
-    const r = spawnSync(process.execPath, ["-p", `JSON.stringify(Object.keys(require(${JSON.stringify(BENCH_ADDON)})))`], { encoding: "utf8" });
-    expect(r.status).toBe(0);
-    const exported: string[] = JSON.parse(r.stdout);
-    expect(benchDeclared.every((n) => n.startsWith("bench"))).toBe(true);
-    expect(missingFrom(exported, [...declared, ...benchDeclared])).toEqual([]);
-    expect(missingFrom([...declared, ...benchDeclared], exported)).toEqual([]);
-  });
+  itUnless(
+    fs.existsSync(BENCH_ADDON) ? null : "no benchmark addon built (node scripts/setup.js)",
+    "exports the shipped surface plus exactly the declared floors",
+    () => {
+      // A child process: loading a second copy of the addon here would mix two libraries' handles.
+      const r = spawnSync(process.execPath, ["-p", `JSON.stringify(Object.keys(require(${JSON.stringify(BENCH_ADDON)})))`], { encoding: "utf8" });
+      expect(r.status).toBe(0);
+      const exported: string[] = JSON.parse(r.stdout);
+      expect(benchDeclared.every((n) => n.startsWith("bench"))).toBe(true);
+      expect(missingFrom(exported, [...declared, ...benchDeclared])).toEqual([]);
+      expect(missingFrom([...declared, ...benchDeclared], exported)).toEqual([]);
+    },
+  );
 });

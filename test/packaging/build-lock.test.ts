@@ -4,7 +4,6 @@ import * as os from "os";
 import * as path from "path";
 import { ROOT } from "../helpers/packaging";
 
-// eslint-disable-next-line @typescript-eslint/no-var-requires
 const { withBuildLock, isAlive } = require(path.join(ROOT, "scripts/lib/build-lock.js"));
 
 let root: string;

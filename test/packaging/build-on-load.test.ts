@@ -11,7 +11,6 @@ import * as path from "path";
 import { ROOT, Smoke, installEnv, makeApp, npmInstall, packStaged, parseSmoke, sh, stagePackage, toolchainFreeBin } from "../helpers/packaging";
 import { describeUnless } from "../helpers/skip";
 
-// eslint-disable-next-line @typescript-eslint/no-var-requires
 const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js"));
 
 const libtorch = prebuilds.runtimeLibtorch();

@@ -12,11 +12,9 @@ import * as os from "os";
 import * as path from "path";
 
 const ROOT = path.resolve(__dirname, "../..");
-/* eslint-disable @typescript-eslint/no-var-requires */
 const findLibtorch = require(path.join(ROOT, "scripts/lib/find-libtorch.js"));
 const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js"));
 const buildNative = require(path.join(ROOT, "scripts/lib/build-native.js"));
-/* eslint-enable @typescript-eslint/no-var-requires */
 import { describeUnless, itUnless, skipTitle } from "../helpers/skip";
 
 const MULTIARCH = "/usr/lib/x86_64-linux-gnu";

@@ -8,7 +8,6 @@ import * as path from "path";
 import { BUILT_BINDING, ROOT, loadBinding, loaderPackage } from "../helpers/packaging";
 import { describeUnless } from "../helpers/skip";
 
-// eslint-disable-next-line @typescript-eslint/no-var-requires
 const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js"));
 
 const libtorch = prebuilds.runtimeLibtorch();

@@ -12,10 +12,8 @@ import * as os from "os";
 import * as path from "path";
 
 const ROOT = path.resolve(__dirname, "../..");
-/* eslint-disable @typescript-eslint/no-var-requires */
 const { planSetup } = require(path.join(ROOT, "scripts/lib/setup-plan.js"));
 const { packagesFor } = require(path.join(ROOT, "scripts/lib/system-packages.js"));
-/* eslint-enable @typescript-eslint/no-var-requires */
 
 // What this machine is, found here rather than by the code under test.
 const DEBIAN = fs.existsSync("/etc/debian_version");
@@ -125,11 +123,11 @@ describe("the plan on other machines (facts given)", () => {
   const debianLibtorch = { torchDir: "/usr/lib/x86_64-linux-gnu/cmake/Torch", source: "system" };
   const facts = (over: object) => ({ debian: true, root: true, libtorch: debianLibtorch, installed: ALL, python: "/usr/bin/python3", pythonHasTorch: false, ...over });
 
-  test("a fresh Debian as root: everything the command needs, in one apt-get call; python3-torch only for test and bench", () => {
+  test("a fresh Debian as root: everything the command needs, in one apt-get call; python3-torch only for test and bench, clang-format only for test", () => {
     const fresh = facts({ libtorch: null, installed: [] });
     expect(planSetup("test", fresh)).toEqual({ command: "test", apt: ALL, notices: [], error: null });
-    expect(planSetup("bench", fresh).apt).toEqual(ALL);
-    expect(planSetup("demo", { ...fresh, pythonHasTorch: null }).apt).toEqual(ALL.filter((p: string) => p !== "python3-torch"));
+    expect(planSetup("bench", fresh).apt).toEqual(ALL.filter((p: string) => p !== "clang-format"));
+    expect(planSetup("demo", { ...fresh, pythonHasTorch: null }).apt).toEqual(ALL.filter((p: string) => p !== "python3-torch" && p !== "clang-format"));
     expect(planSetup("test", facts({ pythonHasTorch: true })).apt).toEqual([]);
   });
 

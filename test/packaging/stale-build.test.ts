@@ -9,7 +9,6 @@ import * as path from "path";
 import { BUILT_BINDING, ROOT, loadBinding, loaderPackage } from "../helpers/packaging";
 import { describeUnless } from "../helpers/skip";
 
-// eslint-disable-next-line @typescript-eslint/no-var-requires
 const { findLibtorch } = require(path.join(ROOT, "scripts/lib/find-libtorch.js"));
 
 const here = findLibtorch();

@@ -14,7 +14,6 @@ import * as lib from "../../lib";
 import { lora } from "../../lib";
 import { DIST, itDist } from "./support/child";
 
-// eslint-disable-next-line @typescript-eslint/no-var-requires
 const loop = require("./support/adapter-save-loop") as { net(t: typeof lib): lib.nn.Module; build(t: typeof lib, k: number): lora.LoraModel };
 
 const KILLS = 30;
