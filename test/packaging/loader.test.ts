@@ -4,9 +4,9 @@
  */
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { BUILT_BINDING, loadBinding, loaderPackage } from "../helpers/packaging";
+import { makeTempDir } from "../helpers/temp";
 
 const ROOT = path.resolve(__dirname, "../..");
 const findLibtorch = require(path.join(ROOT, "scripts/lib/find-libtorch.js"));
@@ -14,7 +14,7 @@ const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js"));
 
 let tmp: string;
 beforeAll(() => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "torch-lora-loader-"));
+  tmp = makeTempDir("torch-lora-loader-");
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 

@@ -8,8 +8,8 @@
  */
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
+import { makeTempDir } from "../helpers/temp";
 
 const ROOT = path.resolve(__dirname, "../..");
 const { planSetup } = require(path.join(ROOT, "scripts/lib/setup-plan.js"));
@@ -49,7 +49,7 @@ function plan(args: string[], python: string): { status: number | null; plan: Pl
 }
 
 beforeAll(() => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "torch-lora-setup-plan-"));
+  tmp = makeTempDir("torch-lora-setup-plan-");
   bin = path.join(tmp, "bin");
   calls = path.join(tmp, "calls.log");
   fs.mkdirSync(bin);
