@@ -2,6 +2,10 @@
  * The one place that loads the native addon. Everything else imports `native` from here.
  * When loading fails, the error names the cause and the fix; in an installed package where no
  * prebuilt addon fits, it first builds one from source when a compiler and cmake are there.
+ *
+ * The boundary rule (docs/native-boundary.md): every entry point is declared once, in
+ * `NativeBinding` below; TypeScript owns semantic validation and message wording, C++ checks only
+ * what keeps memory safe and converts libtorch errors; more than three arguments: one options object.
  */
 import { spawnSync } from "child_process";
 import * as fs from "fs";

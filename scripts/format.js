@@ -5,7 +5,7 @@
 // wholeTree in scripts/format-checked.json, so that npm run lint checks all of it from then on).
 const { spawnSync } = require("child_process");
 const path = require("path");
-const { ROOT, byFormatter, nativeFiles } = require("./lib/format-scope");
+const { ROOT, WHOLE_TREE, byFormatter, nativeFiles } = require("./lib/format-scope");
 
 function run(command, args) {
   if (args.length === 0) return;
@@ -15,6 +15,6 @@ function run(command, args) {
 }
 
 const files = process.argv.slice(2).map((f) => path.relative(ROOT, path.resolve(f)));
-const scope = files.length ? byFormatter(files) : { prettier: ["."], clangFormat: nativeFiles() };
+const scope = files.length ? byFormatter(files) : { prettier: [WHOLE_TREE], clangFormat: nativeFiles() };
 run(path.join(ROOT, "node_modules/.bin/prettier"), scope.prettier.length ? ["--write", ...scope.prettier] : []);
 run("clang-format", scope.clangFormat.length ? ["-i", ...scope.clangFormat] : []);

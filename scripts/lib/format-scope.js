@@ -8,6 +8,8 @@ const path = require("path");
 const ROOT = path.resolve(__dirname, "../..");
 const PRETTIER_EXTENSIONS = [".ts", ".js", ".mjs", ".cjs", ".json"];
 const NATIVE = /^native\/[^/]+\.(cc|h)$/;
+/** The prettier glob of the whole tree: code and JSON only (the prose of docs/ is left as written). */
+const WHOLE_TREE = `**/*.{${PRETTIER_EXTENSIONS.map((e) => e.slice(1)).join(",")}}`;
 
 /** Every native/*.cc and *.h, relative to the root. */
 function nativeFiles(root = ROOT) {
@@ -28,14 +30,15 @@ function byFormatter(files) {
 
 /**
  * What the format check covers: {wholeTree, prettier, clangFormat}. With wholeTree, prettier
- * gets "." (its ignore file leaves out builds and dependencies) and clang-format every native file.
+ * gets every TypeScript/JavaScript/JSON file (its ignore file leaves out builds and dependencies)
+ * and clang-format every native file.
  */
 function checkedScope(root = ROOT) {
   const config = JSON.parse(fs.readFileSync(path.join(root, "scripts/format-checked.json"), "utf8"));
-  if (config.wholeTree) return { wholeTree: true, prettier: ["."], clangFormat: nativeFiles(root) };
+  if (config.wholeTree) return { wholeTree: true, prettier: [WHOLE_TREE], clangFormat: nativeFiles(root) };
   const missing = config.files.filter((f) => !fs.existsSync(path.join(root, f)));
   if (missing.length) throw new Error(`scripts/format-checked.json names files that do not exist: ${missing.join(", ")}`);
   return { wholeTree: false, ...byFormatter(config.files) };
 }
 
-module.exports = { ROOT, byFormatter, checkedScope, nativeFiles };
+module.exports = { ROOT, WHOLE_TREE, byFormatter, checkedScope, nativeFiles };
