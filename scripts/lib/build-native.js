@@ -78,7 +78,8 @@ function builtAgainst(root, found, env = process.env) {
  */
 function isUpToDate(root, found, env = process.env) {
   const addon = path.join(root, "build/Release/torch_lora.node");
-  if (!fs.existsSync(path.join(root, "build/Release/torch_lora_bench.node"))) return false;
+  // CMakeLists.txt builds the benchmark addon whenever its source is there.
+  if (fs.existsSync(path.join(root, "native/bench.cc")) && !fs.existsSync(path.join(root, "build/Release/torch_lora_bench.node"))) return false;
   const sources = Math.max(
     newestMtime(path.join(root, "native"), (n) => /\.(cc|h)$/.test(n)),
     mtime(path.join(root, "CMakeLists.txt")),
