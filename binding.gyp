@@ -1,13 +1,14 @@
 # node-gyp build of the torch-lora addon: the same native/*.cc sources as CMakeLists.txt,
 # against the libtorch that scripts/lib/find-libtorch.js finds (printed by scripts/gyp-torch.js).
-# Used by `npm run prebuild` (prebuildify) and by users without cmake. Offline, point node-gyp at
+# Used by `npm run prebuild` (prebuildify) and by users without cmake. native/bench.cc (benchmark
+# floors) is left out: only CMakeLists.txt's torch_lora_bench.node, loaded by bench/, has it. Offline, point node-gyp at
 # the local Node headers: node-gyp rebuild --nodedir="$(dirname "$(dirname "$(readlink -f "$(which node)")")")"
 {
   "targets": [
     {
       "target_name": "torch_lora",
       "sources": [
-        "<!@(node -p \"require('fs').readdirSync('native').filter((f) => f.endsWith('.cc')).map((f) => 'native/' + f).join(' ')\")"
+        "<!@(node -p \"require('fs').readdirSync('native').filter((f) => f.endsWith('.cc') && f !== 'bench.cc').map((f) => 'native/' + f).join(' ')\")"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -16,6 +16,7 @@
 import { spawn } from "child_process";
 import * as fs from "fs";
 import * as net from "net";
+import * as os from "os";
 import { Tensor, crossEntropy, dist, lora, manualSeed, nn, optim, randn, tensor } from "../lib";
 import { CharModel } from "../demo/model";
 
@@ -168,7 +169,7 @@ async function main(): Promise<void> {
     { worldSize: 1, threads: 2, label: "1 process × 2 threads" },
     { worldSize: 2, threads: 1, label: "2 processes × 1 thread, overlap, 0.25 MiB buckets", overlapBucketMb: 0.25 },
   ];
-  console.log(`data-parallel LoRA steps on ${require("os").cpus().length} cores, Gloo over 127.0.0.1, median of ${steps} steps`);
+  console.log(`data-parallel LoRA steps on ${os.cpus().length} cores, Gloo over 127.0.0.1, median of ${steps} steps`);
   console.log("| workload | layout | compute ms | sync ms | step ms | sync / step | gradient bytes | loopback bytes / step |");
   console.log("|---|---|---|---|---|---|---|---|");
   for (const workload of ["demo", "gpt2-attn"] as const) {

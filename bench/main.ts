@@ -6,6 +6,8 @@
  * memory-growth check of bench/memory.ts instead).
  */
 import { GCProfiler } from "v8";
+// First: makes the benchmark addon (with the native floors) the addon this process loads.
+import "./addon";
 import { native } from "../lib/binding";
 import { allCases } from "./cases";
 import { calibrate, measure, measureLoop, MeasureOptions } from "./measure";

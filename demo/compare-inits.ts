@@ -85,9 +85,9 @@ type Curves = number[][];
 /** Line of the mean with a band of ± one standard deviation over seeds (rows: one per seed and step). */
 async function renderChart(rows: { strategy: string; seed: number; step: number; loss: number }[]): Promise<string> {
   // vega and vega-lite are only needed here; loading them lazily keeps the demo's start fast.
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const vega = require("vega");
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const vl = require("vega-lite");
   const spec = vl.compile({
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",

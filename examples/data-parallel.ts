@@ -32,7 +32,6 @@ async function main(): Promise<void> {
   // Under `torch-lora launch`, RANK and WORLD_SIZE are set: join the others (env://).
   const distributed = process.env.WORLD_SIZE !== undefined;
   if (distributed) await dist.initProcessGroup({ backend: "gloo" });
-  const rank = dist.getRank();
 
   manualSeed(42); // the same base model everywhere (DataParallel checks the adapters match)
   const lm = lora.injectAdapter(new Classifier(), { r: 8, loraAlpha: 16, targetModules: ["emb", "hidden", "out"] });

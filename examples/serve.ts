@@ -161,7 +161,7 @@ export async function startServer(options: ServeOptions): Promise<Server> {
   const available = registry.available();
   const windowMs = options.windowMs ?? 2;
   const maxBatch = options.maxBatch ?? 64;
-  let queue: Pending[] = [];
+  const queue: Pending[] = [];
   let timer: NodeJS.Timeout | null = null;
 
   const stats = { batches: 0, rows: 0 };

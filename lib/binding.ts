@@ -2,6 +2,10 @@
  * The one place that loads the native addon. Everything else imports `native` from here.
  * When loading fails, the error names the cause and the fix; in an installed package where no
  * prebuilt addon fits, it first builds one from source when a compiler and cmake are there.
+ *
+ * The boundary rule (docs/native-boundary.md): every entry point is declared once, in
+ * `NativeBinding` below; TypeScript owns semantic validation and message wording, C++ checks only
+ * what keeps memory safe and converts libtorch errors; more than three arguments: one options object.
  */
 import { spawnSync } from "child_process";
 import * as fs from "fs";
@@ -18,7 +22,27 @@ type Num = number;
 /** Opaque handle to a native c10d store or process group (native/dist.cc). */
 export type DistHandle = { readonly __nativeDist: unique symbol };
 
-/** The native surface, declared once. Argument checks happen natively too; the facade adds context. */
+/** Flat adapter list of the LoRA kernels: [A, B, scale, dropout, A, B, scale, dropout, ...]. */
+export type PackedAdapters = (H | Num)[];
+
+/** What `buildInfo()` reports: every field native/addon.cc sets (scripts/lib/prebuilds.js reads them too). */
+export interface BuildInfo {
+  /** The libtorch the addon was linked against, as scripts/gyp-torch.js describes it. */
+  builtWith: string;
+  torchVersion: string;
+  cudaAvailable: boolean;
+  cudaDeviceCount: Num;
+  cxx11Abi: boolean;
+  /** The c10d backends compiled in (native/dist.cc). */
+  distBackends: string[];
+  /** True for a build against Node's experimental Node-API (GC-time finalizers). */
+  napiExperimental: boolean;
+  /** The Node whose headers an experimental build was compiled against (absent in a stable build). */
+  nodeVersion?: string;
+  /** The Node-API version declared: 8 for a stable build, 2147483647 for an experimental one. */
+  napiVersion: Num;
+}
+
 /** The adapters of one layer for a mixed batch: (A, B) pairs, scales, and each row's adapter index (-1: none). */
 export interface MixedAdapterOptions {
   factors: H[];
@@ -39,8 +63,16 @@ export interface MixedEmbeddingOptions extends MixedAdapterOptions {
   paddingIdx: Num;
 }
 
+/**
+ * The native surface, declared once: every entry point the addon exports, grouped by the native
+ * file that registers it (test/core/native-surface.test.ts compares this list with the addon's
+ * exports both ways). The rule at the boundary (docs/native-boundary.md): TypeScript owns semantic
+ * validation and message wording; C++ checks only what keeps memory safe and converts libtorch
+ * errors; an entry point with more than three arguments takes one named options object.
+ */
 export interface NativeBinding {
-  buildInfo(): { builtWith: string; torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; cxx11Abi: boolean; distBackends: string[] };
+  // build description (native/addon.cc)
+  buildInfo(): BuildInfo;
   // creation and data
   fromTypedArray(data: ArrayBufferView, shape: Num[], dtype: string, device: string, requiresGrad: boolean): H;
   fromBytes(bytes: Uint8Array, shape: Num[], dtype: string, device: string): H;
@@ -186,8 +218,25 @@ export interface NativeBinding {
   loraDoraMerge(options: {
     weight: H; A: H; B: H; magnitude: H; scale: Num; fanInFanOut: boolean; embedding: boolean; safe: boolean; keepBackup: boolean;
   }): H | null;
-  // LoRA kernels and optimizers are declared in their own modules' interfaces.
-  [name: string]: unknown;
+  // fused LoRA forward, merge and restore (native/lora.cc, native/lora_kernels.cc); *Async run off the event loop
+  loraLinear(x: H, weight: H, bias: H | null, fanInFanOut: boolean, training: boolean, adapters: PackedAdapters): H;
+  loraEmbedding(ids: H, weight: H, paddingIdx: Num, adapters: PackedAdapters): H;
+  loraMerge(weight: H, adapters: PackedAdapters, kind: "linear" | "embedding", fanInFanOut: boolean, safe: boolean, keepBackup: boolean): H | null;
+  loraMergeAsync(weight: H, adapters: PackedAdapters, kind: "linear" | "embedding", fanInFanOut: boolean, safe: boolean, keepBackup: boolean): Promise<H | null>;
+  loraRestore(weight: H, backup: H): void;
+  loraRestoreAsync(weight: H, backup: H): Promise<void>;
+  // optimizers (native/optim.cc): one call over all parameters; `steps` is updated in place
+  adamwStep(
+    params: H[], expAvg: H[], expAvgSq: H[], maxExpAvgSq: H[], steps: Float64Array,
+    lr: Num, beta1: Num, beta2: Num, eps: Num, weightDecay: Num, amsgrad: boolean, maximize: boolean,
+  ): Num;
+  sgdStep(
+    params: H[], momentumBuffers: H[], steps: Float64Array,
+    lr: Num, momentum: Num, dampening: Num, weightDecay: Num, nesterov: boolean, maximize: boolean,
+  ): Num;
+  clipGradNorm(params: H[], maxNorm: Num, normType: Num, errorIfNonfinite: boolean): Num;
+  zeroGrad(params: H[], setToNone: boolean): void;
+  optimZerosLike(params: H[]): H[];
 }
 
 /** The package root: the nearest folder above this file with our package.json (lib/ or dist/lib/). */
@@ -226,6 +275,7 @@ interface PrebuildsModule {
 let prebuildsModule: PrebuildsModule | undefined;
 /** scripts/lib/prebuilds.js, loaded on first use: a clone's own build loads without it. */
 function prebuildsLib(): PrebuildsModule {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a CommonJS script of the package, by path
   return (prebuildsModule ??= require(path.join(ROOT, "scripts/lib/prebuilds.js")) as PrebuildsModule);
 }
 
@@ -271,7 +321,7 @@ function explainLoadFailure(file: string, err: Error, libtorch?: FoundLibtorch):
 
 function requireAddon(file: string, libtorch?: FoundLibtorch): NativeBinding {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
     return require(file) as NativeBinding;
   } catch (err) {
     throw new Error(explainLoadFailure(file, err as Error, libtorch));
@@ -302,6 +352,7 @@ function load(): { binding: NativeBinding; file: string } {
   let failed: { file: string; error: Error } | null = null;
   for (const prebuild of prebuilds.fittingPrebuilds(ROOT, libtorch)) {
     try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
       return { binding: require(prebuild) as NativeBinding, file: prebuild };
     } catch (err) {
       failed ??= { file: prebuild, error: err as Error };
@@ -328,7 +379,7 @@ function staleLocalBuild(): string | null {
   if (!isInstalled()) return null;
   const stampFile = path.join(ROOT, "build/libtorch.json");
   if (!fs.existsSync(stampFile)) return null;
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { libtorchNamedByEnv } = require(path.join(ROOT, "scripts/lib/find-libtorch.js"));
   let named: { torchDir: string; source: string } | null;
   try {
@@ -367,22 +418,21 @@ function buildOnLoad(prebuilds: PrebuildsModule, libtorch: FoundLibtorch | { err
  * as a result.
  */
 function throwingReturnedErrors(binding: NativeBinding): NativeBinding {
-  const out: Record<string, unknown> = {};
+  // A copy whose functions are replaced in place: defineProperty keeps the declared type without a cast.
+  const out: NativeBinding = { ...binding };
   for (const [name, value] of Object.entries(binding)) {
-    if (typeof value !== "function") {
-      out[name] = value;
-      continue;
-    }
+    if (typeof value !== "function") continue;
     const fn = value as (...args: unknown[]) => unknown;
-    out[name] = (...args: unknown[]): unknown => {
+    const wrapped = (...args: unknown[]): unknown => {
       const result = fn(...args);
       // Not `instanceof Error`: the addon's realm need not be the caller's (jest, vm contexts).
       // "stack" in ... first, so the common results (handles, numbers) skip the native check.
       if (typeof result === "object" && result !== null && "stack" in result && isNativeError(result)) throw result;
       return result;
     };
+    Object.defineProperty(out, name, { value: wrapped, enumerable: true, writable: true, configurable: true });
   }
-  return out as NativeBinding;
+  return out;
 }
 
 const loaded = load();

@@ -15,6 +15,7 @@ import { addLaunchCommand } from "./cli/launch";
 function version(): string {
   for (const rel of ["../package.json", "../../package.json"]) {
     try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- the manifest's place differs in lib/ and dist/lib/
       const pkg = require(rel) as { name?: string; version?: string };
       if (pkg.name === "torch-lora" && pkg.version) return pkg.version;
     } catch {

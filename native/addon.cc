@@ -1,8 +1,17 @@
 // Module init: registers every native entry point. The addon keeps no per-process state,
 // so it is context-aware and loads in several worker_threads at once.
+//
+// The boundary rule (docs/native-boundary.md): TypeScript owns semantic validation and the
+// wording of messages; native code checks only what keeps memory safe (argument types, shapes a
+// kernel indexes by, handle liveness) and converts libtorch errors into returned JS Errors
+// (native/errors.h). An entry point with more than three arguments takes one named options
+// object, read by name (native/options.h). Every entry point registered here is declared once,
+// in the NativeBinding interface of lib/binding.ts (test/core/native-surface.test.ts checks both ways).
 #include "handle.h"
 #include "errors.h"
 #include "dist.h"
+
+#include <vector>
 
 // node_version.h names the Node these headers belong to (buildInfo().nodeVersion). It also
 // defines NAPI_VERSION as the runtime's own version, which must not leak into this module's
@@ -23,7 +32,6 @@ void RegisterLora(Napi::Object exports);
 void RegisterLoraMixed(Napi::Object exports);
 void RegisterOptim(Napi::Object exports);
 void RegisterNn(Napi::Object exports);
-void RegisterBench(Napi::Object exports);
 void RegisterNorm(Napi::Object exports);
 void RegisterAttention(Napi::Object exports);
 void RegisterActivation(Napi::Object exports);
@@ -36,6 +44,19 @@ void TuneMalloc();
 void RegisterLoraInit(Napi::Object exports);
 void RegisterLoraCombine(Napi::Object exports);
 void RegisterLoraDora(Napi::Object exports);
+
+// Registrars of optional objects linked into an addon besides the shipped ones: native/bench.cc
+// in torch_lora_bench.node adds itself from a static initializer, so the shipped addon, which
+// does not link it, holds no reference to benchmark code.
+static std::vector<void (*)(Napi::Object)>& ExtraRegistrars() {
+  static std::vector<void (*)(Napi::Object)> registrars;
+  return registrars;
+}
+
+bool AddExtraRegistrar(void (*registrar)(Napi::Object)) {
+  ExtraRegistrars().push_back(registrar);
+  return true;
+}
 
 namespace {
 
@@ -79,7 +100,6 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   RegisterLoraMixed(exports);
   RegisterOptim(exports);
   RegisterNn(exports);
-  RegisterBench(exports);
   RegisterNorm(exports);
   RegisterAttention(exports);
   RegisterActivation(exports);
@@ -92,6 +112,7 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   RegisterLoraCombine(exports);
   RegisterLoraDora(exports);
   TL_EXPORT(exports, "buildInfo", BuildInfo);
+  for (auto registrar : ExtraRegistrars()) registrar(exports);
   return exports;
 }
 

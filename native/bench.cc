@@ -1,6 +1,8 @@
 // Benchmark floors: the LoRA kernels and merge arithmetic run N times in a C++ loop, with no
 // JS in between. `npm run bench` divides torch-lora's per-call time from JS by these figures,
 // so the ratio is exactly what crossing into JS and back costs on top of the math.
+// Linked only into torch_lora_bench.node (CMakeLists.txt), never into the shipped addon: it adds
+// its entry points through AddExtraRegistrar (native/addon.cc) from a static initializer.
 #include "lora.h"
 #include "handle.h"
 #include "errors.h"
@@ -108,5 +110,10 @@ void RegisterBench(Napi::Object exports) {
   TL_EXPORT(exports, "benchMergeFloor", BenchMergeFloor);
   TL_EXPORT(exports, "benchSum", BenchSum);
 }
+
+bool AddExtraRegistrar(void (*registrar)(Napi::Object));
+namespace {
+const bool kBenchRegistered = AddExtraRegistrar(RegisterBench);
+}  // namespace
 
 }  // namespace tl

@@ -1,17 +1,10 @@
 /** Layers and native handles the LoRA cases share: built the way a user would build them. */
-import { NativeTensor, native } from "../../lib/binding";
+import { NativeTensor } from "../../lib/binding";
 import { Tensor, handleOf } from "../../lib/tensor";
 import { Embedding, Linear } from "../../lib/nn/layers";
 import { LoraEmbedding, LoraLinear } from "../../lib/lora/layers";
 
-/** The native benchmark loops of native/bench.cc. */
-export interface BenchNative {
-  benchLoraLinear(x: NativeTensor, w: NativeTensor, b: NativeTensor | null, A: NativeTensor, B: NativeTensor, scale: number, mode: string, g: NativeTensor | null, n: number): number;
-  benchLoraEmbedding(ids: NativeTensor, w: NativeTensor, A: NativeTensor, B: NativeTensor, scale: number, mode: string, g: NativeTensor | null, n: number): number;
-  benchMergeFloor(w: NativeTensor, A: NativeTensor, B: NativeTensor, scale: number, n: number): number;
-  benchSum(x: NativeTensor, n: number): number;
-}
-export const benchNative = native as unknown as BenchNative;
+export { benchNative } from "../addon";
 
 const INIT = { initLoraWeights: true, embeddingInit: "a-normal", embeddingInitStd: 1 } as const;
 

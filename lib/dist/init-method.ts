@@ -34,7 +34,7 @@ export function portSetting(value: unknown, name: string): number {
 
 /** `tcp://host:port` or `tcp://[ipv6]:port` as host and port. */
 function parseTcp(initMethod: string): { host: string; port: number } {
-  const m = /^tcp:\/\/(?:\[([^\]]+)\]|([^:/\[\]]+)):([^/:]+)\/?$/.exec(initMethod);
+  const m = /^tcp:\/\/(?:\[([^\]]+)\]|([^:/[\]]+)):([^/:]+)\/?$/.exec(initMethod);
   if (!m) throw new ConfigError(`initMethod: expected "env://" or "tcp://host:port", got ${JSON.stringify(initMethod)}`);
   return { host: m[1] ?? m[2], port: portSetting(m[3], "initMethod port") };
 }

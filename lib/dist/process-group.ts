@@ -65,6 +65,7 @@ function howToGet(backend: Backend): string {
 export class ProcessGroup {
   #handle: DistHandle | null;
   /** Held, never read: rank 0's rendezvous server must live as long as the group's object. */
+  // eslint-disable-next-line no-unused-private-class-members -- held for its lifetime, not read
   readonly #store: DistHandle;
   /** This process's rank. */
   readonly rank: number;

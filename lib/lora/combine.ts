@@ -139,7 +139,10 @@ export function addWeightedAdapter(lm: LoraModel, adapters: string[], weights: n
       planned.push({ path, A: new Tensor(A), B: new Tensor(B) });
     }
   } catch (err) {
-    for (const p of planned) (p.A.dispose(), p.B.dispose());
+    for (const p of planned) {
+      p.A.dispose();
+      p.B.dispose();
+    }
     throw err;
   }
 

@@ -1,16 +1,9 @@
-/** The native LoRA kernels (native/lora.cc), typed. */
-import { native, NativeTensor as H } from "../binding";
+/** The native LoRA kernels (native/lora.cc), as lib/lora uses them; declared in lib/binding.ts. */
+import { native, NativeBinding, PackedAdapters } from "../binding";
 
-/** Flat adapter list: [A, B, scale, dropout, A, B, scale, dropout, ...]. */
-export type PackedAdapters = (H | number)[];
+export type { PackedAdapters };
 
-export interface LoraNative {
-  loraLinear(x: H, weight: H, bias: H | null, fanInFanOut: boolean, training: boolean, adapters: PackedAdapters): H;
-  loraEmbedding(ids: H, weight: H, paddingIdx: number, adapters: PackedAdapters): H;
-  loraMerge(weight: H, adapters: PackedAdapters, kind: "linear" | "embedding", fanInFanOut: boolean, safe: boolean, keepBackup: boolean): H | null;
-  loraMergeAsync(weight: H, adapters: PackedAdapters, kind: "linear" | "embedding", fanInFanOut: boolean, safe: boolean, keepBackup: boolean): Promise<H | null>;
-  loraRestore(weight: H, backup: H): void;
-  loraRestoreAsync(weight: H, backup: H): Promise<void>;
-}
+/** The LoRA kernel entry points of the addon. */
+export type LoraNative = Pick<NativeBinding, "loraLinear" | "loraEmbedding" | "loraMerge" | "loraMergeAsync" | "loraRestore" | "loraRestoreAsync">;
 
-export const loraNative = native as unknown as LoraNative;
+export const loraNative: LoraNative = native;

@@ -72,11 +72,14 @@ function builtAgainst(root, found, env = process.env) {
 }
 
 /**
- * True when build/Release/torch_lora.node is newer than its sources and built against `found`
+ * True when build/Release/torch_lora.node (and torch_lora_bench.node, the same build with the
+ * benchmark floors, which bench/ loads) is newer than its sources and built against `found`
  * in the flags mode `env` selects.
  */
 function isUpToDate(root, found, env = process.env) {
   const addon = path.join(root, "build/Release/torch_lora.node");
+  // CMakeLists.txt builds the benchmark addon whenever its source is there.
+  if (fs.existsSync(path.join(root, "native/bench.cc")) && !fs.existsSync(path.join(root, "build/Release/torch_lora_bench.node"))) return false;
   const sources = Math.max(
     newestMtime(path.join(root, "native"), (n) => /\.(cc|h)$/.test(n)),
     mtime(path.join(root, "CMakeLists.txt")),

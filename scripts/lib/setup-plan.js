@@ -11,7 +11,7 @@ const { findLibtorch } = require("./find-libtorch");
 /** The commands set-up serves, and the package purposes each needs (see system-packages.js). */
 const COMMANDS = {
   demo: ["libtorch", "build"],
-  test: ["libtorch", "build", "compare"],
+  test: ["libtorch", "build", "compare", "lint"],
   bench: ["libtorch", "build", "compare"],
 };
 
@@ -108,6 +108,12 @@ function planSetup(command, facts) {
     const lacking = missing("build");
     if (canApt) apt.push(...lacking);
     else if (lacking.length) notices.push(`${lacking.join(", ")} not installed: the native build may fail (sudo apt-get install ${lacking.join(" ")})`);
+  }
+
+  if (facts.debian && purposes.includes("lint")) {
+    const lacking = missing("lint");
+    if (canApt) apt.push(...lacking);
+    else if (lacking.length) notices.push(`${lacking.join(", ")} not installed: npm run lint cannot check native/'s format (sudo apt-get install ${lacking.join(" ")})`);
   }
 
   // The comparisons: what matters is that the reference Python imports torch.

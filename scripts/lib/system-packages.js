@@ -10,9 +10,10 @@
  * Purposes:
  *  - libtorch: the libtorch the addon links against, with what makes it fast on Debian;
  *  - build:    the toolchain and headers of the native build;
- *  - compare:  the PyTorch that `npm test` and `npm run bench` compare torch-lora against.
+ *  - compare:  the PyTorch that `npm test` and `npm run bench` compare torch-lora against;
+ *  - lint:     the format check of native/ that `npm run lint` (and so `npm test`) runs.
  */
-const PURPOSES = ["libtorch", "build", "compare"];
+const PURPOSES = ["libtorch", "build", "compare", "lint"];
 
 const SYSTEM_PACKAGES = [
   { name: "libtorch-dev", purpose: "libtorch", why: "libtorch's headers, libraries and CMake files" },
@@ -23,6 +24,7 @@ const SYSTEM_PACKAGES = [
   { name: "ninja-build", purpose: "build", why: "the generator cmake-js prefers" },
   { name: "ccache", purpose: "build", why: "rebuilds of unchanged native files are cache hits" },
   { name: "libgloo-dev", purpose: "build", why: "gloo's headers, which libtorch's c10d headers include" },
+  { name: "clang-format", purpose: "lint", why: "the format check of native/*.cc and *.h in npm run lint (.clang-format)" },
   { name: "python3-torch", purpose: "compare", why: "PyTorch for /usr/bin/python3: the reference of the tests' cross-checks and the benchmark's baseline" },
 ];
 

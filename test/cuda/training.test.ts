@@ -1,7 +1,6 @@
 /** Training on the GPU: optimizer steps against the CPU, a fine-tuning run, adapters saved from the GPU, the demo. */
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { Tensor, crossEntropy, init, lora, manualSeed, optim, randn, tensor } from "../../lib";
 import type { Device } from "../../lib";
@@ -12,6 +11,7 @@ import { GPU, describeCuda } from "../helpers/cuda";
 import { TinyModel, changedParameters, snapshot } from "../helpers/models";
 import { expectDemoClaims, recomputeDemo } from "../helpers/demo-checks";
 import { tinyByFormula } from "../helpers/lora-formula";
+import { makeTempDir } from "../helpers/temp";
 
 const ROOT = path.resolve(__dirname, "../..");
 
@@ -210,7 +210,7 @@ describeCuda("LoRA training on cuda:0", () => {
     for (const [, layer] of lm.loraLayers()) init.normal_(layer.factors("default")[1], 0, 0.3);
     lm.eval();
     lm.to({ device: GPU });
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tl-gpu-adapter-"));
+    const dir = makeTempDir("tl-gpu-adapter-");
     try {
       lm.saveAdapter(dir);
       const fresh = new TinyModel();
@@ -239,7 +239,7 @@ describeCuda("LoRA training on cuda:0", () => {
 
 describeCuda("the demo on cuda:0", () => {
   test("npm run demo -- --device cuda:0 --quick: its checks hold when recomputed from the files it writes", () => {
-    const out = fs.mkdtempSync(path.join(os.tmpdir(), "tl-gpu-demo-"));
+    const out = makeTempDir("tl-gpu-demo-");
     try {
       const r = spawnSync(process.execPath, [path.join(ROOT, "dist/demo/main.js"), "--device", GPU, "--quick", "--save-base", "--out", out], {
         encoding: "utf8",

@@ -6,17 +6,17 @@
  * with exactly its tensors (names, dtypes, shapes, bytes); what it calls invalid must be refused.
  */
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { spawnSync } from "child_process";
 import { disagreements, judge, oracleUnavailable, readCases } from "./support/oracle";
+import { makeTempDir } from "../helpers/temp";
 
 const ROOT = path.resolve(__dirname, "../..");
 const RUNS = 4000;
 // Fixed by default so a failure reproduces; set TL_FUZZ_SEED to explore other mutations.
 const SEED = Number(process.env.TL_FUZZ_SEED ?? 20240611);
 
-const work = fs.mkdtempSync(path.join(os.tmpdir(), "tl-fuzz-cases-"));
+const work = makeTempDir("tl-fuzz-cases-");
 const record = path.join(work, "cases.jsonl");
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 

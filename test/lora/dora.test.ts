@@ -4,10 +4,10 @@
  * plus exact unmerge, save/load in PEFT's layout and the refusals.
  */
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { StateError, Tensor, init, io, lora, manualSeed, mseLoss, nn, noGrad, optim, randn, tensor } from "../../lib";
 import { itTorch, py } from "../helpers/python";
+import { makeTempDir } from "../helpers/temp";
 
 class Net extends nn.Module {
   emb = new nn.Embedding(12, 8, { paddingIdx: 0 });
@@ -139,7 +139,7 @@ for name, p in P.items():
     const lm = doraModel();
     lm.eval();
     const out = lm.forward(ids()) as Tensor;
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tl-dora-"));
+    const dir = makeTempDir("tl-dora-");
     lm.saveAdapter(dir);
     const config = JSON.parse(fs.readFileSync(path.join(dir, "adapter_config.json"), "utf8"));
     expect(config.use_dora).toBe(true);

@@ -7,11 +7,11 @@
  * fp16 matmul on CPU, so fp16 is checked for merges, which need no half matmul).
  */
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { Tensor, io, lora, manualSeed, nn, randn, tensor } from "../../lib";
 import type { Dtype } from "../../lib";
 import { itTorch, py } from "../helpers/python";
+import { makeTempDir } from "../helpers/temp";
 
 class Pair extends nn.Module {
   emb: nn.Embedding;
@@ -64,7 +64,7 @@ function headerDtypes(file: string): Record<string, string> {
 
 let dir: string;
 beforeAll(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "tl-half-"));
+  dir = makeTempDir("tl-half-");
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 

@@ -4,14 +4,14 @@
  * mode; one adapter-name rule everywhere, checked before anything is written.
  */
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { StateError, Tensor, init, lora, nn, noGrad, tensor } from "../../lib";
 import { EmbFc, baseBytes, pristineBytes, pristineOf, referenceForward } from "../helpers/lora-reference";
+import { makeTempDir } from "../helpers/temp";
 
 const IDS = [3, 1, 4, 1, 5];
 const ids = (): Tensor => tensor(IDS, { dtype: "int64" });
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "tl-lifecycle-"));
+const tmp = makeTempDir("tl-lifecycle-");
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 function adapted(name = "a"): lora.LoraModel<EmbFc> {

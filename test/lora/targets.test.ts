@@ -6,11 +6,11 @@
  * mergeAndUnload().
  */
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { ConfigError, lora, nn } from "../../lib";
 import { LlamaNames } from "../helpers/llama-names";
 import { TinyModel } from "../helpers/models";
+import { makeTempDir } from "../helpers/temp";
 
 const hasLoraLayers = (m: nn.Module) => m.namedModules().some(([, x]) => x instanceof lora.LoraLayer);
 const adapted = (lm: lora.LoraModel) => lm.loraLayers().map(([p]) => p);
@@ -60,7 +60,7 @@ describe("injectAdapter is strict per targetModules entry", () => {
 describe("loadAdapter tolerates entries absent from this model, and reports them", () => {
   let dir: string;
   beforeAll(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "tl-targets-"));
+    dir = makeTempDir("tl-targets-");
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 

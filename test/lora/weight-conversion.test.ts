@@ -4,9 +4,9 @@
  * adapter reproduces the trained model.
  */
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { ConfigError, FormatError, Tensor, lora, manualSeed, mseLoss, nn, optim, randn } from "../../lib";
+import { makeTempDir } from "../helpers/temp";
 
 class Block extends nn.Module {
   q = new nn.Linear(10, 10);
@@ -25,7 +25,7 @@ function original(): Block {
   return m;
 }
 
-const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), "tl-convert-"));
+const tmp = (): string => makeTempDir("tl-convert-");
 const maxAbsDiff = (a: Tensor, b: Tensor): number => a.sub(b).abs().max().item();
 
 function trainFewSteps(lm: lora.LoraModel, x: Tensor, y: Tensor, steps: number): void {

@@ -1,26 +1,13 @@
-// Shared test helpers: setting exact gradients, and PyTorch (via /usr/bin/python3) as a reference.
-import { spawnSync } from "child_process";
+// Shared optimizer test helpers: setting exact gradients, and PyTorch (the reference Python of
+// test/helpers/python.ts) as a reference.
 import { Tensor, tensor, Dtype } from "../../lib";
+import { hasTorch, runPythonJson } from "../helpers/python";
 
-const PYTHON = "/usr/bin/python3";
-let torchChecked: boolean | undefined;
-
-/** Whether /usr/bin/python3 can import torch; prints a visible note once when it cannot. */
-export function torchAvailable(): boolean {
-  if (torchChecked === undefined) {
-    const r = spawnSync(PYTHON, ["-c", "import torch"], { encoding: "utf8" });
-    torchChecked = r.status === 0;
-    if (!torchChecked) console.warn(`NOTE: PyTorch comparison tests skipped: ${PYTHON} -c "import torch" failed (${(r.stderr || String(r.error)).trim().split("\n").pop()})`);
-  }
-  return torchChecked;
-}
+/** Whether the reference Python can import torch. */
+export const torchAvailable = hasTorch;
 
 /** Runs a Python script with `input` as JSON on stdin; returns its stdout parsed as JSON. */
-export function runTorch<T>(script: string, input: unknown): T {
-  const r = spawnSync(PYTHON, ["-c", script], { input: JSON.stringify(input), encoding: "utf8", maxBuffer: 1 << 26 });
-  if (r.status !== 0) throw new Error(`python failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-}
+export const runTorch = runPythonJson;
 
 /** Gives `p` exactly the gradient `g` (replacing any previous one): d/dp sum(p * g) = g. */
 export function setGrad(p: Tensor, g: readonly number[]): void {

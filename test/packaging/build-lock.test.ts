@@ -1,15 +1,14 @@
 /** scripts/lib/build-lock.js: one native build at a time per package folder. */
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { ROOT } from "../helpers/packaging";
+import { makeTempDir } from "../helpers/temp";
 
-// eslint-disable-next-line @typescript-eslint/no-var-requires
 const { withBuildLock, isAlive } = require(path.join(ROOT, "scripts/lib/build-lock.js"));
 
 let root: string;
 beforeEach(() => {
-  root = fs.mkdtempSync(path.join(os.tmpdir(), "torch-lora-lock-"));
+  root = makeTempDir("torch-lora-lock-");
 });
 afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
 

@@ -6,12 +6,11 @@
  */
 import { spawn } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { ROOT, Smoke, installEnv, makeApp, npmInstall, packStaged, parseSmoke, sh, stagePackage, toolchainFreeBin } from "../helpers/packaging";
 import { describeUnless } from "../helpers/skip";
+import { makeTempDir } from "../helpers/temp";
 
-// eslint-disable-next-line @typescript-eslint/no-var-requires
 const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js"));
 
 const libtorch = prebuilds.runtimeLibtorch();
@@ -49,7 +48,7 @@ describeBuild("installed package without a fitting prebuild: built on first load
 
   beforeAll(async () => {
     sh(process.execPath, [path.join(ROOT, "scripts/setup.js")], { cwd: ROOT });
-    work = fs.mkdtempSync(path.join(os.tmpdir(), "torch-lora-build-on-load-"));
+    work = makeTempDir("torch-lora-build-on-load-");
     const pkg = path.join(work, "pkg");
     stagePackage(pkg, (f) => !f.startsWith("prebuilds/"));
     const tgz = packStaged(pkg, work);

@@ -9,6 +9,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { describeUnless } from "../helpers/skip";
+import { makeTempDir } from "../helpers/temp";
 
 const ROOT = path.resolve(__dirname, "../..");
 const NODE_HEADERS = path.resolve(process.execPath, "../../include/node");
@@ -51,7 +52,7 @@ describeRehearsal("scripts/gpu-check.sh --rehearse, from a copy of the repositor
   let run: { status: number | null; out: string };
 
   beforeAll(() => {
-    work = fs.mkdtempSync(path.join(os.tmpdir(), "torch-lora-gpu-check-"));
+    work = makeTempDir("torch-lora-gpu-check-");
     copy = path.join(work, "repo");
     // The tracked and new files, as a copy made with `git ls-files` or `git archive` would hold.
     const files = sh("git", ["ls-files", "-co", "--exclude-standard", "-z"]).split("\0").filter((f) => f && fs.existsSync(path.join(ROOT, f)));

@@ -4,12 +4,11 @@
  */
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { ROOT, Smoke, installEnv, makeApp, npmInstall, packStaged, parseSmoke, sh, stagePackage, toolchainFreeBin } from "../helpers/packaging";
 import { describeUnless } from "../helpers/skip";
+import { makeTempDir } from "../helpers/temp";
 
-// eslint-disable-next-line @typescript-eslint/no-var-requires
 const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js"));
 
 const libtorch = prebuilds.runtimeLibtorch();
@@ -30,7 +29,7 @@ describeInstall("installed package (npm pack → npm install, no compiler on PAT
   beforeAll(() => {
     // dist/ is what ships: bring it up to date with lib/ (a no-op after `npm test`'s pretest).
     sh(process.execPath, [path.join(ROOT, "scripts/setup.js")], { cwd: ROOT });
-    work = fs.mkdtempSync(path.join(os.tmpdir(), "torch-lora-install-"));
+    work = makeTempDir("torch-lora-install-");
     const pkg = path.join(work, "pkg");
     const shipped = stagePackage(pkg);
     // A prebuild from `npm run prebuild` of the current sources is shipped as is; else

@@ -8,16 +8,14 @@
  */
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 
 const ROOT = path.resolve(__dirname, "../..");
-/* eslint-disable @typescript-eslint/no-var-requires */
 const findLibtorch = require(path.join(ROOT, "scripts/lib/find-libtorch.js"));
 const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js"));
 const buildNative = require(path.join(ROOT, "scripts/lib/build-native.js"));
-/* eslint-enable @typescript-eslint/no-var-requires */
 import { describeUnless, itUnless, skipTitle } from "../helpers/skip";
+import { makeTempDir } from "../helpers/temp";
 
 const MULTIARCH = "/usr/lib/x86_64-linux-gnu";
 const SYSTEM_CMAKE = path.join(MULTIARCH, "cmake");
@@ -110,7 +108,7 @@ describeUnless(HAVE_DEBIAN_TORCH ? null : "no Debian libtorch-dev", "an unpacked
   let tmp: string;
   let dist: string;
   beforeAll(() => {
-    tmp = fs.mkdtempSync(path.join(os.tmpdir(), "torch-lora-dist-"));
+    tmp = makeTempDir("torch-lora-dist-");
     dist = makeDistribution(tmp);
   });
   afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -269,7 +267,7 @@ describe("a CUDA libtorch: files mode by default, TORCH_LORA_TORCH_FLAGS to choo
   }
 
   beforeAll(() => {
-    tmp = fs.mkdtempSync(path.join(os.tmpdir(), "torch-lora-cuda-flags-"));
+    tmp = makeTempDir("torch-lora-cuda-flags-");
     if (!HAVE_CMAKE) return;
     wheel = makeWheel("cu121", "12.1", LIBS);
     cudaFound = { torchDir: path.join(wheel, "share/cmake/Torch"), source: "python3 (torch.utils.cmake_prefix_path)" };

@@ -4,19 +4,17 @@
  */
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { BUILT_BINDING, loadBinding, loaderPackage } from "../helpers/packaging";
+import { makeTempDir } from "../helpers/temp";
 
 const ROOT = path.resolve(__dirname, "../..");
-/* eslint-disable @typescript-eslint/no-var-requires */
 const findLibtorch = require(path.join(ROOT, "scripts/lib/find-libtorch.js"));
 const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js"));
-/* eslint-enable @typescript-eslint/no-var-requires */
 
 let tmp: string;
 beforeAll(() => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "torch-lora-loader-"));
+  tmp = makeTempDir("torch-lora-loader-");
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -74,7 +72,6 @@ describe("describeLibtorch", () => {
   test("the libtorch found here agrees with the addon built against it", () => {
     const lt = prebuilds.runtimeLibtorch();
     if (!lt || lt.error) return console.warn("[packaging] SKIPPED: no libtorch found here");
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
     const { native } = require("../../lib/binding");
     expect(prebuilds.tagOfBuildInfo(native.buildInfo())).toBe(lt.tag);
   });
@@ -331,7 +328,6 @@ describe("Node-API variants: stable (N-API 8) and experimental (one Node major)"
     const checked: string[] = [];
     const local = path.join(ROOT, "build/Release/torch_lora.node");
     if (fs.existsSync(local)) {
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
       const info = require(local).buildInfo();
       expect(importsPostFinalizer(local)).toBe(info.napiExperimental);
       expect(info.napiVersion).toBe(info.napiExperimental ? 2147483647 : 8);

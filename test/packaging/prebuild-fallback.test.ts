@@ -3,12 +3,11 @@
  * it tries the next prebuild that fits, and only then explains the first failure.
  */
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { BUILT_BINDING, ROOT, loadBinding, loaderPackage } from "../helpers/packaging";
 import { describeUnless } from "../helpers/skip";
+import { makeTempDir } from "../helpers/temp";
 
-// eslint-disable-next-line @typescript-eslint/no-var-requires
 const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js"));
 
 const libtorch = prebuilds.runtimeLibtorch();
@@ -42,7 +41,7 @@ describeFallback("a prebuild that fits but does not load", () => {
   }
 
   beforeAll(() => {
-    work = fs.mkdtempSync(path.join(os.tmpdir(), "torch-lora-fallback-"));
+    work = makeTempDir("torch-lora-fallback-");
   });
   afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 

@@ -8,14 +8,12 @@
  */
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
+import { makeTempDir } from "../helpers/temp";
 
 const ROOT = path.resolve(__dirname, "../..");
-/* eslint-disable @typescript-eslint/no-var-requires */
 const { planSetup } = require(path.join(ROOT, "scripts/lib/setup-plan.js"));
 const { packagesFor } = require(path.join(ROOT, "scripts/lib/system-packages.js"));
-/* eslint-enable @typescript-eslint/no-var-requires */
 
 // What this machine is, found here rather than by the code under test.
 const DEBIAN = fs.existsSync("/etc/debian_version");
@@ -51,7 +49,7 @@ function plan(args: string[], python: string): { status: number | null; plan: Pl
 }
 
 beforeAll(() => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "torch-lora-setup-plan-"));
+  tmp = makeTempDir("torch-lora-setup-plan-");
   bin = path.join(tmp, "bin");
   calls = path.join(tmp, "calls.log");
   fs.mkdirSync(bin);
@@ -125,11 +123,11 @@ describe("the plan on other machines (facts given)", () => {
   const debianLibtorch = { torchDir: "/usr/lib/x86_64-linux-gnu/cmake/Torch", source: "system" };
   const facts = (over: object) => ({ debian: true, root: true, libtorch: debianLibtorch, installed: ALL, python: "/usr/bin/python3", pythonHasTorch: false, ...over });
 
-  test("a fresh Debian as root: everything the command needs, in one apt-get call; python3-torch only for test and bench", () => {
+  test("a fresh Debian as root: everything the command needs, in one apt-get call; python3-torch only for test and bench, clang-format only for test", () => {
     const fresh = facts({ libtorch: null, installed: [] });
     expect(planSetup("test", fresh)).toEqual({ command: "test", apt: ALL, notices: [], error: null });
-    expect(planSetup("bench", fresh).apt).toEqual(ALL);
-    expect(planSetup("demo", { ...fresh, pythonHasTorch: null }).apt).toEqual(ALL.filter((p: string) => p !== "python3-torch"));
+    expect(planSetup("bench", fresh).apt).toEqual(ALL.filter((p: string) => p !== "clang-format"));
+    expect(planSetup("demo", { ...fresh, pythonHasTorch: null }).apt).toEqual(ALL.filter((p: string) => p !== "python3-torch" && p !== "clang-format"));
     expect(planSetup("test", facts({ pythonHasTorch: true })).apt).toEqual([]);
   });
 

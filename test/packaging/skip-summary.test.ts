@@ -5,9 +5,9 @@
  */
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { NO_GPU, NO_TORCH, skipTitle } from "../helpers/skip";
+import { makeTempDir } from "../helpers/temp";
 
 const ROOT = path.resolve(__dirname, "../..");
 const JEST = path.join(ROOT, "node_modules/jest/bin/jest.js");
@@ -33,7 +33,7 @@ function suite(name: string, files: Record<string, string>) {
 }
 
 beforeAll(() => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "torch-lora-skip-summary-"));
+  tmp = makeTempDir("torch-lora-skip-summary-");
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 

@@ -4,12 +4,11 @@
  * libtorch, e.g. without CUDA after a switch to a CUDA libtorch).
  */
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { BUILT_BINDING, ROOT, loadBinding, loaderPackage } from "../helpers/packaging";
 import { describeUnless } from "../helpers/skip";
+import { makeTempDir } from "../helpers/temp";
 
-// eslint-disable-next-line @typescript-eslint/no-var-requires
 const { findLibtorch } = require(path.join(ROOT, "scripts/lib/find-libtorch.js"));
 
 const here = findLibtorch();
@@ -33,7 +32,7 @@ describeStale("a local build made for another libtorch than the one named now", 
   const load = (env: NodeJS.ProcessEnv) => loadBinding(pkg, { PATH: process.env.PATH, TORCH_LORA_BUILD_ON_LOAD: "0", ...env });
 
   beforeAll(() => {
-    work = fs.mkdtempSync(path.join(os.tmpdir(), "torch-lora-stale-"));
+    work = makeTempDir("torch-lora-stale-");
     pkg = path.join(work, "app/node_modules/torch-lora");
   });
   afterAll(() => fs.rmSync(work, { recursive: true, force: true }));

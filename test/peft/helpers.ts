@@ -1,14 +1,14 @@
 /** Shared pieces of the PEFT-format tests: temp dirs, a seeded model, random adapters, PEFT-style files. */
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { Tensor, init, io, lora, manualSeed, nn, tensor } from "../../lib";
 import { TinyModel } from "../helpers/models";
+import { makeTempDir } from "../helpers/temp";
 
 /** A fresh temporary directory, removed by {@link cleanupTmp}. */
 const made: string[] = [];
 export function tmpDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), "torch-lora-peft-"));
+  const d = makeTempDir("torch-lora-peft-");
   made.push(d);
   return d;
 }

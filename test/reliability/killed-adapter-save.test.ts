@@ -8,13 +8,12 @@
  */
 import { spawn } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import * as lib from "../../lib";
 import { lora } from "../../lib";
 import { DIST, itDist } from "./support/child";
+import { makeTempDir } from "../helpers/temp";
 
-// eslint-disable-next-line @typescript-eslint/no-var-requires
 const loop = require("./support/adapter-save-loop") as { net(t: typeof lib): lib.nn.Module; build(t: typeof lib, k: number): lora.LoraModel };
 
 const KILLS = 30;
@@ -22,7 +21,7 @@ const SEED = Number(process.env.TL_FUZZ_SEED ?? 20240611);
 const LOOP = path.join(__dirname, "support/adapter-save-loop.js");
 
 let root: string;
-beforeEach(() => (root = fs.mkdtempSync(path.join(os.tmpdir(), "tl-killsave-"))));
+beforeEach(() => (root = makeTempDir("tl-killsave-")));
 afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
 
 /** Which save the adapter `name` in `dir` comes from (k), after checking that all its files agree. */

@@ -10,7 +10,6 @@ import * as lib from "../../lib";
 import { DIST, itDist } from "./support/child";
 
 // The workload is plain JS so that worker threads can run it against dist/ without ts-jest.
-// eslint-disable-next-line @typescript-eslint/no-var-requires
 const workload = require("./support/workload") as {
   build(t: typeof lib, seed: number): lib.lora.LoraModel;
   digest(m: lib.lora.LoraModel): string;

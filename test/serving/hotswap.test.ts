@@ -1,11 +1,11 @@
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { Tensor, init, lora, manualSeed, noGrad, tensor } from "../../lib";
 import { EmbFc } from "../helpers/lora-reference";
 import { thrownBy } from "../helpers/errors";
+import { makeTempDir } from "../helpers/temp";
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "tl-hotswap-"));
+const tmp = makeTempDir("tl-hotswap-");
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const ids = () => tensor([[1, 2, 3], [4, 5, 0]], { dtype: "int64" });

@@ -1,11 +1,11 @@
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { Tensor, init, lora, manualSeed, noGrad, tensor } from "../../lib";
 import { EmbFc } from "../helpers/lora-reference";
 import { thrownBy } from "../helpers/errors";
+import { makeTempDir } from "../helpers/temp";
 
-const root = fs.mkdtempSync(path.join(os.tmpdir(), "tl-registry-"));
+const root = makeTempDir("tl-registry-");
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 const NAMES = ["a", "b", "c", "d"];
@@ -104,7 +104,7 @@ describe("AdapterRegistry", () => {
   });
 
   test("a load that fails releases what the call held, and later loads still run", async () => {
-    const other = fs.mkdtempSync(path.join(os.tmpdir(), "tl-registry-broken-"));
+    const other = makeTempDir("tl-registry-broken-");
     try {
       fs.cpSync(path.join(root, "a"), path.join(other, "a"), { recursive: true });
       fs.cpSync(path.join(root, "b"), path.join(other, "broken"), { recursive: true });

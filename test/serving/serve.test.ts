@@ -1,11 +1,11 @@
 import * as fs from "fs";
 import * as http from "http";
-import * as os from "os";
 import * as path from "path";
 import { Tensor, lora, manualSeed, noGrad, tensor } from "../../lib";
 import { Server, TinyLM, request, startServer, writeDemoAdapters } from "../../examples/serve";
+import { makeTempDir } from "../helpers/temp";
 
-const root = fs.mkdtempSync(path.join(os.tmpdir(), "tl-serve-"));
+const root = makeTempDir("tl-serve-");
 let names: string[] = [];
 let server: Server;
 let reference: lora.LoraModel<TinyLM>;

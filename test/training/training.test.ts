@@ -1,6 +1,5 @@
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { Tensor, crossEntropy, lora, manualSeed, optim } from "../../lib";
 import { VOCAB, encode, generateText, makeExamples, batchAt } from "../../demo/data";
@@ -8,6 +7,7 @@ import { CharModel } from "../../demo/model";
 import { evaluate, train } from "../../demo/train";
 import { changedParameters, snapshot } from "../helpers/models";
 import { expectDemoClaims, recomputeDemo } from "../helpers/demo-checks";
+import { makeTempDir } from "../helpers/temp";
 
 const ROOT = path.resolve(__dirname, "../..");
 const CONTEXT = 8;
@@ -67,7 +67,7 @@ describe("LoRA training", () => {
     const b = lora.injectAdapter(fresh(), { r: 4, loraAlpha: 8, targetModules: ["emb", "fc1", "fc2"] });
     const optB = new optim.AdamW(b.trainableParameters(), { lr: 1e-2 });
     [0, 1, 2].forEach((i) => step(b, optB, i));
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tl-resume-"));
+    const dir = makeTempDir("tl-resume-");
     b.saveAdapter(dir);
     const sd = optB.stateDict();
     const optTensors: Record<string, Tensor> = {};
@@ -92,7 +92,7 @@ describe("LoRA training", () => {
 
 describe("npm run demo", () => {
   test("the shortened demo's checks hold when recomputed from the base and adapter it writes", () => {
-    const out = fs.mkdtempSync(path.join(os.tmpdir(), "tl-demo-"));
+    const out = makeTempDir("tl-demo-");
     try {
       const r = spawnSync(process.execPath, [path.join(ROOT, "dist/demo/main.js"), "--quick", "--save-base", "--out", out], { encoding: "utf8", timeout: 120000 });
       expect(r.stderr).toBe("");

@@ -37,7 +37,7 @@ export function typedUses(dir: string): void {
   // @ts-expect-error forward returns a Tensor, not a string
   const text: string = lm.forward(tensor([1]));
   // @ts-expect-error the wrapped model has no such field
-  lm.model.decoder;
+  void lm.model.decoder;
   // @ts-expect-error mergeAndUnload returns the Classifier, not a Linear
   const wrong: nn.Linear = lm.mergeAndUnload();
   // @ts-expect-error a LoraModel of a Classifier is not a LoraModel of a Linear

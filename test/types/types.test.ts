@@ -8,7 +8,7 @@ import * as path from "path";
 
 const ROOT = path.join(__dirname, "..", "..");
 
-test("LoraModel<M> carries the wrapped model's types (tsc --noEmit on lora-model.types.ts)", () => {
+test("the public types: LoraModel<M> and the core API (tsc --noEmit on test/types/*.types.ts)", () => {
   const tsc = require.resolve("typescript/bin/tsc", { paths: [ROOT] });
   const r = spawnSync(process.execPath, [tsc, "--noEmit", "-p", path.join(__dirname, "tsconfig.json")], { cwd: ROOT, encoding: "utf8" });
   expect(r.stdout + r.stderr).toBe("");

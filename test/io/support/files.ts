@@ -1,14 +1,9 @@
 /** Shared helpers for the io tests: temporary folders, hand-built files, the Python check. */
-import * as fs from "fs";
-import * as os from "os";
-import * as path from "path";
-import { spawnSync } from "child_process";
+import { tempDir as sharedTempDir } from "../../helpers/temp";
+import { hasTorch, runPython as runReferencePython } from "../../helpers/python";
 
-/** A fresh temporary folder, removed by the returned cleanup function. */
-export function tempDir(prefix = "tl-io-"): { dir: string; cleanup: () => void } {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  return { dir, cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) };
-}
+/** A fresh temporary folder, removed by the returned cleanup function (test/helpers/temp.ts). */
+export const tempDir = (prefix = "tl-io-"): { dir: string; cleanup: () => void } => sharedTempDir(prefix);
 
 /**
  * Bytes of a safetensors file assembled by hand: the little-endian u64 length of `header`
@@ -26,20 +21,10 @@ export function f32(values: number[]): Buffer {
   return Buffer.from(new Float32Array(values).buffer);
 }
 
-let pythonTorch: boolean | undefined;
-/** Whether /usr/bin/python3 can import torch (tests needing it skip with a visible note otherwise). */
-export function hasPythonTorch(): boolean {
-  if (pythonTorch === undefined) {
-    const r = spawnSync("/usr/bin/python3", ["-c", "import torch"], { encoding: "utf8" });
-    pythonTorch = r.status === 0;
-    if (!pythonTorch) console.warn("NOTE: /usr/bin/python3 with torch is not available; the PyTorch cross-checks are skipped");
-  }
-  return pythonTorch;
-}
+/** Whether the reference Python (test/helpers/python.ts) can import torch. */
+export const hasPythonTorch = hasTorch;
 
-/** Runs a Python script with /usr/bin/python3 and returns its stdout; throws with stderr on failure. */
+/** Runs a Python script with the reference Python and returns its stdout; throws with stderr on failure. */
 export function runPython(script: string, args: string[] = []): string {
-  const r = spawnSync("/usr/bin/python3", ["-c", script, ...args], { encoding: "utf8", maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`python failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
+  return runReferencePython(script, { args });
 }

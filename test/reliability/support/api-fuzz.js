@@ -336,7 +336,6 @@ const ACTIONS = fc.oneof(
 const started = Date.now();
 let calls = 0, threw = 0, batches = 0, tiedRefusals = 0;
 const failures = [];
-const failureLabels = {};
 const byAction = {};
 const rng = fc.sample(fc.array(ACTIONS, { minLength: 50, maxLength: 50 }), { seed, numRuns: 1000 });
 outer: for (const batch of rng) {

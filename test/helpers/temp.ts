@@ -1,0 +1,20 @@
+/**
+ * Temporary folders for tests: the one place the suite creates them (under the OS's temporary
+ * folder, named by a prefix that says which test made them). Callers remove them when done
+ * (`fs.rmSync(dir, { recursive: true, force: true })`, or the cleanup of {@link tempDir}).
+ * Child-process scripts under test/**\/support/ are plain files loaded by path and make their own.
+ */
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+
+/** A fresh, empty temporary folder whose name starts with `prefix`. */
+export function makeTempDir(prefix = "torch-lora-test-"): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** A fresh temporary folder and the function that removes it with its contents. */
+export function tempDir(prefix = "torch-lora-test-"): { dir: string; cleanup: () => void } {
+  const dir = makeTempDir(prefix);
+  return { dir, cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) };
+}
