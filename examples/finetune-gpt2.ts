@@ -6,7 +6,7 @@
  *    text and written with `savePretrained`;
  * 2. loaded back with `models.fromPretrained` and LoRA fine-tuned on task B (PEFT's default target
  *    for gpt2, `c_attn`), with a progress bar;
- * 3. greedy generations before and after (tokenizer encode → `generate` → decode);
+ * 3. sampled generations before and after (tokenizer encode → `generate` → decode);
  * 4. the adapter saved in PEFT's layout, merged into the checkpoint with the command line
  *    (`torch-lora merge --base <folder>`), and the merged checkpoint's logits compared with the
  *    adapted model's.
@@ -50,14 +50,14 @@ export function tokenizerJson(): object {
 }
 
 /** The tokens GPT-2's tokenizer_config.json names, so `loadTokenizer` knows end-of-text. */
-const TOKENIZER_CONFIG = { bos_token: EOS, eos_token: EOS, unk_token: EOS, model_max_length: 64, tokenizer_class: "GPT2Tokenizer" };
+const TOKENIZER_CONFIG = { bos_token: EOS, eos_token: EOS, unk_token: EOS, model_max_length: 48, tokenizer_class: "GPT2Tokenizer" };
 
 /** The checkpoint's config.json: GPT-2's architecture at a tiny size, without dropout. */
 export const CONFIG = {
   model_type: "gpt2",
   architectures: ["GPT2LMHeadModel"],
   vocab_size: CHARACTERS.length + 1,
-  n_positions: 64,
+  n_positions: 48,
   n_embd: 64,
   n_layer: 2,
   n_head: 4,
@@ -69,21 +69,36 @@ export const CONFIG = {
 };
 
 /** The LoRA settings: no targetModules, so PEFT's default for gpt2 (`c_attn`) applies. */
-export const LORA = { r: 8, loraAlpha: 16 };
+export const LORA = { r: 16, loraAlpha: 32 };
 
-/** Tokens per training window (the model reads `CONTEXT` and predicts each next one). */
-export const CONTEXT = 32;
+/**
+ * Tokens per training window: every position the model has (n_positions), so that generation,
+ * which goes up to the last one, uses only position embeddings that were trained.
+ */
+export const CONTEXT = CONFIG.n_positions;
 
 /** Sizes of a full run and of the short one the tests use (`--quick`). */
 export function schedule(quick: boolean) {
   return quick
     ? { pretrainSteps: 60, finetuneSteps: 40, batchSize: 16, sentences: 300, newTokens: 24 }
-    : { pretrainSteps: 400, finetuneSteps: 250, batchSize: 32, sentences: 1200, newTokens: 48 };
+    : { pretrainSteps: 400, finetuneSteps: 300, batchSize: 32, sentences: 1200, newTokens: 38 };
 }
 
-/** Windows of `CONTEXT + 1` tokens of generated text, tokenized with `tokenizer`. */
+/** Windows of `CONTEXT` tokens of generated text, tokenized with `tokenizer`, in `inputs` (N, CONTEXT). */
 export function windows(tokenizer: models.PretrainedTokenizer, task: Task, sentences: number, seed: number): Examples {
-  return makeExamples(tokenizer.encode(generateText(task, sentences, seed)), CONTEXT + 1);
+  // makeExamples' inputs are windows of the length it is given (the id after each is unused here).
+  return makeExamples(tokenizer.encode(generateText(task, sentences, seed)), CONTEXT);
+}
+
+/**
+ * Evaluation text: `sentences` of task `task` cut into back-to-back windows of `CONTEXT` tokens,
+ * (N, CONTEXT) int64 (training slides its windows one token at a time; evaluating each token once
+ * is enough).
+ */
+export function evaluationWindows(tokenizer: models.PretrainedTokenizer, task: Task, sentences: number, seed: number): Tensor {
+  const ids = tokenizer.encode(generateText(task, sentences, seed));
+  const rows = Math.floor(ids.length / CONTEXT);
+  return tensor(ids.slice(0, rows * CONTEXT), { dtype: "int64", shape: [rows, CONTEXT] });
 }
 
 /** transformers' causal-LM loss of `model` on windows (B, T) int64: each token predicts the next. */
@@ -91,9 +106,9 @@ export function lmLoss(model: { forward(ids: Tensor): Tensor }, batch: Tensor): 
   return models.causalLmLoss(model.forward(batch), batch);
 }
 
-/** The loss over a whole evaluation set, without autograd. */
-export function evaluate(model: { forward(ids: Tensor): Tensor }, data: Examples): number {
-  return noGrad(() => tidy(() => lmLoss(model, data.inputs).item()));
+/** The loss over a whole evaluation set (N, CONTEXT), without autograd. */
+export function evaluate(model: { forward(ids: Tensor): Tensor }, data: Tensor): number {
+  return noGrad(() => tidy(() => lmLoss(model, data).item()));
 }
 
 /** Trains `params` for `steps` AdamW steps on `data`, reporting on a progress bar called `label`. */
@@ -143,11 +158,15 @@ export async function pretrain(dir: string, quick: boolean): Promise<void> {
   writeTokenizer(dir);
 }
 
-/** Greedy continuation of `prompt`: encode, generate `newTokens` tokens, decode. */
+/**
+ * A sampled continuation of `prompt`: encode, generate `newTokens` tokens (temperature 0.6, top-k
+ * 4, seeded, so a run repeats), decode. Greedy decoding of so small a model soon repeats itself.
+ */
 export function complete(model: models.CausalLM, tokenizer: models.PretrainedTokenizer, prompt: string, newTokens: number): string {
   const ids = tokenizer.encode(prompt);
+  manualSeed(7);
   return tidy(() => {
-    const out = model.generate(tensor(ids, { dtype: "int64", shape: [1, ids.length] }), { maxNewTokens: newTokens, doSample: false });
+    const out = model.generate(tensor(ids, { dtype: "int64", shape: [1, ids.length] }), { maxNewTokens: newTokens, temperature: 0.6, topK: 4 });
     return tokenizer.decode(out.reshape([-1]));
   });
 }
@@ -183,7 +202,7 @@ async function main(): Promise<void> {
   // 2. Load it as any transformers checkpoint, and fine-tune LoRA on task B.
   const model = await models.fromPretrained(dirs.base);
   const tokenizer = models.loadTokenizer(dirs.base);
-  const evalB = windows(tokenizer, "B", 60, 3);
+  const evalB = evaluationWindows(tokenizer, "B", 200, 3);
   const prompt = "the robot ";
   const before = evaluate(model, evalB);
   console.log(`task B loss before LoRA: ${before.toFixed(4)}`);
@@ -202,7 +221,7 @@ async function main(): Promise<void> {
   lm.saveAdapter(dirs.adapter);
   mergeWithCli(dirs.base, dirs.adapter, dirs.merged);
   const merged = await models.fromPretrained(dirs.merged);
-  const diff = noGrad(() => tidy(() => merged.forward(evalB.inputs).sub(lm.forward(evalB.inputs)).abs().max().item()));
+  const diff = noGrad(() => tidy(() => merged.forward(evalB).sub(lm.forward(evalB)).abs().max().item()));
   console.log(`merged checkpoint (${dirs.merged}): max |logits - adapted logits| = ${diff.toExponential(2)}`);
 }
 

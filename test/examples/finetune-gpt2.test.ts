@@ -44,7 +44,7 @@ describe("examples/finetune-gpt2.ts", () => {
     const ids = tokenizer.encode(text);
     expect(ids).toHaveLength(text.length); // one token per character
     expect(tokenizer.decode(ids)).toBe(text);
-    const evalB = makeExamples(ids, 33).inputs;
+    const evalB = makeExamples(ids, 33).inputs.slice(0, 0, null, 7); // every 7th window of 33 tokens
 
     const model = await models.fromPretrained(baseDir);
     expect(model).toBeInstanceOf(models.GPT2LMHeadModel);
