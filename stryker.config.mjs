@@ -35,9 +35,7 @@ export default {
   jest: {
     projectType: "custom",
     configFile: "jest.config.js",
-    config: only
-      ? { testMatch: only.map((f) => `<rootDir>/${f.replace(/^\.\//, "")}`) }
-      : { testPathIgnorePatterns: ["/node_modules/", ...outOfReach] },
+    config: only ? { testMatch: only.map((f) => `<rootDir>/${f.replace(/^\.\//, "")}`) } : { testPathIgnorePatterns: ["/node_modules/", ...outOfReach] },
     enableFindRelatedTests: false,
   },
   // The sandbox is a copy of the project; the native addon and dist/ are needed by the tests.

@@ -50,7 +50,10 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 /** Bytes the loopback interface carried so far (all processes on the machine), or null off Linux. */
 function loopbackBytes(): number | null {
   try {
-    const line = fs.readFileSync("/proc/net/dev", "utf8").split("\n").find((l) => l.trim().startsWith("lo:"));
+    const line = fs
+      .readFileSync("/proc/net/dev", "utf8")
+      .split("\n")
+      .find((l) => l.trim().startsWith("lo:"));
     return line ? Number(line.split(":")[1].trim().split(/\s+/)[0]) : null;
   } catch {
     return null;
@@ -87,13 +90,28 @@ async function runRank(task: Task): Promise<RankReport> {
     const targets = randomIds(vocab, [rows], 2);
     step = () => crossEntropy(lm.forward(ids) as Tensor, targets);
   } else {
-    lm = lora.injectAdapter(new AttnProjections(), { r: 8, loraAlpha: 16, targetModules: ["layers.0", "layers.1", "layers.2", "layers.3", "layers.4", "layers.5", "layers.6", "layers.7", "layers.8", "layers.9", "layers.10", "layers.11"] });
+    lm = lora.injectAdapter(new AttnProjections(), {
+      r: 8,
+      loraAlpha: 16,
+      targetModules: [
+        "layers.0",
+        "layers.1",
+        "layers.2",
+        "layers.3",
+        "layers.4",
+        "layers.5",
+        "layers.6",
+        "layers.7",
+        "layers.8",
+        "layers.9",
+        "layers.10",
+        "layers.11",
+      ],
+    });
     const x = randn([128, 768]);
     step = () => lm.forward(x) as Tensor;
   }
-  const dp = distributed
-    ? await dist.DataParallel.create(lm, task.overlapBucketMb ? { overlap: true, bucketCapMb: task.overlapBucketMb } : {})
-    : null;
+  const dp = distributed ? await dist.DataParallel.create(lm, task.overlapBucketMb ? { overlap: true, bucketCapMb: task.overlapBucketMb } : {}) : null;
   const params = lm.trainableParameters();
   const opt = new optim.SGD(params, { lr: 1e-3 });
   const compute: number[] = [];
@@ -149,12 +167,22 @@ async function runConfig(task: Task): Promise<RankReport> {
   const runs = Array.from({ length: task.worldSize }, (_, rank) => {
     const child = spawn(process.execPath, [__filename], {
       stdio: ["ignore", "pipe", "inherit"],
-      env: { ...process.env, BENCH_DIST_TASK: JSON.stringify(task), RANK: String(rank), WORLD_SIZE: String(task.worldSize), MASTER_ADDR: "127.0.0.1", MASTER_PORT: String(port), OMP_NUM_THREADS: String(task.threads) },
+      env: {
+        ...process.env,
+        BENCH_DIST_TASK: JSON.stringify(task),
+        RANK: String(rank),
+        WORLD_SIZE: String(task.worldSize),
+        MASTER_ADDR: "127.0.0.1",
+        MASTER_PORT: String(port),
+        OMP_NUM_THREADS: String(task.threads),
+      },
     });
     let out = "";
     child.stdout.on("data", (d) => (out += d));
     return new Promise<RankReport>((resolve, reject) =>
-      child.on("close", (code) => (code === 0 ? resolve(JSON.parse(out.trim().split("\n").pop() as string)) : reject(new Error(`rank ${rank} exited with ${code}`)))),
+      child.on("close", (code) =>
+        code === 0 ? resolve(JSON.parse(out.trim().split("\n").pop() as string)) : reject(new Error(`rank ${rank} exited with ${code}`)),
+      ),
     );
   });
   return (await Promise.all(runs))[0];

@@ -22,7 +22,7 @@ function planFor(c: BenchCase, quick: boolean): MeasureOptions {
   const big = (c.batches ?? 9) < 9;
   return {
     warmupBatches: big || quick ? 1 : 2,
-    batches: quick ? Math.min(5, c.batches ?? 9) : c.batches ?? 9,
+    batches: quick ? Math.min(5, c.batches ?? 9) : (c.batches ?? 9),
     callsPerBatch,
   };
 }
@@ -38,7 +38,7 @@ function main(): void {
   }
   const quick = args.includes("--quick");
   const filterAt = args.indexOf("--filter");
-  const filter = filterAt >= 0 ? args[filterAt + 1] ?? "" : "";
+  const filter = filterAt >= 0 ? (args[filterAt + 1] ?? "") : "";
   const cases = allCases.filter((c) => c.name.includes(filter) && (!quick || c.quick));
   const started = Date.now();
 
@@ -58,7 +58,7 @@ function main(): void {
     const js = measure(fn, options);
     const gcUs = profiler.stop().statistics.reduce((us, s) => us + s.cost, 0) / ((options.warmupBatches + options.batches) * options.callsPerBatch);
     const floor = c.floor ? measureLoop(c.floor(), options) : null;
-    const python = torch.version && c.python ? measurePython([{ c, options }])[c.name] ?? null : null;
+    const python = torch.version && c.python ? (measurePython([{ c, options }])[c.name] ?? null) : null;
     return { name: c.name, group: c.group, js, python, floor, itemsPerCall: c.itemsPerCall, gcUs };
   });
 

@@ -53,7 +53,17 @@ async function child(mode: string, dir: string, layers: number): Promise<void> {
       for (let i = 0; i < n; i++) {
         ids = tidy(() => {
           const logits = model.forward(ids);
-          return cat([ids, logits.narrow(1, ids.shape[1] - 1, 1).squeeze(1).argmax(-1).unsqueeze(1)], 1);
+          return cat(
+            [
+              ids,
+              logits
+                .narrow(1, ids.shape[1] - 1, 1)
+                .squeeze(1)
+                .argmax(-1)
+                .unsqueeze(1),
+            ],
+            1,
+          );
         });
       }
     });
@@ -82,16 +92,27 @@ async function main(): Promise<void> {
     const sharded = run("load", path.join(dir, "sharded"), layers);
     const size = folderBytes(path.join(dir, "single")) / MB;
     console.log(`GPT-2 (${layers} layers, n_embd 768, fp32): checkpoint ${size.toFixed(0)} MB; baseline process peak RSS ${base.maxRss.toFixed(0)} MB`);
-    for (const [name, r] of [["model.safetensors", single], ["5 shards of <= 100 MB", sharded]] as const) {
+    for (const [name, r] of [
+      ["model.safetensors", single],
+      ["5 shards of <= 100 MB", sharded],
+    ] as const) {
       const extra = r.maxRss - base.maxRss;
-      console.log(`  ${name}: load ${r.loadMs.toFixed(0)} ms, peak RSS ${r.maxRss.toFixed(0)} MB (+${extra.toFixed(0)} MB over baseline = ${(extra / size).toFixed(2)}x the file size)`);
+      console.log(
+        `  ${name}: load ${r.loadMs.toFixed(0)} ms, peak RSS ${r.maxRss.toFixed(0)} MB (+${extra.toFixed(0)} MB over baseline = ${(extra / size).toFixed(2)}x the file size)`,
+      );
     }
-    console.log(`  greedy batch 1, 16-token prompt, 32 new tokens: ${single.cachedMsPerToken.toFixed(1)} ms/token with the KV cache, ${single.uncachedMsPerToken.toFixed(1)} ms/token recomputing without it`);
+    console.log(
+      `  greedy batch 1, 16-token prompt, 32 new tokens: ${single.cachedMsPerToken.toFixed(1)} ms/token with the KV cache, ${single.uncachedMsPerToken.toFixed(1)} ms/token recomputing without it`,
+    );
     const python = process.env.TORCH_LORA_PYTHON ?? "/usr/bin/python3";
-    const py = spawnSync(python, [path.join(__dirname, "..", "..", "bench", "python", "gpt2_generate.py"), path.join(dir, "single"), "16", "32"], { encoding: "utf8" });
+    const py = spawnSync(python, [path.join(__dirname, "..", "..", "bench", "python", "gpt2_generate.py"), path.join(dir, "single"), "16", "32"], {
+      encoding: "utf8",
+    });
     if (py.status === 0) {
       const ms = (JSON.parse(py.stdout.trim().split("\n").pop() as string) as { msPerToken: number }).msPerToken;
-      console.log(`  PyTorch eager with a KV cache, same checkpoint: ${ms.toFixed(1)} ms/token (torch-lora / PyTorch = ${(single.cachedMsPerToken / ms).toFixed(2)})`);
+      console.log(
+        `  PyTorch eager with a KV cache, same checkpoint: ${ms.toFixed(1)} ms/token (torch-lora / PyTorch = ${(single.cachedMsPerToken / ms).toFixed(2)})`,
+      );
     } else {
       console.log(`  (no PyTorch comparison: ${python} failed: ${py.stderr.trim().split("\n").pop()})`);
     }

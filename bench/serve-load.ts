@@ -23,7 +23,7 @@ async function level(port: number, names: string[], clients: number, total: numb
         sent++;
         k = (k * 7 + 3) % names.length;
         const t = process.hrtime.bigint();
-        await request(port, { adapter: names[k], prompt: [1, 2, 3, 4, 5, 6, 7, 8].map((v) => (v * (k + 1)) % 63 + 1), steps: 4 });
+        await request(port, { adapter: names[k], prompt: [1, 2, 3, 4, 5, 6, 7, 8].map((v) => ((v * (k + 1)) % 63) + 1), steps: 4 });
         latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
       }
     }),

@@ -147,7 +147,9 @@ async function main(): Promise<void> {
       evals.push(evaluate(lm, evalB));
     }
     results.set(strategy.name, { curves, evals, msPerStep });
-    console.log(`  ${strategy.name.padEnd(26)} loss at step ${EARLY_STEPS[0]}: ${cell(curves.map((c) => c[EARLY_STEPS[0] - 1]))}, eval after ${args.steps}: ${cell(evals)}`);
+    console.log(
+      `  ${strategy.name.padEnd(26)} loss at step ${EARLY_STEPS[0]}: ${cell(curves.map((c) => c[EARLY_STEPS[0] - 1]))}, eval after ${args.steps}: ${cell(evals)}`,
+    );
   }
 
   fs.mkdirSync(args.out, { recursive: true });
@@ -164,9 +166,7 @@ async function main(): Promise<void> {
     }),
     "",
   ].join("\n");
-  const rows = [...results].flatMap(([strategy, r]) =>
-    r.curves.flatMap((curve, seed) => curve.map((loss, i) => ({ strategy, seed, step: i + 1, loss }))),
-  );
+  const rows = [...results].flatMap(([strategy, r]) => r.curves.flatMap((curve, seed) => curve.map((loss, i) => ({ strategy, seed, step: i + 1, loss }))));
   const files = {
     "table.md": table,
     "losses.json": JSON.stringify(Object.fromEntries([...results].map(([k, v]) => [k, v])), null, 1),
@@ -174,7 +174,11 @@ async function main(): Promise<void> {
   };
   for (const [name, content] of Object.entries(files)) await io.writeFileAtomic(path.join(args.out, name), content);
   console.log(`\n${table}`);
-  console.log(`Wrote ${Object.keys(files).map((f) => path.join(args.out, f)).join(", ")} in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
+  console.log(
+    `Wrote ${Object.keys(files)
+      .map((f) => path.join(args.out, f))
+      .join(", ")} in ${((Date.now() - started) / 1000).toFixed(1)} s.`,
+  );
 }
 
 main().catch((err) => {

@@ -67,7 +67,12 @@ function complete(model: { forward(x: Tensor): unknown }, prompt: string, length
 }
 
 function snapshotBase(model: CharModel): Map<string, Buffer> {
-  return new Map(model.namedParameters().filter(([n]) => !n.includes("lora_")).map(([n, p]) => [n.replace(".base_layer", ""), p.toBytes()]));
+  return new Map(
+    model
+      .namedParameters()
+      .filter(([n]) => !n.includes("lora_"))
+      .map(([n, p]) => [n.replace(".base_layer", ""), p.toBytes()]),
+  );
 }
 
 function main(): void {

@@ -48,8 +48,14 @@ async function main(): Promise<void> {
     let last = 0;
     for (let start = 0; start + batchSize <= indices.length; start += batchSize) {
       const rows = indices.slice(start, start + batchSize);
-      const ids = tensor(rows.map((i) => data.ids[i]), { dtype: "int64" });
-      const labels = tensor(rows.map((i) => data.labels[i]), { dtype: "int64" });
+      const ids = tensor(
+        rows.map((i) => data.ids[i]),
+        { dtype: "int64" },
+      );
+      const labels = tensor(
+        rows.map((i) => data.labels[i]),
+        { dtype: "int64" },
+      );
       const loss = crossEntropy(lm.forward(ids) as Tensor, labels);
       loss.backward();
       if (dp) await dp.syncGradients(); // every rank now holds the same averaged gradients
@@ -61,7 +67,8 @@ async function main(): Promise<void> {
   }
 
   const out = path.join(os.tmpdir(), "torch-lora-data-parallel-adapter");
-  if (dp) await dp.saveAdapter(out); // rank 0 writes; the others wait until it is written
+  if (dp)
+    await dp.saveAdapter(out); // rank 0 writes; the others wait until it is written
   else lm.saveAdapter(out);
   if (dist.isMainProcess()) console.log(`adapter saved to ${out}`);
   if (distributed) dist.destroyProcessGroup();

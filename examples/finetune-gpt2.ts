@@ -45,7 +45,17 @@ export function tokenizerJson(): object {
     pre_tokenizer: byteLevel,
     post_processor: { ...byteLevel, trim_offsets: false },
     decoder: byteLevel,
-    model: { type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: "", end_of_word_suffix: "", fuse_unk: false, byte_fallback: false, vocab, merges: [] },
+    model: {
+      type: "BPE",
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: "",
+      end_of_word_suffix: "",
+      fuse_unk: false,
+      byte_fallback: false,
+      vocab,
+      merges: [],
+    },
   };
 }
 
@@ -112,7 +122,12 @@ export function evaluate(model: { forward(ids: Tensor): Tensor }, data: Tensor):
 }
 
 /** Trains `params` for `steps` AdamW steps on `data`, reporting on a progress bar called `label`. */
-export function train(model: { forward(ids: Tensor): Tensor }, params: Tensor[], data: Examples, options: { steps: number; batchSize: number; lr: number; label: string }): void {
+export function train(
+  model: { forward(ids: Tensor): Tensor },
+  params: Tensor[],
+  data: Examples,
+  options: { steps: number; batchSize: number; lr: number; label: string },
+): void {
   const opt = new optim.AdamW(params, { lr: options.lr, weightDecay: 0 });
   const progress = new Progress(options.label, options.steps);
   const tokens = options.batchSize * CONTEXT;
@@ -152,7 +167,12 @@ export async function pretrain(dir: string, quick: boolean): Promise<void> {
     model.transformer.wpe.weight.mul_(0.02);
   });
   const tokenizer = new models.PretrainedTokenizer(tokenizerJson(), TOKENIZER_CONFIG);
-  train(model, model.parameters(), windows(tokenizer, "A", s.sentences, 1), { steps: s.pretrainSteps, batchSize: s.batchSize, lr: 3e-3, label: "pretrain (task A)" });
+  train(model, model.parameters(), windows(tokenizer, "A", s.sentences, 1), {
+    steps: s.pretrainSteps,
+    batchSize: s.batchSize,
+    lr: 3e-3,
+    label: "pretrain (task A)",
+  });
   await model.savePretrained(dir);
   // After savePretrained, which switches the whole folder in at once.
   writeTokenizer(dir);
@@ -211,7 +231,12 @@ async function main(): Promise<void> {
   manualSeed(1);
   const lm = lora.injectAdapter(model, LORA);
   console.log(lm.formatTrainableParameters());
-  train(lm, lm.trainableParameters(), windows(tokenizer, "B", s.sentences, 2), { steps: s.finetuneSteps, batchSize: s.batchSize, lr: 1e-2, label: "LoRA (task B)" });
+  train(lm, lm.trainableParameters(), windows(tokenizer, "B", s.sentences, 2), {
+    steps: s.finetuneSteps,
+    batchSize: s.batchSize,
+    lr: 1e-2,
+    label: "LoRA (task B)",
+  });
   const after = evaluate(lm, evalB);
   console.log(`task B loss after LoRA: ${after.toFixed(4)}`);
   // 3. The LoRA layers act inside generate's cached decoding too.

@@ -32,8 +32,14 @@ async function main(): Promise<void> {
   console.log(lm.formatTrainableParameters());
 
   // A toy task: the label is the first token id modulo 4.
-  const ids = tensor(Array.from({ length: 64 * 6 }, (_, i) => 1 + ((i * 37) % 99)), { dtype: "int64", shape: [64, 6] });
-  const labels = tensor(Array.from({ length: 64 }, (_, i) => (1 + ((i * 6 * 37) % 99)) % 4), { dtype: "int64" });
+  const ids = tensor(
+    Array.from({ length: 64 * 6 }, (_, i) => 1 + ((i * 37) % 99)),
+    { dtype: "int64", shape: [64, 6] },
+  );
+  const labels = tensor(
+    Array.from({ length: 64 }, (_, i) => (1 + ((i * 6 * 37) % 99)) % 4),
+    { dtype: "int64" },
+  );
 
   const opt = new optim.AdamW(lm.trainableParameters(), { lr: 2e-3 });
   for (let step = 1; step <= 100; step++) {

@@ -146,7 +146,8 @@ function readJson(req: http.IncomingMessage): Promise<unknown> {
 function parseRequest(body: unknown, vocab: number, adapters: string[]): Omit<Pending, "res"> | string {
   if (body === null || typeof body !== "object") return "expected a JSON object";
   const { adapter, prompt, steps = 1 } = body as Record<string, unknown>;
-  if (typeof adapter !== "string" || (adapter !== "__base__" && !adapters.includes(adapter))) return `adapter: expected one of __base__, ${adapters.join(", ")}`;
+  if (typeof adapter !== "string" || (adapter !== "__base__" && !adapters.includes(adapter)))
+    return `adapter: expected one of __base__, ${adapters.join(", ")}`;
   if (!Array.isArray(prompt) || prompt.length === 0 || !prompt.every((t) => Number.isInteger(t) && t >= 0 && t < vocab)) {
     return `prompt: expected a non-empty array of token ids in [0, ${vocab})`;
   }
@@ -174,9 +175,15 @@ export async function startServer(options: ServeOptions): Promise<Server> {
       await registry.useAsync(names, async (loaded) => {
         const model = loaded ?? base;
         for (const p of batch) p.res.writeHead(200, { "content-type": "application/x-ndjson" });
-        const tokens = await generate(model, names, batch.map((p) => p.prompt), batch.map((p) => p.steps), (row, token) => {
-          batch[row].res.write(JSON.stringify({ token }) + "\n");
-        });
+        const tokens = await generate(
+          model,
+          names,
+          batch.map((p) => p.prompt),
+          batch.map((p) => p.steps),
+          (row, token) => {
+            batch[row].res.write(JSON.stringify({ token }) + "\n");
+          },
+        );
         batch.forEach((p, row) => p.res.end(JSON.stringify({ done: true, tokens: tokens[row] }) + "\n"));
       });
     } catch (err) {
@@ -223,7 +230,10 @@ export function request(port: number, body: { adapter: string; prompt: number[];
       res.setEncoding("utf8");
       res.on("data", (chunk: string) => (text += chunk));
       res.on("end", () => {
-        const lines = text.trim().split("\n").map((l) => JSON.parse(l) as { token?: number; done?: boolean; tokens?: number[]; error?: string });
+        const lines = text
+          .trim()
+          .split("\n")
+          .map((l) => JSON.parse(l) as { token?: number; done?: boolean; tokens?: number[]; error?: string });
         const last = lines[lines.length - 1];
         if (res.statusCode !== 200 || !last?.done) return reject(new Error(`HTTP ${res.statusCode}: ${last?.error ?? text}`));
         resolve({ streamed: lines.filter((l) => l.token !== undefined).map((l) => l.token!), tokens: last.tokens! });

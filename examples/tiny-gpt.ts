@@ -121,7 +121,8 @@ export class TinyGPT extends nn.Module {
 
   override forward(ids: Tensor): Tensor {
     const t = ids.shape[1];
-    if (t > this.config.context) throw new RangeError(`TinyGPT.forward: ids: expected at most ${this.config.context} positions, got shape [${ids.shape.join(", ")}]`);
+    if (t > this.config.context)
+      throw new RangeError(`TinyGPT.forward: ids: expected at most ${this.config.context} positions, got shape [${ids.shape.join(", ")}]`);
     let x = this.tok.forward(ids).add(this.pos.forward(this.positions.narrow(0, 0, t)));
     for (const block of this.blocks) x = block.forward(x);
     return this.head.forward(this.ln_f.forward(x));
@@ -168,7 +169,12 @@ export function train(model: nn.Module, params: Tensor[], data: Examples, option
  * temperature, cut to the `topK` largest, softmax, one draw (seeded by `seed`). The model reads
  * at most the last `context` characters.
  */
-export function sample(model: nn.Module, prompt: string, length: number, options: { temperature: number; topK: number; seed: number; context?: number }): string {
+export function sample(
+  model: nn.Module,
+  prompt: string,
+  length: number,
+  options: { temperature: number; topK: number; seed: number; context?: number },
+): string {
   manualSeed(options.seed);
   const ids = encode(prompt);
   const context = options.context ?? CONFIG.context;
@@ -178,7 +184,11 @@ export function sample(model: nn.Module, prompt: string, length: number, options
         tidy(() => {
           const window = ids.slice(-context);
           const logits = model.forward(tensor(window, { dtype: "int64", shape: [1, window.length] })) as Tensor;
-          const last = logits.reshape([-1, logits.shape[2]]).narrow(0, window.length - 1, 1).squeeze(0).div(options.temperature);
+          const last = logits
+            .reshape([-1, logits.shape[2]])
+            .narrow(0, window.length - 1, 1)
+            .squeeze(0)
+            .div(options.temperature);
           const { values, indices } = last.topk(options.topK);
           const choice = values.softmax(-1).multinomial(1); // an index into the top-k
           return Number(indices.gather(0, choice).item());

@@ -40,8 +40,17 @@ function explain(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null): void {
   if (vs.at(-2) !== ks.at(-2)) throw new RangeError(`${OP}: value: expected ${ks.at(-2)} positions (the key's S, dim -2), got ${all}`);
   if ([...qs, ...ks, ...vs].includes(0)) throw new RangeError(`${OP}: query, key and value must not be empty, got ${all}`);
   if (!isFloatingDtype(q.dtype)) throw new TypeError(`${OP}: query: expected a floating-point tensor, got dtype ${q.dtype}`);
-  checkSameDtype(OP, [["query", q], ["key", k], ["value", v]]);
-  checkSameDevice(OP, [["query", q], ["key", k], ["value", v], ["mask", mask]]);
+  checkSameDtype(OP, [
+    ["query", q],
+    ["key", k],
+    ["value", v],
+  ]);
+  checkSameDevice(OP, [
+    ["query", q],
+    ["key", k],
+    ["value", v],
+    ["mask", mask],
+  ]);
   if (mask) {
     const scores = [...qs.slice(0, -1), ks.at(-2)!];
     if (!broadcastsTo(mask.shape, scores)) {
@@ -76,15 +85,25 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, optio
   const causal = options.causal ?? false;
   if (typeof causal !== "boolean") throw new TypeError(`${OP}: causal: expected a boolean, got ${describe(causal)}`);
   const dropoutP = options.dropoutP ?? 0;
-  if (typeof dropoutP !== "number" || !(dropoutP >= 0 && dropoutP < 1)) throw new RangeError(`${OP}: dropoutP: expected a probability in [0, 1), got ${describe(dropoutP)}`);
+  if (typeof dropoutP !== "number" || !(dropoutP >= 0 && dropoutP < 1))
+    throw new RangeError(`${OP}: dropoutP: expected a probability in [0, 1), got ${describe(dropoutP)}`);
   let scale = options.scale;
-  if (scale !== undefined && (typeof scale !== "number" || !Number.isFinite(scale))) throw new TypeError(`${OP}: scale: expected a finite number, got ${describe(scale)}`);
+  if (scale !== undefined && (typeof scale !== "number" || !Number.isFinite(scale)))
+    throw new TypeError(`${OP}: scale: expected a finite number, got ${describe(scale)}`);
   scale ??= 1 / Math.sqrt(q.shape.at(-1) ?? 1);
   return withOpChecks(
     OP,
     () =>
       new Tensor(
-        native.scaledDotProductAttention({ query: handleOf(q), key: handleOf(k), value: handleOf(v), mask: mask && handleOf(mask), causal, dropoutP, scale: scale! }),
+        native.scaledDotProductAttention({
+          query: handleOf(q),
+          key: handleOf(k),
+          value: handleOf(v),
+          mask: mask && handleOf(mask),
+          causal,
+          dropoutP,
+          scale: scale!,
+        }),
       ),
     () => explain(q, k, v, mask),
   );

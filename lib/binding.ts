@@ -97,11 +97,29 @@ export interface NativeBinding {
   /** Bytes of external memory V8 counts for this isolate (what the collector's heuristics see). */
   reportedExternalMemory(): number;
   // ops
-  neg(t: H): H; relu(t: H): H; gelu(t: H): H; tanh(t: H): H; sigmoid(t: H): H; exp(t: H): H; log(t: H): H;
-  sqrt(t: H): H; abs(t: H): H; clone(t: H): H; detach(t: H): H; contiguous(t: H): H; t(t: H): H;
-  isfinite(t: H): H; allFinite(t: H): H;
-  add(a: H, b: H | Num): H; sub(a: H, b: H | Num): H; mul(a: H, b: H | Num): H; div(a: H, b: H | Num): H;
-  pow(a: H, b: H | Num): H; eq(a: H, b: H | Num): H; gt(a: H, b: H | Num): H; lt(a: H, b: H | Num): H;
+  neg(t: H): H;
+  relu(t: H): H;
+  gelu(t: H): H;
+  tanh(t: H): H;
+  sigmoid(t: H): H;
+  exp(t: H): H;
+  log(t: H): H;
+  sqrt(t: H): H;
+  abs(t: H): H;
+  clone(t: H): H;
+  detach(t: H): H;
+  contiguous(t: H): H;
+  t(t: H): H;
+  isfinite(t: H): H;
+  allFinite(t: H): H;
+  add(a: H, b: H | Num): H;
+  sub(a: H, b: H | Num): H;
+  mul(a: H, b: H | Num): H;
+  div(a: H, b: H | Num): H;
+  pow(a: H, b: H | Num): H;
+  eq(a: H, b: H | Num): H;
+  gt(a: H, b: H | Num): H;
+  lt(a: H, b: H | Num): H;
   maximum(a: H, b: H | Num): H;
   matmul(a: H, b: H): H;
   transpose(t: H, d0: Num, d1: Num): H;
@@ -124,8 +142,14 @@ export interface NativeBinding {
   copyInto(dst: H, src: H): H;
   linear(x: H, weight: H, bias: H | null): H;
   // more elementwise ops, shape, indexing and in-place ops (native/ops*.cc)
-  rsqrt(t: H): H; sin(t: H): H; cos(t: H): H; silu(t: H): H;
-  ne(a: H, b: H | Num): H; ge(a: H, b: H | Num): H; le(a: H, b: H | Num): H; minimum(a: H, b: H | Num): H;
+  rsqrt(t: H): H;
+  sin(t: H): H;
+  cos(t: H): H;
+  silu(t: H): H;
+  ne(a: H, b: H | Num): H;
+  ge(a: H, b: H | Num): H;
+  le(a: H, b: H | Num): H;
+  minimum(a: H, b: H | Num): H;
   bmm(a: H, b: H): H;
   permute(t: H, dims: Num[]): H;
   unsqueeze(t: H, dim: Num): H;
@@ -183,8 +207,23 @@ export interface NativeBinding {
   siluActivation(input: H): H;
   // c10d process groups (native/dist.cc); `group` and `store` are opaque handles
   distBackends(): string[];
-  distConnect(o: { host: string; port: Num; isServer: boolean; rank: Num; worldSize: Num; timeoutMs: Num }): Promise<{ store: DistHandle; worldSizes: Num[]; claims: Num }>;
-  distNewGroup(o: { store: DistHandle; backend: string; rank: Num; worldSize: Num; timeoutMs: Num; deviceHostname?: string; deviceInterface?: string }): Promise<DistHandle>;
+  distConnect(o: {
+    host: string;
+    port: Num;
+    isServer: boolean;
+    rank: Num;
+    worldSize: Num;
+    timeoutMs: Num;
+  }): Promise<{ store: DistHandle; worldSizes: Num[]; claims: Num }>;
+  distNewGroup(o: {
+    store: DistHandle;
+    backend: string;
+    rank: Num;
+    worldSize: Num;
+    timeoutMs: Num;
+    deviceHostname?: string;
+    deviceInterface?: string;
+  }): Promise<DistHandle>;
   distDestroy(group: DistHandle): void;
   distAllReduce(group: DistHandle, o: { tensors: H[]; op: string; divisor?: Num; sync?: boolean }): Promise<void> | undefined;
   distBroadcast(group: DistHandle, o: { tensors: H[]; root: Num; sync?: boolean }): Promise<void> | undefined;
@@ -206,33 +245,71 @@ export interface NativeBinding {
   // weight-aware LoRA inits and adapter combination (native/lora_init.cc, native/lora_combine.cc)
   loraInitFromWeight(options: { weight: H; A: H; B: H; method: string; niter: Num; scale: Num; fanInFanOut: boolean }): void;
   loraCombineFactors(options: {
-    combination: string; As: H[]; Bs: H[]; weights: Num[]; scales: Num[]; rank: Num;
-    density?: Num; majoritySignMethod?: string; svdClamp?: Num; svdFullMatrices?: boolean;
+    combination: string;
+    As: H[];
+    Bs: H[];
+    weights: Num[];
+    scales: Num[];
+    rank: Num;
+    density?: Num;
+    majoritySignMethod?: string;
+    svdClamp?: Num;
+    svdFullMatrices?: boolean;
   }): [H, H];
   // DoRA (native/lora_dora.cc)
   loraDoraMagnitude(options: { weight: H; A: H; B: H; scale: Num; fanInFanOut: boolean; embedding: boolean }): H;
-  loraDoraLinear(options: {
-    x: H; weight: H; bias: H | null; fanInFanOut: boolean; training: boolean; A: H; B: H; magnitude: H; scale: Num; dropout: Num;
-  }): H;
+  loraDoraLinear(options: { x: H; weight: H; bias: H | null; fanInFanOut: boolean; training: boolean; A: H; B: H; magnitude: H; scale: Num; dropout: Num }): H;
   loraDoraEmbedding(options: { ids: H; weight: H; paddingIdx: Num; A: H; B: H; magnitude: H; scale: Num }): H;
   loraDoraMerge(options: {
-    weight: H; A: H; B: H; magnitude: H; scale: Num; fanInFanOut: boolean; embedding: boolean; safe: boolean; keepBackup: boolean;
+    weight: H;
+    A: H;
+    B: H;
+    magnitude: H;
+    scale: Num;
+    fanInFanOut: boolean;
+    embedding: boolean;
+    safe: boolean;
+    keepBackup: boolean;
   }): H | null;
   // fused LoRA forward, merge and restore (native/lora.cc, native/lora_kernels.cc); *Async run off the event loop
   loraLinear(x: H, weight: H, bias: H | null, fanInFanOut: boolean, training: boolean, adapters: PackedAdapters): H;
   loraEmbedding(ids: H, weight: H, paddingIdx: Num, adapters: PackedAdapters): H;
   loraMerge(weight: H, adapters: PackedAdapters, kind: "linear" | "embedding", fanInFanOut: boolean, safe: boolean, keepBackup: boolean): H | null;
-  loraMergeAsync(weight: H, adapters: PackedAdapters, kind: "linear" | "embedding", fanInFanOut: boolean, safe: boolean, keepBackup: boolean): Promise<H | null>;
+  loraMergeAsync(
+    weight: H,
+    adapters: PackedAdapters,
+    kind: "linear" | "embedding",
+    fanInFanOut: boolean,
+    safe: boolean,
+    keepBackup: boolean,
+  ): Promise<H | null>;
   loraRestore(weight: H, backup: H): void;
   loraRestoreAsync(weight: H, backup: H): Promise<void>;
   // optimizers (native/optim.cc): one call over all parameters; `steps` is updated in place
   adamwStep(
-    params: H[], expAvg: H[], expAvgSq: H[], maxExpAvgSq: H[], steps: Float64Array,
-    lr: Num, beta1: Num, beta2: Num, eps: Num, weightDecay: Num, amsgrad: boolean, maximize: boolean,
+    params: H[],
+    expAvg: H[],
+    expAvgSq: H[],
+    maxExpAvgSq: H[],
+    steps: Float64Array,
+    lr: Num,
+    beta1: Num,
+    beta2: Num,
+    eps: Num,
+    weightDecay: Num,
+    amsgrad: boolean,
+    maximize: boolean,
   ): Num;
   sgdStep(
-    params: H[], momentumBuffers: H[], steps: Float64Array,
-    lr: Num, momentum: Num, dampening: Num, weightDecay: Num, nesterov: boolean, maximize: boolean,
+    params: H[],
+    momentumBuffers: H[],
+    steps: Float64Array,
+    lr: Num,
+    momentum: Num,
+    dampening: Num,
+    weightDecay: Num,
+    nesterov: boolean,
+    maximize: boolean,
   ): Num;
   clipGradNorm(params: H[], maxNorm: Num, normType: Num, errorIfNonfinite: boolean): Num;
   zeroGrad(params: H[], setToNone: boolean): void;

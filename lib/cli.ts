@@ -51,13 +51,19 @@ export function buildProgram(): Command {
         "(gpt2: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj are Conv1D). The adapter's fan_in_fan_out is not trusted " +
         "(PEFT decides per layer); when the layout cannot be known, the merge is refused.",
     )
-    .requiredOption("--base <file>", "base model weights (.safetensors), or a transformers checkpoint folder (config.json + model.safetensors or sharded, written back in the same layout into the folder --out)")
+    .requiredOption(
+      "--base <file>",
+      "base model weights (.safetensors), or a transformers checkpoint folder (config.json + model.safetensors or sharded, written back in the same layout into the folder --out)",
+    )
     .requiredOption("--adapter <dir>", "adapter directory (adapter_config.json + adapter_model.safetensors)")
     .requiredOption("--out <file>", "where to write the merged weights (.safetensors, replaced atomically; a folder when --base is one)")
     .addOption(new Option("--dtype <dtype>", "cast the output's floating tensors (merged weights are rounded once)").choices(["f32", "f16", "bf16"]))
     .option("--safe", "refuse to write NaN or Inf produced by the merge or the cast", false)
     .option("--adapter-name <name>", "pick the subfolder <adapter>/<name> holding a non-default adapter")
-    .option("--conv1d <regex>", "modules whose weights are stored (in, out) like transformers' Conv1D (matched against the module path or its trailing part); others are nn.Linear")
+    .option(
+      "--conv1d <regex>",
+      "modules whose weights are stored (in, out) like transformers' Conv1D (matched against the module path or its trailing part); others are nn.Linear",
+    )
     .option("--no-conv1d", "every adapted layer is an nn.Linear, stored (out, in)")
     .option("--force", "allow --out to replace the base file", false)
     .allowExcessArguments(false)
@@ -69,7 +75,9 @@ export function buildProgram(): Command {
   program
     .command("inspect")
     .summary("list a safetensors file's tensors or an adapter's modules")
-    .description("List the tensors of a .safetensors file (name, dtype, shape, bytes), or an adapter directory's config and modules (r, alpha, scale). Reads headers only.")
+    .description(
+      "List the tensors of a .safetensors file (name, dtype, shape, bytes), or an adapter directory's config and modules (r, alpha, scale). Reads headers only.",
+    )
     .argument("<path>", "a .safetensors file or an adapter directory")
     .option("--json", "print JSON instead of a table", false)
     .option("--adapter-name <name>", "pick the subfolder <path>/<name> holding a non-default adapter")
@@ -99,7 +107,11 @@ export async function main(argv: string[]): Promise<number> {
     }
     const code = exitCodeFor(err);
     const message = err instanceof Error ? err.message : String(err);
-    process.stderr.write(code === EXIT_INTERNAL ? `torch-lora: internal error: ${err instanceof Error && process.env.TORCH_LORA_DEBUG ? err.stack : message}\n` : `torch-lora: ${message}\n`);
+    process.stderr.write(
+      code === EXIT_INTERNAL
+        ? `torch-lora: internal error: ${err instanceof Error && process.env.TORCH_LORA_DEBUG ? err.stack : message}\n`
+        : `torch-lora: ${message}\n`,
+    );
     return code;
   }
 }

@@ -25,11 +25,7 @@ function reductionOf(value: unknown): Reduction {
  * `logits.reshape([-1, V])` and `target.reshape([-1])` (or `logits.transpose(1, 2)`).
  * Targets equal to `ignoreIndex` (default -100) do not count; `labelSmoothing` is in [0, 1].
  */
-export function crossEntropy(
-  logits: Tensor,
-  target: Tensor,
-  options: { reduction?: Reduction; ignoreIndex?: number; labelSmoothing?: number } = {},
-): Tensor {
+export function crossEntropy(logits: Tensor, target: Tensor, options: { reduction?: Reduction; ignoreIndex?: number; labelSmoothing?: number } = {}): Tensor {
   optionsObject(options);
   const input = handleOf(logits, "input");
   const classes = handleOf(target, "target");
@@ -51,7 +47,9 @@ function checkCrossEntropyShapes(input: readonly number[], target: readonly numb
         `Reshape to (B*T, V): crossEntropy(logits.reshape([-1, ${v}]), target.reshape([-1])), or use logits.transpose(1, 2)`,
     );
   }
-  throw new RangeError(`target: expected shape ${text(expected)} for input of shape ${text(input)} ((N, C) takes target (N); (N, C, d…) takes (N, d…)), got ${text(target)}`);
+  throw new RangeError(
+    `target: expected shape ${text(expected)} for input of shape ${text(input)} ((N, C) takes target (N); (N, C, d…) takes (N, d…)), got ${text(target)}`,
+  );
 }
 
 /** Mean squared error. `input` and `target` must have the same shape (no silent broadcasting). */
@@ -81,5 +79,9 @@ export function embedding(ids: Tensor, weight: Tensor, options: { paddingIdx?: n
     }
     pad = paddingIdx < 0 ? paddingIdx + rows : paddingIdx;
   }
-  return withOpChecks("embedding", () => new Tensor(native.embedding(handleOf(ids, "ids"), handleOf(weight, "weight"), pad)), () => {});
+  return withOpChecks(
+    "embedding",
+    () => new Tensor(native.embedding(handleOf(ids, "ids"), handleOf(weight, "weight"), pad)),
+    () => {},
+  );
 }

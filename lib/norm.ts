@@ -29,7 +29,8 @@ function normalizedShapeArg(op: string, value: unknown): number[] {
 
 function epsArg(op: string, value: unknown, fallback: number): number {
   if (value === undefined || value === null) return fallback;
-  if (typeof value !== "number" || !(value >= 0) || !Number.isFinite(value)) throw new RangeError(`${op}: eps: expected a finite number >= 0, got ${describe(value)}`);
+  if (typeof value !== "number" || !(value >= 0) || !Number.isFinite(value))
+    throw new RangeError(`${op}: eps: expected a finite number >= 0, got ${describe(value)}`);
   return value;
 }
 
@@ -41,7 +42,8 @@ function explainNorm(op: string, x: Tensor, shape: number[], affine: [string, Te
     throw new RangeError(`${op}: input: expected trailing dims ${shapeText(shape)} (normalizedShape), got shape ${shapeText(x.shape)}`);
   }
   for (const [name, t] of affine) {
-    if (t && t.shape.join() !== shape.join()) throw new RangeError(`${op}: ${name}: expected shape ${shapeText(shape)} (normalizedShape), got ${shapeText(t.shape)}`);
+    if (t && t.shape.join() !== shape.join())
+      throw new RangeError(`${op}: ${name}: expected shape ${shapeText(shape)} (normalizedShape), got ${shapeText(t.shape)}`);
   }
   checkSameDevice(op, [["input", x], ...affine]);
 }
@@ -66,7 +68,11 @@ export function layerNorm(x: Tensor, normalizedShape: number | number[], options
   return withOpChecks(
     op,
     () => new Tensor(native.layerNorm({ input: handleOf(x), normalizedShape: shape, weight: weight && handleOf(weight), bias: bias && handleOf(bias), eps })),
-    () => explainNorm(op, x, shape, [["weight", weight], ["bias", bias]]),
+    () =>
+      explainNorm(op, x, shape, [
+        ["weight", weight],
+        ["bias", bias],
+      ]),
   );
 }
 

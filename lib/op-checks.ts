@@ -27,7 +27,8 @@ export function checkSameDevice(op: string, named: [string, Tensor | null][]): v
   const present = named.filter((e): e is [string, Tensor] => e[1] !== null);
   const [firstName, first] = present[0];
   for (const [name, t] of present.slice(1)) {
-    if (t.device !== first.device) throw new Error(`${op}: ${name} is on ${t.device} but ${firstName} is on ${first.device}; move it with to("${first.device}")`);
+    if (t.device !== first.device)
+      throw new Error(`${op}: ${name} is on ${t.device} but ${firstName} is on ${first.device}; move it with to("${first.device}")`);
   }
 }
 

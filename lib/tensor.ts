@@ -191,7 +191,16 @@ export class Tensor {
     try {
       return new Tensor(native.add(this.#h, operand(other)));
     } catch (e) {
-      throw fail("add", e, [["self", this], ["other", other]], [], broadcastRule);
+      throw fail(
+        "add",
+        e,
+        [
+          ["self", this],
+          ["other", other],
+        ],
+        [],
+        broadcastRule,
+      );
     }
   }
   /** `this - other` (broadcasting). */
@@ -199,7 +208,16 @@ export class Tensor {
     try {
       return new Tensor(native.sub(this.#h, operand(other)));
     } catch (e) {
-      throw fail("sub", e, [["self", this], ["other", other]], [], broadcastRule);
+      throw fail(
+        "sub",
+        e,
+        [
+          ["self", this],
+          ["other", other],
+        ],
+        [],
+        broadcastRule,
+      );
     }
   }
   /** `this * other` (elementwise, broadcasting). */
@@ -207,7 +225,16 @@ export class Tensor {
     try {
       return new Tensor(native.mul(this.#h, operand(other)));
     } catch (e) {
-      throw fail("mul", e, [["self", this], ["other", other]], [], broadcastRule);
+      throw fail(
+        "mul",
+        e,
+        [
+          ["self", this],
+          ["other", other],
+        ],
+        [],
+        broadcastRule,
+      );
     }
   }
   /** `this / other` (elementwise, broadcasting). */
@@ -215,7 +242,16 @@ export class Tensor {
     try {
       return new Tensor(native.div(this.#h, operand(other)));
     } catch (e) {
-      throw fail("div", e, [["self", this], ["other", other]], [], broadcastRule);
+      throw fail(
+        "div",
+        e,
+        [
+          ["self", this],
+          ["other", other],
+        ],
+        [],
+        broadcastRule,
+      );
     }
   }
   /** `this ** exponent` (elementwise, broadcasting). */
@@ -264,7 +300,17 @@ export class Tensor {
       const bound = (v: Operand | null | undefined, name: string) => (v == null ? null : typeof v === "number" ? v : handleOf(v, name));
       return new Tensor(native.clamp(this.#h, bound(min, "min"), bound(max, "max")));
     } catch (e) {
-      throw fail("clamp", e, [["self", this], ["min", min], ["max", max]], [], broadcastRule);
+      throw fail(
+        "clamp",
+        e,
+        [
+          ["self", this],
+          ["min", min],
+          ["max", max],
+        ],
+        [],
+        broadcastRule,
+      );
     }
   }
   /** `-this`. */
@@ -276,7 +322,16 @@ export class Tensor {
     try {
       return new Tensor(native.matmul(this.#h, handleOf(other, "other")));
     } catch (e) {
-      throw fail("matmul", e, [["self", this], ["other", other]], [], matmulRule);
+      throw fail(
+        "matmul",
+        e,
+        [
+          ["self", this],
+          ["other", other],
+        ],
+        [],
+        matmulRule,
+      );
     }
   }
   /** Batched matrix product of `(b, n, m)` and `(b, m, p)` tensors: `(b, n, p)`; no broadcasting. */
@@ -284,7 +339,16 @@ export class Tensor {
     try {
       return new Tensor(native.bmm(this.#h, handleOf(other, "other")));
     } catch (e) {
-      throw fail("bmm", e, [["self", this], ["other", other]], [], bmmRule);
+      throw fail(
+        "bmm",
+        e,
+        [
+          ["self", this],
+          ["other", other],
+        ],
+        [],
+        bmmRule,
+      );
     }
   }
   /** `e ** this`, elementwise. */
@@ -376,7 +440,16 @@ export class Tensor {
       native.add_(this.#h, operand(other), alpha);
       return this;
     } catch (e) {
-      throw fail("add_", e, [["self", this], ["other", other]], [], inPlaceBroadcastRule);
+      throw fail(
+        "add_",
+        e,
+        [
+          ["self", this],
+          ["other", other],
+        ],
+        [],
+        inPlaceBroadcastRule,
+      );
     }
   }
   /** `this *= other`, in place; returns this tensor. */
@@ -385,7 +458,16 @@ export class Tensor {
       native.mul_(this.#h, operand(other));
       return this;
     } catch (e) {
-      throw fail("mul_", e, [["self", this], ["other", other]], [], inPlaceBroadcastRule);
+      throw fail(
+        "mul_",
+        e,
+        [
+          ["self", this],
+          ["other", other],
+        ],
+        [],
+        inPlaceBroadcastRule,
+      );
     }
   }
   /** Copies `src`'s values (broadcast to this shape, converted to this dtype) into this tensor; autograd records it. */
@@ -394,7 +476,16 @@ export class Tensor {
       native.copy_(this.#h, handleOf(src, "src"));
       return this;
     } catch (e) {
-      throw fail("copy_", e, [["self", this], ["src", src]], [], inPlaceBroadcastRule);
+      throw fail(
+        "copy_",
+        e,
+        [
+          ["self", this],
+          ["src", src],
+        ],
+        [],
+        inPlaceBroadcastRule,
+      );
     }
   }
   /** Fills this tensor with zeros, in place; returns this tensor. */
@@ -413,7 +504,13 @@ export class Tensor {
     try {
       return new Tensor(native.transpose(this.#h, dim0, dim1));
     } catch (e) {
-      throw fail("transpose", e, [["self", this]], [dim0, dim1], firstRule(dimRule, (o) => dimRule(o, [dim1])));
+      throw fail(
+        "transpose",
+        e,
+        [["self", this]],
+        [dim0, dim1],
+        firstRule(dimRule, (o) => dimRule(o, [dim1])),
+      );
     }
   }
   /** Transpose of a matrix (≤ 2 dimensions). */
@@ -450,7 +547,13 @@ export class Tensor {
     try {
       return new Tensor(native.flatten(this.#h, startDim, endDim));
     } catch (e) {
-      throw fail("flatten", e, [["self", this]], [startDim, endDim], firstRule(dimRule, (o) => dimRule(o, [endDim])));
+      throw fail(
+        "flatten",
+        e,
+        [["self", this]],
+        [startDim, endDim],
+        firstRule(dimRule, (o) => dimRule(o, [endDim])),
+      );
     }
   }
   /** Broadcasts size-1 dims to `sizes` without copying (-1 keeps a size): `x.expand(4, -1)` or `x.expand([4, -1])`. */
@@ -483,7 +586,16 @@ export class Tensor {
     try {
       return new Tensor(native.indexSelect(this.#h, dim, handleOf(index, "index")));
     } catch (e) {
-      throw fail("indexSelect", e, [["self", this], ["index", index]], [dim], firstRule(dimRule, indexDtypeRule(1, ["int64", "int32"])));
+      throw fail(
+        "indexSelect",
+        e,
+        [
+          ["self", this],
+          ["index", index],
+        ],
+        [dim],
+        firstRule(dimRule, indexDtypeRule(1, ["int64", "int32"])),
+      );
     }
   }
   /** A slice `[start, start + length)` along `dim` (a view). */
@@ -510,7 +622,13 @@ export class Tensor {
     try {
       return native.split(this.#h, splitSizeOrSections as number | number[], dim).map(wrap);
     } catch (e) {
-      throw fail("split", e, [["self", this]], [dim], firstRule(dimRule, (o) => splitRule(o, splitSizeOrSections, dim)));
+      throw fail(
+        "split",
+        e,
+        [["self", this]],
+        [dim],
+        firstRule(dimRule, (o) => splitRule(o, splitSizeOrSections, dim)),
+      );
     }
   }
   /** Splits along `dim` into `chunks` pieces of equal size (the last may be smaller; fewer when the size is small). */
@@ -528,7 +646,17 @@ export class Tensor {
     try {
       return new Tensor(native.maskedFill(this.#h, handleOf(mask, "mask"), typeof value === "number" ? value : handleOf(value, "value")));
     } catch (e) {
-      throw fail("maskedFill", e, [["self", this], ["mask", mask], ["value", value]], [], firstRule(maskDtypeRule(1), broadcastRule));
+      throw fail(
+        "maskedFill",
+        e,
+        [
+          ["self", this],
+          ["mask", mask],
+          ["value", value],
+        ],
+        [],
+        firstRule(maskDtypeRule(1), broadcastRule),
+      );
     }
   }
   /** The upper triangle of the last two dims: elements with `col - row >= diagonal`, the rest zero. */
@@ -552,7 +680,16 @@ export class Tensor {
     try {
       return new Tensor(native.gather(this.#h, dim, handleOf(index, "index")));
     } catch (e) {
-      throw fail("gather", e, [["self", this], ["index", index]], [dim], firstRule(dimRule, indexDtypeRule(1)));
+      throw fail(
+        "gather",
+        e,
+        [
+          ["self", this],
+          ["index", index],
+        ],
+        [dim],
+        firstRule(dimRule, indexDtypeRule(1)),
+      );
     }
   }
   /** A copy with `src`'s values added at the int64 positions `index` along `dim` (the reverse of gather). */
@@ -560,7 +697,17 @@ export class Tensor {
     try {
       return new Tensor(native.scatterAdd(this.#h, { dim, index: handleOf(index, "index"), src: handleOf(src, "src") }));
     } catch (e) {
-      throw fail("scatterAdd", e, [["self", this], ["index", index], ["src", src]], [dim], firstRule(dimRule, indexDtypeRule(1)));
+      throw fail(
+        "scatterAdd",
+        e,
+        [
+          ["self", this],
+          ["index", index],
+          ["src", src],
+        ],
+        [dim],
+        firstRule(dimRule, indexDtypeRule(1)),
+      );
     }
   }
   /** A copy with `alpha * source` slices added at the positions `index` (1-D, int64 or int32) along `dim`. */
@@ -570,7 +717,17 @@ export class Tensor {
       if (typeof alpha !== "number") throw new TypeError(`alpha: expected a number, got ${describe(alpha)}`);
       return new Tensor(native.indexAdd(this.#h, { dim, index: handleOf(index, "index"), source: handleOf(source, "source"), alpha }));
     } catch (e) {
-      throw fail("indexAdd", e, [["self", this], ["index", index], ["source", source]], [dim], firstRule(dimRule, indexDtypeRule(1, ["int64", "int32"])));
+      throw fail(
+        "indexAdd",
+        e,
+        [
+          ["self", this],
+          ["index", index],
+          ["source", source],
+        ],
+        [dim],
+        firstRule(dimRule, indexDtypeRule(1, ["int64", "int32"])),
+      );
     }
   }
   /** The `k` largest (or smallest) elements along `dim` (default -1), with their int64 indices. */
@@ -582,7 +739,13 @@ export class Tensor {
       const [values, indices] = native.topk(this.#h, { k, dim, largest: o.largest ?? true, sorted: o.sorted ?? true });
       return { values: new Tensor(values), indices: new Tensor(indices) };
     } catch (e) {
-      throw fail("topk", e, [["self", this]], [dim], firstRule(dimRule, (o) => topkRule(o, k, dim)));
+      throw fail(
+        "topk",
+        e,
+        [["self", this]],
+        [dim],
+        firstRule(dimRule, (o) => topkRule(o, k, dim)),
+      );
     }
   }
   /**
@@ -696,7 +859,16 @@ export class Tensor {
     try {
       return new Tensor(fn(this.#h, operand(other)));
     } catch (e) {
-      throw fail(op, e, [["self", this], ["other", other]], [], broadcastRule);
+      throw fail(
+        op,
+        e,
+        [
+          ["self", this],
+          ["other", other],
+        ],
+        [],
+        broadcastRule,
+      );
     }
   }
 
@@ -946,7 +1118,11 @@ export function full(shape: readonly number[], value: number, options: TensorOpt
 export function arange(start: number, end?: number, step = 1, options: TensorOptions = {}): Tensor {
   optionsObject(options);
   if (end === undefined) [start, end] = [0, start];
-  for (const [name, v] of [["start", start], ["end", end], ["step", step]] as const) {
+  for (const [name, v] of [
+    ["start", start],
+    ["end", end],
+    ["step", step],
+  ] as const) {
     if (typeof v !== "number" || !Number.isFinite(v)) throw new TypeError(`${name}: expected a finite number, got ${describe(v)}`);
   }
   const integral = [start, end, step].every(Number.isInteger);
@@ -968,9 +1144,20 @@ export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
 function join(op: "cat" | "stack", fn: (ts: NativeTensor[], dim: number) => NativeTensor, tensors: readonly Tensor[], dim: number): Tensor {
   if (!Array.isArray(tensors)) throw new TypeError(`${op}: tensors: expected an array of Tensors, got ${describe(tensors)}`);
   try {
-    return new Tensor(fn(tensors.map((t, i) => handleOf(t, `tensors[${i}]`)), dim));
+    return new Tensor(
+      fn(
+        tensors.map((t, i) => handleOf(t, `tensors[${i}]`)),
+        dim,
+      ),
+    );
   } catch (e) {
-    throw fail(op, e, tensors.map((t, i) => [`tensors[${i}]`, t] as const), [dim], joinRule(op));
+    throw fail(
+      op,
+      e,
+      tensors.map((t, i) => [`tensors[${i}]`, t] as const),
+      [dim],
+      joinRule(op),
+    );
   }
 }
 
@@ -983,7 +1170,17 @@ export function where(condition: Tensor, input: Operand, other: Operand): Tensor
     const value = (v: Operand, name: string) => (typeof v === "number" ? v : handleOf(v, name));
     return new Tensor(native.where(handleOf(condition, "condition"), value(input, "input"), value(other, "other")));
   } catch (e) {
-    throw fail("where", e, [["condition", condition], ["input", input], ["other", other]], [], firstRule(maskDtypeRule(0), broadcastRule));
+    throw fail(
+      "where",
+      e,
+      [
+        ["condition", condition],
+        ["input", input],
+        ["other", other],
+      ],
+      [],
+      firstRule(maskDtypeRule(0), broadcastRule),
+    );
   }
 }
 

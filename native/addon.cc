@@ -75,8 +75,8 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   out.Set("napiExperimental", true);
 #if defined(NODE_MAJOR_VERSION)
   // The Node whose headers (and experimental symbols) it was compiled against.
-  out.Set("nodeVersion", std::to_string(NODE_MAJOR_VERSION) + "." + std::to_string(NODE_MINOR_VERSION) + "." +
-                             std::to_string(NODE_PATCH_VERSION));
+  out.Set("nodeVersion",
+          std::to_string(NODE_MAJOR_VERSION) + "." + std::to_string(NODE_MINOR_VERSION) + "." + std::to_string(NODE_PATCH_VERSION));
 #endif
 #else
   out.Set("napiExperimental", false);

@@ -48,15 +48,17 @@ struct Forward {
 // probs = softmax(qs kᵀ + mask), out = dropout(probs) v, in the grouped layout, where qs is the
 // query already multiplied by the scale (smaller than the scores when T > E, and what the key
 // gradient needs).
-Forward Compute(const at::Tensor& qs3, const at::Tensor& k3, const at::Tensor& v3, const at::Tensor& mask, const Layout& l,
-                bool causal, double dropoutP) {
+Forward Compute(const at::Tensor& qs3, const at::Tensor& k3, const at::Tensor& v3, const at::Tensor& mask, const Layout& l, bool causal,
+                double dropoutP) {
   at::Tensor scores = at::bmm(qs3, k3.transpose(1, 2));
   at::Tensor scores4 = scores.view(l.scoreShape);
   constexpr double kNegInf = -std::numeric_limits<double>::infinity();
   if (causal) scores4.masked_fill_(at::ones({l.T, l.S}, qs3.options().dtype(at::kBool)).triu_(1), kNegInf);
   if (mask.defined()) {
-    if (mask.scalar_type() == at::kBool) scores4.masked_fill_(mask.logical_not(), kNegInf);
-    else scores4.add_(mask);
+    if (mask.scalar_type() == at::kBool)
+      scores4.masked_fill_(mask.logical_not(), kNegInf);
+    else
+      scores4.add_(mask);
   }
   Forward f;
   f.probs = at::_softmax(scores, -1, false);
@@ -170,8 +172,13 @@ struct AttentionFunction : public torch::autograd::Function<AttentionFunction> {
       std::vector<at::Tensor> probs(saved.begin() + 3, saved.end());
       CausalBlocksBackward(g, qs3, k3, v3, probs, qShape[qShape.size() - 2], ctx->saved_data["b"].toInt(), scale, ctx->needs_input_grad(0),
                            ctx->needs_input_grad(1), ctx->needs_input_grad(2), gq, gk, gv);
-      return {gq.defined() ? gq.view(qShape) : gq, gk.defined() ? gk.view(kShape) : gk, gv.defined() ? gv.view(vShape) : gv,
-              at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+      return {gq.defined() ? gq.view(qShape) : gq,
+              gk.defined() ? gk.view(kShape) : gk,
+              gv.defined() ? gv.view(vShape) : gv,
+              at::Tensor(),
+              at::Tensor(),
+              at::Tensor(),
+              at::Tensor()};
     }
     const at::Tensor &probs = saved[3], &dropMask = saved[4];
     const double dropoutP = ctx->saved_data["p"].toDouble();
@@ -210,7 +217,8 @@ at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
     outShape.back() = v.size(-1);
     if (const int64_t blockRows = CausalBlockRows(l, causal, mask, dropoutP)) {
       at::Tensor qs3 = q.reshape({l.groups, l.rows, q.size(-1)}).mul(scale);
-      return ComputeCausalBlocks(qs3, k.reshape({l.groups, l.S, k.size(-1)}), v.reshape({l.groups, l.S, v.size(-1)}), l, blockRows).out.view(outShape);
+      return ComputeCausalBlocks(qs3, k.reshape({l.groups, l.S, k.size(-1)}), v.reshape({l.groups, l.S, v.size(-1)}), l, blockRows)
+          .out.view(outShape);
     }
     Forward f = Compute(q.reshape({l.groups, l.rows, q.size(-1)}).mul(scale), k.reshape({l.groups, l.S, k.size(-1)}),
                         v.reshape({l.groups, l.S, v.size(-1)}), mask, l, causal, dropoutP);
@@ -230,7 +238,8 @@ Napi::Value ScaledDotProductAttention(const Napi::CallbackInfo& info) {
   const bool causal = BoolField(o, "causal");
   // What keeps the reshapes and views above well-defined; lib/attention.ts words the errors.
   const int64_t d = q.dim();
-  if (d < 3 || k.dim() != d || v.dim() != d) ThrowRangeError(env, "scaledDotProductAttention: query, key and value must have the same rank >= 3");
+  if (d < 3 || k.dim() != d || v.dim() != d)
+    ThrowRangeError(env, "scaledDotProductAttention: query, key and value must have the same rank >= 3");
   for (int64_t i = 0; i < d - 3; ++i) {
     if (k.size(i) != q.size(i) || v.size(i) != q.size(i)) ThrowRangeError(env, "scaledDotProductAttention: batch dims differ");
   }
@@ -242,7 +251,8 @@ Napi::Value ScaledDotProductAttention(const Napi::CallbackInfo& info) {
   if (mask.defined() && mask.scalar_type() != at::kBool && !mask.is_floating_point()) {
     ThrowTypeError(env, "mask: expected a boolean or floating-point tensor");
   }
-  if (!(dropoutP >= 0 && dropoutP < 1)) ThrowRangeError(env, "dropoutP: expected a probability in [0, 1), got " + Describe(o.Get("dropoutP")));
+  if (!(dropoutP >= 0 && dropoutP < 1))
+    ThrowRangeError(env, "dropoutP: expected a probability in [0, 1), got " + Describe(o.Get("dropoutP")));
   if (q.scalar_type() == at::kHalf && q.device().is_cpu()) {
     // libtorch 1.13 has no fp16 matmul on CPU: compute in fp32 and round the result once.
     at::Tensor m = mask.defined() && mask.is_floating_point() ? mask.to(at::kFloat) : mask;

@@ -34,8 +34,9 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
   at::Tensor& t = TensorArg(info, 0, "tensor");
   at::Tensor gradient = OptionalTensorArg(info, 1, "gradient");
   if (!t.requires_grad()) {
-    ThrowError(info.Env(), "backward(): the tensor does not require grad and has no grad_fn "
-                           "(was it computed inside noGrad(), or from tensors that do not require grad?)");
+    ThrowError(info.Env(),
+               "backward(): the tensor does not require grad and has no grad_fn "
+               "(was it computed inside noGrad(), or from tensors that do not require grad?)");
   }
   if (!gradient.defined() && t.numel() != 1) {
     ThrowError(info.Env(), "backward(): a gradient is needed for a tensor of " + std::to_string(t.numel()) +
@@ -53,9 +54,7 @@ Napi::Value SetGradEnabled(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), previous);
 }
 
-Napi::Value IsGradEnabled(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), at::GradMode::is_enabled());
-}
+Napi::Value IsGradEnabled(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), at::GradMode::is_enabled()); }
 
 }  // namespace
 

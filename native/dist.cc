@@ -60,7 +60,8 @@ struct GroupOf : Group {
   WorkPtr allreduce(std::vector<at::Tensor>& t, const c10d::AllreduceOptions& o) override { return pg->allreduce(t, o); }
   WorkPtr broadcast(std::vector<at::Tensor>& t, const c10d::BroadcastOptions& o) override { return pg->broadcast(t, o); }
   WorkPtr allgather(std::vector<std::vector<at::Tensor>>& out, std::vector<at::Tensor>& in) override { return pg->allgather(out, in); }
-  WorkPtr reduceScatter(std::vector<at::Tensor>& out, std::vector<std::vector<at::Tensor>>& in, const c10d::ReduceScatterOptions& o) override {
+  WorkPtr reduceScatter(std::vector<at::Tensor>& out, std::vector<std::vector<at::Tensor>>& in,
+                        const c10d::ReduceScatterOptions& o) override {
     return pg->reduce_scatter(out, in, o);
   }
   WorkPtr barrier() override { return pg->barrier(); }
@@ -71,7 +72,6 @@ struct StoreBox {
   uint64_t magic = kStoreMagic;
   c10::intrusive_ptr<c10d::Store> store;
 };
-
 
 // ---- rendezvous -------------------------------------------------------------------------
 
@@ -140,7 +140,8 @@ Napi::Value DistConnect(const Napi::CallbackInfo& info) {
                   delete b;
                 }));
         Napi::Array sizes = Napi::Array::New(env, result->worldSizes.size());
-        for (size_t r = 0; r < result->worldSizes.size(); ++r) sizes.Set(static_cast<uint32_t>(r), static_cast<double>(result->worldSizes[r]));
+        for (size_t r = 0; r < result->worldSizes.size(); ++r)
+          sizes.Set(static_cast<uint32_t>(r), static_cast<double>(result->worldSizes[r]));
         out.Set("worldSizes", sizes);
         out.Set("claims", static_cast<double>(result->claims));
         return out;
@@ -275,7 +276,8 @@ Napi::Value DistReduceScatter(const Napi::CallbackInfo& info) {
   std::vector<at::Tensor> inputs = TensorListField(o, "inputs");
   if (static_cast<int>(inputs.size()) != group->size) ThrowRangeError(env, "inputs: expected one tensor per rank");
   for (size_t k = 0; k < inputs.size(); ++k) {
-    if (!inputs[k].sizes().equals(output.sizes()) || inputs[k].scalar_type() != output.scalar_type() || inputs[k].device() != output.device()) {
+    if (!inputs[k].sizes().equals(output.sizes()) || inputs[k].scalar_type() != output.scalar_type() ||
+        inputs[k].device() != output.device()) {
       ThrowError(env, "inputs[" + std::to_string(k) + "]: must match output in shape, dtype and device");
     }
   }

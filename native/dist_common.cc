@@ -9,7 +9,6 @@
 namespace tl {
 namespace dist {
 
-
 Napi::Object OptionsArg(const Napi::CallbackInfo& info, size_t i) {
   if (!info[i].IsObject()) ThrowTypeError(info.Env(), "options: expected an object, got " + Describe(info[i]));
   return info[i].As<Napi::Object>();
@@ -32,8 +31,8 @@ int64_t IntField(const Napi::Object& o, const char* name, int64_t lo, int64_t hi
   Napi::Value v = Field(o, name);
   double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
   if (!(d >= static_cast<double>(lo) && d <= static_cast<double>(hi)) || std::floor(d) != d) {
-    ThrowRangeError(o.Env(), std::string(name) + ": expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                                 "], got " + Describe(v));
+    ThrowRangeError(o.Env(), std::string(name) + ": expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
+                                 Describe(v));
   }
   return static_cast<int64_t>(d);
 }
@@ -59,7 +58,8 @@ std::vector<at::Tensor> TensorListField(const Napi::Object& o, const char* name)
   if (!v.IsArray()) ThrowTypeError(o.Env(), std::string(name) + ": expected an array of Tensors, got " + Describe(v));
   Napi::Array a = v.As<Napi::Array>();
   std::vector<at::Tensor> out;
-  for (uint32_t k = 0; k < a.Length(); ++k) out.push_back(TensorValue(o.Env(), a.Get(k), std::string(name) + "[" + std::to_string(k) + "]"));
+  for (uint32_t k = 0; k < a.Length(); ++k)
+    out.push_back(TensorValue(o.Env(), a.Get(k), std::string(name) + "[" + std::to_string(k) + "]"));
   return out;
 }
 
@@ -128,7 +128,9 @@ void CheckDistinct(Napi::Env env, const std::vector<at::Tensor>& ts, const char*
 void CheckContiguous(Napi::Env env, const std::vector<at::Tensor>& ts, const char* name) {
   for (size_t k = 0; k < ts.size(); ++k) {
     if (!ts[k].is_contiguous()) {
-      ThrowError(env, std::string(name) + "[" + std::to_string(k) + "]: a collective needs a contiguous tensor (a transposed, sliced or expanded view is not); pass .contiguous() and copy the result back");
+      ThrowError(env, std::string(name) + "[" + std::to_string(k) +
+                          "]: a collective needs a contiguous tensor (a transposed, sliced or expanded view is not); pass .contiguous() "
+                          "and copy the result back");
     }
   }
 }

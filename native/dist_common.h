@@ -31,9 +31,9 @@ std::vector<at::Tensor> TensorListField(const Napi::Object& o, const char* name)
 /** One collective's work and what must follow it: on the waiting thread, then on the main thread. */
 struct Pending {
   WorkPtr work;
-  std::function<void()> afterWait;    // runs where the wait ran (a worker thread, or main when sync)
-  std::function<void()> onMainThread; // runs on the main thread (setting a parameter's .grad)
-  std::vector<at::Tensor> keepAlive;  // the tensors the backend reads or writes meanwhile
+  std::function<void()> afterWait;     // runs where the wait ran (a worker thread, or main when sync)
+  std::function<void()> onMainThread;  // runs on the main thread (setting a parameter's .grad)
+  std::vector<at::Tensor> keepAlive;   // the tensors the backend reads or writes meanwhile
 };
 
 /** A backend's process group behind one interface (ProcessGroupGloo and ProcessGroupNCCL have
@@ -43,7 +43,8 @@ struct Group {
   virtual WorkPtr allreduce(std::vector<at::Tensor>& t, const c10d::AllreduceOptions& o) = 0;
   virtual WorkPtr broadcast(std::vector<at::Tensor>& t, const c10d::BroadcastOptions& o) = 0;
   virtual WorkPtr allgather(std::vector<std::vector<at::Tensor>>& out, std::vector<at::Tensor>& in) = 0;
-  virtual WorkPtr reduceScatter(std::vector<at::Tensor>& out, std::vector<std::vector<at::Tensor>>& in, const c10d::ReduceScatterOptions& o) = 0;
+  virtual WorkPtr reduceScatter(std::vector<at::Tensor>& out, std::vector<std::vector<at::Tensor>>& in,
+                                const c10d::ReduceScatterOptions& o) = 0;
   virtual WorkPtr barrier() = 0;
   /** libtorch 1.13's Gloo has no reduce_scatter: it is emulated with an all-reduce. */
   virtual bool hasReduceScatter() const = 0;

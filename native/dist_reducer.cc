@@ -67,8 +67,10 @@ struct Reducer {
     at::NoGradGuard noGrad;
     const at::Tensor& g = bucket.params[slot].grad();
     at::Tensor dst = bucket.flat.narrow(0, bucket.offsets[slot], bucket.params[slot].numel());
-    if (g.defined()) dst.copy_(g.reshape(-1));
-    else dst.zero_();
+    if (g.defined())
+      dst.copy_(g.reshape(-1));
+    else
+      dst.zero_();
     if (!bucket.ready[slot]) {
       bucket.ready[slot] = true;
       --bucket.pending;
@@ -181,8 +183,10 @@ Napi::Value DistReducerFinish(const Napi::CallbackInfo& info) {
         // No hook fired for it in this step (unused, or no backward ran): its current gradient, or zeros.
         const at::Tensor& g = b.params[k].grad();
         at::Tensor dst = b.flat.narrow(0, b.offsets[k], b.params[k].numel());
-        if (g.defined()) dst.copy_(g.reshape(-1));
-        else dst.zero_();
+        if (g.defined())
+          dst.copy_(g.reshape(-1));
+        else
+          dst.zero_();
         b.ready[k] = true;
         --b.pending;
       }
@@ -198,7 +202,8 @@ Napi::Value DistReducerFinish(const Napi::CallbackInfo& info) {
   Ms timeout = r->group->timeout;
   p.afterWait = [works, flats, divisor, timeout]() mutable {
     for (auto& w : works) w->wait(timeout);
-    if (divisor != 1) for (auto& f : flats) f.div_(divisor);
+    if (divisor != 1)
+      for (auto& f : flats) f.div_(divisor);
   };
   p.onMainThread = [r]() {
     std::lock_guard<std::mutex> lock(r->mu);
@@ -207,8 +212,10 @@ Napi::Value DistReducerFinish(const Napi::CallbackInfo& info) {
       for (size_t k = 0; k < b.params.size(); ++k) {
         at::Tensor slice = b.flat.narrow(0, b.offsets[k], b.params[k].numel()).view(b.params[k].sizes());
         at::Tensor& g = b.params[k].mutable_grad();
-        if (g.defined()) g.copy_(slice);
-        else g = slice.clone();
+        if (g.defined())
+          g.copy_(slice);
+        else
+          g = slice.clone();
       }
     }
     r->Reset();

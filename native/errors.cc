@@ -15,21 +15,16 @@ std::string CleanTorchMessage(const std::string& what) {
   // CPU builds of libtorch lack many float16 kernels (matmul, exp, tanh, softmax, ...); the
   // bare kernel name does not tell the user what to do about it.
   if (msg.find("not implemented for 'Half'") != std::string::npos) {
-    msg += " (this libtorch has no float16 kernel for the operation on this device: convert with "
-           "to(\"float32\") or use bfloat16)";
+    msg +=
+        " (this libtorch has no float16 kernel for the operation on this device: convert with "
+        "to(\"float32\") or use bfloat16)";
   }
   return msg;
 }
 
-void ThrowError(Napi::Env env, const std::string& message) {
-  throw Napi::Error::New(env, message);
-}
-void ThrowTypeError(Napi::Env env, const std::string& message) {
-  throw Napi::TypeError::New(env, message);
-}
-void ThrowRangeError(Napi::Env env, const std::string& message) {
-  throw Napi::RangeError::New(env, message);
-}
+void ThrowError(Napi::Env env, const std::string& message) { throw Napi::Error::New(env, message); }
+void ThrowTypeError(Napi::Env env, const std::string& message) { throw Napi::TypeError::New(env, message); }
+void ThrowRangeError(Napi::Env env, const std::string& message) { throw Napi::RangeError::New(env, message); }
 
 std::string Describe(const Napi::Value& v) {
   if (v.IsUndefined()) return "undefined";
@@ -88,8 +83,7 @@ std::vector<int64_t> IntListArg(const Napi::CallbackInfo& info, size_t i, const 
     double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : NAN;
     // Beyond 2^53 a double is no longer an exact integer, and casting one past 2^63 is undefined.
     if (!std::isfinite(d) || std::floor(d) != d || std::fabs(d) > 9007199254740991.0) {
-      ThrowTypeError(info.Env(), std::string(name) + "[" + std::to_string(k) +
-                                     "]: expected an integer, got " + Describe(e));
+      ThrowTypeError(info.Env(), std::string(name) + "[" + std::to_string(k) + "]: expected an integer, got " + Describe(e));
     }
     out[k] = static_cast<int64_t>(d);
   }

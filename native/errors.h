@@ -53,7 +53,6 @@ Napi::Value Entry(const Napi::CallbackInfo& info) {
 }
 
 /** Registers one guarded entry point on `exports`. */
-#define TL_EXPORT(exports, name, fn) \
-  (exports).Set(name, Napi::Function::New((exports).Env(), ::tl::Entry<&fn>, name))
+#define TL_EXPORT(exports, name, fn) (exports).Set(name, Napi::Function::New((exports).Env(), ::tl::Entry<&fn>, name))
 
 }  // namespace tl

@@ -134,9 +134,7 @@ void DisposeHandle(const Napi::CallbackInfo& info, size_t i) {
   box->tensor = at::Tensor();
 }
 
-LiveTensorStats LiveTensors() {
-  return {gLiveTensors.load(std::memory_order_relaxed), gLiveBytes.load(std::memory_order_relaxed)};
-}
+LiveTensorStats LiveTensors() { return {gLiveTensors.load(std::memory_order_relaxed), gLiveBytes.load(std::memory_order_relaxed)}; }
 
 bool PauseExternalReports(bool paused) {
   const bool previous = externalReportsPaused;
@@ -152,9 +150,8 @@ void ReportHandle(const Napi::CallbackInfo& info, size_t i) {
 }
 
 static const std::pair<const char*, at::ScalarType> kDtypes[] = {
-    {"float32", at::kFloat}, {"float64", at::kDouble}, {"float16", at::kHalf},
-    {"bfloat16", at::kBFloat16}, {"int64", at::kLong}, {"int32", at::kInt},
-    {"uint8", at::kByte}, {"bool", at::kBool},
+    {"float32", at::kFloat}, {"float64", at::kDouble}, {"float16", at::kHalf}, {"bfloat16", at::kBFloat16},
+    {"int64", at::kLong},    {"int32", at::kInt},      {"uint8", at::kByte},   {"bool", at::kBool},
 };
 
 at::ScalarType ParseDtype(Napi::Env env, const std::string& name, const char* argName) {
@@ -195,8 +192,8 @@ at::Device ParseDevice(Napi::Env env, const std::string& name, const char* argNa
   }
   const int count = static_cast<int>(torch::cuda::device_count());
   if (index >= count) {
-    ThrowRangeError(env, std::string(argName) + ": device \"" + name + "\" does not exist; " + std::to_string(count) +
-                             " CUDA device(s) are visible");
+    ThrowRangeError(
+        env, std::string(argName) + ": device \"" + name + "\" does not exist; " + std::to_string(count) + " CUDA device(s) are visible");
   }
   return index < 0 ? at::Device(at::kCUDA) : at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
 }

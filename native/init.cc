@@ -8,8 +8,7 @@ namespace {
 at::Tensor& FloatingArg(const Napi::CallbackInfo& info) {
   at::Tensor& t = TensorArg(info, 0, "tensor");
   if (!at::isFloatingType(t.scalar_type())) {
-    ThrowTypeError(info.Env(), std::string("tensor: init functions need a floating-point tensor, got ") +
-                                   DtypeName(t.scalar_type()));
+    ThrowTypeError(info.Env(), std::string("tensor: init functions need a floating-point tensor, got ") + DtypeName(t.scalar_type()));
   }
   return t;
 }
@@ -37,7 +36,8 @@ bool NothingToFill(const at::Tensor& t) { return t.numel() == 0; }
 
 void CheckFanDims(const Napi::CallbackInfo& info, const at::Tensor& t, const char* fn) {
   if (t.dim() < 2) {
-    ThrowRangeError(info.Env(), std::string(fn) + ": fan in and fan out cannot be computed for a tensor with fewer than 2 dimensions (got " +
+    ThrowRangeError(info.Env(), std::string(fn) +
+                                    ": fan in and fan out cannot be computed for a tensor with fewer than 2 dimensions (got " +
                                     std::to_string(t.dim()) + ")");
   }
 }

@@ -15,8 +15,8 @@ void CheckTokenIds(Napi::Env env, const at::Tensor& ids, int64_t rows) {
   int64_t min = lo.item<int64_t>(), max = hi.item<int64_t>();
   if (min < 0 || max >= rows) {
     int64_t bad = min < 0 ? min : max;
-    ThrowRangeError(env, "ids: token id " + std::to_string(bad) + " is out of range for an embedding of " +
-                             std::to_string(rows) + " rows (valid ids are 0.." + std::to_string(rows - 1) + ")");
+    ThrowRangeError(env, "ids: token id " + std::to_string(bad) + " is out of range for an embedding of " + std::to_string(rows) +
+                             " rows (valid ids are 0.." + std::to_string(rows - 1) + ")");
   }
 }
 

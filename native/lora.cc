@@ -33,13 +33,15 @@ std::vector<LoraFactors> AdaptersArg(const Napi::CallbackInfo& info, size_t i) {
 // message ("expected scalar type Double but found Float") names no argument.
 void CheckSameDevice(Napi::Env env, const at::Tensor& t, const at::Tensor& w, const std::string& name) {
   if (t.device() != w.device()) {
-    ThrowTypeError(env, name + ": expected a tensor on " + DeviceName(w.device()) + " (where the layer's weight is), got one on " + DeviceName(t.device()));
+    ThrowTypeError(env, name + ": expected a tensor on " + DeviceName(w.device()) + " (where the layer's weight is), got one on " +
+                            DeviceName(t.device()));
   }
 }
 
 void CheckSameKind(Napi::Env env, const at::Tensor& t, const at::Tensor& w, const std::string& name) {
   if (t.scalar_type() != w.scalar_type()) {
-    ThrowTypeError(env, name + ": expected dtype " + DtypeName(w.scalar_type()) + " (the layer's weight dtype), got " + DtypeName(t.scalar_type()));
+    ThrowTypeError(
+        env, name + ": expected dtype " + DtypeName(w.scalar_type()) + " (the layer's weight dtype), got " + DtypeName(t.scalar_type()));
   }
   CheckSameDevice(env, t, w, name);
 }
@@ -97,15 +99,16 @@ Napi::Value LoraEmbedding(const Napi::CallbackInfo& info) {
   std::vector<LoraFactors> adapters = AdaptersArg(info, 3);
   CheckTokenIds(info.Env(), ids, w.size(0));
   if (ids.device() != w.device()) {
-    ThrowTypeError(info.Env(), "ids: expected a tensor on " + DeviceName(w.device()) + " (where the layer's weight is), got one on " + DeviceName(ids.device()));
+    ThrowTypeError(info.Env(), "ids: expected a tensor on " + DeviceName(w.device()) + " (where the layer's weight is), got one on " +
+                                   DeviceName(ids.device()));
   }
   CheckFactorKinds(info.Env(), w, adapters);
   for (size_t k = 0; k < adapters.size(); ++k) {
     const auto& f = adapters[k];
     if (f.A.dim() != 2 || f.B.dim() != 2 || f.A.size(1) != w.size(0) || f.B.size(0) != w.size(1) || f.A.size(0) != f.B.size(1)) {
-      ThrowRangeError(info.Env(), "adapters[" + std::to_string(k) + "]: lora_embedding_A " + c10::str(f.A.sizes()) + " and lora_embedding_B " +
-                                      c10::str(f.B.sizes()) + " do not fit an Embedding(" + std::to_string(w.size(0)) + ", " +
-                                      std::to_string(w.size(1)) + ")");
+      ThrowRangeError(info.Env(), "adapters[" + std::to_string(k) + "]: lora_embedding_A " + c10::str(f.A.sizes()) +
+                                      " and lora_embedding_B " + c10::str(f.B.sizes()) + " do not fit an Embedding(" +
+                                      std::to_string(w.size(0)) + ", " + std::to_string(w.size(1)) + ")");
     }
   }
   return WrapTensor(info.Env(), LoraEmbeddingForward(ids, w, padding, adapters));
@@ -118,16 +121,15 @@ LoraKind KindArg(const Napi::CallbackInfo& info, size_t i) {
   ThrowTypeError(info.Env(), "kind: expected \"linear\" or \"embedding\", got \"" + kind + "\"");
 }
 
-Napi::Value BackupToJs(Napi::Env env, at::Tensor backup) {
-  return backup.defined() ? WrapTensor(env, std::move(backup)) : env.Null();
-}
+Napi::Value BackupToJs(Napi::Env env, at::Tensor backup) { return backup.defined() ? WrapTensor(env, std::move(backup)) : env.Null(); }
 
 // loraMerge(weight, adapters, kind, fanInFanOut, safe, keepBackup) -> backup | null
 Napi::Value LoraMerge(const Napi::CallbackInfo& info) {
   at::Tensor& w = TensorArg(info, 0, "weight");
   std::vector<LoraFactors> adapters = AdaptersArg(info, 1);
   LoraKind kind = KindArg(info, 2);
-  at::Tensor backup = MergeInto(w, adapters, kind, BoolArg(info, 3, "fanInFanOut"), BoolArg(info, 4, "safe"), BoolArg(info, 5, "keepBackup"));
+  at::Tensor backup =
+      MergeInto(w, adapters, kind, BoolArg(info, 3, "fanInFanOut"), BoolArg(info, 4, "safe"), BoolArg(info, 5, "keepBackup"));
   return BackupToJs(info.Env(), std::move(backup));
 }
 
@@ -151,8 +153,7 @@ Napi::Value LoraMergeAsync(const Napi::CallbackInfo& info) {
   // must never be seen half-merged. The weight takes the merged buffer in the completion, on
   // the main thread; a later merge (a backup already kept) just drops the previous buffer.
   return RunAsync(
-      info.Env(), "torch-lora:merge",
-      [=]() { return std::vector<at::Tensor>{ComputeMerge(w, adapters, kind, fiof, safe, true)}; },
+      info.Env(), "torch-lora:merge", [=]() { return std::vector<at::Tensor>{ComputeMerge(w, adapters, kind, fiof, safe, true)}; },
       [w, keep](Napi::Env env, std::vector<at::Tensor>& r) {
         at::Tensor backup = SwapInMerged(w, r[0]);
         return BackupToJs(env, keep ? backup : at::Tensor());
@@ -161,7 +162,8 @@ Napi::Value LoraMergeAsync(const Napi::CallbackInfo& info) {
 
 void CheckRestore(const Napi::CallbackInfo& info, const at::Tensor& w, const at::Tensor& backup) {
   if (!w.sizes().equals(backup.sizes()) || w.scalar_type() != backup.scalar_type()) {
-    ThrowError(info.Env(), "restore: the saved base weight " + c10::str(backup.sizes()) + " does not match the weight " + c10::str(w.sizes()));
+    ThrowError(info.Env(),
+               "restore: the saved base weight " + c10::str(backup.sizes()) + " does not match the weight " + c10::str(w.sizes()));
   }
 }
 

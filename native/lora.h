@@ -14,8 +14,8 @@ struct LoraFactors {
 };
 
 /** y = x Wᵀ + b + Σ s·(dropout(x) Aᵀ) Bᵀ (W is (in, out) when fanInFanOut). */
-at::Tensor LoraLinearForward(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, bool fanInFanOut,
-                             bool training, const std::vector<LoraFactors>& adapters);
+at::Tensor LoraLinearForward(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, bool fanInFanOut, bool training,
+                             const std::vector<LoraFactors>& adapters);
 
 /** y = W[ids] + Σ s·(Aᵀ[ids]) Bᵀ, with the base layer's padding index. */
 at::Tensor LoraEmbeddingForward(const at::Tensor& ids, const at::Tensor& weight, int64_t paddingIdx,
@@ -30,16 +30,16 @@ enum class LoraKind { Linear, Embedding };
  * and `weight` is untouched. With `keepBackup` (the first merge) the merged values go to a new
  * buffer that `weight` then points to, and the returned backup holds the pristine buffer.
  */
-at::Tensor MergeInto(at::Tensor weight, const std::vector<LoraFactors>& adapters, LoraKind kind, bool fanInFanOut,
-                     bool safe, bool keepBackup);
+at::Tensor MergeInto(at::Tensor weight, const std::vector<LoraFactors>& adapters, LoraKind kind, bool fanInFanOut, bool safe,
+                     bool keepBackup);
 
 /**
  * MergeInto in two steps, for a merge on a worker thread: ComputeMerge does the arithmetic and,
  * with `keepBackup`, returns the merged weight instead of installing it (otherwise it writes in
  * place and returns an undefined tensor); SwapInMerged then installs it and returns the backup.
  */
-at::Tensor ComputeMerge(at::Tensor weight, const std::vector<LoraFactors>& adapters, LoraKind kind, bool fanInFanOut,
-                        bool safe, bool keepBackup);
+at::Tensor ComputeMerge(at::Tensor weight, const std::vector<LoraFactors>& adapters, LoraKind kind, bool fanInFanOut, bool safe,
+                        bool keepBackup);
 at::Tensor SwapInMerged(at::Tensor weight, const at::Tensor& merged);
 
 /** Points `weight` back at the storage `backup` holds (the pristine weight kept by MergeInto). */

@@ -82,12 +82,16 @@ at::Tensor DisjointMerge(const at::Tensor& stacked, const at::Tensor& w, const s
 }
 
 // One of merge_utils' task_arithmetic / ties / dare_linear / dare_ties / magnitude_prune.
-at::Tensor Merge(const std::string& how, const std::vector<at::Tensor>& tensors, const at::Tensor& w, double density, const std::string& sign) {
+at::Tensor Merge(const std::string& how, const std::vector<at::Tensor>& tensors, const at::Tensor& w, double density,
+                 const std::string& sign) {
   std::vector<at::Tensor> pruned;
   for (const auto& t : tensors) {
-    if (how == "ties" || how == "magnitude_prune") pruned.push_back(MagnitudePrune(t, density));
-    else if (how == "dare_linear" || how == "dare_ties") pruned.push_back(RandomPrune(t, density));
-    else pruned.push_back(t);
+    if (how == "ties" || how == "magnitude_prune")
+      pruned.push_back(MagnitudePrune(t, density));
+    else if (how == "dare_linear" || how == "dare_ties")
+      pruned.push_back(RandomPrune(t, density));
+    else
+      pruned.push_back(t);
   }
   at::Tensor stacked = torch::stack(pruned, 0);
   if (how == "ties" || how == "dare_ties") return DisjointMerge(stacked, w, sign);
@@ -165,7 +169,8 @@ Napi::Value LoraCombineFactors(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < n; ++i) {
     const auto &A = o.As[i], &B = o.Bs[i];
     if (A.dim() != 2 || B.dim() != 2 || A.size(0) != B.size(1) || A.size(1) != o.As[0].size(1) || B.size(0) != o.Bs[0].size(0)) {
-      ThrowRangeError(env, "options.As/Bs[" + std::to_string(i) + "]: factor shapes " + c10::str(A.sizes()) + " and " + c10::str(B.sizes()) + " do not fit");
+      ThrowRangeError(env, "options.As/Bs[" + std::to_string(i) + "]: factor shapes " + c10::str(A.sizes()) + " and " +
+                               c10::str(B.sizes()) + " do not fit");
     }
   }
   Napi::Value rank = obj.Get("rank");
@@ -182,10 +187,12 @@ Napi::Value LoraCombineFactors(const Napi::CallbackInfo& info) {
   if (o.combination == "cat") {
     int64_t total = 0;
     for (const auto& A : o.As) total += A.size(0);
-    if (o.rank < total) ThrowRangeError(env, "options.rank: " + std::to_string(o.rank) + " is below the adapters' total rank " + std::to_string(total));
+    if (o.rank < total)
+      ThrowRangeError(env, "options.rank: " + std::to_string(o.rank) + " is below the adapters' total rank " + std::to_string(total));
     AB = Cat(o);
   } else if (o.combination == "svd" || (o.combination.size() > 4 && o.combination.compare(o.combination.size() - 4, 4, "_svd") == 0)) {
-    if (o.rank < 1 || o.rank > std::min(in, out)) ThrowRangeError(env, "options.rank: expected 1.." + std::to_string(std::min(in, out)) + ", got " + std::to_string(o.rank));
+    if (o.rank < 1 || o.rank > std::min(in, out))
+      ThrowRangeError(env, "options.rank: expected 1.." + std::to_string(std::min(in, out)) + ", got " + std::to_string(o.rank));
     AB = SvdMerge(o);
   } else {
     for (const auto& A : o.As) {

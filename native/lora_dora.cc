@@ -48,7 +48,8 @@ Dora DoraArgs(Napi::Env env, const Napi::Object& o, bool embedding) {
   if (w.dim() != 2) ThrowRangeError(env, "options.weight: expected a 2-D weight, got shape " + c10::str(w.sizes()));
   const int64_t out = d.transposed ? w.size(1) : w.size(0), in = d.transposed ? w.size(0) : w.size(1);
   if (d.A.dim() != 2 || d.B.dim() != 2 || d.A.size(1) != in || d.B.size(0) != out || d.A.size(0) != d.B.size(1)) {
-    ThrowRangeError(env, "options.A/B: factors " + c10::str(d.A.sizes()) + " and " + c10::str(d.B.sizes()) + " do not fit the weight " + c10::str(w.sizes()));
+    ThrowRangeError(env, "options.A/B: factors " + c10::str(d.A.sizes()) + " and " + c10::str(d.B.sizes()) + " do not fit the weight " +
+                             c10::str(w.sizes()));
   }
   if (d.magnitude.defined() && (d.magnitude.dim() != 1 || d.magnitude.size(0) != out)) {
     ThrowRangeError(env, "options.magnitude: expected shape [" + std::to_string(out) + "], got " + c10::str(d.magnitude.sizes()));
@@ -85,7 +86,8 @@ Napi::Value LoraDoraLinear(const Napi::CallbackInfo& info) {
   const double dropout = NumberField(env, o, "dropout");
   const bool training = o.Get("training").ToBoolean();
   const at::Tensor Wt = OutIn(d, d.weight);
-  if (x.dim() < 1 || x.size(-1) != Wt.size(1)) ThrowRangeError(env, "input: expected last dimension " + std::to_string(Wt.size(1)) + ", got shape " + c10::str(x.sizes()));
+  if (x.dim() < 1 || x.size(-1) != Wt.size(1))
+    ThrowRangeError(env, "input: expected last dimension " + std::to_string(Wt.size(1)) + ", got shape " + c10::str(x.sizes()));
 
   at::Tensor scaleByNorm = d.magnitude / WeightNorm(d).to(d.magnitude.scalar_type());
   at::Tensor result = at::linear(x, Wt, bias);
@@ -109,7 +111,9 @@ Napi::Value LoraDoraEmbedding(const Napi::CallbackInfo& info) {
   const int64_t V = d.weight.size(0);
   if (ids.numel() > 0) {
     const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
-    if (lo < 0 || hi >= V) ThrowRangeError(env, "ids: expected token ids in [0, " + std::to_string(V) + "), got values in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    if (lo < 0 || hi >= V)
+      ThrowRangeError(env, "ids: expected token ids in [0, " + std::to_string(V) + "), got values in [" + std::to_string(lo) + ", " +
+                               std::to_string(hi) + "]");
   }
   at::Tensor scaleByNorm = d.magnitude / WeightNorm(d).to(d.magnitude.scalar_type());
   at::Tensor result = at::embedding(d.weight, ids, padding);

@@ -121,10 +121,11 @@ Napi::Value LoraInitFromWeight(const Napi::CallbackInfo& info) {
   const int64_t out = opt.fanInFanOut ? w.size(1) : w.size(0), in = opt.fanInFanOut ? w.size(0) : w.size(1);
   const int64_t r = opt.A.dim() == 2 ? opt.A.size(0) : -1;
   if (r < 1 || opt.A.size(1) != in || opt.B.dim() != 2 || opt.B.size(0) != out || opt.B.size(1) != r) {
-    ThrowRangeError(env, "options.A/B: expected lora_A [r, " + std::to_string(in) + "] and lora_B [" + std::to_string(out) +
-                             ", r], got " + c10::str(opt.A.sizes()) + " and " + c10::str(opt.B.sizes()));
+    ThrowRangeError(env, "options.A/B: expected lora_A [r, " + std::to_string(in) + "] and lora_B [" + std::to_string(out) + ", r], got " +
+                             c10::str(opt.A.sizes()) + " and " + c10::str(opt.B.sizes()));
   }
-  if (!at::isFloatingType(w.scalar_type())) ThrowTypeError(env, std::string("options.weight: expected a floating dtype, got ") + DtypeName(w.scalar_type()));
+  if (!at::isFloatingType(w.scalar_type()))
+    ThrowTypeError(env, std::string("options.weight: expected a floating dtype, got ") + DtypeName(w.scalar_type()));
 
   torch::NoGradGuard noGrad;
   if (opt.method == "orthogonal") {
@@ -134,8 +135,10 @@ Napi::Value LoraInitFromWeight(const Napi::CallbackInfo& info) {
     opt.B.copy_(B);
     return env.Undefined();
   }
-  if (opt.method != "pissa" && opt.method != "olora") ThrowTypeError(env, "options.method: expected \"pissa\", \"olora\" or \"orthogonal\", got \"" + opt.method + "\"");
-  if (r > std::min(in, out)) ThrowRangeError(env, "options.A: rank " + std::to_string(r) + " exceeds min(in, out) = " + std::to_string(std::min(in, out)));
+  if (opt.method != "pissa" && opt.method != "olora")
+    ThrowTypeError(env, "options.method: expected \"pissa\", \"olora\" or \"orthogonal\", got \"" + opt.method + "\"");
+  if (r > std::min(in, out))
+    ThrowRangeError(env, "options.A: rank " + std::to_string(r) + " exceeds min(in, out) = " + std::to_string(std::min(in, out)));
 
   // The decomposition and the residual are computed in fp32 (as PEFT does), then cast once.
   at::Tensor W = OutIn(w, opt.fanInFanOut).to(at::kFloat);

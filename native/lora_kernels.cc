@@ -50,9 +50,9 @@ struct LoraLinearFunction : public torch::autograd::Function<LoraLinearFunction>
   // is a string-keyed hash insert, a real cost at small shapes.
   enum Flag : int64_t { kFiof = 1, kHasDropped = 2, kXGrad = 4, kWGrad = 8, kBGrad = 16, kAbGrad = 32 };
 
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const c10::optional<at::Tensor>& dropped,
-                            const at::Tensor& weight, const c10::optional<at::Tensor>& bias, const at::Tensor& A,
-                            const at::Tensor& B, double scale, bool fanInFanOut) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const c10::optional<at::Tensor>& dropped, const at::Tensor& weight,
+                            const c10::optional<at::Tensor>& bias, const at::Tensor& A, const at::Tensor& B, double scale,
+                            bool fanInFanOut) {
     const int64_t in = x.size(-1);
     // A 2-D input is used as is: reshape would still allocate a new view per call.
     at::Tensor x2 = x.dim() == 2 ? x : x.reshape({-1, in});
@@ -117,9 +117,7 @@ struct LoraLinearFunction : public torch::autograd::Function<LoraLinearFunction>
 
 bool HalfOnCpu(const at::Tensor& t) { return t.scalar_type() == at::kHalf && t.device().is_cpu(); }
 
-at::Tensor LowRank(const at::Tensor& xd, const LoraFactors& f) {
-  return at::matmul(at::matmul(xd, f.A.t()), f.B.t()).mul_(f.scale);
-}
+at::Tensor LowRank(const at::Tensor& xd, const LoraFactors& f) { return at::matmul(at::matmul(xd, f.A.t()), f.B.t()).mul_(f.scale); }
 
 // Whether autograd must record this forward: grad mode on and some input requires grad.
 bool NeedsGraph(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, const std::vector<LoraFactors>& adapters) {
@@ -133,8 +131,8 @@ bool NeedsGraph(const at::Tensor& x, const at::Tensor& weight, const at::Tensor&
 
 // Inference: the same products as the autograd node's forward, without creating the node
 // (its context, saved tensors and hash map cost more than the math at small shapes).
-at::Tensor PlainLinear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, bool fanInFanOut,
-                       bool training, const std::vector<LoraFactors>& adapters) {
+at::Tensor PlainLinear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, bool fanInFanOut, bool training,
+                       const std::vector<LoraFactors>& adapters) {
   const int64_t in = x.size(-1);
   at::Tensor x2 = x.dim() == 2 ? x : x.reshape({-1, in});
   if (x2.size(0) == 1 && adapters.size() == 1 && !(training && adapters[0].dropout > 0)) {
@@ -165,8 +163,8 @@ bool WideFactors(const at::Tensor& weight, const std::vector<LoraFactors>& adapt
 
 }  // namespace
 
-at::Tensor LoraLinearForward(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, bool fanInFanOut,
-                             bool training, const std::vector<LoraFactors>& adapters) {
+at::Tensor LoraLinearForward(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, bool fanInFanOut, bool training,
+                             const std::vector<LoraFactors>& adapters) {
   if (WideFactors(weight, adapters)) {
     // As PEFT computes it: the base output in the layer's dtype, the low-rank path on a float32
     // copy of x, the sum in float32, rounded once to the layer's dtype.
@@ -250,8 +248,10 @@ namespace {
 // for the transposed layouts (Embedding (V, d), fanInFanOut Linear (in, out)).
 void AddDelta(at::Tensor& target, const LoraFactors& f, bool transposed) {
   at::Tensor A = f.A.to(target.scalar_type()), B = f.B.to(target.scalar_type());
-  if (transposed) target.addmm_(A.t(), B.t(), 1, f.scale);
-  else target.addmm_(B, A, 1, f.scale);
+  if (transposed)
+    target.addmm_(A.t(), B.t(), 1, f.scale);
+  else
+    target.addmm_(B, A, 1, f.scale);
 }
 
 // A contiguous CPU buffer of `w`'s shape, memory advised for transparent huge pages when big:
@@ -265,7 +265,8 @@ at::Tensor EmptyLike(const at::Tensor& w, at::ScalarType dtype) {
   void* data = std::aligned_alloc(kHugePage, rounded);
   if (data == nullptr) throw std::bad_alloc();
   madvise(data, rounded, MADV_HUGEPAGE);  // advice only: without THP it is a plain buffer
-  return at::from_blob(data, w.sizes(), [](void* p) { std::free(p); }, w.options().dtype(dtype));
+  return at::from_blob(
+      data, w.sizes(), [](void* p) { std::free(p); }, w.options().dtype(dtype));
 }
 
 /** A contiguous copy of `w` in `dtype` (one rounding when narrowing). */
@@ -273,14 +274,14 @@ at::Tensor CopyOf(const at::Tensor& w, at::ScalarType dtype) { return EmptyLike(
 
 }  // namespace
 
-at::Tensor ComputeMerge(at::Tensor weight, const std::vector<LoraFactors>& adapters, LoraKind kind, bool fanInFanOut,
-                        bool safe, bool keepBackup) {
+at::Tensor ComputeMerge(at::Tensor weight, const std::vector<LoraFactors>& adapters, LoraKind kind, bool fanInFanOut, bool safe,
+                        bool keepBackup) {
   at::NoGradGuard noGrad;
   const bool transposed = kind == LoraKind::Embedding || fanInFanOut;
   for (const LoraFactors& f : adapters) {
     const int64_t rows = transposed ? f.A.size(1) : f.B.size(0), cols = transposed ? f.B.size(0) : f.A.size(1);
-    TORCH_CHECK(weight.dim() == 2 && weight.size(0) == rows && weight.size(1) == cols, "merge: the adapter's delta has shape [",
-                rows, ", ", cols, "] but the base weight has shape ", weight.sizes());
+    TORCH_CHECK(weight.dim() == 2 && weight.size(0) == rows && weight.size(1) == cols, "merge: the adapter's delta has shape [", rows, ", ",
+                cols, "] but the base weight has shape ", weight.sizes());
   }
   const bool lowPrecision = weight.scalar_type() == at::kHalf || weight.scalar_type() == at::kBFloat16;
   if (!keepBackup && !lowPrecision && !safe) {
@@ -298,8 +299,10 @@ at::Tensor ComputeMerge(at::Tensor weight, const std::vector<LoraFactors>& adapt
     merged = EmptyLike(weight, weight.scalar_type());
     const LoraFactors& first = adapters.front();
     at::Tensor A = first.A.to(weight.scalar_type()), B = first.B.to(weight.scalar_type());
-    if (transposed) at::addmm_out(merged, weight, A.t(), B.t(), 1, first.scale);
-    else at::addmm_out(merged, weight, B, A, 1, first.scale);
+    if (transposed)
+      at::addmm_out(merged, weight, A.t(), B.t(), 1, first.scale);
+    else
+      at::addmm_out(merged, weight, B, A, 1, first.scale);
     for (size_t i = 1; i < adapters.size(); ++i) AddDelta(merged, adapters[i], transposed);
   }
   if (safe && !at::isfinite(merged).all().item<bool>()) {
@@ -322,8 +325,8 @@ at::Tensor SwapInMerged(at::Tensor weight, const at::Tensor& merged) {
   return backup;
 }
 
-at::Tensor MergeInto(at::Tensor weight, const std::vector<LoraFactors>& adapters, LoraKind kind, bool fanInFanOut,
-                     bool safe, bool keepBackup) {
+at::Tensor MergeInto(at::Tensor weight, const std::vector<LoraFactors>& adapters, LoraKind kind, bool fanInFanOut, bool safe,
+                     bool keepBackup) {
   at::Tensor merged = ComputeMerge(weight, adapters, kind, fanInFanOut, safe, keepBackup);
   return merged.defined() ? SwapInMerged(weight, merged) : at::Tensor();
 }

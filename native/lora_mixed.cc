@@ -14,9 +14,7 @@ namespace {
 
 Napi::Value Field(const Napi::Object& o, const char* name) { return o.Get(name); }
 
-at::Tensor TensorField(Napi::Env env, const Napi::Object& o, const char* name) {
-  return TensorValue(env, Field(o, name), name);
-}
+at::Tensor TensorField(Napi::Env env, const Napi::Object& o, const char* name) { return TensorValue(env, Field(o, name), name); }
 
 std::vector<at::Tensor> TensorListField(Napi::Env env, const Napi::Object& o, const char* name) {
   Napi::Value v = Field(o, name);
@@ -43,7 +41,8 @@ std::vector<double> NumberListField(Napi::Env env, const Napi::Object& o, const 
 
 Napi::Object ObjectArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (info.Length() <= i || !info[i].IsObject()) {
-    ThrowTypeError(info.Env(), std::string(name) + ": expected an options object, got " + Describe(info.Length() > i ? info[i] : info.Env().Undefined()));
+    ThrowTypeError(info.Env(), std::string(name) + ": expected an options object, got " +
+                                   Describe(info.Length() > i ? info[i] : info.Env().Undefined()));
   }
   return info[i].As<Napi::Object>();
 }
@@ -59,7 +58,8 @@ Adapters AdaptersField(Napi::Env env, const Napi::Object& o) {
   std::vector<at::Tensor> factors = TensorListField(env, o, "factors");
   a.scale = NumberListField(env, o, "scales");
   if (factors.size() != 2 * a.scale.size()) {
-    ThrowRangeError(env, "factors: expected an (A, B) pair per scale (" + std::to_string(2 * a.scale.size()) + " tensors), got " + std::to_string(factors.size()));
+    ThrowRangeError(env, "factors: expected an (A, B) pair per scale (" + std::to_string(2 * a.scale.size()) + " tensors), got " +
+                             std::to_string(factors.size()));
   }
   for (size_t k = 0; k < a.scale.size(); ++k) {
     a.A.push_back(factors[2 * k]);
@@ -72,12 +72,14 @@ Adapters AdaptersField(Napi::Env env, const Napi::Object& o) {
 std::vector<int64_t> RowsField(Napi::Env env, const Napi::Object& o, size_t adapters, int64_t batch) {
   std::vector<double> raw = NumberListField(env, o, "rows");
   if (static_cast<int64_t>(raw.size()) != batch) {
-    ThrowRangeError(env, "rows: expected one adapter index per row of the batch (" + std::to_string(batch) + "), got " + std::to_string(raw.size()));
+    ThrowRangeError(
+        env, "rows: expected one adapter index per row of the batch (" + std::to_string(batch) + "), got " + std::to_string(raw.size()));
   }
   std::vector<int64_t> rows(raw.size());
   for (size_t i = 0; i < raw.size(); ++i) {
     if (raw[i] != static_cast<int64_t>(raw[i]) || raw[i] < -1 || raw[i] >= static_cast<double>(adapters)) {
-      ThrowRangeError(env, "rows[" + std::to_string(i) + "]: expected an adapter index in [-1, " + std::to_string(adapters) + "), got " + std::to_string(raw[i]));
+      ThrowRangeError(env, "rows[" + std::to_string(i) + "]: expected an adapter index in [-1, " + std::to_string(adapters) + "), got " +
+                               std::to_string(raw[i]));
     }
     rows[i] = static_cast<int64_t>(raw[i]);
   }
@@ -88,7 +90,8 @@ void CheckFactorShapes(Napi::Env env, const Adapters& a, int64_t aCols, int64_t 
   for (size_t k = 0; k < a.A.size(); ++k) {
     const at::Tensor &A = a.A[k], &B = a.B[k];
     if (A.dim() != 2 || B.dim() != 2 || A.size(1) != aCols || B.size(0) != bRows || A.size(0) != B.size(1)) {
-      ThrowRangeError(env, "factors[" + std::to_string(k) + "]: A " + c10::str(A.sizes()) + " and B " + c10::str(B.sizes()) + " do not fit " + what);
+      ThrowRangeError(
+          env, "factors[" + std::to_string(k) + "]: A " + c10::str(A.sizes()) + " and B " + c10::str(B.sizes()) + " do not fit " + what);
     }
     if (A.device() != a.A[0].device() || B.device() != a.A[0].device() || A.scalar_type() != a.A[0].scalar_type() ||
         B.scalar_type() != a.A[0].scalar_type()) {
@@ -96,7 +99,6 @@ void CheckFactorShapes(Napi::Env env, const Adapters& a, int64_t aCols, int64_t 
     }
   }
 }
-
 
 // The dtype the low-rank products run in: the factors' own (PEFT casts the rows to it), widened
 // to fp32 for fp16 on CPU, where libtorch 1.13 has no fp16 matmul.
@@ -123,7 +125,8 @@ struct Segments {
 
 Segments Plan(const std::vector<int64_t>& rowAdapter, size_t adapters) {
   std::vector<int64_t> perAdapter(adapters, 0);
-  for (int64_t k : rowAdapter) if (k >= 0) ++perAdapter[k];
+  for (int64_t k : rowAdapter)
+    if (k >= 0) ++perAdapter[k];
   Segments s;
   std::vector<int64_t> next(adapters, 0);
   for (size_t k = 0, at = 0; k < adapters; at += perAdapter[k], ++k) {
@@ -151,8 +154,8 @@ Segments Plan(const std::vector<int64_t>& rowAdapter, size_t adapters) {
  * grouped, else into one buffer scattered back with a single index_add_.
  */
 template <typename LowRank>
-at::Tensor AddSegments(at::Tensor y, int64_t rows, int64_t out, const Segments& seg, const Adapters& a, at::ScalarType dtype,
-                       bool graph, LowRank lowRank) {
+at::Tensor AddSegments(at::Tensor y, int64_t rows, int64_t out, const Segments& seg, const Adapters& a, at::ScalarType dtype, bool graph,
+                       LowRank lowRank) {
   at::Tensor y3 = y.view({rows, -1, out});
   const int64_t L = y3.size(1);
   const bool inPlace = !graph && seg.identity && dtype == y.scalar_type();
@@ -208,9 +211,11 @@ Napi::Value LoraMixedLinear(const Napi::CallbackInfo& info) {
     ThrowRangeError(env, "input: expected shape (rows, ..., " + std::to_string(in) + "), got " + c10::str(x.sizes()));
   }
   if (x.scalar_type() != w.scalar_type() || x.device() != w.device()) {
-    ThrowTypeError(env, "input: expected the weight's dtype and device (" + std::string(DtypeName(w.scalar_type())) + " on " + DeviceName(w.device()) + ")");
+    ThrowTypeError(env, "input: expected the weight's dtype and device (" + std::string(DtypeName(w.scalar_type())) + " on " +
+                            DeviceName(w.device()) + ")");
   }
-  if (b.defined() && (b.dim() != 1 || b.size(0) != out)) ThrowRangeError(env, "bias: expected shape [" + std::to_string(out) + "], got " + c10::str(b.sizes()));
+  if (b.defined() && (b.dim() != 1 || b.size(0) != out))
+    ThrowRangeError(env, "bias: expected shape [" + std::to_string(out) + "], got " + c10::str(b.sizes()));
   Adapters a = AdaptersField(env, o);
   CheckFactorShapes(env, a, in, out, ("a Linear(" + std::to_string(in) + ", " + std::to_string(out) + ")").c_str());
   std::vector<int64_t> rowAdapter = RowsField(env, o, a.A.size(), x.size(0));
@@ -251,7 +256,9 @@ Napi::Value LoraMixedEmbedding(const Napi::CallbackInfo& info) {
   const int64_t rows = ids.size(0);
   at::Tensor chosen = RowsOf(ids.reshape({rows, -1}), seg).reshape({-1});
   // Aᵀ[ids] through embedding(), so padding_idx blocks A's gradient as nn.Embedding does.
-  auto lowRank = [&](int64_t k, int64_t start, int64_t count) { return at::embedding(a.A[k].to(dtype).t(), chosen.narrow(0, start, count), padding); };
+  auto lowRank = [&](int64_t k, int64_t start, int64_t count) {
+    return at::embedding(a.A[k].to(dtype).t(), chosen.narrow(0, start, count), padding);
+  };
   return WrapTensor(env, AddSegments(y, rows, dim, seg, a, dtype, NeedsGraph(a, w), lowRank));
 }
 

@@ -27,8 +27,8 @@ Napi::Value Linear(const Napi::CallbackInfo& info) {
   CheckSameKind(info.Env(), x, "input", w, "layer weight");
   if (b.defined()) CheckSameKind(info.Env(), b, "bias", w, "layer weight");
   if (x.dim() < 1 || x.size(-1) != w.size(1)) {
-    ThrowRangeError(info.Env(), "input: expected last dimension " + std::to_string(w.size(1)) + " (in_features), got shape " +
-                                    c10::str(x.sizes()));
+    ThrowRangeError(info.Env(),
+                    "input: expected last dimension " + std::to_string(w.size(1)) + " (in_features), got shape " + c10::str(x.sizes()));
   }
   if (x.scalar_type() == at::kHalf && x.device().is_cpu()) {
     // libtorch 1.13 has no fp16 matmul on CPU: compute in fp32 and round the result once.
@@ -41,7 +41,8 @@ Napi::Value Linear(const Napi::CallbackInfo& info) {
 Napi::Value Embedding(const Napi::CallbackInfo& info) {
   at::Tensor& ids = TensorArg(info, 0, "ids");
   at::Tensor& w = TensorArg(info, 1, "weight");
-  if (w.dim() != 2) ThrowRangeError(info.Env(), "weight: expected a matrix (num_embeddings, embedding_dim), got shape " + c10::str(w.sizes()));
+  if (w.dim() != 2)
+    ThrowRangeError(info.Env(), "weight: expected a matrix (num_embeddings, embedding_dim), got shape " + c10::str(w.sizes()));
   if (ids.device() != w.device()) {
     ThrowError(info.Env(), "ids: are on " + DeviceName(ids.device()) + " but the embedding weight is on " + DeviceName(w.device()));
   }

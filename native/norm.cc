@@ -13,11 +13,13 @@ bool HalfOnCpu(const at::Tensor& t) { return t.scalar_type() == at::kHalf && t.d
 // The trailing dims of `x` that `normalizedShape` names, as reduction dims.
 std::vector<int64_t> TrailingDims(Napi::Env env, const at::Tensor& x, const std::vector<int64_t>& normalizedShape) {
   const int64_t n = static_cast<int64_t>(normalizedShape.size());
-  if (n < 1 || n > x.dim()) ThrowRangeError(env, "normalizedShape: expected 1 to " + std::to_string(x.dim()) + " trailing dims of input " + c10::str(x.sizes()));
+  if (n < 1 || n > x.dim())
+    ThrowRangeError(env, "normalizedShape: expected 1 to " + std::to_string(x.dim()) + " trailing dims of input " + c10::str(x.sizes()));
   std::vector<int64_t> dims;
   for (int64_t i = 0; i < n; ++i) {
     if (x.size(x.dim() - n + i) != normalizedShape[i]) {
-      ThrowRangeError(env, "normalizedShape: " + c10::str(normalizedShape) + " does not match the trailing dims of input " + c10::str(x.sizes()));
+      ThrowRangeError(
+          env, "normalizedShape: " + c10::str(normalizedShape) + " does not match the trailing dims of input " + c10::str(x.sizes()));
     }
     dims.push_back(x.dim() - n + i);
   }
@@ -96,7 +98,8 @@ Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
   TrailingDims(info.Env(), x, shape);
   CheckAffine(info.Env(), w, "weight", shape);
   if (!x.is_floating_point()) ThrowTypeError(info.Env(), "input: expected a floating-point tensor");
-  if (w.defined() && (!w.is_floating_point() || w.device() != x.device())) ThrowTypeError(info.Env(), "weight: expected a floating-point tensor on the input's device");
+  if (w.defined() && (!w.is_floating_point() || w.device() != x.device()))
+    ThrowTypeError(info.Env(), "weight: expected a floating-point tensor on the input's device");
   const int64_t n = c10::multiply_integers(shape);
   at::Tensor x2 = x.reshape({-1, n});
   c10::optional<at::Tensor> weight = w.defined() ? c10::optional<at::Tensor>(w.reshape({n})) : c10::nullopt;

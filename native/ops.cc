@@ -6,10 +6,10 @@
 namespace tl {
 namespace {
 
-#define TL_UNARY(Name, expr)                                   \
-  Napi::Value Name(const Napi::CallbackInfo& info) {           \
-    at::Tensor& x = TensorArg(info, 0, "tensor");              \
-    return WrapTensor(info.Env(), (expr));                     \
+#define TL_UNARY(Name, expr)                         \
+  Napi::Value Name(const Napi::CallbackInfo& info) { \
+    at::Tensor& x = TensorArg(info, 0, "tensor");    \
+    return WrapTensor(info.Env(), (expr));           \
   }
 
 TL_UNARY(Neg, x.neg())
@@ -33,11 +33,11 @@ TL_UNARY(IsFinite, at::isfinite(x))
 TL_UNARY(AllFinite, at::isfinite(x).all())
 
 // Binary ops take a Tensor or a number as the second operand.
-#define TL_BINARY(Name, op)                                                  \
-  Napi::Value Name(const Napi::CallbackInfo& info) {                         \
-    at::Tensor& a = TensorArg(info, 0, "self");                             \
+#define TL_BINARY(Name, op)                                                                  \
+  Napi::Value Name(const Napi::CallbackInfo& info) {                                         \
+    at::Tensor& a = TensorArg(info, 0, "self");                                              \
     if (info[1].IsNumber()) return WrapTensor(info.Env(), at::op(a, NumberScalar(info[1]))); \
-    return WrapTensor(info.Env(), at::op(a, TensorArg(info, 1, "other")));  \
+    return WrapTensor(info.Env(), at::op(a, TensorArg(info, 1, "other")));                   \
   }
 
 TL_BINARY(Add, add)
@@ -99,7 +99,8 @@ Napi::Value IndexSelect(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Narrow(const Napi::CallbackInfo& info) {
-  return WrapTensor(info.Env(), TensorArg(info, 0, "tensor").narrow(IntArg(info, 1, "dim"), IntArg(info, 2, "start"), IntArg(info, 3, "length")));
+  return WrapTensor(info.Env(),
+                    TensorArg(info, 0, "tensor").narrow(IntArg(info, 1, "dim"), IntArg(info, 2, "start"), IntArg(info, 3, "length")));
 }
 
 Napi::Value Cat(const Napi::CallbackInfo& info) {
@@ -109,10 +110,10 @@ Napi::Value Cat(const Napi::CallbackInfo& info) {
 }
 
 // Reductions: (t, dims | null, keepdim)
-#define TL_REDUCE(Name, fn)                                                        \
-  Napi::Value Name(const Napi::CallbackInfo& info) {                               \
-    at::Tensor& x = TensorArg(info, 0, "tensor");                                  \
-    if (info[1].IsNull() || info[1].IsUndefined()) return WrapTensor(info.Env(), x.fn()); \
+#define TL_REDUCE(Name, fn)                                                                                            \
+  Napi::Value Name(const Napi::CallbackInfo& info) {                                                                   \
+    at::Tensor& x = TensorArg(info, 0, "tensor");                                                                      \
+    if (info[1].IsNull() || info[1].IsUndefined()) return WrapTensor(info.Env(), x.fn());                              \
     return WrapTensor(info.Env(), x.fn(IntListArg(info, 1, "dim"), info.Length() > 2 && BoolArg(info, 2, "keepdim"))); \
   }
 
@@ -163,9 +164,10 @@ Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
   }
   double smoothing = NumberArg(info, 4, "labelSmoothing");
   // ATen checks the range with comparisons that NaN slips through.
-  if (!(smoothing >= 0 && smoothing <= 1)) ThrowRangeError(info.Env(), "labelSmoothing: expected a number in [0, 1], got " + Describe(info[4]));
-  return WrapTensor(info.Env(), at::cross_entropy_loss(logits, target, {}, ReductionArg(info, 2),
-                                                      IntArg(info, 3, "ignoreIndex"), smoothing));
+  if (!(smoothing >= 0 && smoothing <= 1))
+    ThrowRangeError(info.Env(), "labelSmoothing: expected a number in [0, 1], got " + Describe(info[4]));
+  return WrapTensor(info.Env(),
+                    at::cross_entropy_loss(logits, target, {}, ReductionArg(info, 2), IntArg(info, 3, "ignoreIndex"), smoothing));
 }
 
 Napi::Value MseLoss(const Napi::CallbackInfo& info) {

@@ -24,16 +24,15 @@ void CheckCudaIndexRange(Napi::Env env, const at::Tensor& self, int64_t dim, con
   auto [lo, hi] = at::aminmax(index);
   const int64_t min = lo.item<int64_t>(), max = hi.item<int64_t>();
   if (min < 0 || max >= size) {
-    ThrowRangeError(env, "index: " + std::to_string(min < 0 ? min : max) + " is out of range for dim " + std::to_string(dim) +
-                             " of size " + std::to_string(size) + " (valid indices are 0.." + std::to_string(size - 1) + ")");
+    ThrowRangeError(env, "index: " + std::to_string(min < 0 ? min : max) + " is out of range for dim " + std::to_string(dim) + " of size " +
+                             std::to_string(size) + " (valid indices are 0.." + std::to_string(size - 1) + ")");
   }
 }
 
 // The same for multinomial's weights, which CUDA kernels check only with a device assert.
 void CheckCudaWeights(Napi::Env env, const at::Tensor& weights) {
   if (!weights.is_cuda() || weights.numel() == 0 || !at::isFloatingType(weights.scalar_type())) return;
-  const bool valid = at::logical_and(weights.ge(0), at::isfinite(weights)).all().item<bool>() &&
-                     weights.sum(-1).gt(0).all().item<bool>();
+  const bool valid = at::logical_and(weights.ge(0), at::isfinite(weights)).all().item<bool>() && weights.sum(-1).gt(0).all().item<bool>();
   if (!valid) ThrowRangeError(env, "weights: expected finite values >= 0 with a positive sum in each row");
 }
 

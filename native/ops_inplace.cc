@@ -25,16 +25,20 @@ at::Tensor& WritableArg(const Napi::CallbackInfo& info, const char* op) {
 Napi::Value AddInPlace(const Napi::CallbackInfo& info) {
   at::Tensor& t = WritableArg(info, "add_");
   at::Scalar alpha = NumberScalar(info[2]);
-  if (info[1].IsNumber()) t.add_(NumberScalar(info[1]), alpha);
-  else t.add_(TensorArg(info, 1, "other"), alpha);
+  if (info[1].IsNumber())
+    t.add_(NumberScalar(info[1]), alpha);
+  else
+    t.add_(TensorArg(info, 1, "other"), alpha);
   return info[0];
 }
 
 // mul_(self, other | number)
 Napi::Value MulInPlace(const Napi::CallbackInfo& info) {
   at::Tensor& t = WritableArg(info, "mul_");
-  if (info[1].IsNumber()) t.mul_(NumberScalar(info[1]));
-  else t.mul_(TensorArg(info, 1, "other"));
+  if (info[1].IsNumber())
+    t.mul_(NumberScalar(info[1]));
+  else
+    t.mul_(TensorArg(info, 1, "other"));
   return info[0];
 }
 

@@ -86,19 +86,18 @@ std::vector<at::Tensor> GradsOf(Napi::Env env, const std::vector<at::Tensor>& pa
 }
 
 // Per-parameter state must be shaped, typed and placed like its parameter (it is updated in place).
-std::vector<at::Tensor> StateListArg(const Napi::CallbackInfo& info, size_t i, const char* name,
-                                     const std::vector<at::Tensor>& params) {
+std::vector<at::Tensor> StateListArg(const Napi::CallbackInfo& info, size_t i, const char* name, const std::vector<at::Tensor>& params) {
   std::vector<at::Tensor> state = TensorListArg(info, i, name);
   if (state.size() != params.size()) {
-    ThrowRangeError(info.Env(), std::string(name) + ": expected " + std::to_string(params.size()) +
-                                    " tensors (one per parameter), got " + std::to_string(state.size()));
+    ThrowRangeError(info.Env(), std::string(name) + ": expected " + std::to_string(params.size()) + " tensors (one per parameter), got " +
+                                    std::to_string(state.size()));
   }
   for (size_t k = 0; k < state.size(); ++k) {
     const at::Tensor& s = state[k];
     const at::Tensor& p = params[k];
     if (!s.sizes().equals(p.sizes()) || s.scalar_type() != p.scalar_type() || s.device() != p.device()) {
-      ThrowError(info.Env(), std::string(name) + "[" + std::to_string(k) + "]: has " + TensorInfo(s) +
-                                 ", but its parameter has " + TensorInfo(p));
+      ThrowError(info.Env(),
+                 std::string(name) + "[" + std::to_string(k) + "]: has " + TensorInfo(s) + ", but its parameter has " + TensorInfo(p));
     }
     if (s.unsafeGetTensorImpl() == p.unsafeGetTensorImpl()) {
       ThrowError(info.Env(), std::string(name) + "[" + std::to_string(k) + "]: is the parameter itself");
@@ -115,8 +114,8 @@ Napi::Float64Array StepsArg(const Napi::CallbackInfo& info, size_t i, const char
   }
   Napi::Float64Array steps = v.As<Napi::Float64Array>();
   if (steps.ElementLength() != count) {
-    ThrowRangeError(info.Env(), std::string(name) + ": expected " + std::to_string(count) +
-                                    " entries (one per parameter), got " + std::to_string(steps.ElementLength()));
+    ThrowRangeError(info.Env(), std::string(name) + ": expected " + std::to_string(count) + " entries (one per parameter), got " +
+                                    std::to_string(steps.ElementLength()));
   }
   for (size_t k = 0; k < count; ++k) {
     double s = steps[k];
@@ -132,29 +131,26 @@ struct AdamWHyper {
 };
 
 // The dtype the update arithmetic of parameter `p` runs in (float16 on CPU is updated in float32).
-at::ScalarType ComputeType(const at::Tensor& p) {
-  return p.is_cpu() && p.scalar_type() == at::kHalf ? at::kFloat : p.scalar_type();
-}
+at::ScalarType ComputeType(const at::Tensor& p) { return p.is_cpu() && p.scalar_type() == at::kHalf ? at::kFloat : p.scalar_type(); }
 
 // libtorch refuses a Scalar operand that overflows the tensor's dtype ("value cannot be converted
 // to type float without overflow") in the middle of an update, after earlier parameters were
 // written. Each factor is checked for every parameter before anything changes.
 void CheckFactorFits(Napi::Env env, double factor, const at::Tensor& p, size_t k, const std::string& what) {
   at::ScalarType type = ComputeType(p);
-  double limit = type == at::kFloat ? std::numeric_limits<float>::max()
-                 : type == at::kHalf ? 65504.0
+  double limit = type == at::kFloat      ? std::numeric_limits<float>::max()
+                 : type == at::kHalf     ? 65504.0
                  : type == at::kBFloat16 ? 3.3895313892515355e38
-                 : std::numeric_limits<double>::max();
+                                         : std::numeric_limits<double>::max();
   if (std::fabs(factor) > limit) {
-    ThrowRangeError(env, what + " gives the factor " + Num(factor) + ", which " + DtypeName(type) + " arithmetic cannot represent (params[" +
-                             std::to_string(k) + "]); nothing was changed");
+    ThrowRangeError(env, what + " gives the factor " + Num(factor) + ", which " + DtypeName(type) +
+                             " arithmetic cannot represent (params[" + std::to_string(k) + "]); nothing was changed");
   }
 }
 
 // One parameter's AdamW update, op for op as torch.optim.AdamW's single-tensor path.
 // `maxSq` is undefined unless amsgrad is on.
-void AdamWUpdate(at::Tensor& p, at::Tensor& m, at::Tensor& v, at::Tensor& maxSq, const at::Tensor& g, double step,
-                 const AdamWHyper& h) {
+void AdamWUpdate(at::Tensor& p, at::Tensor& m, at::Tensor& v, at::Tensor& maxSq, const at::Tensor& g, double step, const AdamWHyper& h) {
   p.mul_(1 - h.lr * h.weightDecay);  // decoupled weight decay, before the moment update
   m.mul_(h.beta1).add_(g, 1 - h.beta1);
   v.mul_(h.beta2).addcmul_(g, g, 1 - h.beta2);
@@ -243,8 +239,8 @@ Napi::Value SgdStep(const Napi::CallbackInfo& info) {
   bool nesterov = BoolArg(info, 7, "nesterov");
   bool maximize = BoolArg(info, 8, "maximize");
   if (nesterov && (momentum <= 0 || dampening != 0)) {
-    ThrowRangeError(env, "nesterov: Nesterov momentum needs momentum > 0 and dampening = 0, got momentum " +
-                             Num(momentum) + " and dampening " + Num(dampening));
+    ThrowRangeError(env, "nesterov: Nesterov momentum needs momentum > 0 and dampening = 0, got momentum " + Num(momentum) +
+                             " and dampening " + Num(dampening));
   }
   std::vector<at::Tensor> buffers;
   if (momentum != 0) {

@@ -9,7 +9,8 @@ namespace tl {
 /** Argument `i` as an object; a TypeError naming `name` otherwise. */
 inline Napi::Object OptionsObjectArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   Napi::Value v = info[i];
-  if (!v.IsObject() || v.IsArray() || v.IsExternal()) ThrowTypeError(info.Env(), std::string(name) + ": expected an options object, got " + Describe(v));
+  if (!v.IsObject() || v.IsArray() || v.IsExternal())
+    ThrowTypeError(info.Env(), std::string(name) + ": expected an options object, got " + Describe(v));
   return v.As<Napi::Object>();
 }
 

@@ -26,9 +26,7 @@ Napi::Object OptionsArg(const Napi::CallbackInfo& info, size_t i, const char* na
   return v.As<Napi::Object>();
 }
 
-int64_t IntOption(const Napi::Object& options, const char* key) {
-  return IntValue(options.Env(), options.Get(key), key);
-}
+int64_t IntOption(const Napi::Object& options, const char* key) { return IntValue(options.Env(), options.Get(key), key); }
 
 c10::optional<int64_t> OptionalIntOption(const Napi::Object& options, const char* key) {
   Napi::Value v = options.Get(key);
@@ -62,8 +60,6 @@ c10::optional<std::vector<int64_t>> OptionalIntListOption(const Napi::Object& op
   return out;
 }
 
-at::Tensor& TensorOption(const Napi::Object& options, const char* key) {
-  return TensorValue(options.Env(), options.Get(key), key);
-}
+at::Tensor& TensorOption(const Napi::Object& options, const char* key) { return TensorValue(options.Env(), options.Get(key), key); }
 
 }  // namespace tl

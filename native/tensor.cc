@@ -32,15 +32,25 @@ at::Tensor WithGrad(at::Tensor t, const Napi::CallbackInfo& info, size_t i) {
 
 at::ScalarType TypedArrayScalarType(Napi::Env env, napi_typedarray_type type) {
   switch (type) {
-    case napi_float32_array: return at::kFloat;
-    case napi_float64_array: return at::kDouble;
-    case napi_int32_array: return at::kInt;
+    case napi_float32_array:
+      return at::kFloat;
+    case napi_float64_array:
+      return at::kDouble;
+    case napi_int32_array:
+      return at::kInt;
     case napi_uint8_array:
-    case napi_uint8_clamped_array: return at::kByte;
-    case napi_int8_array: return at::kChar;
-    case napi_int16_array: return at::kShort;
-    case napi_bigint64_array: return at::kLong;
-    default: ThrowTypeError(env, "data: unsupported typed array type (use Float32Array, Float64Array, Int32Array, Uint8Array, Int8Array, Int16Array or BigInt64Array)");
+    case napi_uint8_clamped_array:
+      return at::kByte;
+    case napi_int8_array:
+      return at::kChar;
+    case napi_int16_array:
+      return at::kShort;
+    case napi_bigint64_array:
+      return at::kLong;
+    default:
+      ThrowTypeError(env,
+                     "data: unsupported typed array type (use Float32Array, Float64Array, Int32Array, Uint8Array, Int8Array, Int16Array or "
+                     "BigInt64Array)");
   }
 }
 
@@ -79,9 +89,7 @@ Napi::Value FromBytes(const Napi::CallbackInfo& info) {
   return WrapTensor(info.Env(), options.device() == t.device() ? t : t.to(options.device()));
 }
 
-at::Tensor CpuContiguous(const at::Tensor& t) {
-  return t.detach().to(at::kCPU).contiguous();
-}
+at::Tensor CpuContiguous(const at::Tensor& t) { return t.detach().to(at::kCPU).contiguous(); }
 
 // toBytes(t): a Buffer copy of the raw element bytes (CPU, contiguous, little-endian).
 Napi::Value ToBytes(const Napi::CallbackInfo& info) {
@@ -102,15 +110,23 @@ Napi::Value ToArray(const Napi::CallbackInfo& info) {
   at::Tensor t = CpuContiguous(TensorArg(info, 0, "tensor"));
   Napi::Env env = info.Env();
   switch (t.scalar_type()) {
-    case at::kFloat: return CopyOut<Napi::Float32Array>(env, t);
+    case at::kFloat:
+      return CopyOut<Napi::Float32Array>(env, t);
     case at::kHalf:
-    case at::kBFloat16: return CopyOut<Napi::Float32Array>(env, t.to(at::kFloat));
-    case at::kDouble: return CopyOut<Napi::Float64Array>(env, t);
-    case at::kLong: return CopyOut<Napi::TypedArrayOf<int64_t>>(env, t);
-    case at::kInt: return CopyOut<Napi::Int32Array>(env, t);
-    case at::kByte: return CopyOut<Napi::Uint8Array>(env, t);
-    case at::kBool: return CopyOut<Napi::Uint8Array>(env, t.to(at::kByte));
-    default: ThrowTypeError(env, std::string("tensor: cannot copy dtype ") + DtypeName(t.scalar_type()) + " out");
+    case at::kBFloat16:
+      return CopyOut<Napi::Float32Array>(env, t.to(at::kFloat));
+    case at::kDouble:
+      return CopyOut<Napi::Float64Array>(env, t);
+    case at::kLong:
+      return CopyOut<Napi::TypedArrayOf<int64_t>>(env, t);
+    case at::kInt:
+      return CopyOut<Napi::Int32Array>(env, t);
+    case at::kByte:
+      return CopyOut<Napi::Uint8Array>(env, t);
+    case at::kBool:
+      return CopyOut<Napi::Uint8Array>(env, t.to(at::kByte));
+    default:
+      ThrowTypeError(env, std::string("tensor: cannot copy dtype ") + DtypeName(t.scalar_type()) + " out");
   }
 }
 
@@ -128,13 +144,20 @@ Napi::Value Factory(const Napi::CallbackInfo& info) {
   std::vector<int64_t> shape = ShapeArg(info, 1);
   at::TensorOptions options = OptionsArgs(info, 2, 3);
   at::Tensor t;
-  if (kind == "zeros") t = at::zeros(shape, options);
-  else if (kind == "ones") t = at::ones(shape, options);
-  else if (kind == "empty") t = at::empty(shape, options);
-  else if (kind == "rand") t = at::rand(shape, options);
-  else if (kind == "randn") t = at::randn(shape, options);
-  else if (kind == "full") t = at::full(shape, NumberArg(info, 5, "fillValue"), options);
-  else ThrowTypeError(info.Env(), "kind: unknown factory \"" + kind + "\"");
+  if (kind == "zeros")
+    t = at::zeros(shape, options);
+  else if (kind == "ones")
+    t = at::ones(shape, options);
+  else if (kind == "empty")
+    t = at::empty(shape, options);
+  else if (kind == "rand")
+    t = at::rand(shape, options);
+  else if (kind == "randn")
+    t = at::randn(shape, options);
+  else if (kind == "full")
+    t = at::full(shape, NumberArg(info, 5, "fillValue"), options);
+  else
+    ThrowTypeError(info.Env(), "kind: unknown factory \"" + kind + "\"");
   return WrapTensor(info.Env(), WithGrad(t, info, 4));
 }
 

@@ -49,7 +49,11 @@ function detect(d) {
     headerDir([...d.includeDirs, ...systemDirs], "gloo/algorithm.h") !== null &&
     fileContains(path.join(d.libDir, "libtorch_cpu.so"), "ProcessGroupGloo");
   if (gloo) backends.push("gloo");
-  if (d.cuda && fs.existsSync(path.join(d.prefix, "include", C10D, "ProcessGroupNCCL.hpp")) && fileContains(path.join(d.libDir, "libtorch_cuda.so"), "ProcessGroupNCCL")) {
+  if (
+    d.cuda &&
+    fs.existsSync(path.join(d.prefix, "include", C10D, "ProcessGroupNCCL.hpp")) &&
+    fileContains(path.join(d.libDir, "libtorch_cuda.so"), "ProcessGroupNCCL")
+  ) {
     const dirs = [...d.includeDirs, ...cudaHeaderDirs(d), ...systemDirs];
     const needed = ["nccl.h", "cuda_runtime_api.h"].map((h) => headerDir(dirs, h));
     if (needed.every((dir) => dir !== null)) {

@@ -16,7 +16,12 @@ const FULL_CASES = [
   { tokens: 4096, dim: 4096, r: 16, dtype: "float32" },
   { tokens: 4096, dim: 4096, r: 16, dtype: "bfloat16" },
 ];
-const CASES = process.argv.includes("--small") ? [{ tokens: 1, dim: 64, r: 4, dtype: "float32" }, { tokens: 256, dim: 64, r: 4, dtype: "float32" }] : FULL_CASES;
+const CASES = process.argv.includes("--small")
+  ? [
+      { tokens: 1, dim: 64, r: 4, dtype: "float32" },
+      { tokens: 256, dim: 64, r: 4, dtype: "float32" },
+    ]
+  : FULL_CASES;
 const WARMUP = 10;
 const ITERS = 50;
 
@@ -46,13 +51,19 @@ function ours({ tokens, dim, r, dtype }) {
     last?.dispose();
     last = t;
   };
-  const fwd = timeSteps(() => noGrad(() => keep(lm.forward(x))), () => last.sum().item());
-  const fwdBwd = timeSteps(() => {
-    const y = lm.forward(x);
-    keep(y.mean());
-    y.dispose();
-    last.backward();
-  }, () => last.item());
+  const fwd = timeSteps(
+    () => noGrad(() => keep(lm.forward(x))),
+    () => last.sum().item(),
+  );
+  const fwdBwd = timeSteps(
+    () => {
+      const y = lm.forward(x);
+      keep(y.mean());
+      y.dispose();
+      last.backward();
+    },
+    () => last.item(),
+  );
   return { fwd, fwdBwd };
 }
 
@@ -95,7 +106,9 @@ function main() {
   CASES.forEach((c, i) => {
     const t = theirs ? theirs[i] : { fwd: NaN, fwdBwd: NaN };
     const cell = (a, b) => `${a.toFixed(1).padStart(8)} | ${b.toFixed(1).padEnd(8)}`;
-    console.log(`${String(c.tokens).padEnd(7)} ${String(c.dim).padEnd(6)} ${String(c.r).padEnd(3)} ${c.dtype.padEnd(9)} ${cell(mine[i].fwd, t.fwd)} ${cell(mine[i].fwdBwd, t.fwdBwd)}`);
+    console.log(
+      `${String(c.tokens).padEnd(7)} ${String(c.dim).padEnd(6)} ${String(c.r).padEnd(3)} ${c.dtype.padEnd(9)} ${cell(mine[i].fwd, t.fwd)} ${cell(mine[i].fwdBwd, t.fwdBwd)}`,
+    );
   });
 }
 

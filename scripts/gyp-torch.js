@@ -37,9 +37,7 @@ function main(what, torchDir) {
   }
   const found = torchDir ? { torchDir } : findLibtorch();
   if (!found) {
-    throw new Error(
-      "no libtorch found for the node-gyp build: set LIBTORCH=/path/to/libtorch, Torch_DIR, or install libtorch-dev (Debian) or torch (pip)",
-    );
+    throw new Error("no libtorch found for the node-gyp build: set LIBTORCH=/path/to/libtorch, Torch_DIR, or install libtorch-dev (Debian) or torch (pip)");
   }
   const d = describeLibtorch(found.torchDir);
   const cudaLibs = d.cuda ? ["torch_cuda", "c10_cuda"] : [];

@@ -23,7 +23,12 @@ const log = (msg) => console.log(`[torch-lora install] ${msg}`);
 function loadError(file) {
   const code = `const b = require(${JSON.stringify(file)}); b.buildInfo();`;
   const r = spawnSync(process.execPath, ["-e", code], { encoding: "utf8", timeout: 120000 });
-  return r.status === 0 ? null : (r.stderr || r.stdout || `exit ${r.status}`).trim().split("\n").find((l) => /Error/.test(l)) || "failed";
+  return r.status === 0
+    ? null
+    : (r.stderr || r.stdout || `exit ${r.status}`)
+        .trim()
+        .split("\n")
+        .find((l) => /Error/.test(l)) || "failed";
 }
 
 function main() {

@@ -31,7 +31,17 @@
 const fs = require("fs");
 const path = require("path");
 const { spawnSync } = require("child_process");
-const { runtimeLibtorch, tagOfBuildInfo, napiOfBuildInfo, prebuildFile, napiLabel, readManifest, writeManifestEntry, currentLibc, nativeSourceHash } = require("./lib/prebuilds");
+const {
+  runtimeLibtorch,
+  tagOfBuildInfo,
+  napiOfBuildInfo,
+  prebuildFile,
+  napiLabel,
+  readManifest,
+  writeManifestEntry,
+  currentLibc,
+  nativeSourceHash,
+} = require("./lib/prebuilds");
 
 const root = path.resolve(__dirname, "..");
 const log = (msg) => console.log(`[torch-lora prebuild] ${msg}`);
@@ -43,7 +53,12 @@ function option(name) {
 
 /** The folder with include/node/common.gypi for node-gyp's --nodedir, or throws. */
 function nodeHeaders() {
-  const candidates = [option("--nodedir"), process.env.NODE_HEADERS, process.env.npm_config_nodedir, path.resolve(path.dirname(fs.realpathSync(process.execPath)), "..")];
+  const candidates = [
+    option("--nodedir"),
+    process.env.NODE_HEADERS,
+    process.env.npm_config_nodedir,
+    path.resolve(path.dirname(fs.realpathSync(process.execPath)), ".."),
+  ];
   const dir = candidates.filter(Boolean).find((d) => fs.existsSync(path.join(d, "include/node/common.gypi")));
   if (!dir) {
     throw new Error(`no Node headers found (looked in ${candidates.filter(Boolean).join(", ")}); pass --nodedir DIR with DIR/include/node/common.gypi`);
@@ -74,7 +89,9 @@ function compileWithPrebuildify(tag, napiMode) {
   // node-gyp reads npm_config_* from the environment: local headers, and all cores.
   const env = { ...process.env, npm_config_nodedir: nodeHeaders(), npm_config_jobs: "max", JOBS: "max", TORCH_LORA_NAPI: napiMode };
   if (!env.CXX && spawnSync("ccache", ["--version"]).status === 0) env.CXX = "ccache g++";
-  log(`compiling with node-gyp, Node-API ${napiMode === "stable" ? "8" : "as the headers allow"} (headers from ${env.npm_config_nodedir}); this takes a few minutes`);
+  log(
+    `compiling with node-gyp, Node-API ${napiMode === "stable" ? "8" : "as the headers allow"} (headers from ${env.npm_config_nodedir}); this takes a few minutes`,
+  );
   const prebuildifyBin = require.resolve("prebuildify/bin.js", { paths: [root] });
   const args = [prebuildifyBin, "--napi", "--strip", "--tag-libc", "--target", `node@${process.versions.node}`, "--name", `torch-lora.${tag}`];
   const r = spawnSync(process.execPath, args, { cwd: stage, env, stdio: "inherit" });
@@ -87,7 +104,10 @@ function compileWithPrebuildify(tag, napiMode) {
 
 /** Does the Node whose headers gyp-torch.js reads offer experimental GC-time finalizers? */
 function headersOfferExperimental() {
-  const r = spawnSync(process.execPath, [path.join(root, "scripts/gyp-torch.js"), "napi-define"], { env: { ...process.env, TORCH_LORA_NAPI: "auto" }, encoding: "utf8" });
+  const r = spawnSync(process.execPath, [path.join(root, "scripts/gyp-torch.js"), "napi-define"], {
+    env: { ...process.env, TORCH_LORA_NAPI: "auto" },
+    encoding: "utf8",
+  });
   if (r.status !== 0) throw new Error(`scripts/gyp-torch.js napi-define failed:\n${r.stderr}`);
   return r.stdout.trim() === "NAPI_EXPERIMENTAL";
 }
@@ -153,7 +173,8 @@ function main() {
   }
   // Each compile empties the staging folder: store one variant before building the next.
   const stable = store(compileWithPrebuildify(lt.tag, "stable"), lt, outRoot);
-  if (stable.napi === "experimental") throw new Error("TORCH_LORA_NAPI=stable produced an experimental build: binding.gyp does not take napi-define from scripts/gyp-torch.js");
+  if (stable.napi === "experimental")
+    throw new Error("TORCH_LORA_NAPI=stable produced an experimental build: binding.gyp does not take napi-define from scripts/gyp-torch.js");
   if (!headersOfferExperimental()) {
     log(`Node ${process.versions.node}'s headers offer no GC-time finalizers: only the stable (N-API 8) prebuild is made`);
     return;

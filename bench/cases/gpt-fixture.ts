@@ -49,9 +49,17 @@ class Block extends Module {
     const H = GPT.heads;
     const hd = D / H;
     const qkv = this.c_attn.forward(this.ln1.forward(x));
-    const heads = (i: number) => qkv.narrow(2, i * D, D).reshape([B, T, H, hd]).transpose(1, 2);
+    const heads = (i: number) =>
+      qkv
+        .narrow(2, i * D, D)
+        .reshape([B, T, H, hd])
+        .transpose(1, 2);
     const [q, k, v] = [heads(0), heads(1), heads(2)];
-    const att = q.matmul(k.transpose(2, 3)).mul(1 / Math.sqrt(hd)).add(mask).softmax(-1);
+    const att = q
+      .matmul(k.transpose(2, 3))
+      .mul(1 / Math.sqrt(hd))
+      .add(mask)
+      .softmax(-1);
     const y = att.matmul(v).transpose(1, 2).reshape([B, T, D]);
     const h = x.add(this.c_proj.forward(y));
     return h.add(this.proj.forward(this.fc.forward(this.ln2.forward(h)).gelu()));
@@ -68,7 +76,10 @@ export class SmallGpt extends Module {
   /** Run each block in its own tidy() (see the file's header). */
   scopePerBlock = false;
   // Private fields: constants, not parameters (Module takes every Tensor field for one).
-  readonly #positions = tensor(Array.from({ length: GPT.context }, (_, i) => i), { dtype: "int64" });
+  readonly #positions = tensor(
+    Array.from({ length: GPT.context }, (_, i) => i),
+    { dtype: "int64" },
+  );
   /** Additive causal mask: 0 on and below the diagonal, -inf above. */
   readonly #mask = causalMask(GPT.context);
 

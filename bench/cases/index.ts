@@ -9,4 +9,13 @@ import { tinyOps } from "./tiny-ops";
 import { trainStepCases } from "./train-step";
 import { transformerCases } from "./transformer";
 
-export const allCases: BenchCase[] = [...tinyOps, ...loraLinearCases, ...loraEmbeddingCases, ...mergeCases, ...trainStepCases, ...transformerCases, ...mixedAdapterCases, ...gptCases];
+export const allCases: BenchCase[] = [
+  ...tinyOps,
+  ...loraLinearCases,
+  ...loraEmbeddingCases,
+  ...mergeCases,
+  ...trainStepCases,
+  ...transformerCases,
+  ...mixedAdapterCases,
+  ...gptCases,
+];

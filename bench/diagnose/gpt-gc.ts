@@ -45,7 +45,9 @@ async function profile(name: string, steps: number, step: () => void): Promise<v
   obs.disconnect();
   const gcMs = [...byKind.values()].reduce((a, k) => a + k.ms, 0);
   const kinds = [...byKind].map(([k, v]) => `${k} ${(v.count / steps).toFixed(2)}/step ${(v.ms / steps).toFixed(2)} ms/step`).join(", ");
-  console.log(`${name.padEnd(34)} ${(ms / steps).toFixed(1)} ms/step, ${faultsPerStep.toFixed(0)} page faults/step; GC ${(gcMs / steps).toFixed(2)} ms/step (${((gcMs / ms) * 100).toFixed(1)}%): ${kinds || "none"}`);
+  console.log(
+    `${name.padEnd(34)} ${(ms / steps).toFixed(1)} ms/step, ${faultsPerStep.toFixed(0)} page faults/step; GC ${(gcMs / steps).toFixed(2)} ms/step (${((gcMs / ms) * 100).toFixed(1)}%): ${kinds || "none"}`,
+  );
 }
 
 /** Tensor handles created by one call of `fn` (counted through a scope). */

@@ -17,7 +17,11 @@ export interface InspectCommandOptions {
 /** Left-aligned columns separated by two spaces. */
 export function formatTable(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]))
+      .join("  ")
+      .trimEnd();
   return [line(header), ...rows.map(line)].join("\n");
 }
 
@@ -31,7 +35,10 @@ async function inspectFile(file: string, opts: InspectCommandOptions): Promise<s
   return [
     `${file}: ${tensors.length} tensor${tensors.length === 1 ? "" : "s"}, ${total} bytes of data`,
     ...(header.metadata ? [`metadata: ${JSON.stringify(header.metadata)}`] : []),
-    formatTable(["name", "dtype", "shape", "bytes"], tensors.map((t) => [t.name, t.dtype, shape(t.shape), String(t.bytes)])),
+    formatTable(
+      ["name", "dtype", "shape", "bytes"],
+      tensors.map((t) => [t.name, t.dtype, shape(t.shape), String(t.bytes)]),
+    ),
   ].join("\n");
 }
 

@@ -37,12 +37,14 @@ export function addLaunchCommand(program: Command): void {
     .argument("<script>", "the script every process runs (node <script> [args...])")
     .argument("[args...]", "arguments passed to the script")
     .passThroughOptions()
-    .action(async (script: string, args: string[], opts: { nprocPerNode: number; nnodes: number; nodeRank: number; masterAddr: string; masterPort: number }) => {
-      const { launch } = await import("../dist/launch");
-      const result = await launch({ ...opts, script, args });
-      if (result.exitCode !== 0) {
-        process.stderr.write(`torch-lora launch: failed: ${result.reason}\n`);
-        process.exit(result.exitCode);
-      }
-    });
+    .action(
+      async (script: string, args: string[], opts: { nprocPerNode: number; nnodes: number; nodeRank: number; masterAddr: string; masterPort: number }) => {
+        const { launch } = await import("../dist/launch");
+        const result = await launch({ ...opts, script, args });
+        if (result.exitCode !== 0) {
+          process.stderr.write(`torch-lora launch: failed: ${result.reason}\n`);
+          process.exit(result.exitCode);
+        }
+      },
+    );
 }

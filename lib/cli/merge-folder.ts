@@ -36,13 +36,18 @@ export interface FolderMergeOptions {
 function checkOutFolder(opts: FolderMergeOptions): void {
   const out = opts.out;
   if (typeof out !== "string" || out.length === 0) throw new UsageError("--out: give the folder to write the merged checkpoint into");
-  if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new UsageError(`--out ${out}: is a file; with a checkpoint folder as --base, --out is the folder to write`);
+  if (fs.existsSync(out) && !fs.statSync(out).isDirectory())
+    throw new UsageError(`--out ${out}: is a file; with a checkpoint folder as --base, --out is the folder to write`);
   const real = (p: string) => (fs.existsSync(p) ? fs.realpathSync(p) : path.resolve(p));
   if (real(out) === real(opts.base)) throw new UsageError(`--out ${out} is the base folder --base ${opts.base}: write the merged checkpoint elsewhere`);
 }
 
 /** Merges into a checkpoint folder; `layoutOf(dir)` gives the layer layout from the folder's config.json. */
-export async function runFolderMerge(opts: FolderMergeOptions, layoutOf: (configBeside: string) => Promise<WeightLayout>, out: NodeJS.WriteStream = process.stdout): Promise<void> {
+export async function runFolderMerge(
+  opts: FolderMergeOptions,
+  layoutOf: (configBeside: string) => Promise<WeightLayout>,
+  out: NodeJS.WriteStream = process.stdout,
+): Promise<void> {
   checkOutFolder(opts);
   const loc = locateAdapter(opts.adapter, opts.adapterName);
   const { resolved } = readAdapterConfig(loc.configPath);
@@ -65,7 +70,11 @@ export async function runFolderMerge(opts: FolderMergeOptions, layoutOf: (config
       for (let i = 0; i < files.length; i++) {
         const base = await loadSafetensors(files[i]);
         const mine = plans.filter((p) => shardOf.get(p.baseKey) === i);
-        const merged = mergeWeights(base, adapter, mine, { dtype: opts.dtype, safe: opts.safe ?? false, onMerged: (_d, _t, p) => progress.update(++done, p.module.path) });
+        const merged = mergeWeights(base, adapter, mine, {
+          dtype: opts.dtype,
+          safe: opts.safe ?? false,
+          onMerged: (_d, _t, p) => progress.update(++done, p.module.path),
+        });
         await saveSafetensors(path.join(tmp, path.basename(files[i])), merged, { ...(headers[i].metadata ?? {}), format: "pt" });
         totalSize += Object.values(merged).reduce((n, t) => n + t.numel * dtypeSize(t.dtype), 0);
         for (const t of new Set([...Object.values(base), ...Object.values(merged)])) t.dispose();

@@ -52,17 +52,22 @@ function sameFile(a: string, b: string): boolean {
 /** Refuses an output path that cannot be written, or that would overwrite an input, before any work. */
 function checkOutput(opts: MergeCommandOptions, adapterWeights: string): void {
   const out = opts.out;
-  if (typeof out !== "string" || out.length === 0) throw new UsageError("--out: the path is empty, so its folder does not exist; give the .safetensors file to write");
+  if (typeof out !== "string" || out.length === 0)
+    throw new UsageError("--out: the path is empty, so its folder does not exist; give the .safetensors file to write");
   const folder = path.dirname(path.resolve(out));
   if (!fs.existsSync(folder)) throw new UsageError(`--out ${out}: the folder ${folder} does not exist; create it first`);
   if (!fs.statSync(folder).isDirectory()) throw new UsageError(`--out ${out}: ${folder} is not a folder`);
   if (fs.existsSync(out) && fs.statSync(out).isDirectory()) throw new UsageError(`--out ${out}: is a folder; give the path of the .safetensors file to write`);
   if (!opts.force && fs.existsSync(out)) {
     if (sameFile(out, opts.base)) {
-      throw new UsageError(`--out ${out} is the base file --base ${opts.base}: the merge would overwrite the base model; write elsewhere, or pass --force to replace it`);
+      throw new UsageError(
+        `--out ${out} is the base file --base ${opts.base}: the merge would overwrite the base model; write elsewhere, or pass --force to replace it`,
+      );
     }
     if (sameFile(out, adapterWeights)) {
-      throw new UsageError(`--out ${out} is the adapter's weights file ${adapterWeights}: the merge would overwrite the adapter; write elsewhere, or pass --force to replace it`);
+      throw new UsageError(
+        `--out ${out} is the adapter's weights file ${adapterWeights}: the merge would overwrite the adapter; write elsewhere, or pass --force to replace it`,
+      );
     }
   }
 }

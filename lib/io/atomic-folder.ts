@@ -225,8 +225,6 @@ export function findFolderOrBackup(folder: string): string | null {
   }
   if (names.length === 0) return null;
   // Several backups only after several interrupted replacements: the latest is the newest folder.
-  const newest = names
-    .map((n) => ({ path: nodePath.join(parent, n), time: fs.statSync(nodePath.join(parent, n)).ctimeMs }))
-    .sort((a, b) => b.time - a.time)[0];
+  const newest = names.map((n) => ({ path: nodePath.join(parent, n), time: fs.statSync(nodePath.join(parent, n)).ctimeMs })).sort((a, b) => b.time - a.time)[0];
   return newest.path;
 }

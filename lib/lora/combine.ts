@@ -28,11 +28,30 @@ import type { LoraModel } from "./model";
 
 /** PEFT's combination types. */
 export type CombinationType =
-  | "cat" | "linear" | "svd" | "ties" | "ties_svd" | "dare_linear" | "dare_ties" | "dare_linear_svd" | "dare_ties_svd"
-  | "magnitude_prune" | "magnitude_prune_svd";
+  | "cat"
+  | "linear"
+  | "svd"
+  | "ties"
+  | "ties_svd"
+  | "dare_linear"
+  | "dare_ties"
+  | "dare_linear_svd"
+  | "dare_ties_svd"
+  | "magnitude_prune"
+  | "magnitude_prune_svd";
 
 const COMBINATIONS: readonly CombinationType[] = [
-  "cat", "linear", "svd", "ties", "ties_svd", "dare_linear", "dare_ties", "dare_linear_svd", "dare_ties_svd", "magnitude_prune", "magnitude_prune_svd",
+  "cat",
+  "linear",
+  "svd",
+  "ties",
+  "ties_svd",
+  "dare_linear",
+  "dare_ties",
+  "dare_linear_svd",
+  "dare_ties_svd",
+  "magnitude_prune",
+  "magnitude_prune_svd",
 ];
 const NEEDS_DENSITY = new Set(["ties", "ties_svd", "dare_linear", "dare_ties", "dare_linear_svd", "dare_ties_svd", "magnitude_prune", "magnitude_prune_svd"]);
 const SAME_RANK = new Set(["linear", "ties", "dare_linear", "dare_ties", "magnitude_prune"]);
@@ -58,10 +77,13 @@ function allocatedRank(config: { r: number; rankPattern: Record<string, number> 
   return Math.max(config.r, ...Object.values(config.rankPattern));
 }
 
-function checkOptions(options: WeightedAdapterOptions): Required<Pick<WeightedAdapterOptions, "combinationType" | "majoritySignMethod" | "svdFullMatrices">> & WeightedAdapterOptions {
+function checkOptions(
+  options: WeightedAdapterOptions,
+): Required<Pick<WeightedAdapterOptions, "combinationType" | "majoritySignMethod" | "svdFullMatrices">> & WeightedAdapterOptions {
   if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
   const combinationType = options.combinationType ?? "svd";
-  if (!COMBINATIONS.includes(combinationType)) throw new ConfigError(`combinationType: expected one of ${COMBINATIONS.join(", ")}, got ${describe(combinationType)}`);
+  if (!COMBINATIONS.includes(combinationType))
+    throw new ConfigError(`combinationType: expected one of ${COMBINATIONS.join(", ")}, got ${describe(combinationType)}`);
   const majoritySignMethod = options.majoritySignMethod ?? "total";
   if (majoritySignMethod !== "total" && majoritySignMethod !== "frequency") {
     throw new ConfigError(`majoritySignMethod: expected "total" or "frequency", got ${describe(majoritySignMethod)}`);
@@ -71,7 +93,8 @@ function checkOptions(options: WeightedAdapterOptions): Required<Pick<WeightedAd
   const c = options.svdClamp;
   if (c !== undefined && (typeof c !== "number" || !(c >= 0 && c <= 1))) throw new ConfigError(`svdClamp: expected a quantile in [0, 1], got ${describe(c)}`);
   const k = options.svdRank;
-  if (k !== undefined && (typeof k !== "number" || !Number.isInteger(k) || k < 1)) throw new ConfigError(`svdRank: expected an integer >= 1, got ${describe(k)}`);
+  if (k !== undefined && (typeof k !== "number" || !Number.isInteger(k) || k < 1))
+    throw new ConfigError(`svdRank: expected an integer >= 1, got ${describe(k)}`);
   const full = options.svdFullMatrices ?? true;
   if (typeof full !== "boolean") throw new TypeError(`svdFullMatrices: expected a boolean, got ${describe(full)}`);
   return { ...options, combinationType, majoritySignMethod, svdFullMatrices: full };
@@ -94,7 +117,8 @@ export function addWeightedAdapter(lm: LoraModel, adapters: string[], weights: n
   const opts = checkOptions(options);
   // PEFT: with one adapter only the linear combination is meaningful.
   const combination = adapters.length === 1 ? "linear" : opts.combinationType;
-  if (NEEDS_DENSITY.has(combination) && opts.density === undefined) throw new ConfigError(`density: combinationType "${combination}" needs a density in [0, 1]`);
+  if (NEEDS_DENSITY.has(combination) && opts.density === undefined)
+    throw new ConfigError(`density: combinationType "${combination}" needs a density in [0, 1]`);
 
   const configs = lm.peftConfig;
   const dora = adapters.filter((a) => configs[a].useDora);
@@ -102,7 +126,8 @@ export function addWeightedAdapter(lm: LoraModel, adapters: string[], weights: n
   const ranks = adapters.map((a) => allocatedRank(configs[a]));
   let rank: number;
   if (SAME_RANK.has(combination)) {
-    if (new Set(ranks).size !== 1) throw new ConfigError(`adapters: combinationType "${combination}" needs adapters of one rank, got ranks ${ranks.join(", ")}`);
+    if (new Set(ranks).size !== 1)
+      throw new ConfigError(`adapters: combinationType "${combination}" needs adapters of one rank, got ranks ${ranks.join(", ")}`);
     rank = ranks[0];
   } else if (combination === "cat") {
     rank = ranks.reduce((a, b) => a + b, 0);
@@ -118,7 +143,9 @@ export function addWeightedAdapter(lm: LoraModel, adapters: string[], weights: n
       if (held.length === 0) continue;
       const factors = held.map(({ a }) => layer.factors(a));
       if (SAME_RANK.has(combination) && factors.some(([A]) => A.shape[0] !== rank)) {
-        throw new ConfigError(`adapters: combinationType "${combination}" needs one rank in every layer, but ${path} holds ranks ${factors.map(([A]) => A.shape[0]).join(", ")}`);
+        throw new ConfigError(
+          `adapters: combinationType "${combination}" needs one rank in every layer, but ${path} holds ranks ${factors.map(([A]) => A.shape[0]).join(", ")}`,
+        );
       }
       if (combination !== "cat" && !SAME_RANK.has(combination)) {
         const [rows, cols] = layer.base_layer.weight.shape;

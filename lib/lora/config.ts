@@ -68,8 +68,20 @@ export interface ResolvedLoraConfig {
 }
 
 const KNOWN_FIELDS = new Set([
-  "r", "loraAlpha", "loraDropout", "targetModules", "excludeModules", "useRslora", "initLoraWeights",
-  "embeddingInit", "embeddingInitStd", "fanInFanOut", "rankPattern", "alphaPattern", "bias", "useDora",
+  "r",
+  "loraAlpha",
+  "loraDropout",
+  "targetModules",
+  "excludeModules",
+  "useRslora",
+  "initLoraWeights",
+  "embeddingInit",
+  "embeddingInitStd",
+  "fanInFanOut",
+  "rankPattern",
+  "alphaPattern",
+  "bias",
+  "useDora",
 ]);
 
 function fail(field: string, expected: string, given: unknown): never {

@@ -48,7 +48,8 @@ export function withDefaultTargets(model: Module, config: LoraConfig): LoraConfi
   const type = modelTypeOfModel(model);
   const targets = type === null ? undefined : DEFAULT_TARGET_MODULES[type];
   if (!targets) {
-    const why = type === null ? "the model has no config.model_type to take PEFT's defaults from" : `PEFT has no default targets for model_type ${JSON.stringify(type)}`;
+    const why =
+      type === null ? "the model has no config.model_type to take PEFT's defaults from" : `PEFT has no default targets for model_type ${JSON.stringify(type)}`;
     throw new ConfigError(`LoraConfig.targetModules: expected a list of module names, a regex string, or "all-linear", got undefined (${why})`);
   }
   return { ...config, targetModules: [...targets] };

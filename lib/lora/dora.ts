@@ -26,7 +26,14 @@ export interface DoraTarget {
 /** The initial magnitude ‖W + s·B·A‖ per output feature, in the weight's dtype. */
 export function doraInitialMagnitude(t: DoraTarget): Tensor {
   return new Tensor(
-    native.loraDoraMagnitude({ weight: handleOf(t.weight), A: handleOf(t.A), B: handleOf(t.B), scale: t.scale, fanInFanOut: t.fanInFanOut, embedding: t.embedding }),
+    native.loraDoraMagnitude({
+      weight: handleOf(t.weight),
+      A: handleOf(t.A),
+      B: handleOf(t.B),
+      scale: t.scale,
+      fanInFanOut: t.fanInFanOut,
+      embedding: t.embedding,
+    }),
   );
 }
 

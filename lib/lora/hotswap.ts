@@ -122,12 +122,15 @@ export function hotswapAdapter<M extends Module>(model: LoraModel<M> | Module, d
     const { r } = layerSettings(resolved, path);
     const room = reservedRank(layer, checked);
     if (r > room) {
-      throw new ConfigError(`hotswap: the adapter in ${loc.dir} has rank ${r} on ${path}, above the rank ${room} reserved for "${checked}"; reserveAdapterRank(model, "${checked}", ${r}) before serving`);
+      throw new ConfigError(
+        `hotswap: the adapter in ${loc.dir} has rank ${r} on ${path}, above the rank ${room} reserved for "${checked}"; reserveAdapterRank(model, "${checked}", ${r}) before serving`,
+      );
     }
   }
   const slots = planLoad(lm, resolved, checked, tensors, loc);
   const foreign = slots.filter((s) => !FACTOR_KEY.test(s.key)).map((s) => s.key);
-  if (foreign.length) throw new ConfigError(`hotswap: ${loc.weightsPath} also holds base weights (${foreign.join(", ")}), which would change every adapter's output`);
+  if (foreign.length)
+    throw new ConfigError(`hotswap: ${loc.weightsPath} also holds base weights (${foreign.join(", ")}), which would change every adapter's output`);
   const byKey = new Map(slots.map((s) => [s.key, tensors[s.key]]));
   noGrad(() => {
     for (const [path, layer] of layers) {

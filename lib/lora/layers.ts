@@ -224,7 +224,9 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     const dora = running.filter((n) => this.#settings.get(n)!.useDora);
     if (dora.length === 0) return null;
     if (running.length > 1) {
-      throw new StateError(`forward: DoRA adapter "${dora[0]}" must be the only active adapter of its layer, but ${running.map((n) => `"${n}"`).join(", ")} are active; setAdapter("${dora[0]}") or merge the others`);
+      throw new StateError(
+        `forward: DoRA adapter "${dora[0]}" must be the only active adapter of its layer, but ${running.map((n) => `"${n}"`).join(", ")} are active; setAdapter("${dora[0]}") or merge the others`,
+      );
     }
     const s = this.#settings.get(dora[0])!;
     return { target: this.#doraTarget(dora[0], s.scale), magnitude: this.magnitude(dora[0])!, dropout: s.dropout };
@@ -253,7 +255,9 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
         loraNative.loraRestore(handleOf(this.base_layer.weight), handleOf(backup));
         backup.dispose();
       } else if (this.#backup) {
-        throw new StateError(`merge: failed half-way on a layer that already had merged adapters (${(err as Error).message}); unmerge() to restore the base weight`);
+        throw new StateError(
+          `merge: failed half-way on a layer that already had merged adapters (${(err as Error).message}); unmerge() to restore the base weight`,
+        );
       }
       throw err;
     }
@@ -282,7 +286,8 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     const requested = options.adapterNames ?? this.#active;
     if (!Array.isArray(requested)) throw new TypeError(`adapterNames: expected an array of adapter names, got ${describe(requested)}`);
     for (const n of requested) {
-      if (!this.#settings.has(n)) throw new RangeError(`adapterNames: this layer has no adapter ${describe(n)} (it has: ${this.adapterNames.join(", ") || "none"})`);
+      if (!this.#settings.has(n))
+        throw new RangeError(`adapterNames: this layer has no adapter ${describe(n)} (it has: ${this.adapterNames.join(", ") || "none"})`);
     }
     const names = requested.filter((n, i) => !this.#merged.includes(n) && requested.indexOf(n) === i);
     const packed: PackedAdapters = [];
@@ -324,7 +329,14 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     if (plan.names.some((n) => this.#settings.get(n)!.useDora)) return this.merge(options);
     this.#busy = "merge";
     try {
-      const backup = await loraNative.loraMergeAsync(handleOf(this.base_layer.weight), plan.packed, this.kind, this.fanInFanOut, plan.safe, this.#backup === null);
+      const backup = await loraNative.loraMergeAsync(
+        handleOf(this.base_layer.weight),
+        plan.packed,
+        this.kind,
+        this.fanInFanOut,
+        plan.safe,
+        this.#backup === null,
+      );
       this.#afterMerge(plan.names, backup);
       return plan.names;
     } finally {
@@ -438,7 +450,10 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     const [A, B] = this.factors(name);
     const s = this.#settings.get(name)!.scale;
     return tidy(() => {
-      const d = B.detach().to({ dtype: "float32" }).matmul(A.detach().to({ dtype: "float32" })).mul(s);
+      const d = B.detach()
+        .to({ dtype: "float32" })
+        .matmul(A.detach().to({ dtype: "float32" }))
+        .mul(s);
       return this.kind === "embedding" || this.fanInFanOut ? d.t().contiguous() : d;
     });
   }

@@ -36,7 +36,9 @@ class RowAdapters implements RowAdapterForward {
       );
     }
     if (layer.merged) {
-      throw new StateError(`withAdapterNames: adapters ${layer.mergedAdapters.join(", ")} are merged into a layer; unmerge() first (mixed batches need unmerged adapters)`);
+      throw new StateError(
+        `withAdapterNames: adapters ${layer.mergedAdapters.join(", ")} are merged into a layer; unmerge() first (mixed batches need unmerged adapters)`,
+      );
     }
     // Only the adapters the rows name are passed, numbered in order of first use: with many
     // adapters loaded (a server), a batch costs what its own adapters cost. A layer that lacks a
@@ -55,7 +57,9 @@ class RowAdapters implements RowAdapterForward {
     for (const name of used.keys()) {
       const s = layer.settings(name)!;
       if (layer.training && s.dropout > 0) {
-        throw new StateError(`withAdapterNames: adapter "${name}" has dropout ${s.dropout} and the model is in training mode; call eval() first (mixed batches run without dropout)`);
+        throw new StateError(
+          `withAdapterNames: adapter "${name}" has dropout ${s.dropout} and the model is in training mode; call eval() first (mixed batches run without dropout)`,
+        );
       }
       const [A, B] = layer.factors(name);
       factors.push(handleOf(A), handleOf(B));
@@ -82,7 +86,8 @@ class RowAdapters implements RowAdapterForward {
 
 /** Checks `names` by PEFT's rules: strings, each an adapter of the model or "__base__". */
 function checkRowNames(model: MixedBatchModel, names: unknown): string[] {
-  if (!Array.isArray(names) || names.length === 0) throw new TypeError(`adapterNames: expected a non-empty array with one adapter name per row, got ${describe(names)}`);
+  if (!Array.isArray(names) || names.length === 0)
+    throw new TypeError(`adapterNames: expected a non-empty array with one adapter name per row, got ${describe(names)}`);
   const existing = model.adapterNames;
   names.forEach((n, i) => {
     if (typeof n !== "string") throw new TypeError(`adapterNames[${i}]: expected an adapter name (a string), got ${describe(n)}`);

@@ -94,7 +94,9 @@ function compile(source: string, field: string, what: string): RE2JS {
   }
   const size = re.re2().numberOfInstructions() as number;
   if (size > MAX_PATTERN_PROGRAM) {
-    throw new ConfigError(`${field}: ${describe(what)} compiles to ${size} regex instructions, more than the ${MAX_PATTERN_PROGRAM} accepted (large repeat counts such as {1000} multiply the size)`);
+    throw new ConfigError(
+      `${field}: ${describe(what)} compiles to ${size} regex instructions, more than the ${MAX_PATTERN_PROGRAM} accepted (large repeat counts such as {1000} multiply the size)`,
+    );
   }
   return re;
 }
@@ -102,7 +104,9 @@ function compile(source: string, field: string, what: string): RE2JS {
 function checkLength(source: unknown, field: string): string {
   if (typeof source !== "string") throw new ConfigError(`${field}: expected a regular expression string, got ${describe(source)}`);
   if (source.length > MAX_PATTERN_LENGTH) {
-    throw new ConfigError(`${field}: expected a regular expression of at most ${MAX_PATTERN_LENGTH} characters, got one of ${source.length}; list the module names instead`);
+    throw new ConfigError(
+      `${field}: expected a regular expression of at most ${MAX_PATTERN_LENGTH} characters, got one of ${source.length}; list the module names instead`,
+    );
   }
   return source;
 }
@@ -125,7 +129,9 @@ export function fullNameMatcher(pattern: string, field: string): NameMatcher {
       rest = rest.slice(end);
     }
     if (looks.length > 0 && hasTopLevelAlternation(rest)) {
-      throw new ConfigError(`${field}: ${describe(pattern)}: a leading lookahead followed by a top-level "|" is not supported; put the alternatives in a group`);
+      throw new ConfigError(
+        `${field}: ${describe(pattern)}: a leading lookahead followed by a top-level "|" is not supported; put the alternatives in a group`,
+      );
     }
     const whole = compile(looks.length ? rest : source, field, pattern);
     return (name) => looks.every((l) => l.prefix.test(name) !== l.negative) && whole.testExact(name);

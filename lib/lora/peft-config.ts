@@ -53,14 +53,33 @@ const DEFAULT_ONLY: Record<string, [(v: unknown) => boolean, string]> = {
 
 /** Fields that describe the run or its origin and change no weight: accepted with any value. */
 const INFORMATIONAL = new Set([
-  "task_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision", "inference_mode",
-  "megatron_core", "qalora_group_size", "runtime_config",
+  "task_type",
+  "auto_mapping",
+  "peft_version",
+  "base_model_name_or_path",
+  "revision",
+  "inference_mode",
+  "megatron_core",
+  "qalora_group_size",
+  "runtime_config",
 ]);
 
 /** Fields we map to LoraConfig. */
 const MAPPED = new Set([
-  "peft_type", "r", "lora_alpha", "lora_dropout", "target_modules", "exclude_modules", "use_rslora", "fan_in_fan_out",
-  "bias", "init_lora_weights", "rank_pattern", "alpha_pattern", "use_dora", EXTRA_FIELD,
+  "peft_type",
+  "r",
+  "lora_alpha",
+  "lora_dropout",
+  "target_modules",
+  "exclude_modules",
+  "use_rslora",
+  "fan_in_fan_out",
+  "bias",
+  "init_lora_weights",
+  "rank_pattern",
+  "alpha_pattern",
+  "use_dora",
+  EXTRA_FIELD,
 ]);
 
 /** The result of reading an adapter_config.json. */
@@ -132,7 +151,11 @@ export function formatConfigJson(value: Json): string {
   const sorted = (v: unknown): unknown => {
     if (Array.isArray(v)) return v.map(sorted);
     if (v !== null && typeof v === "object") {
-      return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sorted((v as Json)[k])]));
+      return Object.fromEntries(
+        Object.keys(v)
+          .sort()
+          .map((k) => [k, sorted((v as Json)[k])]),
+      );
     }
     return v;
   };
@@ -145,7 +168,10 @@ export function formatConfigJson(value: Json): string {
  */
 export function parseConfigText(text: string, file: string): Json {
   const deep = excessNestingOffset(text);
-  if (deep >= 0) throw new FormatError(`${file}: nests arrays or objects more than ${MAX_JSON_DEPTH} levels deep (at character ${deep}); an adapter config has a few levels`);
+  if (deep >= 0)
+    throw new FormatError(
+      `${file}: nests arrays or objects more than ${MAX_JSON_DEPTH} levels deep (at character ${deep}); an adapter config has a few levels`,
+    );
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -200,7 +226,10 @@ export function fromPeftConfigJson(json: Json, file: string): PeftConfigReading 
     useDora: booleanField(json, "use_dora", file, false),
   };
   if (!isNull(json.exclude_modules)) config.excludeModules = json.exclude_modules as string[] | string;
-  for (const [field, key] of [["rank_pattern", "rankPattern"], ["alpha_pattern", "alphaPattern"]] as const) {
+  for (const [field, key] of [
+    ["rank_pattern", "rankPattern"],
+    ["alpha_pattern", "alphaPattern"],
+  ] as const) {
     const v = json[field];
     if (isNull(v)) continue;
     if (typeof v !== "object" || Array.isArray(v)) throw new ConfigError(`${where(field)}: expected an object of pattern → number, got ${describe(v)}`);
@@ -213,7 +242,9 @@ export function fromPeftConfigJson(json: Json, file: string): PeftConfigReading 
     if (e.embedding_init !== undefined) config.embeddingInit = e.embedding_init as EmbeddingInit;
     if (e.embedding_init_std !== undefined) config.embeddingInitStd = e.embedding_init_std as number;
   }
-  const ignoredFields = Object.keys(json).filter((k) => !MAPPED.has(k) && !INFORMATIONAL.has(k) && !(k in DEFAULT_ONLY)).sort();
+  const ignoredFields = Object.keys(json)
+    .filter((k) => !MAPPED.has(k) && !INFORMATIONAL.has(k) && !(k in DEFAULT_ONLY))
+    .sort();
   const inferenceMode = typeof json.inference_mode === "boolean" ? json.inference_mode : null;
   return { config, ignoredFields, inferenceMode };
 }
@@ -233,9 +264,20 @@ function booleanField(json: Json, field: string, file: string, dflt: boolean): b
 }
 
 const SNAKE: Record<string, string> = {
-  r: "r", loraAlpha: "lora_alpha", loraDropout: "lora_dropout", targetModules: "target_modules", excludeModules: "exclude_modules",
-  useRslora: "use_rslora", initLoraWeights: "init_lora_weights", fanInFanOut: "fan_in_fan_out", rankPattern: "rank_pattern",
-  alphaPattern: "alpha_pattern", bias: "bias", useDora: "use_dora", embeddingInit: `${EXTRA_FIELD}.embedding_init`, embeddingInitStd: `${EXTRA_FIELD}.embedding_init_std`,
+  r: "r",
+  loraAlpha: "lora_alpha",
+  loraDropout: "lora_dropout",
+  targetModules: "target_modules",
+  excludeModules: "exclude_modules",
+  useRslora: "use_rslora",
+  initLoraWeights: "init_lora_weights",
+  fanInFanOut: "fan_in_fan_out",
+  rankPattern: "rank_pattern",
+  alphaPattern: "alpha_pattern",
+  bias: "bias",
+  useDora: "use_dora",
+  embeddingInit: `${EXTRA_FIELD}.embedding_init`,
+  embeddingInitStd: `${EXTRA_FIELD}.embedding_init_std`,
 };
 
 /**

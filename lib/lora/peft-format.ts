@@ -215,8 +215,7 @@ export function locateAdapter(dir: string, adapterName?: string): AdapterLocatio
   if (!fs.existsSync(weightsPath)) {
     const bin = fs.existsSync(path.join(base, "adapter_model.bin"));
     throw new FormatError(
-      `${weightsPath}: missing` +
-        (bin ? " (this adapter was saved as adapter_model.bin, a pickle; save it again with safe_serialization=True)" : ""),
+      `${weightsPath}: missing` + (bin ? " (this adapter was saved as adapter_model.bin, a pickle; save it again with safe_serialization=True)" : ""),
     );
   }
   return { dir: base, configPath, weightsPath };
@@ -280,7 +279,11 @@ export function planLoad(model: Module, config: ResolvedLoraConfig, name: string
     const base = module instanceof LoraLayer ? module.base_layer : module;
     if (!(module instanceof LoraLayer)) fresh.add(p);
     const { r } = layerSettings(config, p);
-    const factor = (which: 0 | 1) => (m: LoraModel) => m.loraLayers().find(([q]) => q === p)![1].factors(name)[which];
+    const factor = (which: 0 | 1) => (m: LoraModel) =>
+      m
+        .loraLayers()
+        .find(([q]) => q === p)![1]
+        .factors(name)[which];
     if (base instanceof Embedding) {
       slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_embedding_A`, shape: [r, base.numEmbeddings], target: factor(0) });
       slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_embedding_B`, shape: [base.embeddingDim, r], target: factor(1) });
@@ -290,7 +293,11 @@ export function planLoad(model: Module, config: ResolvedLoraConfig, name: string
     }
     if (config.useDora) {
       const features = base instanceof Embedding ? base.embeddingDim : base.outFeatures;
-      const magnitude = (m: LoraModel) => m.loraLayers().find(([q]) => q === p)![1].magnitude(name)!;
+      const magnitude = (m: LoraModel) =>
+        m
+          .loraLayers()
+          .find(([q]) => q === p)![1]
+          .magnitude(name)!;
       slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_magnitude_vector`, shape: [features], target: magnitude });
     }
   }
@@ -322,13 +329,16 @@ export function planLoad(model: Module, config: ResolvedLoraConfig, name: string
     const named = unexpected.some((k) => new RegExp(`\\.lora_(?:embedding_)?[AB]\\.${name}(?:\\.|$)`).test(k));
     problems.push(
       `unexpected keys: ${list(unexpected)}` +
-        (named ? " (these keys carry the adapter name; PEFT strips it when saving)" : " (the config's target_modules does not select these modules in this model)"),
+        (named
+          ? " (these keys carry the adapter name; PEFT strips it when saving)"
+          : " (the config's target_modules does not select these modules in this model)"),
     );
   }
   for (const s of slots) {
     const t = tensors[s.key];
     if (!t) continue;
-    if (t.shape.join() !== s.shape.join()) problems.push(`${s.key}: shape ${shapeText(t.shape)} in the file, ${shapeText(s.shape)} expected by the model and config`);
+    if (t.shape.join() !== s.shape.join())
+      problems.push(`${s.key}: shape ${shapeText(t.shape)} in the file, ${shapeText(s.shape)} expected by the model and config`);
     else if (!FLOAT_DTYPES.has(t.dtype)) problems.push(`${s.key}: dtype ${t.dtype}, expected a floating dtype`);
   }
   if (problems.length) throw new FormatError(`${loc.weightsPath}: does not fit the model: ${problems.join("; ")}`);

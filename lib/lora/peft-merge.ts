@@ -78,7 +78,8 @@ export function describeAdapterModules(config: ResolvedLoraConfig, tensors: Tens
       throw new FormatError(`${file}: ${keyA} has shape [${A.shape.join(", ")}] and ${keyB} has shape [${B.shape.join(", ")}]; expected (r, in) and (out, r)`);
     }
     for (const t of [A, B]) {
-      if (t.dtype === null || !FLOATING.includes(t.dtype)) throw new FormatError(`${file}: ${t.name} has dtype ${t.dtype ?? "unsupported"}, expected a floating dtype`);
+      if (t.dtype === null || !FLOATING.includes(t.dtype))
+        throw new FormatError(`${file}: ${t.name} has dtype ${t.dtype ?? "unsupported"}, expected a floating dtype`);
     }
     const { r, alpha, scale } = layerSettings(config, p);
     if (A.shape[0] !== r) {
@@ -164,12 +165,19 @@ function linearOrientation(m: AdapterModuleInfo, baseKey: string, shape: number[
 export function planWeightMerge(base: TensorShapeInfo[], modules: AdapterModuleInfo[], layout: WeightLayout | boolean, file: string): PlannedMerge[] {
   const known = typeof layout === "boolean" ? uniformLayout(layout, `fan_in_fan_out = ${layout}`) : layout;
   const byName = new Map(base.map((t) => [t.name, t]));
-  const style = KEY_STYLES.find((s) => modules.every((m) => { const k = s.key(m.path); return k !== null && byName.has(k); }));
+  const style = KEY_STYLES.find((s) =>
+    modules.every((m) => {
+      const k = s.key(m.path);
+      return k !== null && byName.has(k);
+    }),
+  );
   if (!style) {
     const missing = modules.map((m) => `${m.path}.weight`).filter((k) => !byName.has(k));
     throw new ConfigError(
       `${file}: the base weights lack ${missing.slice(0, 12).join(", ")}${missing.length > 12 ? `, ... (${missing.length} in all)` : ""} ` +
-        `(also tried the key styles ${KEY_STYLES.slice(1).map((s) => s.label).join(", ")})`,
+        `(also tried the key styles ${KEY_STYLES.slice(1)
+          .map((s) => s.label)
+          .join(", ")})`,
     );
   }
   return modules.map((m) => {
@@ -179,11 +187,13 @@ export function planWeightMerge(base: TensorShapeInfo[], modules: AdapterModuleI
     if (m.kind === "embedding") {
       transposed = true;
       const want = [m.shapeA[1], m.shapeB[0]];
-      if (w.shape.join() !== want.join()) throw new ConfigError(`${file}: ${baseKey} has shape [${w.shape.join(", ")}], but the adapter for ${m.path} needs [${want.join(", ")}]`);
+      if (w.shape.join() !== want.join())
+        throw new ConfigError(`${file}: ${baseKey} has shape [${w.shape.join(", ")}], but the adapter for ${m.path} needs [${want.join(", ")}]`);
     } else {
       transposed = linearOrientation(m, baseKey, w.shape, known, file);
     }
-    if (w.dtype === null || !FLOATING.includes(w.dtype)) throw new ConfigError(`${file}: ${baseKey} has dtype ${w.dtype ?? "unsupported"}; only floating weights can be merged`);
+    if (w.dtype === null || !FLOATING.includes(w.dtype))
+      throw new ConfigError(`${file}: ${baseKey} has dtype ${w.dtype ?? "unsupported"}; only floating weights can be merged`);
     return { module: m, baseKey, transposed };
   });
 }
@@ -238,7 +248,8 @@ export function mergeWeights(
   }
   if (options.safe) {
     for (const k of touched) {
-      if (!out[k].allFinite()) throw new ConfigError(`refused (--safe): ${k} would hold NaN or Inf values after the merge${target ? ` and the cast to ${target}` : ""}`);
+      if (!out[k].allFinite())
+        throw new ConfigError(`refused (--safe): ${k} would hold NaN or Inf values after the merge${target ? ` and the cast to ${target}` : ""}`);
     }
   }
   return out;

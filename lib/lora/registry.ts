@@ -57,10 +57,12 @@ export class AdapterRegistry<M extends Module = Module> {
    */
   constructor(model: M | LoraModel<M>, root: string, options: AdapterRegistryOptions = {}) {
     if (!(model instanceof Module)) throw new TypeError(`model: expected an nn.Module or a LoraModel, got ${describe(model)}`);
-    if (typeof root !== "string" || !fs.existsSync(root) || !fs.statSync(root).isDirectory()) throw new TypeError(`root: expected a folder of adapter folders, got ${describe(root)}`);
+    if (typeof root !== "string" || !fs.existsSync(root) || !fs.statSync(root).isDirectory())
+      throw new TypeError(`root: expected a folder of adapter folders, got ${describe(root)}`);
     if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
     const budget = options.memoryBudget ?? Infinity;
-    if (typeof budget !== "number" || !(budget >= 0)) throw new RangeError(`memoryBudget: expected a number of bytes >= 0, got ${describe(options.memoryBudget)}`);
+    if (typeof budget !== "number" || !(budget >= 0))
+      throw new RangeError(`memoryBudget: expected a number of bytes >= 0, got ${describe(options.memoryBudget)}`);
     this.#model = model;
     this.root = root;
     this.memoryBudget = budget;
@@ -104,7 +106,8 @@ export class AdapterRegistry<M extends Module = Module> {
    */
   acquire(names: string[]): LoraModel<M> | null {
     const unique = this.#checkNames(names);
-    if (this.#loading.size) throw new StateError(`acquire: asynchronous loads are in flight (${[...this.#loading.keys()].join(", ")}); use acquireAsync while they run`);
+    if (this.#loading.size)
+      throw new StateError(`acquire: asynchronous loads are in flight (${[...this.#loading.keys()].join(", ")}); use acquireAsync while they run`);
     for (const n of unique) {
       if (this.#loaded.has(n)) {
         // Most recently used goes last.
@@ -203,10 +206,13 @@ export class AdapterRegistry<M extends Module = Module> {
     const dir = path.join(this.root, name as string);
     if (!fs.existsSync(path.join(dir, ADAPTER_CONFIG_NAME))) {
       const some = this.available();
-      throw new RangeError(`names: no adapter "${name as string}" in ${this.root} (it has: ${some.slice(0, 20).join(", ") || "none"}${some.length > 20 ? ", ..." : ""})`);
+      throw new RangeError(
+        `names: no adapter "${name as string}" in ${this.root} (it has: ${some.slice(0, 20).join(", ") || "none"}${some.length > 20 ? ", ..." : ""})`,
+      );
     }
     const lm = this.model;
-    if (lm && lm.adapterNames.includes(name as string)) throw new StateError(`names: the model already holds an adapter ${describe(name)} that this registry did not load`);
+    if (lm && lm.adapterNames.includes(name as string))
+      throw new StateError(`names: the model already holds an adapter ${describe(name)} that this registry did not load`);
   }
 
   #load(name: string): void {

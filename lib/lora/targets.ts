@@ -55,9 +55,7 @@ export function selectTargets(model: Module, config: ResolvedLoraConfig, strict 
         : config.excludeModules
           ? " (excludeModules removed every module that targetModules selects)"
           : "";
-    throw new ConfigError(
-      `LoraConfig.targetModules: ${JSON.stringify(spec)} matches no Linear/Embedding module${hint}; the model has: ${listNames(names)}`,
-    );
+    throw new ConfigError(`LoraConfig.targetModules: ${JSON.stringify(spec)} matches no Linear/Embedding module${hint}; the model has: ${listNames(names)}`);
   }
   return { selected, unmatched };
 }
@@ -76,11 +74,19 @@ function explainUnmatched(entry: string, names: string[], all: [string, Module][
     const inside = names.filter((n) => n.startsWith(`${container[0]}.`)).map((n) => n.slice(container[0].length - entry.length));
     return (
       `"${entry}" names a ${container[1].constructor.name}, not a Linear/Embedding/Conv1D layer` +
-      (inside.length ? `; list the layers inside it, such as ${inside.slice(0, 4).map((n) => JSON.stringify(n)).join(", ")}` : "")
+      (inside.length
+        ? `; list the layers inside it, such as ${inside
+            .slice(0, 4)
+            .map((n) => JSON.stringify(n))
+            .join(", ")}`
+        : "")
     );
   }
   const close = closeNames(entry, names);
-  return `"${entry}" matches no Linear/Embedding module` + (close.length ? `; did you mean ${close.map((n) => JSON.stringify(n)).join(" or ")}?` : `; the model has: ${listNames(names)}`);
+  return (
+    `"${entry}" matches no Linear/Embedding module` +
+    (close.length ? `; did you mean ${close.map((n) => JSON.stringify(n)).join(" or ")}?` : `; the model has: ${listNames(names)}`)
+  );
 }
 
 /**
@@ -93,7 +99,10 @@ export function closeNames(entry: string, names: string[], limit = 3): string[] 
   const budget = Math.max(2, Math.floor(entry.length / 3));
   const scored = suffixes.map((s) => [s, editDistance(entry, s, budget)] as const).filter(([, d]) => d <= budget);
   const best = Math.min(...scored.map(([, d]) => d));
-  return scored.filter(([, d]) => d === best).slice(0, limit).map(([s]) => s);
+  return scored
+    .filter(([, d]) => d === best)
+    .slice(0, limit)
+    .map(([s]) => s);
 }
 
 /** Levenshtein distance, giving up at `cap + 1` (names are short; this keeps long ones cheap). */

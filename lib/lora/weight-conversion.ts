@@ -26,7 +26,9 @@ function readInitial(initialDir: unknown): { file: string; tensors: Record<strin
   }
   const file = path.join(initialDir, ADAPTER_WEIGHTS_NAME);
   if (!fs.existsSync(file)) {
-    throw new FormatError(`pathInitialModelForWeightConversion: ${file} is missing (save the adapter right after injecting it, before training, into ${initialDir})`);
+    throw new FormatError(
+      `pathInitialModelForWeightConversion: ${file} is missing (save the adapter right after injecting it, before training, into ${initialDir})`,
+    );
   }
   return { file, tensors: loadSafetensorsSync(file) };
 }
@@ -40,7 +42,9 @@ function readInitial(initialDir: unknown): { file: string; tensors: Record<strin
 export function convertToPlainLora(tensors: Map<string, Tensor>, json: Json, initialDir: string): { tensors: Map<string, Tensor>; json: Json } {
   const hasPatterns = Object.keys((json.rank_pattern as Json) ?? {}).length > 0 || Object.keys((json.alpha_pattern as Json) ?? {}).length > 0;
   if (json.use_rslora === true && hasPatterns) {
-    throw new ConfigError("pathInitialModelForWeightConversion: not supported for an adapter using rsLoRA together with rankPattern or alphaPattern (as in PEFT)");
+    throw new ConfigError(
+      "pathInitialModelForWeightConversion: not supported for an adapter using rsLoRA together with rankPattern or alphaPattern (as in PEFT)",
+    );
   }
   if (json.use_dora === true) {
     throw new ConfigError("pathInitialModelForWeightConversion: not supported for a DoRA adapter (its magnitude was fitted to the residual base)");

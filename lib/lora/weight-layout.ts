@@ -25,8 +25,28 @@ const CONV1D_LAYERS: Record<string, readonly string[]> = {
 
 /** Architectures whose transformers implementation has only nn.Linear layers, `(out, in)`. */
 const LINEAR_ONLY = new Set([
-  "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "gemma", "gemma2", "phi", "phi3", "gpt_neox", "gptj", "gpt_neo",
-  "gpt_bigcode", "opt", "bloom", "falcon", "bert", "roberta", "t5", "starcoder2", "olmo",
+  "llama",
+  "mistral",
+  "mixtral",
+  "qwen2",
+  "qwen2_moe",
+  "qwen3",
+  "gemma",
+  "gemma2",
+  "phi",
+  "phi3",
+  "gpt_neox",
+  "gptj",
+  "gpt_neo",
+  "gpt_bigcode",
+  "opt",
+  "bloom",
+  "falcon",
+  "bert",
+  "roberta",
+  "t5",
+  "starcoder2",
+  "olmo",
 ]);
 
 /** The model types {@link layoutFromModelType} knows. */

@@ -27,7 +27,8 @@ export interface GenerateOptions extends SamplingOptions {
 function tokenList(value: unknown, caller: string): number[] {
   if (value === undefined || value === null) return [];
   const list = Array.isArray(value) ? value : [value];
-  if (!list.every((v) => Number.isInteger(v) && v >= 0)) throw new TypeError(`${caller}: eosTokenId: expected a token id or a list of them, got ${describe(value)}`);
+  if (!list.every((v) => Number.isInteger(v) && v >= 0))
+    throw new TypeError(`${caller}: eosTokenId: expected a token id or a list of them, got ${describe(value)}`);
   return list as number[];
 }
 
@@ -78,9 +79,11 @@ export abstract class CausalLM extends Module {
   *#decode(ids: Tensor, options: GenerateOptions, name: string): Generator<number[]> {
     const caller = `${this.constructor.name}.${name}`;
     if (options === null || typeof options !== "object") throw new TypeError(`${caller}: options: expected an object, got ${describe(options)}`);
-    if (!(ids instanceof Tensor) || ids.ndim !== 2 || ids.dtype !== "int64") throw new TypeError(`${caller}: ids: expected an int64 Tensor (B, T), got ${describe(ids)}`);
+    if (!(ids instanceof Tensor) || ids.ndim !== 2 || ids.dtype !== "int64")
+      throw new TypeError(`${caller}: ids: expected an int64 Tensor (B, T), got ${describe(ids)}`);
     const maxNewTokens = options.maxNewTokens ?? 20;
-    if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new RangeError(`${caller}: maxNewTokens: expected an integer >= 0, got ${describe(options.maxNewTokens)}`);
+    if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0)
+      throw new RangeError(`${caller}: maxNewTokens: expected an integer >= 0, got ${describe(options.maxNewTokens)}`);
     const sampler = resolveSampler(options, caller);
     const eos = tokenList(options.eosTokenId, caller);
     const pad = options.padTokenId ?? eos[0] ?? 0;

@@ -34,11 +34,14 @@ export function checkpointFiles(dir: string): { files: string[]; index: string |
   const index = path.join(dir, WEIGHTS_INDEX_NAME);
   if (fs.existsSync(single)) return { files: [single], index: null };
   if (!fs.existsSync(index)) {
-    throw new FormatError(`${dir}: holds neither ${WEIGHTS_NAME} nor ${WEIGHTS_INDEX_NAME} (only safetensors checkpoints are read; convert a pytorch_model.bin with transformers' save_pretrained(safe_serialization=True))`);
+    throw new FormatError(
+      `${dir}: holds neither ${WEIGHTS_NAME} nor ${WEIGHTS_INDEX_NAME} (only safetensors checkpoints are read; convert a pytorch_model.bin with transformers' save_pretrained(safe_serialization=True))`,
+    );
   }
   const json = readJsonFile(index) as { weight_map?: unknown } | null;
   const map = json?.weight_map;
-  if (map === null || map === undefined || typeof map !== "object" || Array.isArray(map)) throw new FormatError(`${index}: expected an object with a "weight_map" of tensor names to shard files`);
+  if (map === null || map === undefined || typeof map !== "object" || Array.isArray(map))
+    throw new FormatError(`${index}: expected an object with a "weight_map" of tensor names to shard files`);
   const names = Object.values(map as Record<string, unknown>);
   const bad = names.find((n) => typeof n !== "string" || n.includes("/") || n.includes("\\") || n.startsWith("."));
   if (bad !== undefined) throw new FormatError(`${index}: weight_map: expected shard file names in the same folder, got ${describe(bad)}`);

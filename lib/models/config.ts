@@ -65,7 +65,12 @@ export class GPT2Config {
     this.n_head = f("n_head", 12, positiveInt, "a positive integer");
     if (this.n_embd % this.n_head !== 0) throw new ConfigError(`${where}.n_embd: ${this.n_embd} must be a multiple of n_head (${this.n_head})`);
     this.n_inner = f("n_inner", 4 * this.n_embd, positiveInt, "a positive integer or null");
-    this.activation_function = f("activation_function", "gelu_new", (v) => typeof v === "string" && v in ACTIVATIONS, `one of ${Object.keys(ACTIVATIONS).join(", ")}`);
+    this.activation_function = f(
+      "activation_function",
+      "gelu_new",
+      (v) => typeof v === "string" && v in ACTIVATIONS,
+      `one of ${Object.keys(ACTIVATIONS).join(", ")}`,
+    );
     this.layer_norm_epsilon = f("layer_norm_epsilon", 1e-5, nonNegative, "a number >= 0");
     this.resid_pdrop = f("resid_pdrop", 0.1, probability, "a probability in [0, 1)");
     this.embd_pdrop = f("embd_pdrop", 0.1, probability, "a probability in [0, 1)");
@@ -158,7 +163,10 @@ export class LlamaConfig {
     }
     const defaultHeadDim = this.hidden_size / this.num_attention_heads;
     this.head_dim = f("head_dim", defaultHeadDim, positiveInt, "a positive integer");
-    if (!Number.isInteger(this.head_dim)) throw new ConfigError(`${where}.hidden_size: ${this.hidden_size} must be a multiple of num_attention_heads (${this.num_attention_heads}) when head_dim is not given`);
+    if (!Number.isInteger(this.head_dim))
+      throw new ConfigError(
+        `${where}.hidden_size: ${this.hidden_size} must be a multiple of num_attention_heads (${this.num_attention_heads}) when head_dim is not given`,
+      );
     if (this.head_dim % 2 !== 0) throw new ConfigError(`${where}.head_dim: rotary embeddings need an even head size, got ${this.head_dim}`);
     this.hidden_act = f("hidden_act", "silu", (v) => v === "silu" || v === "swish", '"silu" (the only activation implemented for this family)');
     this.max_position_embeddings = f("max_position_embeddings", 2048, positiveInt, "a positive integer");

@@ -71,7 +71,8 @@ export interface ForwardContext {
  */
 export function forwardContext(ids: Tensor, options: CausalLMForwardOptions, maxKeys: number | null, limitName: string, caller: string): ForwardContext {
   if (!(ids instanceof Tensor)) throw new TypeError(`${caller}: ids: expected an int64 Tensor (B, T), got ${describe(ids)}`);
-  if (ids.ndim !== 2 || ids.dtype !== "int64") throw new TypeError(`${caller}: ids: expected an int64 Tensor (B, T), got ${ids.dtype} [${ids.shape.join(", ")}]`);
+  if (ids.ndim !== 2 || ids.dtype !== "int64")
+    throw new TypeError(`${caller}: ids: expected an int64 Tensor (B, T), got ${ids.dtype} [${ids.shape.join(", ")}]`);
   const [B, T] = ids.shape;
   const cache = options.cache ?? null;
   const past = cache?.length ?? 0;

@@ -45,7 +45,10 @@ export class LlamaRotaryEmbedding extends Module {
 
   /** The cos and sin tables `(B, 1, T, D)` of `positions (B, T)`, in `dtype`. */
   override forward(positions: Tensor, dtype: Tensor["dtype"]): { cos: Tensor; sin: Tensor } {
-    const freqs = positions.to("float32").unsqueeze(-1).mul(this.inv_freq.to({ device: positions.device }));
+    const freqs = positions
+      .to("float32")
+      .unsqueeze(-1)
+      .mul(this.inv_freq.to({ device: positions.device }));
     const emb = cat([freqs, freqs], -1).unsqueeze(1);
     return { cos: emb.cos().to(dtype), sin: emb.sin().to(dtype) };
   }
@@ -135,7 +138,10 @@ export class LlamaModel extends Module {
 
   constructor(config: LlamaConfig, options: ModelFactoryOptions) {
     super();
-    this.embed_tokens = new Embedding(config.vocab_size, config.hidden_size, { paddingIdx: typeof config.pad_token_id === "number" && config.pad_token_id < config.vocab_size ? config.pad_token_id : null, ...options });
+    this.embed_tokens = new Embedding(config.vocab_size, config.hidden_size, {
+      paddingIdx: typeof config.pad_token_id === "number" && config.pad_token_id < config.vocab_size ? config.pad_token_id : null,
+      ...options,
+    });
     this.layers = new ModuleList(Array.from({ length: config.num_hidden_layers }, (_, i) => new LlamaDecoderLayer(config, i, options)));
     this.norm = new RMSNorm(config.hidden_size, { eps: config.rms_norm_eps, ...options });
     this.rotary_emb = new LlamaRotaryEmbedding(config, options);
@@ -163,7 +169,12 @@ export class LlamaForCausalLM extends CausalLM {
     super();
     this.config = config instanceof LlamaConfig ? config : new LlamaConfig(config);
     this.model = new LlamaModel(this.config, options);
-    this.lm_head = outputHead(this.config.hidden_size, this.config.vocab_size, this.config.tie_word_embeddings ? this.model.embed_tokens.weight : null, options);
+    this.lm_head = outputHead(
+      this.config.hidden_size,
+      this.config.vocab_size,
+      this.config.tie_word_embeddings ? this.model.embed_tokens.weight : null,
+      options,
+    );
   }
 
   override forward(ids: Tensor, options: CausalLMForwardOptions = {}): Tensor {

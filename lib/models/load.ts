@@ -55,7 +55,8 @@ async function locateTensors(dir: string): Promise<Map<string, Located>> {
   for (const file of files) {
     const header = await readSafetensorsHeader(file);
     for (const info of header.tensors) {
-      if (info.dtype === null) throw new FormatError(`${file}: tensor ${JSON.stringify(info.name)} has dtype ${info.formatDtype}, which torch-lora cannot load`);
+      if (info.dtype === null)
+        throw new FormatError(`${file}: tensor ${JSON.stringify(info.name)} has dtype ${info.formatDtype}, which torch-lora cannot load`);
       if (out.has(info.name)) throw new FormatError(`${file}: tensor ${JSON.stringify(info.name)} is also in ${out.get(info.name)!.file}`);
       out.set(info.name, { file, dataStart: header.dataStart, info });
     }
@@ -92,7 +93,11 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
   const json = readJsonFile(configFile);
   if (json === null || typeof json !== "object" || Array.isArray(json)) throw new FormatError(`${configFile}: expected a JSON object, got ${describe(json)}`);
   const tensors = await locateTensors(dir);
-  const model = modelFromConfig({ ...(json as Record<string, unknown>), _name_or_path: (json as Record<string, unknown>)._name_or_path || dir }, { dtype, device }, configFile);
+  const model = modelFromConfig(
+    { ...(json as Record<string, unknown>), _name_or_path: (json as Record<string, unknown>)._name_or_path || dir },
+    { dtype, device },
+    configFile,
+  );
   const targets = model.stateDict();
   const expected = new Set(Object.keys(targets));
   const tiedHead = model.config.tie_word_embeddings ? "lm_head.weight" : null;
@@ -107,7 +112,8 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
       continue;
     }
     const want = targets[target].shape;
-    if (want.join() !== located.info.shape.join()) problems.push(`${key}: shape [${located.info.shape.join(", ")}] in the checkpoint, [${want.join(", ")}] in the model`);
+    if (want.join() !== located.info.shape.join())
+      problems.push(`${key}: shape [${located.info.shape.join(", ")}] in the checkpoint, [${want.join(", ")}] in the model`);
     plan.push([target, located]);
   }
   const filled = new Set(plan.map(([k]) => k));
@@ -118,7 +124,10 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
   const missing = [...expected].filter((k) => !filled.has(k));
   if (missing.length) problems.unshift(`missing keys: ${missing.join(", ")}`);
   if (unexpected.length) problems.unshift(`unexpected keys: ${unexpected.join(", ")}`);
-  if (problems.length) throw new FormatError(`fromPretrained(${dir}): the checkpoint does not fit a ${model.config.model_type} model built from its config.json: ${problems.join("; ")}`);
+  if (problems.length)
+    throw new FormatError(
+      `fromPretrained(${dir}): the checkpoint does not fit a ${model.config.model_type} model built from its config.json: ${problems.join("; ")}`,
+    );
   await readInto(plan, targets);
   for (const t of Object.values(targets)) t.dispose();
   return model.eval();

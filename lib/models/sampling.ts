@@ -27,7 +27,8 @@ export interface Sampler {
 /** Validates sampling options. @throws RangeError naming the bad option. */
 export function resolveSampler(o: SamplingOptions, caller: string): Sampler {
   const temperature = o.temperature ?? 1;
-  if (typeof temperature !== "number" || !(temperature >= 0) || !Number.isFinite(temperature)) throw new RangeError(`${caller}: temperature: expected a finite number >= 0, got ${String(o.temperature)}`);
+  if (typeof temperature !== "number" || !(temperature >= 0) || !Number.isFinite(temperature))
+    throw new RangeError(`${caller}: temperature: expected a finite number >= 0, got ${String(o.temperature)}`);
   const topK = o.topK ?? 0;
   if (!Number.isInteger(topK) || topK < 0) throw new RangeError(`${caller}: topK: expected an integer >= 0, got ${String(o.topK)}`);
   const topP = o.topP ?? 1;
@@ -50,7 +51,13 @@ export function nextTokens(logits: Tensor, s: Sampler): Tensor {
     // Ascending sort: the tokens removed are a prefix whose cumulative probability is <= 1 - p;
     // the most likely token always stays. Every token below the first kept value goes.
     const sorted = l.sort({ dim: -1 }).values;
-    const removed = sorted.softmax(-1).cumsum(-1).le(1 - s.topP).to("int64").sum(-1, true).clamp(null, V - 1);
+    const removed = sorted
+      .softmax(-1)
+      .cumsum(-1)
+      .le(1 - s.topP)
+      .to("int64")
+      .sum(-1, true)
+      .clamp(null, V - 1);
     l = l.maskedFill(l.lt(sorted.gather(-1, removed)), -Infinity);
   }
   return l.softmax(-1).multinomial(1).squeeze(-1);

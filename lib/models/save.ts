@@ -47,11 +47,18 @@ export function planShards(entries: [string, Tensor][], max: number): [string, T
 }
 
 /** Writes `config` and `state` (less the keys in `skip`) into `dir`. */
-export async function savePretrained(dir: string, config: Record<string, unknown>, state: Record<string, Tensor>, skip: string[], options: SavePretrainedOptions): Promise<void> {
+export async function savePretrained(
+  dir: string,
+  config: Record<string, unknown>,
+  state: Record<string, Tensor>,
+  skip: string[],
+  options: SavePretrainedOptions,
+): Promise<void> {
   if (typeof dir !== "string" || dir === "") throw new TypeError(`savePretrained: dir: expected a folder path, got ${describe(dir)}`);
   if (options === null || typeof options !== "object") throw new TypeError(`savePretrained: options: expected an object, got ${describe(options)}`);
   const max = options.maxShardSize ?? 5e9;
-  if (typeof max !== "number" || !(max >= 1)) throw new RangeError(`savePretrained: maxShardSize: expected a number of bytes >= 1, got ${describe(options.maxShardSize)}`);
+  if (typeof max !== "number" || !(max >= 1))
+    throw new RangeError(`savePretrained: maxShardSize: expected a number of bytes >= 1, got ${describe(options.maxShardSize)}`);
   const entries = Object.entries(state).filter(([k]) => !skip.includes(k));
   const shards = planShards(entries, max);
   const metadata = { format: "pt" };

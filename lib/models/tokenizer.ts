@@ -103,7 +103,10 @@ export class PretrainedTokenizer {
     const side = config.padding_side ?? "right";
     if (side !== "left" && side !== "right") throw new FormatError(`tokenizer config: padding_side: expected "left" or "right", got ${describe(side)}`);
     this.#paddingSide = side;
-    this.#special = Object.fromEntries(SPECIAL_ROLES.map((role) => [role, this.#resolve(role, config[role], source)])) as Record<SpecialRole, SpecialToken | null>;
+    this.#special = Object.fromEntries(SPECIAL_ROLES.map((role) => [role, this.#resolve(role, config[role], source)])) as Record<
+      SpecialRole,
+      SpecialToken | null
+    >;
   }
 
   /** The id of a special token named in the config, or null when the config names none. */
@@ -111,7 +114,8 @@ export class PretrainedTokenizer {
     if (value === undefined || value === null) return null;
     // transformers writes a token as a string or as an AddedToken dict with its text in "content".
     const content = typeof value === "string" ? value : (value as { content?: unknown }).content;
-    if (typeof content !== "string") throw new FormatError(`tokenizer config: ${role}: expected a string or an object with a string "content", got ${describe(value)}`);
+    if (typeof content !== "string")
+      throw new FormatError(`tokenizer config: ${role}: expected a string or an object with a string "content", got ${describe(value)}`);
     const id = this.#inner.token_to_id(content);
     if (id === undefined) throw new FormatError(`tokenizer config: ${role} ${JSON.stringify(content)} is not in the vocabulary of ${source}`);
     return { content, id };
@@ -173,7 +177,9 @@ export class PretrainedTokenizer {
     const width = Math.max(...rows.map((r) => r.length));
     const padId = this.padTokenId ?? this.eosTokenId;
     if (padId === null && rows.some((r) => r.length < width)) {
-      throw new RangeError("encodeBatch: the texts encode to different lengths and the tokenizer has no pad_token or eos_token to pad with; give texts of equal length or a tokenizer_config.json naming pad_token");
+      throw new RangeError(
+        "encodeBatch: the texts encode to different lengths and the tokenizer has no pad_token or eos_token to pad with; give texts of equal length or a tokenizer_config.json naming pad_token",
+      );
     }
     const ids = new BigInt64Array(rows.length * width);
     const mask = new BigInt64Array(rows.length * width);
@@ -200,7 +206,8 @@ export class PretrainedTokenizer {
     const skipSpecialTokens = options.skipSpecialTokens ?? false;
     if (typeof skipSpecialTokens !== "boolean") throw new TypeError(`decode: skipSpecialTokens: expected a boolean, got ${describe(skipSpecialTokens)}`);
     const cleanUp = options.cleanUpTokenizationSpaces;
-    if (cleanUp !== undefined && typeof cleanUp !== "boolean") throw new TypeError(`decode: cleanUpTokenizationSpaces: expected a boolean, got ${describe(cleanUp)}`);
+    if (cleanUp !== undefined && typeof cleanUp !== "boolean")
+      throw new TypeError(`decode: cleanUpTokenizationSpaces: expected a boolean, got ${describe(cleanUp)}`);
     return this.#inner.decode(list, { skip_special_tokens: skipSpecialTokens, clean_up_tokenization_spaces: cleanUp ?? null });
   }
 

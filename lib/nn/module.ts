@@ -257,7 +257,8 @@ export class Module {
     const unexpectedKeys = Object.keys(state).filter((k) => !params.has(k));
     const problems: string[] = [];
     if (strict && missingKeys.length) problems.push(`missing keys: ${missingKeys.join(", ")}`);
-    if (strict && unexpectedKeys.length) problems.push(`unexpected keys: ${unexpectedKeys.join(", ")}${unexpectedKeys.some((k) => LORA_KEY.test(k)) ? LORA_HINT : ""}`);
+    if (strict && unexpectedKeys.length)
+      problems.push(`unexpected keys: ${unexpectedKeys.join(", ")}${unexpectedKeys.some((k) => LORA_KEY.test(k)) ? LORA_HINT : ""}`);
     for (const [key, target] of params) {
       const source = state[key];
       if (source === undefined) continue;

@@ -62,7 +62,8 @@ export class RMSNorm extends Module {
     super();
     this.normalizedShape = shapeOf(normalizedShape);
     this.eps = options.eps ?? null;
-    if (this.eps !== null && (typeof this.eps !== "number" || !(this.eps >= 0))) throw new RangeError(`eps: expected a number >= 0 or null, got ${describe(options.eps)}`);
+    if (this.eps !== null && (typeof this.eps !== "number" || !(this.eps >= 0)))
+      throw new RangeError(`eps: expected a number >= 0 or null, got ${describe(options.eps)}`);
     this.weight = flag(options.elementwiseAffine, "elementwiseAffine", true) ? ones(this.normalizedShape, tensorOptions(options)) : null;
   }
 

@@ -118,8 +118,18 @@ export class AdamW extends Optimizer {
   step(): void {
     const o = this.#o;
     optimNative.adamwStep(
-      this.handles, this.#expAvg, this.#expAvgSq, this.#maxExpAvgSq, this.steps,
-      this.lr, o.betas[0], o.betas[1], o.eps, o.weightDecay, o.amsgrad, o.maximize,
+      this.handles,
+      this.#expAvg,
+      this.#expAvgSq,
+      this.#maxExpAvgSq,
+      this.steps,
+      this.lr,
+      o.betas[0],
+      o.betas[1],
+      o.eps,
+      o.weightDecay,
+      o.amsgrad,
+      o.maximize,
     );
   }
 

@@ -17,12 +17,7 @@ import { handleOf } from "../tensor";
  * @param options `errorIfNonfinite`: throw (changing nothing) when the total norm is NaN or infinite (default false).
  * @returns The total norm of the gradients before clipping (0 when none has a gradient).
  */
-export function clipGradNorm(
-  params: Tensor[] | Iterable<Tensor>,
-  maxNorm: number,
-  normType = 2,
-  options: { errorIfNonfinite?: boolean } = {},
-): number {
+export function clipGradNorm(params: Tensor[] | Iterable<Tensor>, maxNorm: number, normType = 2, options: { errorIfNonfinite?: boolean } = {}): number {
   if (params === null || typeof params !== "object" || !(Symbol.iterator in params)) {
     throw new TypeError(`params: expected an array or iterable of Tensors, got ${describe(params)}`);
   }

@@ -48,7 +48,8 @@ function torchFlagsMode(found, env = process.env) {
   if (describeLibtorch(found.torchDir).cuda) {
     return {
       mode: "files",
-      reason: "a CUDA libtorch: find_package(Torch) would require the CUDA toolkit (nvcc), which the addon does not need; TORCH_LORA_TORCH_FLAGS=cmake uses it anyway",
+      reason:
+        "a CUDA libtorch: find_package(Torch) would require the CUDA toolkit (nvcc), which the addon does not need; TORCH_LORA_TORCH_FLAGS=cmake uses it anyway",
     };
   }
   return { mode: "cmake", reason: "a CPU libtorch: find_package(Torch); TORCH_LORA_TORCH_FLAGS=files reads the flags from its files instead" };
@@ -133,7 +134,9 @@ function buildNative(root, found, { force = false, log = console.log, env = proc
 function buildLocked(root, found, force, log, env) {
   const { version, cuda } = describeLibtorch(found.torchDir);
   const fresh = force || !builtAgainst(root, found, env);
-  log(`building the native addon against libtorch ${version} (${cuda ? "CUDA" : "CPU"}) at ${found.torchDir} [found via ${found.source}]${fresh ? ", configured afresh" : ""}`);
+  log(
+    `building the native addon against libtorch ${version} (${cuda ? "CUDA" : "CPU"}) at ${found.torchDir} [found via ${found.source}]${fresh ? ", configured afresh" : ""}`,
+  );
   const { mode, reason } = torchFlagsMode(found, env);
   log(`libtorch build flags: ${mode} mode (${reason})`);
   const jobs = String(Math.max(1, os.availableParallelism?.() ?? os.cpus().length));

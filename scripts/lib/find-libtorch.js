@@ -8,12 +8,7 @@ const { spawnSync } = require("child_process");
 /** The folder holding TorchConfig.cmake below a prefix, or null. */
 function torchConfigDir(prefix) {
   if (!prefix) return null;
-  const candidates = [
-    prefix,
-    path.join(prefix, "share/cmake/Torch"),
-    path.join(prefix, "lib/cmake/Torch"),
-    path.join(prefix, "Torch"),
-  ];
+  const candidates = [prefix, path.join(prefix, "share/cmake/Torch"), path.join(prefix, "lib/cmake/Torch"), path.join(prefix, "Torch")];
   return candidates.find((dir) => fs.existsSync(path.join(dir, "TorchConfig.cmake"))) || null;
 }
 
@@ -40,7 +35,8 @@ const SYSTEM_PREFIXES = [
  * unpacks to a libtorch/ folder, so LIBTORCH is often set to the folder that holds it.
  */
 function badLibtorchMessage(value) {
-  const expected = "an unpacked libtorch distribution (the libtorch/ folder of libtorch-*.zip, which holds lib/, include/ and share/cmake/Torch/TorchConfig.cmake)";
+  const expected =
+    "an unpacked libtorch distribution (the libtorch/ folder of libtorch-*.zip, which holds lib/, include/ and share/cmake/Torch/TorchConfig.cmake)";
   if (!fs.existsSync(value)) return `LIBTORCH=${value} does not exist: set it to ${expected}`;
   const inner = path.join(value, "libtorch");
   if (torchConfigDir(inner)) return `LIBTORCH=${value} holds no share/cmake/Torch/TorchConfig.cmake, but ${inner} does: set LIBTORCH=${inner}`;

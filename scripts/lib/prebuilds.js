@@ -14,7 +14,11 @@ const MANIFEST = "prebuilds/prebuild-manifest.json";
  */
 function nativeSourceHash(root) {
   const hash = require("crypto").createHash("sha256");
-  const files = fs.readdirSync(path.join(root, "native")).filter((n) => /\.(cc|h)$/.test(n)).sort().map((n) => `native/${n}`);
+  const files = fs
+    .readdirSync(path.join(root, "native"))
+    .filter((n) => /\.(cc|h)$/.test(n))
+    .sort()
+    .map((n) => `native/${n}`);
   for (const rel of [...files, "binding.gyp", "CMakeLists.txt"]) {
     const file = path.join(root, rel);
     if (!fs.existsSync(file)) continue;
@@ -183,14 +187,17 @@ function fittingPrebuilds(root, lt, host) {
 
 /** Is `name` an executable file in one of the PATH folders? */
 function onPath(name, env = process.env) {
-  return (env.PATH || "").split(path.delimiter).filter(Boolean).some((dir) => {
-    try {
-      fs.accessSync(path.join(dir, name), fs.constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
+  return (env.PATH || "")
+    .split(path.delimiter)
+    .filter(Boolean)
+    .some((dir) => {
+      try {
+        fs.accessSync(path.join(dir, name), fs.constants.X_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    });
 }
 
 /** What a source build needs that is missing from PATH ([] when a build can run). */
@@ -229,10 +236,12 @@ function noAddonMessage(root, lt, env = process.env) {
   ];
   if (lt && lt.error) {
     // A source build would fail on the same discovery error: fix the setting first.
-    lines.push("    - correct LIBTORCH (see \"found\" above) or unset it to use the libtorch found otherwise, then load again;");
+    lines.push('    - correct LIBTORCH (see "found" above) or unset it to use the libtorch found otherwise, then load again;');
     lines.push(`      with no fitting prebuild, build from source after that: node ${installScript} --build`);
   } else if (!lt) {
-    lines.push("    - install a libtorch: an unpacked distribution from pytorch.org with LIBTORCH=/path/to/libtorch, pip install torch, or on Debian/Ubuntu apt-get install libtorch-dev libopenblas0-pthread;");
+    lines.push(
+      "    - install a libtorch: an unpacked distribution from pytorch.org with LIBTORCH=/path/to/libtorch, pip install torch, or on Debian/Ubuntu apt-get install libtorch-dev libopenblas0-pthread;",
+    );
     lines.push(`      then, with no fitting prebuild, build from source: node ${installScript} --build`);
   } else if (missing.length === 0) {
     lines.push(`    - build from source against the libtorch found (a few minutes): node ${installScript} --build`);

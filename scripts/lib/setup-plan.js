@@ -101,7 +101,10 @@ function planSetup(command, facts) {
     const lacking = facts.debian ? missing("libtorch") : ofPurpose("libtorch");
     if (canApt) apt.push(...lacking);
     else if (!facts.libtorch) error = NO_LIBTORCH;
-    else if (lacking.length) notices.push(`${lacking.join(", ")} not installed: Debian's libtorch then runs matmuls on reference BLAS, 35x slower (sudo apt-get install ${lacking.join(" ")})`);
+    else if (lacking.length)
+      notices.push(
+        `${lacking.join(", ")} not installed: Debian's libtorch then runs matmuls on reference BLAS, 35x slower (sudo apt-get install ${lacking.join(" ")})`,
+      );
   }
 
   if (facts.debian) {
@@ -113,7 +116,8 @@ function planSetup(command, facts) {
   if (facts.debian && purposes.includes("lint")) {
     const lacking = missing("lint");
     if (canApt) apt.push(...lacking);
-    else if (lacking.length) notices.push(`${lacking.join(", ")} not installed: npm run lint cannot check native/'s format (sudo apt-get install ${lacking.join(" ")})`);
+    else if (lacking.length)
+      notices.push(`${lacking.join(", ")} not installed: npm run lint cannot check native/'s format (sudo apt-get install ${lacking.join(" ")})`);
   }
 
   // The comparisons: what matters is that the reference Python imports torch.

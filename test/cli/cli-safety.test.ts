@@ -113,7 +113,9 @@ describe("merge: the layout of each weight", () => {
     const s = gpt2Setup();
     let r = runCli(["merge", "--base", s.basePath, "--adapter", s.adapterDir, "--out", s.out, "--no-conv1d"]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/attn\.c_attn\.weight has shape \[8, 24\], which stores module attn\.c_attn \(in, out\) like Conv1D, but --no-conv1d says \(out, in\)/);
+    expect(r.stderr).toMatch(
+      /attn\.c_attn\.weight has shape \[8, 24\], which stores module attn\.c_attn \(in, out\) like Conv1D, but --no-conv1d says \(out, in\)/,
+    );
     fs.writeFileSync(path.join(s.dir, "config.json"), JSON.stringify({ model_type: "llama" }));
     r = runCli(["merge", "--base", s.basePath, "--adapter", s.adapterDir, "--out", s.out]);
     expect(r.code).toBe(1);
@@ -168,7 +170,9 @@ describe("merge --out", () => {
     for (const out of [s.basePath, path.join(s.dir, "adapter", "..", "model.safetensors"), path.join(s.dir, "link.safetensors")]) {
       const r = runCli(["merge", "--base", s.basePath, "--adapter", s.adapterDir, "--out", out]);
       expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/is the base file --base .*model\.safetensors: the merge would overwrite the base model; write elsewhere, or pass --force to replace it/);
+      expect(r.stderr).toMatch(
+        /is the base file --base .*model\.safetensors: the merge would overwrite the base model; write elsewhere, or pass --force to replace it/,
+      );
       expect(r.stderr).not.toMatch(/merging/);
     }
     expect(fs.readFileSync(s.basePath).equals(before)).toBe(true);
@@ -206,7 +210,10 @@ describe("inputs that are not regular files, and folders of adapters", () => {
     const s = gpt2Setup();
     const fifo = path.join(s.dir, "pipe.safetensors");
     execFileSync("mkfifo", [fifo]);
-    for (const args of [["merge", "--base", fifo, "--adapter", s.adapterDir, "--out", s.out, "--no-conv1d"], ["inspect", fifo]]) {
+    for (const args of [
+      ["merge", "--base", fifo, "--adapter", s.adapterDir, "--out", s.out, "--no-conv1d"],
+      ["inspect", fifo],
+    ]) {
       const r = spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", timeout: 30_000 });
       expect([r.status, r.signal]).toEqual([1, null]);
       expect(r.stderr).toMatch(/pipe\.safetensors: is a named pipe \(FIFO\), not a regular file/);

@@ -42,7 +42,11 @@ function setup(options: { dtype?: Dtype; prefix?: string; config?: lora.LoraConf
 }
 
 function expectSameBytes(got: Record<string, Tensor>, want: Record<string, Tensor>, prefix = ""): void {
-  expect(Object.keys(got).sort()).toEqual(Object.keys(want).map((k) => prefix + k).sort());
+  expect(Object.keys(got).sort()).toEqual(
+    Object.keys(want)
+      .map((k) => prefix + k)
+      .sort(),
+  );
   for (const [k, t] of Object.entries(want)) {
     expect([k, got[prefix + k].dtype]).toEqual([k, t.dtype]);
     expect([k, got[prefix + k].toBytes().equals(t.toBytes())]).toEqual([k, true]);
@@ -228,7 +232,11 @@ describe("torch-lora merge", () => {
     expect([r.code, r.stderr]).toEqual([1, expect.stringMatching(/fc1\.weight has shape \[16, 9\], but the adapter for fc1 needs \[16, 8\]/)]);
 
     const dora = path.join(s.dir, "dora");
-    writePeftDir(dora, io.loadSafetensorsSync(path.join(s.adapterDir, "adapter_model.safetensors")), pythonStyleConfig({ use_dora: true, target_modules: ["fc1"] }));
+    writePeftDir(
+      dora,
+      io.loadSafetensorsSync(path.join(s.adapterDir, "adapter_model.safetensors")),
+      pythonStyleConfig({ use_dora: true, target_modules: ["fc1"] }),
+    );
     r = runCli(["merge", "--base", s.basePath, "--adapter", dora, "--out", s.out]);
     expect([r.code, r.stderr]).toEqual([1, expect.stringMatching(/use_dora = true is not supported/)]);
 
@@ -265,8 +273,12 @@ describe("torch-lora inspect", () => {
     const r = runCli(["inspect", s.adapterDir]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`adapter ${s.adapterDir}: 3 modules`);
-    expect(r.stdout).toContain('  use_rslora: true');
-    const table = r.stdout.trim().split("\n").slice(-4).map((l) => l.split(/\s{2,}/));
+    expect(r.stdout).toContain("  use_rslora: true");
+    const table = r.stdout
+      .trim()
+      .split("\n")
+      .slice(-4)
+      .map((l) => l.split(/\s{2,}/));
     expect(table).toEqual([
       ["module", "kind", "r", "alpha", "scale", "A", "B", "dtype"],
       ["emb", "embedding", "4", "16", "8", "[4, 12]", "[8, 4]", "float32"],
@@ -274,7 +286,11 @@ describe("torch-lora inspect", () => {
       ["head", "linear", "2", "16", String(16 / Math.sqrt(2)), "[2, 16]", "[12, 2]", "float32"],
     ]);
     const json = JSON.parse(runCli(["inspect", s.adapterDir, "--json"]).stdout);
-    expect(json.modules.map((m: { module: string; scale: number }) => [m.module, m.scale])).toEqual([["emb", 8], ["fc1", 3], ["head", 16 / Math.sqrt(2)]]);
+    expect(json.modules.map((m: { module: string; scale: number }) => [m.module, m.scale])).toEqual([
+      ["emb", 8],
+      ["fc1", 3],
+      ["head", 16 / Math.sqrt(2)],
+    ]);
   });
 
   test("a missing path exits 1", () => {
@@ -300,7 +316,10 @@ describe("usage", () => {
     [[], /Usage: torch-lora/],
     [["frobnicate"], /unknown command 'frobnicate'/],
     [["merge", "--base", "x.safetensors"], /required option '--adapter <dir>' not specified/],
-    [["merge", "--base", "a", "--adapter", "b", "--out", "c", "--dtype", "f8"], /option '--dtype <dtype>' argument 'f8' is invalid.*f32, f16, bf16|Allowed choices are f32, f16, bf16/],
+    [
+      ["merge", "--base", "a", "--adapter", "b", "--out", "c", "--dtype", "f8"],
+      /option '--dtype <dtype>' argument 'f8' is invalid.*f32, f16, bf16|Allowed choices are f32, f16, bf16/,
+    ],
     [["inspect"], /missing required argument 'path'/],
     [["inspect", "a", "b"], /too many arguments/],
     [["inspect", "x.safetensors", "--bogus"], /unknown option '--bogus'/],

@@ -37,8 +37,16 @@ describe("gradients equal central finite differences (float64)", () => {
     const x = f64(X, [3, 4], true);
     const w = f64(W, [4, 5], true);
     expr(x, w).backward();
-    expectClose(x.grad!.toList(), numericGrad((v) => value(v, W), X), 1e-8);
-    expectClose(w.grad!.toList(), numericGrad((v) => value(X, v), W), 1e-8);
+    expectClose(
+      x.grad!.toList(),
+      numericGrad((v) => value(v, W), X),
+      1e-8,
+    );
+    expectClose(
+      w.grad!.toList(),
+      numericGrad((v) => value(X, v), W),
+      1e-8,
+    );
   });
 
   it("crossEntropy (mean, label smoothing, an ignored row) with respect to the logits", () => {
@@ -58,7 +66,11 @@ describe("gradients equal central finite differences (float64)", () => {
     const chain = (a: Tensor) => a.softmax(1).mul(a.gelu()).div(a.abs().add(1)).pow(2).mean().add(a.logSoftmax(0).sum(0).max());
     const a = f64(A, [2, 4], true);
     chain(a).backward();
-    expectClose(a.grad!.toList(), numericGrad((v) => noGrad(() => chain(f64(v, [2, 4])).item()), A), 1e-8);
+    expectClose(
+      a.grad!.toList(),
+      numericGrad((v) => noGrad(() => chain(f64(v, [2, 4])).item()), A),
+      1e-8,
+    );
   });
 });
 

@@ -67,7 +67,18 @@ describe("tensor() / toArray() round trips", () => {
 
 describe("shapes of created tensors", () => {
   it("nested arrays give their nested shape in row-major order", () => {
-    const t = tensor([[[1, 2], [3, 4], [5, 6]], [[7, 8], [9, 10], [11, 12]]]);
+    const t = tensor([
+      [
+        [1, 2],
+        [3, 4],
+        [5, 6],
+      ],
+      [
+        [7, 8],
+        [9, 10],
+        [11, 12],
+      ],
+    ]);
     expect(t.shape).toEqual([2, 3, 2]);
     expect(t.toList()).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     expect(t.narrow(1, 2, 1).toList()).toEqual([5, 6, 11, 12]);
@@ -168,7 +179,13 @@ describe("toBytes / fromBytes", () => {
   it.each(["float32", "float64", "float16", "bfloat16", "int64", "int32", "uint8", "bool"] as Dtype[])(
     "%s: fromBytes(toBytes(t)) is bit-identical, shape included",
     (dtype) => {
-      const t = tensor([[1, 0, 3], [4, 5, 1]], { dtype });
+      const t = tensor(
+        [
+          [1, 0, 3],
+          [4, 5, 1],
+        ],
+        { dtype },
+      );
       const bytes = t.toBytes();
       expect(bytes.length).toBe(6 * { float32: 4, float64: 8, float16: 2, bfloat16: 2, int64: 8, int32: 4, uint8: 1, bool: 1 }[dtype]);
       const back = Tensor.fromBytes(bytes, [2, 3], dtype);
@@ -179,7 +196,13 @@ describe("toBytes / fromBytes", () => {
   );
 
   it("toBytes of a non-contiguous view gives the logical (row-major) order", () => {
-    const t = tensor([[1, 2], [3, 4]], { dtype: "int32" }).t();
+    const t = tensor(
+      [
+        [1, 2],
+        [3, 4],
+      ],
+      { dtype: "int32" },
+    ).t();
     expect(Array.from(new Int32Array(new Uint8Array(t.toBytes()).buffer))).toEqual([1, 3, 2, 4]);
   });
 });

@@ -20,7 +20,12 @@ const disposed = (): Tensor => {
 // A CPU build refuses CUDA devices; a CUDA build refuses one that does not exist.
 const CUDA_CASES: Case[] = cuda.isAvailable()
   ? [
-      ["a CUDA device that does not exist", () => zeros([1], { device: "cuda:99" }), /device: device "cuda:99" does not exist; \d+ CUDA device\(s\) are visible/, RangeError],
+      [
+        "a CUDA device that does not exist",
+        () => zeros([1], { device: "cuda:99" }),
+        /device: device "cuda:99" does not exist; \d+ CUDA device\(s\) are visible/,
+        RangeError,
+      ],
       ["cuda:200 in to(), past c10's 8-bit device index", () => zeros([1]).to("cuda:200"), /device: device "cuda:200" does not exist/, RangeError],
     ]
   : [
@@ -31,7 +36,12 @@ const CUDA_CASES: Case[] = cuda.isAvailable()
 const CASES: Case[] = [
   ...CUDA_CASES,
   ["a device index with a leading zero", () => zeros([1], { device: "cuda:01" as never }), /device: unknown device "cuda:01"/, TypeError],
-  ["matmul with incompatible shapes", () => zeros([2, 3]).matmul(zeros([2, 3])), /^matmul: cannot multiply shapes \[2, 3\] and \[2, 3\]: the last dim of the first \(3\) must equal the second-to-last of the second \(2\)$/, RangeError],
+  [
+    "matmul with incompatible shapes",
+    () => zeros([2, 3]).matmul(zeros([2, 3])),
+    /^matmul: cannot multiply shapes \[2, 3\] and \[2, 3\]: the last dim of the first \(3\) must equal the second-to-last of the second \(2\)$/,
+    RangeError,
+  ],
   ["unknown dtype", () => zeros([1], { dtype: "float8" as never }), /dtype: unknown dtype "float8"; expected one of float32/, TypeError],
   ["unknown dtype in to()", () => zeros([1]).to({ dtype: 5 as never }), /dtype: unknown dtype 5/, TypeError],
   ["unknown device", () => tensor([1], { device: "tpu" as never }), /device: unknown device "tpu"/, TypeError],
@@ -66,7 +76,11 @@ const CASES: Case[] = [
   ["unknown fan mode", () => init.kaiming_normal_(zeros([3, 3]), { mode: "fan" as never }), /mode: expected "fan_in" or "fan_out", got "fan"/, TypeError],
   ["zero arange step", () => arange(0, 3, 0), /step: must be a finite non-zero number, got 0/, RangeError],
   ["non-number fill", () => full([2], "x" as never), /value: expected a number, got the string "x"/, TypeError],
-  ["float16 matmul on CPU", () => zeros([2, 2], { dtype: "float16" }).matmul(zeros([2, 2], { dtype: "float16" })), /not implemented for 'Half'.*to\("float32"\)/],
+  [
+    "float16 matmul on CPU",
+    () => zeros([2, 2], { dtype: "float16" }).matmul(zeros([2, 2], { dtype: "float16" })),
+    /not implemented for 'Half'.*to\("float32"\)/,
+  ],
   ["impossible allocation", () => empty([1e6, 1e6, 1e6]), /can't allocate memory/],
 ];
 
@@ -79,7 +93,10 @@ describe("bad input throws a clear JS Error", () => {
   });
 
   it("a failed call changes nothing: the tensor keeps its values and stays usable", () => {
-    const t = tensor([[1, 2], [3, 4]]);
+    const t = tensor([
+      [1, 2],
+      [3, 4],
+    ]);
     const before = t.toBytes();
     expect(() => init.normal_(t, 0, -1)).toThrow();
     expect(() => init.kaiming_uniform_(t, { mode: "x" as never })).toThrow();

@@ -98,18 +98,26 @@ describe("20 000 steps of small tensors leave no live tensor behind", () => {
     expect(m.peak - m.afterWarmup.rss).toBeLessThan(RSS_BOUND);
   };
 
-  itDist("with dispose(): none left even before the collector runs", () => {
-    const m = run("dispose");
-    expect([m.afterLoop.liveTensors, m.afterLoop.liveBytes]).toEqual([m.afterWarmup.liveTensors, m.afterWarmup.liveBytes]);
-    expect([m.end.liveTensors, m.end.liveBytes]).toEqual([m.afterWarmup.liveTensors, m.afterWarmup.liveBytes]);
-    rssWithinBound(m);
-  }, 60_000);
+  itDist(
+    "with dispose(): none left even before the collector runs",
+    () => {
+      const m = run("dispose");
+      expect([m.afterLoop.liveTensors, m.afterLoop.liveBytes]).toEqual([m.afterWarmup.liveTensors, m.afterWarmup.liveBytes]);
+      expect([m.end.liveTensors, m.end.liveBytes]).toEqual([m.afterWarmup.liveTensors, m.afterWarmup.liveBytes]);
+      rssWithinBound(m);
+    },
+    60_000,
+  );
 
-  itDist("left to the garbage collector: none left after collections", () => {
-    const m = run("gc");
-    // Without dispose() the loop's tensors wait for a collection: proof that the count sees them.
-    expect(m.afterLoop.liveTensors).toBeGreaterThan(m.afterWarmup.liveTensors);
-    expect([m.end.liveTensors, m.end.liveBytes]).toEqual([m.afterWarmup.liveTensors, m.afterWarmup.liveBytes]);
-    rssWithinBound(m);
-  }, 60_000);
+  itDist(
+    "left to the garbage collector: none left after collections",
+    () => {
+      const m = run("gc");
+      // Without dispose() the loop's tensors wait for a collection: proof that the count sees them.
+      expect(m.afterLoop.liveTensors).toBeGreaterThan(m.afterWarmup.liveTensors);
+      expect([m.end.liveTensors, m.end.liveBytes]).toEqual([m.afterWarmup.liveTensors, m.afterWarmup.liveBytes]);
+      rssWithinBound(m);
+    },
+    60_000,
+  );
 });

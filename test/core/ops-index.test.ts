@@ -52,7 +52,11 @@ describeAgainstTorch("indexing and selection against PyTorch", inputs, {
 
 describe("indexing: gradients match finite differences", () => {
   const idx = () => tensor([0, 2, 1, 2, 1, 0, 0, 0], { shape: [2, 4], dtype: "int64" });
-  const mask = () => tensor(X.map((v) => v > 0), { shape: [3, 4] });
+  const mask = () =>
+    tensor(
+      X.map((v) => v > 0),
+      { shape: [3, 4] },
+    );
   const y = () => tensor(pseudoRandom(12, 6), { shape: [3, 4], dtype: "float64" });
   const grads: [string, (x: Tensor) => Tensor][] = [
     ["where (input side)", (x) => where(mask(), x, y())],
@@ -96,7 +100,10 @@ describe("multinomial", () => {
   });
   it("without replacement gives distinct indices and never a zero-weight class; rows sample independently", () => {
     manualSeed(1);
-    const d = tensor([[0, 1, 1, 1, 1], [1, 1, 0, 0, 1]]).multinomial(3);
+    const d = tensor([
+      [0, 1, 1, 1, 1],
+      [1, 1, 0, 0, 1],
+    ]).multinomial(3);
     expect(d.shape).toEqual([2, 3]);
     const [r0, r1] = [d.toList().slice(0, 3), d.toList().slice(3)];
     expect(new Set(r0).size).toBe(3);
@@ -110,15 +117,40 @@ describe("indexing: bad input names the op, the argument and the shapes", () => 
   const x = () => tensor(X, { shape: [3, 4] });
   const cases: [string, () => unknown, RegExp, typeof Error][] = [
     ["where with a float condition", () => where(x(), x(), 0), /^where: condition: expected a bool Tensor .*got float32/, TypeError],
-    ["where with shapes that do not broadcast", () => where(x().gt(0), x(), tensor([1, 2, 3])), /^where: cannot broadcast shapes \[3, 4\] and \[3\]: dim -1 \(from the end\) is 4 in condition and 3 in other/, RangeError],
+    [
+      "where with shapes that do not broadcast",
+      () => where(x().gt(0), x(), tensor([1, 2, 3])),
+      /^where: cannot broadcast shapes \[3, 4\] and \[3\]: dim -1 \(from the end\) is 4 in condition and 3 in other/,
+      RangeError,
+    ],
     ["maskedFill with a float mask", () => x().maskedFill(x(), 0), /^maskedFill: mask: expected a bool Tensor .*got float32/, TypeError],
-    ["maskedFill with a mask that does not broadcast", () => x().maskedFill(tensor([true, false]), 0), /^maskedFill: cannot broadcast shapes \[3, 4\] and \[2\]/, RangeError],
+    [
+      "maskedFill with a mask that does not broadcast",
+      () => x().maskedFill(tensor([true, false]), 0),
+      /^maskedFill: cannot broadcast shapes \[3, 4\] and \[2\]/,
+      RangeError,
+    ],
     ["triu of a vector", () => tensor([1, 2]).triu(), /^triu: expected a tensor with at least 2 dims .*got shape \[2\]/, RangeError],
     ["gather with float indices", () => x().gather(0, x()), /^gather: index: expected a Tensor of dtype int64 \(indices\), got float32/, TypeError],
     ["gather along a missing dim", () => x().gather(2, tensor([0], { dtype: "int64" })), /^gather: dim 2 is out of range for a tensor with 2 dims/, RangeError],
-    ["gather with an index out of bounds", () => x().gather(0, tensor([[5]], { dtype: "int64" })), /^gather: .*5.* \(shapes: self \[3, 4\], index \[1, 1\]\)$/, Error],
-    ["scatterAdd with int32 indices", () => x().scatterAdd(0, tensor([[0]], { dtype: "int32" as never }), x()), /^scatterAdd: index: expected a Tensor of dtype int64/, TypeError],
-    ["indexAdd with a non-number alpha", () => x().indexAdd(0, tensor([0], { dtype: "int64" }), x().slice(0, 0, 1), { alpha: "2" as never }), /^indexAdd: alpha: expected a number, got the string "2"/, TypeError],
+    [
+      "gather with an index out of bounds",
+      () => x().gather(0, tensor([[5]], { dtype: "int64" })),
+      /^gather: .*5.* \(shapes: self \[3, 4\], index \[1, 1\]\)$/,
+      Error,
+    ],
+    [
+      "scatterAdd with int32 indices",
+      () => x().scatterAdd(0, tensor([[0]], { dtype: "int32" as never }), x()),
+      /^scatterAdd: index: expected a Tensor of dtype int64/,
+      TypeError,
+    ],
+    [
+      "indexAdd with a non-number alpha",
+      () => x().indexAdd(0, tensor([0], { dtype: "int64" }), x().slice(0, 0, 1), { alpha: "2" as never }),
+      /^indexAdd: alpha: expected a number, got the string "2"/,
+      TypeError,
+    ],
     ["oneHot of floats", () => oneHot(tensor([1, 2])), /^oneHot: indices: expected a Tensor of dtype int64 \(indices\), got float32/, TypeError],
     ["topk with k past the size", () => x().topk(5), /^topk: k \(5\) must be in \[0, 4\], the size of dim -1 of shape \[3, 4\]/, RangeError],
     ["sort along a missing dim", () => x().sort(3), /^sort: dim 3 is out of range for a tensor with 2 dims/, RangeError],

@@ -38,7 +38,9 @@ describe("in-place ops", () => {
       ["zero_", () => w.zero_()],
     ];
     for (const [op, fn] of refusals) {
-      expect(fn).toThrow(new RegExp(`^${op}: cannot modify a leaf Tensor that requires grad in place \\(autograd needs its value\\); do it inside noGrad\\(\\)`));
+      expect(fn).toThrow(
+        new RegExp(`^${op}: cannot modify a leaf Tensor that requires grad in place \\(autograd needs its value\\); do it inside noGrad\\(\\)`),
+      );
     }
     expect(w.toList()).toEqual([1, 2, 3]);
   });

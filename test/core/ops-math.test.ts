@@ -64,7 +64,13 @@ describe("math ops: gradients match finite differences", () => {
     ["std", (x) => x.std(0)],
     ["logsumexp", (x) => x.logsumexp([0, 1])],
     ["bmm (first operand)", (x) => x.reshape([3, 1, 4]).bmm(b())],
-    ["bmm (second operand)", (x) => b().permute(0, 2, 1).bmm(x.reshape([3, 4, 1]))],
+    [
+      "bmm (second operand)",
+      (x) =>
+        b()
+          .permute(0, 2, 1)
+          .bmm(x.reshape([3, 4, 1])),
+    ],
   ];
   for (const [name, f] of grads) {
     it(name, () => expectGradientMatchesFiniteDifferences(f, X, [3, 4]));
@@ -84,7 +90,11 @@ describe("math ops: hand-computed", () => {
   it("comparisons give bool tensors", () => {
     expect(tensor([1, 2, 3]).le(2).dtype).toBe("bool");
     expect(tensor([1, 2, 3]).ge(2).toList()).toEqual([0, 1, 1]);
-    expect(tensor([1, 2, 3]).ne(tensor([1, 0, 3])).toList()).toEqual([0, 1, 0]);
+    expect(
+      tensor([1, 2, 3])
+        .ne(tensor([1, 0, 3]))
+        .toList(),
+    ).toEqual([0, 1, 0]);
   });
 });
 
@@ -92,16 +102,42 @@ describe("math ops: bad input names the op, the argument and the shapes", () => 
   const x = () => tensor(X, { shape: [3, 4] });
   const cases: [string, () => unknown, RegExp, typeof Error][] = [
     ["clamp without bounds", () => x().clamp(), /^clamp: min, max: expected at least one bound, got neither/, TypeError],
-    ["clamp with a non-broadcasting bound", () => x().clamp(tensor([0, 1])), /^clamp: cannot broadcast shapes \[3, 4\] and \[2\]: dim -1 \(from the end\) is 4 in self and 2 in min/, RangeError],
+    [
+      "clamp with a non-broadcasting bound",
+      () => x().clamp(tensor([0, 1])),
+      /^clamp: cannot broadcast shapes \[3, 4\] and \[2\]: dim -1 \(from the end\) is 4 in self and 2 in min/,
+      RangeError,
+    ],
     ["minimum of shapes that do not broadcast", () => x().minimum(tensor([1, 2, 3])), /^minimum: cannot broadcast shapes \[3, 4\] and \[3\]/, RangeError],
     ["ne with a string", () => x().ne("1" as never), /^ne: other: expected a Tensor, got the string "1"/, TypeError],
-    ["var with both correction and unbiased", () => x().var(0, { correction: 1, unbiased: true }), /^var: options: give correction or unbiased, not both/, TypeError],
+    [
+      "var with both correction and unbiased",
+      () => x().var(0, { correction: 1, unbiased: true }),
+      /^var: options: give correction or unbiased, not both/,
+      TypeError,
+    ],
     ["var with a negative correction", () => x().var(0, { correction: -1 }), /^var: correction: expected an integer >= 0, got -1/, RangeError],
     ["std along a missing dim", () => x().std(2), /^std: dim 2 is out of range for a tensor with 2 dims/, RangeError],
     ["logsumexp along a missing dim", () => x().logsumexp([0, 5]), /^logsumexp: dim 5 is out of range for a tensor with 2 dims/, RangeError],
     ["bmm of 2-D operands", () => x().bmm(x()), /^bmm: cannot multiply shapes \[3, 4\] and \[3, 4\]: both operands must be 3-D/, RangeError],
-    ["bmm with different batch sizes", () => x().reshape([3, 1, 4]).bmm(x().reshape([1, 4, 3])), /^bmm: cannot multiply shapes \[3, 1, 4\] and \[1, 4, 3\]: the batch sizes \(3 and 1\) must be equal/, RangeError],
-    ["bmm with mismatched inner dims", () => x().reshape([1, 3, 4]).bmm(x().reshape([1, 3, 4])), /^bmm: cannot multiply shapes \[1, 3, 4\] and \[1, 3, 4\]: the last dim of the first \(4\) must equal the second-to-last of the second \(3\)/, RangeError],
+    [
+      "bmm with different batch sizes",
+      () =>
+        x()
+          .reshape([3, 1, 4])
+          .bmm(x().reshape([1, 4, 3])),
+      /^bmm: cannot multiply shapes \[3, 1, 4\] and \[1, 4, 3\]: the batch sizes \(3 and 1\) must be equal/,
+      RangeError,
+    ],
+    [
+      "bmm with mismatched inner dims",
+      () =>
+        x()
+          .reshape([1, 3, 4])
+          .bmm(x().reshape([1, 3, 4])),
+      /^bmm: cannot multiply shapes \[1, 3, 4\] and \[1, 3, 4\]: the last dim of the first \(4\) must equal the second-to-last of the second \(3\)/,
+      RangeError,
+    ],
   ];
   for (const [name, fn, message, kind] of cases) {
     it(name, () => {

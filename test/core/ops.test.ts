@@ -23,8 +23,14 @@ const y = () => tensor(Y, { shape: [3, 4], dtype: "float64" });
 const w = () => tensor(W, { shape: [4, 5], dtype: "float64" });
 
 describe("hand-computed results", () => {
-  const a = tensor([[1, 2], [3, 4]]);
-  const b = tensor([[5, 6], [7, 8]]);
+  const a = tensor([
+    [1, 2],
+    [3, 4],
+  ]);
+  const b = tensor([
+    [5, 6],
+    [7, 8],
+  ]);
   it("arithmetic with tensors and numbers", () => {
     expect(a.add(b).toList()).toEqual([6, 8, 10, 12]);
     expect(a.sub(1).toList()).toEqual([0, 1, 2, 3]);
@@ -33,7 +39,16 @@ describe("hand-computed results", () => {
     expect(a.pow(2).toList()).toEqual([1, 4, 9, 16]);
     expect(a.neg().toList()).toEqual([-1, -2, -3, -4]);
     expect(a.maximum(2.5).toList()).toEqual([2.5, 2.5, 3, 4]);
-    expect(a.maximum(tensor([[0, 5], [3, 1]])).toList()).toEqual([1, 5, 3, 4]);
+    expect(
+      a
+        .maximum(
+          tensor([
+            [0, 5],
+            [3, 1],
+          ]),
+        )
+        .toList(),
+    ).toEqual([1, 5, 3, 4]);
   });
   it("matmul, transpose, reshape, view, narrow, indexSelect, cat", () => {
     expect(a.matmul(b).toList()).toEqual([19, 22, 43, 50]);
@@ -55,17 +70,52 @@ describe("hand-computed results", () => {
     expect(a.mean().item()).toBe(2.5);
     expect(a.mean(-1).toList()).toEqual([1.5, 3.5]);
     expect(a.max().item()).toBe(4);
-    expect(tensor([[1, 9], [7, 3]]).max(0).toList()).toEqual([7, 9]);
-    expect(tensor([[1, 9], [7, 3]]).argmax().item()).toBe(1);
-    expect(tensor([[1, 9], [7, 3]]).argmax(1).toList()).toEqual([1, 0]);
-    expect(tensor([[1, 9], [7, 3]]).argmax(1).dtype).toBe("int64");
+    expect(
+      tensor([
+        [1, 9],
+        [7, 3],
+      ])
+        .max(0)
+        .toList(),
+    ).toEqual([7, 9]);
+    expect(
+      tensor([
+        [1, 9],
+        [7, 3],
+      ])
+        .argmax()
+        .item(),
+    ).toBe(1);
+    expect(
+      tensor([
+        [1, 9],
+        [7, 3],
+      ])
+        .argmax(1)
+        .toList(),
+    ).toEqual([1, 0]);
+    expect(
+      tensor([
+        [1, 9],
+        [7, 3],
+      ]).argmax(1).dtype,
+    ).toBe("int64");
   });
   it("comparisons give bool tensors", () => {
     const c = a.gt(2);
     expect(c.dtype).toBe("bool");
     expect(c.toList()).toEqual([0, 0, 1, 1]);
     expect(a.lt(b.sub(4)).toList()).toEqual([0, 0, 0, 0]);
-    expect(a.eq(tensor([[1, 0], [3, 0]])).toList()).toEqual([1, 0, 1, 0]);
+    expect(
+      a
+        .eq(
+          tensor([
+            [1, 0],
+            [3, 0],
+          ]),
+        )
+        .toList(),
+    ).toEqual([1, 0, 1, 0]);
     expect(tensor([1, Infinity, NaN, -2]).isfinite().toList()).toEqual([1, 0, 0, 1]);
     expect(tensor([1, 2]).allFinite()).toBe(true);
     expect(tensor([1, -Infinity]).allFinite()).toBe(false);
@@ -84,7 +134,15 @@ describe("hand-computed results", () => {
     expect(src.clone().requiresGrad).toBe(true);
     expect(src.detach().requiresGrad).toBe(false);
     expect(src.detach().equal(src.detach())).toBe(true);
-    expect(tensor([[1, 2], [3, 4]]).t().contiguous().toList()).toEqual([1, 3, 2, 4]);
+    expect(
+      tensor([
+        [1, 2],
+        [3, 4],
+      ])
+        .t()
+        .contiguous()
+        .toList(),
+    ).toEqual([1, 3, 2, 4]);
   });
   it("dropout: p=0 and eval mode are the identity, p=1 zeroes, p=0.5 keeps about half scaled by 2", () => {
     const ones = zeros([100_000]).add(1);
@@ -98,7 +156,9 @@ describe("hand-computed results", () => {
     expect(Math.abs(kept - 0.5)).toBeLessThan(0.01);
   });
   it("softmax rows sum to 1 and equal exp(x)/Σexp(x)", () => {
-    const s = tensor([[0, Math.log(3)]], { dtype: "float64" }).softmax(1).toList();
+    const s = tensor([[0, Math.log(3)]], { dtype: "float64" })
+      .softmax(1)
+      .toList();
     expectClose(s, [0.25, 0.75], 1e-15);
   });
 });
@@ -106,18 +166,45 @@ describe("hand-computed results", () => {
 describe("against PyTorch", () => {
   itTorch("elementwise, matrix, shape and reduction ops match torch 1.13 in float64", () => {
     const ours: Record<string, Tensor> = {
-      add: x().add(y()), sub: x().sub(y()), mul: x().mul(y()), div: x().div(y()),
-      add_s: x().add(0.5), div_s: x().div(3),
-      pow: x().abs().pow(y()), pow_s: x().pow(3), maximum: x().maximum(y()), clamp: x().maximum(0.25),
-      neg: x().neg(), exp: x().exp(), log: x().abs().log(), sqrt: x().abs().sqrt(), abs: x().abs(),
-      relu: x().relu(), gelu: x().gelu(), tanh: x().tanh(), sigmoid: x().sigmoid(),
-      softmax0: x().softmax(0), softmax1: x().softmax(-1), lsm: x().logSoftmax(1),
-      matmul: x().matmul(w()), bmm: x().reshape([3, 1, 4]).matmul(w()),
-      t: x().t().contiguous(), tr: x().reshape([3, 2, 2]).transpose(0, 2).contiguous(),
-      sum: x().sum(), sum1: x().sum(1), mean0: x().mean(0, true), mean01: x().mean([0, 1]),
-      max: x().max(), max1: x().max(1), argmax1: x().argmax(1), argmax: x().argmax(),
-      eq: x().eq(x().maximum(0)), gt: x().gt(y()), lt: x().lt(0),
-      isel: x().indexSelect(1, tensor([3, 0], { dtype: "int64" })), narrow: x().narrow(0, 1, 2).contiguous(),
+      add: x().add(y()),
+      sub: x().sub(y()),
+      mul: x().mul(y()),
+      div: x().div(y()),
+      add_s: x().add(0.5),
+      div_s: x().div(3),
+      pow: x().abs().pow(y()),
+      pow_s: x().pow(3),
+      maximum: x().maximum(y()),
+      clamp: x().maximum(0.25),
+      neg: x().neg(),
+      exp: x().exp(),
+      log: x().abs().log(),
+      sqrt: x().abs().sqrt(),
+      abs: x().abs(),
+      relu: x().relu(),
+      gelu: x().gelu(),
+      tanh: x().tanh(),
+      sigmoid: x().sigmoid(),
+      softmax0: x().softmax(0),
+      softmax1: x().softmax(-1),
+      lsm: x().logSoftmax(1),
+      matmul: x().matmul(w()),
+      bmm: x().reshape([3, 1, 4]).matmul(w()),
+      t: x().t().contiguous(),
+      tr: x().reshape([3, 2, 2]).transpose(0, 2).contiguous(),
+      sum: x().sum(),
+      sum1: x().sum(1),
+      mean0: x().mean(0, true),
+      mean01: x().mean([0, 1]),
+      max: x().max(),
+      max1: x().max(1),
+      argmax1: x().argmax(1),
+      argmax: x().argmax(),
+      eq: x().eq(x().maximum(0)),
+      gt: x().gt(y()),
+      lt: x().lt(0),
+      isel: x().indexSelect(1, tensor([3, 0], { dtype: "int64" })),
+      narrow: x().narrow(0, 1, 2).contiguous(),
     };
     const ref = py<Record<string, number[]>>(
       `
@@ -179,7 +266,10 @@ out = {k: L(v) for k, v in r.items()}
   });
 
   it("crossEntropy by hand: -log softmax(x)[target] averaged over kept rows", () => {
-    const rows = [[0, 0], [Math.log(3), 0]];
+    const rows = [
+      [0, 0],
+      [Math.log(3), 0],
+    ];
     const loss = crossEntropy(tensor(rows, { dtype: "float64" }), tensor([0, 1], { dtype: "int64" })).item();
     // row 0: softmax (1/2, 1/2) -> -log(1/2); row 1: softmax (3/4, 1/4) -> -log(1/4)
     expect(loss).toBeCloseTo((Math.log(2) + Math.log(4)) / 2, 14);

@@ -39,7 +39,7 @@ describe("tidy", () => {
     });
     expect(made[0].isDisposed).toBe(true);
     expect((out.list[0] as Tensor).item()).toBe(1);
-    expect(((out.list[1] as { deep: Tensor }).deep).item()).toBe(2);
+    expect((out.list[1] as { deep: Tensor }).deep.item()).toBe(2);
     expect(out.map.get("k")!.item()).toBe(3);
     // The scalar intermediates `tensor([v])` were not returned: freed.
     expect(made.filter((t) => t.isDisposed).length).toBe(1);

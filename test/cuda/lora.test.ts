@@ -26,7 +26,14 @@ function pristineWeights(lm: lora.LoraModel): Map<string, Tensor> {
   return new Map(lm.loraLayers().map(([name, layer]) => [name, layer.base_layer.weight.detach().cpu().clone()]));
 }
 
-const ids = (device: Device) => tensor([[1, 2, 3, 4], [5, 6, 7, 8]], { dtype: "int64", device });
+const ids = (device: Device) =>
+  tensor(
+    [
+      [1, 2, 3, 4],
+      [5, 6, 7, 8],
+    ],
+    { dtype: "int64", device },
+  );
 
 /** A TinyModel with adapters on all layers and nonzero B, on the CPU. */
 function adaptedOnCpu(dtype: Dtype = "float32") {
@@ -56,7 +63,12 @@ describeCuda("LoRA on cuda:0", () => {
     expect(outGpu.cpu().allclose(outCpu, { rtol: 1e-4, atol: 1e-5 })).toBe(true);
     crossEntropy(outCpu.reshape([8, -1]), target("cpu")).backward();
     crossEntropy(outGpu.reshape([8, -1]), target(GPU)).backward();
-    const gradsCpu = new Map(cpu.lm.namedParameters().filter(([, p]) => p.requiresGrad).map(([n, p]) => [n, p.grad!.clone()]));
+    const gradsCpu = new Map(
+      cpu.lm
+        .namedParameters()
+        .filter(([, p]) => p.requiresGrad)
+        .map(([n, p]) => [n, p.grad!.clone()]),
+    );
     const trainable = gpu.lm.namedParameters().filter(([, p]) => p.requiresGrad);
     expect(trainable.length).toBe(6);
     for (const [name, p] of trainable) {
@@ -68,7 +80,12 @@ describeCuda("LoRA on cuda:0", () => {
     const byFormula = tinyByFormula(cpu.lm, ids("cpu"));
     expect(outGpu.cpu().allclose(byFormula, { rtol: 1e-4, atol: 1e-5 })).toBe(true);
     crossEntropy(byFormula.reshape([8, -1]), target("cpu")).backward();
-    const formulaGrads = new Map(cpu.lm.namedParameters().filter(([, p]) => p.requiresGrad).map(([n, p]) => [n, p.grad!]));
+    const formulaGrads = new Map(
+      cpu.lm
+        .namedParameters()
+        .filter(([, p]) => p.requiresGrad)
+        .map(([n, p]) => [n, p.grad!]),
+    );
     for (const [name, p] of trainable) {
       expect([name, "formula", p.grad!.cpu().allclose(formulaGrads.get(name)!, { rtol: 1e-4, atol: 1e-5 })]).toEqual([name, "formula", true]);
     }

@@ -10,8 +10,20 @@ describeCuda("tensors on cuda:0", () => {
   });
 
   test("a tensor created on cuda:0 lives there and computes what the CPU computes", () => {
-    const a = tensor([[1, 2], [3, 4]], { device: GPU });
-    const b = tensor([[5, 6], [7, 8]], { device: GPU });
+    const a = tensor(
+      [
+        [1, 2],
+        [3, 4],
+      ],
+      { device: GPU },
+    );
+    const b = tensor(
+      [
+        [5, 6],
+        [7, 8],
+      ],
+      { device: GPU },
+    );
     expect(a.device).toBe(GPU);
     const c = a.matmul(b).add(1);
     expect(c.device).toBe(GPU);
@@ -53,7 +65,13 @@ describeCuda("torch::nn::init on CUDA tensors", () => {
   test("zeros_, ones_ and constant_ write exactly", () => {
     const t = zeros([N], { device: GPU });
     init.constant_(t, 0.375);
-    expect(t.cpu().eq(0.375).toArray().every((v) => v === 1)).toBe(true);
+    expect(
+      t
+        .cpu()
+        .eq(0.375)
+        .toArray()
+        .every((v) => v === 1),
+    ).toBe(true);
     init.zeros_(t);
     expect(t.abs().sum().item()).toBe(0);
   });
@@ -62,7 +80,13 @@ describeCuda("torch::nn::init on CUDA tensors", () => {
     manualSeed(1);
     const t = init.normal_(zeros([N], { device: GPU }), 1, 2);
     const mean = t.mean().item();
-    const std = t.sub(mean).pow(2).sum().div(N - 1).sqrt().item();
+    const std = t
+      .sub(mean)
+      .pow(2)
+      .sum()
+      .div(N - 1)
+      .sqrt()
+      .item();
     expect(Math.abs(mean - 1)).toBeLessThan(5 * (2 / Math.sqrt(N)));
     expect(Math.abs(std - 2)).toBeLessThan(5 * (2 / Math.sqrt(2 * N)));
   });

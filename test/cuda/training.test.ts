@@ -136,12 +136,14 @@ describeCuda("optimizers on cuda:0", () => {
     const relative = (a: number, b: number) => Math.abs(a / b - 1);
     expect(relative(normGpu, normCpu)).toBeLessThan(1e-5);
     // By hand: the total norm is √Σ g² (summed here in float64), and it is well above 1, so clipping scales.
-    const byHand = Math.sqrt(
-      paramsWithGrads("cpu").reduce((s, p) => s + Array.from(p.grad!.toArray() as Float32Array).reduce((t, v) => t + v * v, 0), 0),
-    );
+    const byHand = Math.sqrt(paramsWithGrads("cpu").reduce((s, p) => s + Array.from(p.grad!.toArray() as Float32Array).reduce((t, v) => t + v * v, 0), 0));
     expect(byHand).toBeGreaterThan(10);
     expect(relative(normGpu, byHand)).toBeLessThan(1e-5);
-    expectClose(gpu.map((p) => p.grad!.cpu()), cpu.map((p) => p.grad!), tolerance);
+    expectClose(
+      gpu.map((p) => p.grad!.cpu()),
+      cpu.map((p) => p.grad!),
+      tolerance,
+    );
     const clipped = Math.sqrt(gpu.reduce((s, p) => s + p.grad!.pow(2).sum().item(), 0));
     expect(relative(clipped, 1)).toBeLessThan(1e-5);
   });
@@ -180,7 +182,13 @@ describeCuda("LoRA training on cuda:0", () => {
       // turns a gradient near zero that the devices round differently into a full-size difference
       // (the AdamW test above uses gradients far from zero).
       const opt = new optim.SGD(lm.trainableParameters(), { lr: 0.5, momentum: 0.9 });
-      const ids = tensor([[1, 2, 3], [4, 5, 6]], { dtype: "int64", device });
+      const ids = tensor(
+        [
+          [1, 2, 3],
+          [4, 5, 6],
+        ],
+        { dtype: "int64", device },
+      );
       const target = tensor([2, 3, 4, 5, 6, 7], { dtype: "int64", device });
       // The formula with plain ops on a CPU copy of the same model: its loss, and the first SGD
       // step by hand (momentum's buffer starts as the gradient): p − lr·g.
@@ -217,13 +225,21 @@ describeCuda("LoRA training on cuda:0", () => {
       fresh.loadStateDict(baseState);
       const loaded = lora.loadAdapter(fresh, dir);
       loaded.eval();
-      const ids = [[1, 2, 3, 4], [5, 6, 7, 8]];
+      const ids = [
+        [1, 2, 3, 4],
+        [5, 6, 7, 8],
+      ];
       const onGpu = lm.forward(tensor(ids, { dtype: "int64", device: GPU })).cpu();
       const onCpu = loaded.forward(tensor(ids, { dtype: "int64" }));
       expect(onCpu.allclose(onGpu, { rtol: 1e-4, atol: 1e-5 })).toBe(true);
       expect(onCpu.allclose(tinyByFormula(loaded, tensor(ids, { dtype: "int64" })), { rtol: 1e-5, atol: 1e-5 })).toBe(true);
       // The saved factors are the GPU factors, byte for byte.
-      const saved = new Map(loaded.namedParameters().filter(([n]) => n.includes("lora_")).map(([n, p]) => [n, p.toBytes()]));
+      const saved = new Map(
+        loaded
+          .namedParameters()
+          .filter(([n]) => n.includes("lora_"))
+          .map(([n, p]) => [n, p.toBytes()]),
+      );
       expect(changedParameters(saved, snapshot(lm))).toEqual([]);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });

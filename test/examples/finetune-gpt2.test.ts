@@ -73,7 +73,12 @@ describe("examples/finetune-gpt2.ts", () => {
     const config = JSON.parse(fs.readFileSync(path.join(out, "adapter", "adapter_config.json"), "utf8"));
     const key = "base_model.model.transformer.h.1.attn.c_attn";
     const base = (await io.loadSafetensors(path.join(baseDir, "model.safetensors")))["transformer.h.1.attn.c_attn.weight"];
-    const expected = base.add(factors[`${key}.lora_B.weight`].matmul(factors[`${key}.lora_A.weight`]).t().mul(config.lora_alpha / config.r));
+    const expected = base.add(
+      factors[`${key}.lora_B.weight`]
+        .matmul(factors[`${key}.lora_A.weight`])
+        .t()
+        .mul(config.lora_alpha / config.r),
+    );
     const written = (await io.loadSafetensors(path.join(out, "merged", "model.safetensors")))["transformer.h.1.attn.c_attn.weight"];
     expect(written.allclose(expected, { rtol: 1e-5, atol: 1e-6 })).toBe(true);
     expect(written.allclose(base, { rtol: 1e-5, atol: 1e-6 })).toBe(false);
@@ -81,7 +86,17 @@ describe("examples/finetune-gpt2.ts", () => {
 
   test("per-row adapter names in generate: each row equals its own adapter (or the base) run alone", () => {
     manualSeed(21);
-    const model = new models.GPT2LMHeadModel({ model_type: "gpt2", vocab_size: 29, n_positions: 32, n_embd: 32, n_layer: 2, n_head: 4, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 }).eval();
+    const model = new models.GPT2LMHeadModel({
+      model_type: "gpt2",
+      vocab_size: 29,
+      n_positions: 32,
+      n_embd: 32,
+      n_layer: 2,
+      n_head: 4,
+      resid_pdrop: 0,
+      embd_pdrop: 0,
+      attn_pdrop: 0,
+    }).eval();
     // PEFT's init_lora_weights=false: B starts random too, so each adapter changes the output.
     const lm = lora.injectAdapter(model, { r: 4, loraAlpha: 8, initLoraWeights: false }, "a");
     lm.addAdapter("b", { r: 2, loraAlpha: 8, initLoraWeights: false });
@@ -91,7 +106,13 @@ describe("examples/finetune-gpt2.ts", () => {
       model.transformer.wte.weight.mul_(0.05);
       for (const [, layer] of lm.loraLayers()) for (const name of ["a", "b"]) for (const f of layer.factors(name)) f.copy_(randn(f.shape).mul(0.5));
     });
-    const rows = tensor([[3, 7, 1, 20, 4], [9, 2, 14, 5, 11]], { dtype: "int64" });
+    const rows = tensor(
+      [
+        [3, 7, 1, 20, 4],
+        [9, 2, 14, 5, 11],
+      ],
+      { dtype: "int64" },
+    );
     const options = { maxNewTokens: 4, doSample: false };
     const alone = (row: number, name: string | null): number[][] => {
       if (name === null) lm.disableAdapters();

@@ -31,7 +31,10 @@ function blockByHand(block: Block, x: Tensor, causal = true): Tensor {
   const k = split(linearByHand(a, block.attn.k_proj));
   const v = split(linearByHand(a, block.attn.v_proj));
   // Key j is hidden from query i when j > i: the strict upper triangle, filled with -inf.
-  const future = tensor(Array.from({ length: t * t }, (_, i) => Math.floor(i / t) < i % t), { dtype: "bool", shape: [t, t] });
+  const future = tensor(
+    Array.from({ length: t * t }, (_, i) => Math.floor(i / t) < i % t),
+    { dtype: "bool", shape: [t, t] },
+  );
   const raw = q.matmul(k.transpose(-2, -1)).div(Math.sqrt(d));
   const scores = causal ? raw.maskedFill(future, -Infinity) : raw;
   const attended = scores.softmax(-1).matmul(v).permute(0, 2, 1, 3).reshape([b, t, c]);
@@ -86,7 +89,15 @@ describe("examples/tiny-gpt.ts", () => {
       for (let i = 0; i < 12; i++) {
         const window = ids.slice(-8);
         const logits = model.forward(tensor(window, { dtype: "int64", shape: [1, window.length] }));
-        ids.push(Number(logits.narrow(1, window.length - 1, 1).reshape([-1]).argmax(0).item()));
+        ids.push(
+          Number(
+            logits
+              .narrow(1, window.length - 1, 1)
+              .reshape([-1])
+              .argmax(0)
+              .item(),
+          ),
+        );
       }
     });
     const greedy = ids.map((id) => ALPHABET[id]).join("");
@@ -120,7 +131,10 @@ describe("examples/tiny-gpt.ts", () => {
     // Only the adapter trained: a projection LoRA does not target is bit for bit the same.
     expect(model.blocks.at(0).attn.k_proj.weight.equal(base)).toBe(true);
     // The adapters are where the config says: q, v of each block and the token embedding.
-    const adapted = lm.namedModules().filter(([, m]) => m instanceof lora.LoraLayer).map(([p]) => p);
+    const adapted = lm
+      .namedModules()
+      .filter(([, m]) => m instanceof lora.LoraLayer)
+      .map(([p]) => p);
     expect(adapted.map((p) => p.replace(/^model\./, "")).sort()).toEqual(
       ["blocks.0.attn.q_proj", "blocks.0.attn.v_proj", "blocks.1.attn.q_proj", "blocks.1.attn.v_proj", "tok"].sort(),
     );

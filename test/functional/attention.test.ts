@@ -53,8 +53,20 @@ const cases: Case[] = [
   { name: "causal, explicit scale", q: [2, 2, 5, 4], k: [2, 2, 5, 4], v: [2, 2, 5, 4], causal: true, scale: 0.7 },
   { name: "grouped-query: 6 query heads on 2 kv heads, causal", q: [1, 6, 4, 4], k: [1, 2, 4, 4], v: [1, 2, 4, 4], causal: true },
   { name: "boolean mask (1, 1, T, S)", q: [2, 2, 3, 4], k: [2, 2, 5, 4], v: [2, 2, 5, 4], mask: { shape: [1, 1, 3, 5], kind: "bool" } },
-  { name: "additive float mask with a gradient, grouped heads", q: [2, 4, 3, 4], k: [2, 2, 3, 4], v: [2, 2, 3, 4], mask: { shape: [2, 1, 3, 3], kind: "float", grad: true } },
-  { name: "causal in row blocks (T >= 64): grouped heads, T = 70 not a multiple of the block, S = 75 > T", q: [1, 4, 70, 8], k: [1, 2, 75, 8], v: [1, 2, 75, 5], causal: true },
+  {
+    name: "additive float mask with a gradient, grouped heads",
+    q: [2, 4, 3, 4],
+    k: [2, 2, 3, 4],
+    v: [2, 2, 3, 4],
+    mask: { shape: [2, 1, 3, 3], kind: "float", grad: true },
+  },
+  {
+    name: "causal in row blocks (T >= 64): grouped heads, T = 70 not a multiple of the block, S = 75 > T",
+    q: [1, 4, 70, 8],
+    k: [1, 2, 75, 8],
+    v: [1, 2, 75, 5],
+    causal: true,
+  },
   { name: "causal in row blocks, S = 40 < T = 80", q: [1, 2, 80, 4], k: [1, 2, 40, 4], v: [1, 2, 40, 4], causal: true },
   { name: "causal in row blocks, T = S = 128, one head group", q: [2, 1, 128, 4], k: [2, 1, 128, 4], v: [2, 1, 128, 4], causal: true, scale: 0.3 },
   { name: "rank 3 (H, T, E) with causal and a mask", q: [2, 4, 3], k: [2, 4, 3], v: [2, 4, 3], causal: true, mask: { shape: [4, 4], kind: "float" } },
@@ -63,7 +75,9 @@ const cases: Case[] = [
 describe("scaledDotProductAttention: values and gradients equal PyTorch's math", () => {
   for (const c of cases) {
     itTorch(c.name, () => {
-      const q = f64(c.q, 1, true), k = f64(c.k, 2, true), v = f64(c.v, 3, true);
+      const q = f64(c.q, 1, true),
+        k = f64(c.k, 2, true),
+        v = f64(c.v, 3, true);
       const mask = maskTensor(c, c.mask?.grad);
       const out = scaledDotProductAttention(q, k, v, { causal: c.causal, mask, scale: c.scale });
       const g = f64(out.shape, 4);
@@ -81,9 +95,19 @@ o.backward(T("g", o.shape))
 out = {"o": L(o), "q": L(q.grad), "k": L(k.grad), "v": L(v.grad), "m": L(mask.grad) if inp["mgrad"] else None}
 `,
         {
-          q: q.toList(), k: k.toList(), v: v.toList(), g: g.toList(), qs: c.q, ks: c.k, vs: c.v,
-          mask: mask ? mask.toList() : null, ms: c.mask?.shape ?? null, kind: c.mask?.kind ?? null, mgrad: c.mask?.grad ?? false,
-          causal: c.causal ?? false, scale: c.scale ?? null,
+          q: q.toList(),
+          k: k.toList(),
+          v: v.toList(),
+          g: g.toList(),
+          qs: c.q,
+          ks: c.k,
+          vs: c.v,
+          mask: mask ? mask.toList() : null,
+          ms: c.mask?.shape ?? null,
+          kind: c.mask?.kind ?? null,
+          mgrad: c.mask?.grad ?? false,
+          causal: c.causal ?? false,
+          scale: c.scale ?? null,
         },
       );
       expect(out.shape).toEqual([...c.q.slice(0, -1), c.v.at(-1)]);
@@ -98,11 +122,23 @@ out = {"o": L(o), "q": L(q.grad), "k": L(k.grad), "v": L(v.grad), "m": L(mask.gr
 
 describe("scaledDotProductAttention: gradients equal central finite differences (float64)", () => {
   const shapes = { q: [1, 4, 3, 2], k: [1, 2, 4, 2], v: [1, 2, 4, 3] };
-  const Q = values(24, 5), K = values(16, 6), V = values(24, 7), G = values(36, 8);
-  const mask = () => tensor(values(12, 9).map((x) => (x > -0.6 ? 1 : 0)), { shape: [1, 1, 3, 4], dtype: "bool" });
+  const Q = values(24, 5),
+    K = values(16, 6),
+    V = values(24, 7),
+    G = values(36, 8);
+  const mask = () =>
+    tensor(
+      values(12, 9).map((x) => (x > -0.6 ? 1 : 0)),
+      { shape: [1, 1, 3, 4], dtype: "bool" },
+    );
   const loss = (q: number[], k: number[], v: number[]) =>
     noGrad(() =>
-      scaledDotProductAttention(tensor(q, { shape: shapes.q, dtype: "float64" }), tensor(k, { shape: shapes.k, dtype: "float64" }), tensor(v, { shape: shapes.v, dtype: "float64" }), { causal: true, mask: mask() })
+      scaledDotProductAttention(
+        tensor(q, { shape: shapes.q, dtype: "float64" }),
+        tensor(k, { shape: shapes.k, dtype: "float64" }),
+        tensor(v, { shape: shapes.v, dtype: "float64" }),
+        { causal: true, mask: mask() },
+      )
         .mul(tensor(G, { shape: [1, 4, 3, 3], dtype: "float64" }))
         .sum()
         .item(),
@@ -112,9 +148,21 @@ describe("scaledDotProductAttention: gradients equal central finite differences 
     const k = tensor(K, { shape: shapes.k, dtype: "float64", requiresGrad: true });
     const v = tensor(V, { shape: shapes.v, dtype: "float64", requiresGrad: true });
     scaledDotProductAttention(q, k, v, { causal: true, mask: mask() }).backward(tensor(G, { shape: [1, 4, 3, 3], dtype: "float64" }));
-    expectClose(q.grad!.toList(), numericGrad((x) => loss(x, K, V), Q), 1e-8);
-    expectClose(k.grad!.toList(), numericGrad((x) => loss(Q, x, V), K), 1e-8);
-    expectClose(v.grad!.toList(), numericGrad((x) => loss(Q, K, x), V), 1e-8);
+    expectClose(
+      q.grad!.toList(),
+      numericGrad((x) => loss(x, K, V), Q),
+      1e-8,
+    );
+    expectClose(
+      k.grad!.toList(),
+      numericGrad((x) => loss(Q, x, V), K),
+      1e-8,
+    );
+    expectClose(
+      v.grad!.toList(),
+      numericGrad((x) => loss(Q, K, x), V),
+      1e-8,
+    );
   });
 });
 
@@ -122,12 +170,17 @@ describe("scaledDotProductAttention: masking edge cases", () => {
   it("causal attention in row blocks equals the dense path given the same pattern as a boolean mask", () => {
     const shape = [2, 4, 96, 8];
     const run = (opts: { causal?: boolean; mask?: Tensor }) => {
-      const q = f64(shape, 41, true), k = f64([2, 2, 96, 8], 42, true), v = f64([2, 2, 96, 8], 43, true);
+      const q = f64(shape, 41, true),
+        k = f64([2, 2, 96, 8], 42, true),
+        v = f64([2, 2, 96, 8], 43, true);
       const out = scaledDotProductAttention(q, k, v, opts);
       out.backward(f64(shape, 44));
       return [out, q.grad!, k.grad!, v.grad!].map((t) => t.toList());
     };
-    const lower = tensor(Array.from({ length: 96 * 96 }, (_, i) => (i % 96 <= Math.floor(i / 96) ? 1 : 0)), { shape: [96, 96], dtype: "bool" });
+    const lower = tensor(
+      Array.from({ length: 96 * 96 }, (_, i) => (i % 96 <= Math.floor(i / 96) ? 1 : 0)),
+      { shape: [96, 96], dtype: "bool" },
+    );
     const [blocked, dense] = [run({ causal: true }), run({ mask: lower })];
     blocked.forEach((b, i) => expectClose(b, dense[i], 1e-13));
   });
@@ -145,7 +198,9 @@ describe("scaledDotProductAttention: masking edge cases", () => {
   });
 
   it("a fully masked row gives zeros and zero gradients (PyTorch >= 2.5), and the other rows are untouched", () => {
-    const q = f64([1, 1, 3, 2], 21, true), k = f64([1, 1, 3, 2], 22, true), v = f64([1, 1, 3, 2], 23, true);
+    const q = f64([1, 1, 3, 2], 21, true),
+      k = f64([1, 1, 3, 2], 22, true),
+      v = f64([1, 1, 3, 2], 23, true);
     const mask = tensor([0, 0, 0, 1, 1, 0, 1, 1, 1], { shape: [3, 3], dtype: "bool" });
     const additive = tensor([-Infinity, -Infinity, -Infinity, 0, 0, -Infinity, 0, 0, 0], { shape: [3, 3], dtype: "float64" });
     const out = scaledDotProductAttention(q, k, v, { mask });
@@ -159,8 +214,12 @@ describe("scaledDotProductAttention: masking edge cases", () => {
 
   it("dropout zeroes attention weights or scales them by 1 / (1 - p)", () => {
     // With v the identity, the output rows are the (dropped) attention weights themselves.
-    const q = f64([1, 1, 64, 8], 31), k = f64([1, 1, 64, 8], 32);
-    const eye = tensor(Array.from({ length: 64 * 64 }, (_, i) => (i % 65 === 0 ? 1 : 0)), { shape: [1, 1, 64, 64], dtype: "float64" });
+    const q = f64([1, 1, 64, 8], 31),
+      k = f64([1, 1, 64, 8], 32);
+    const eye = tensor(
+      Array.from({ length: 64 * 64 }, (_, i) => (i % 65 === 0 ? 1 : 0)),
+      { shape: [1, 1, 64, 64], dtype: "float64" },
+    );
     const p = 0.25;
     const probs = scaledDotProductAttention(q, k, eye).toList();
     const dropped = scaledDotProductAttention(q, k, eye, { dropoutP: p }).toList();
@@ -187,14 +246,24 @@ describe("scaledDotProductAttention: half precision", () => {
 });
 
 describe("scaledDotProductAttention: bad input names the op, the argument and the shapes", () => {
-  const q = f64([2, 4, 3, 8], 1), k = f64([2, 2, 5, 8], 2), v = f64([2, 2, 5, 8], 3);
+  const q = f64([2, 4, 3, 8], 1),
+    k = f64([2, 2, 5, 8], 2),
+    v = f64([2, 2, 5, 8], 3);
   it.each([
-    ["heads that do not divide", () => scaledDotProductAttention(q, f64([2, 3, 5, 8], 2), f64([2, 3, 5, 8], 3)), /scaledDotProductAttention: .*heads.*query \[2, 4, 3, 8\], key \[2, 3, 5, 8\]/],
+    [
+      "heads that do not divide",
+      () => scaledDotProductAttention(q, f64([2, 3, 5, 8], 2), f64([2, 3, 5, 8], 3)),
+      /scaledDotProductAttention: .*heads.*query \[2, 4, 3, 8\], key \[2, 3, 5, 8\]/,
+    ],
     ["E mismatch", () => scaledDotProductAttention(q, f64([2, 2, 5, 7], 2), v), /scaledDotProductAttention: key: expected last dim 8.*key \[2, 2, 5, 7\]/],
     ["S mismatch", () => scaledDotProductAttention(q, k, f64([2, 2, 4, 8], 3)), /scaledDotProductAttention: value: expected 5 positions/],
     ["rank", () => scaledDotProductAttention(f64([3, 8], 1), k, v), /scaledDotProductAttention: expected query .*rank >= 3, got query \[3, 8\]/],
     ["batch", () => scaledDotProductAttention(q, f64([1, 2, 5, 8], 2), f64([1, 2, 5, 8], 3)), /batch dims/],
-    ["mask shape", () => scaledDotProductAttention(q, k, v, { mask: tensor([1, 0], { dtype: "bool" }) }), /scaledDotProductAttention: mask: shape \[2\] does not broadcast to .*\[2, 4, 3, 5\]/],
+    [
+      "mask shape",
+      () => scaledDotProductAttention(q, k, v, { mask: tensor([1, 0], { dtype: "bool" }) }),
+      /scaledDotProductAttention: mask: shape \[2\] does not broadcast to .*\[2, 4, 3, 5\]/,
+    ],
     ["mask dtype", () => scaledDotProductAttention(q, k, v, { mask: tensor([1], { dtype: "int64" }) }), /mask: expected a boolean .* got dtype int64/],
     ["dtype", () => scaledDotProductAttention(q, k.to("float32"), v), /scaledDotProductAttention: key has dtype float32 but query has float64/],
     ["dropoutP", () => scaledDotProductAttention(q, k, v, { dropoutP: 1 }), /dropoutP: expected a probability in \[0, 1\), got 1/],

@@ -10,7 +10,13 @@ import { f64 } from "./values";
 describe("embedding", () => {
   itTorch("equals F.embedding with padding_idx: rows, and no gradient into the padding row", () => {
     const w = f64([6, 3], 1, true);
-    const ids = tensor([[0, 5, 2], [5, 5, 1]], { dtype: "int64" });
+    const ids = tensor(
+      [
+        [0, 5, 2],
+        [5, 5, 1],
+      ],
+      { dtype: "int64" },
+    );
     const y = embedding(ids, w, { paddingIdx: -1 });
     const g = f64([2, 3, 3], 2);
     y.backward(g);
@@ -21,7 +27,14 @@ y = torch.nn.functional.embedding(torch.tensor(inp["ids"]), w, padding_idx=-1)
 y.backward(torch.tensor(inp["g"]).reshape(2, 3, 3))
 out = {"y": L(y), "w": L(w.grad)}
 `,
-      { w: w.toList(), ids: [[0, 5, 2], [5, 5, 1]], g: g.toList() },
+      {
+        w: w.toList(),
+        ids: [
+          [0, 5, 2],
+          [5, 5, 1],
+        ],
+        g: g.toList(),
+      },
     );
     expect(y.shape).toEqual([2, 3, 3]);
     expectClose(y.toList(), ref.y, 0);
@@ -30,7 +43,11 @@ out = {"y": L(y), "w": L(w.grad)}
   });
 
   it.each([
-    ["paddingIdx out of range", () => embedding(tensor([0], { dtype: "int64" }), f64([4, 2], 1), { paddingIdx: 4 }), /embedding: paddingIdx: expected an integer in \[-4, 3\], got 4/],
+    [
+      "paddingIdx out of range",
+      () => embedding(tensor([0], { dtype: "int64" }), f64([4, 2], 1), { paddingIdx: 4 }),
+      /embedding: paddingIdx: expected an integer in \[-4, 3\], got 4/,
+    ],
     ["id out of range", () => embedding(tensor([7], { dtype: "int64" }), f64([4, 2], 1)), /embedding: ids: .*7/],
     ["weight not a tensor", () => embedding(tensor([0], { dtype: "int64" }), null as unknown as Tensor), /embedding: weight: expected a Tensor, got null/],
   ])("bad input: %s", (_n, call, message) => {
@@ -39,11 +56,41 @@ out = {"y": L(y), "w": L(w.grad)}
 });
 
 describe("crossEntropy with ignoreIndex and labelSmoothing equals PyTorch's", () => {
-  const cases: { name: string; shape: number[]; target: number[]; tshape: number[]; reduction: "mean" | "sum" | "none"; ignoreIndex?: number; labelSmoothing?: number }[] = [
-    { name: "(N, C), mean, smoothing 0.1, default ignoreIndex -100", shape: [5, 4], target: [3, -100, 0, 1, 3], tshape: [5], reduction: "mean", labelSmoothing: 0.1 },
+  const cases: {
+    name: string;
+    shape: number[];
+    target: number[];
+    tshape: number[];
+    reduction: "mean" | "sum" | "none";
+    ignoreIndex?: number;
+    labelSmoothing?: number;
+  }[] = [
+    {
+      name: "(N, C), mean, smoothing 0.1, default ignoreIndex -100",
+      shape: [5, 4],
+      target: [3, -100, 0, 1, 3],
+      tshape: [5],
+      reduction: "mean",
+      labelSmoothing: 0.1,
+    },
     { name: "(N, C), sum, ignoreIndex 2", shape: [4, 3], target: [2, 1, 2, 0], tshape: [4], reduction: "sum", ignoreIndex: 2 },
-    { name: "(N, C, d), none, ignoreIndex 0, smoothing 0.3", shape: [2, 3, 4], target: [0, 1, 2, 1, 2, 0, 0, 1], tshape: [2, 4], reduction: "none", ignoreIndex: 0, labelSmoothing: 0.3 },
-    { name: "(N, C, d1, d2), mean, smoothing 0.2", shape: [2, 3, 2, 2], target: [0, 1, 2, 1, -100, 0, 2, 2], tshape: [2, 2, 2], reduction: "mean", labelSmoothing: 0.2 },
+    {
+      name: "(N, C, d), none, ignoreIndex 0, smoothing 0.3",
+      shape: [2, 3, 4],
+      target: [0, 1, 2, 1, 2, 0, 0, 1],
+      tshape: [2, 4],
+      reduction: "none",
+      ignoreIndex: 0,
+      labelSmoothing: 0.3,
+    },
+    {
+      name: "(N, C, d1, d2), mean, smoothing 0.2",
+      shape: [2, 3, 2, 2],
+      target: [0, 1, 2, 1, -100, 0, 2, 2],
+      tshape: [2, 2, 2],
+      reduction: "mean",
+      labelSmoothing: 0.2,
+    },
   ];
   for (const c of cases) {
     itTorch(c.name, () => {

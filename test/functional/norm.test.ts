@@ -14,7 +14,10 @@ def T(name, shape, grad=False):
 
 describe("layerNorm", () => {
   itTorch("equals F.layer_norm over two trailing dims, with weight and bias, values and gradients", () => {
-    const x = f64([3, 2, 4], 1, true), w = f64([2, 4], 2, true), b = f64([2, 4], 3, true), g = f64([3, 2, 4], 4);
+    const x = f64([3, 2, 4], 1, true),
+      w = f64([2, 4], 2, true),
+      b = f64([2, 4], 3, true),
+      g = f64([3, 2, 4], 4);
     const y = layerNorm(x, [2, 4], { weight: w, bias: b, eps: 1e-3 });
     y.backward(g);
     const ref = py<Record<string, number[]>>(
@@ -34,8 +37,15 @@ out = {"y": L(y), "x": L(x.grad), "w": L(w.grad), "b": L(b.grad)}
   });
 
   it("gradient with respect to x equals central finite differences (float64), no affine", () => {
-    const X = values(12, 5), G = values(12, 6);
-    const loss = (v: number[]) => noGrad(() => layerNorm(tensor(v, { shape: [3, 4], dtype: "float64" }), 4).mul(tensor(G, { shape: [3, 4], dtype: "float64" })).sum().item());
+    const X = values(12, 5),
+      G = values(12, 6);
+    const loss = (v: number[]) =>
+      noGrad(() =>
+        layerNorm(tensor(v, { shape: [3, 4], dtype: "float64" }), 4)
+          .mul(tensor(G, { shape: [3, 4], dtype: "float64" }))
+          .sum()
+          .item(),
+      );
     const x = tensor(X, { shape: [3, 4], dtype: "float64", requiresGrad: true });
     layerNorm(x, 4).backward(tensor(G, { shape: [3, 4], dtype: "float64" }));
     expectClose(x.grad!.toList(), numericGrad(loss, X), 1e-8);
@@ -44,7 +54,11 @@ out = {"y": L(y), "x": L(x.grad), "w": L(w.grad), "b": L(b.grad)}
   it("normalizes each row to mean 0 and variance 1 (a hand-checked case)", () => {
     // Row [1, 2, 3, 4]: mean 2.5, biased variance 1.25.
     const y = layerNorm(tensor([1, 2, 3, 4], { dtype: "float64" }), [4], { eps: 0 }).toList();
-    expectClose(y, [-1.5, -0.5, 0.5, 1.5].map((d) => d / Math.sqrt(1.25)), 1e-12);
+    expectClose(
+      y,
+      [-1.5, -0.5, 0.5, 1.5].map((d) => d / Math.sqrt(1.25)),
+      1e-12,
+    );
   });
 
   it("float16 input gives float16 output close to the float32 result", () => {
@@ -74,11 +88,14 @@ def rms(x, w, eps):
 
 describe("rmsNorm", () => {
   itTorch("equals Llama's RMSNorm written in PyTorch, values and gradients (float64)", () => {
-    const x = f64([2, 3, 6], 11, true), w = f64([6], 12, true), g = f64([2, 3, 6], 13);
+    const x = f64([2, 3, 6], 11, true),
+      w = f64([6], 12, true),
+      g = f64([2, 3, 6], 13);
     const y = rmsNorm(x, 6, { weight: w, eps: 1e-6 });
     y.backward(g);
     const ref = py<Record<string, number[]>>(
-      T + RMS +
+      T +
+        RMS +
         `
 x, w = T("x", [2, 3, 6], True), T("w", [6], True)
 y = rms(x, w, 1e-6)
@@ -93,31 +110,43 @@ out = {"y": L(y), "x": L(x.grad), "w": L(w.grad)}
   });
 
   itTorch("bfloat16: normalized in float32, rounded, then multiplied by the bfloat16 weight, bit for bit as Llama", () => {
-    const x = f64([4, 16], 14).mul(5).to("bfloat16"), w = f64([16], 15).to("bfloat16");
+    const x = f64([4, 16], 14).mul(5).to("bfloat16"),
+      w = f64([16], 15).to("bfloat16");
     const y = rmsNorm(x, 16, { weight: w, eps: 1e-5 });
     expect(y.dtype).toBe("bfloat16");
-    const ref = py<number[]>(
-      RMS + `out = L(rms(torch.tensor(inp["x"]).reshape(4, 16).bfloat16(), torch.tensor(inp["w"]).bfloat16(), 1e-5))`,
-      { x: x.to("float64").toList(), w: w.to("float64").toList() },
-    );
+    const ref = py<number[]>(RMS + `out = L(rms(torch.tensor(inp["x"]).reshape(4, 16).bfloat16(), torch.tensor(inp["w"]).bfloat16(), 1e-5))`, {
+      x: x.to("float64").toList(),
+      w: w.to("float64").toList(),
+    });
     expect(y.to("float64").toList()).toEqual(ref);
   });
 
   it("gradient with respect to x equals central finite differences, over two dims", () => {
-    const X = values(24, 16), G = values(24, 17), W = values(12, 18);
+    const X = values(24, 16),
+      G = values(24, 17),
+      W = values(12, 18);
     const w = () => tensor(W, { shape: [3, 4], dtype: "float64" });
-    const loss = (v: number[]) => noGrad(() => rmsNorm(tensor(v, { shape: [2, 3, 4], dtype: "float64" }), [3, 4], { weight: w(), eps: 1e-4 }).mul(tensor(G, { shape: [2, 3, 4], dtype: "float64" })).sum().item());
+    const loss = (v: number[]) =>
+      noGrad(() =>
+        rmsNorm(tensor(v, { shape: [2, 3, 4], dtype: "float64" }), [3, 4], { weight: w(), eps: 1e-4 })
+          .mul(tensor(G, { shape: [2, 3, 4], dtype: "float64" }))
+          .sum()
+          .item(),
+      );
     const x = tensor(X, { shape: [2, 3, 4], dtype: "float64", requiresGrad: true });
     rmsNorm(x, [3, 4], { weight: w(), eps: 1e-4 }).backward(tensor(G, { shape: [2, 3, 4], dtype: "float64" }));
     expectClose(x.grad!.toList(), numericGrad(loss, X), 1e-8);
   });
 
   it("float16: values and gradients close to the float32 computation", () => {
-    const x32 = f64([4, 8], 19).mul(2).to("float32"), w32 = f64([8], 20).to("float32");
-    const x16 = x32.to("float16").detach(), w16 = w32.to("float16").detach();
+    const x32 = f64([4, 8], 19).mul(2).to("float32"),
+      w32 = f64([8], 20).to("float32");
+    const x16 = x32.to("float16").detach(),
+      w16 = w32.to("float16").detach();
     x16.requiresGrad = true;
     w16.requiresGrad = true;
-    const xw = x16.to("float32").detach(), ww = w16.to("float32").detach();
+    const xw = x16.to("float32").detach(),
+      ww = w16.to("float32").detach();
     xw.requiresGrad = true;
     ww.requiresGrad = true;
     const y16 = rmsNorm(x16, 8, { weight: w16, eps: 1e-5 });

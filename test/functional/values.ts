@@ -12,7 +12,13 @@ export function values(n: number, seed: number): number[] {
 
 /** A float64 tensor of `shape` filled by {@link values}. */
 export function f64(shape: number[], seed: number, requiresGrad = false): Tensor {
-  return tensor(values(shape.reduce((a, b) => a * b, 1), seed), { shape, dtype: "float64", requiresGrad });
+  return tensor(
+    values(
+      shape.reduce((a, b) => a * b, 1),
+      seed,
+    ),
+    { shape, dtype: "float64", requiresGrad },
+  );
 }
 
 /** Central differences of the scalar function `f` with respect to each entry of `at`. */

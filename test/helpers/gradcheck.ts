@@ -24,7 +24,13 @@ export function expectGradientMatchesFiniteDifferences(f: (x: Tensor) => Tensor,
   expect(x.grad).not.toBeNull();
   const analytic = x.grad!.toList();
   const h = 1e-6;
-  const loss = (v: number[]): number => noGrad(() => f(tensor(v, { shape, dtype: "float64" })).mul(w).sum().item());
+  const loss = (v: number[]): number =>
+    noGrad(() =>
+      f(tensor(v, { shape, dtype: "float64" }))
+        .mul(w)
+        .sum()
+        .item(),
+    );
   const numeric = values.map((_, i) => {
     const plus = values.slice();
     const minus = values.slice();

@@ -13,7 +13,12 @@ function scale(layer: lora.LoraLayer<never>): number {
 export function linearByFormula(layer: lora.LoraLinear, x: Tensor): Tensor {
   const [A, B] = layer.factors("default");
   const base = layer.base_layer as nn.Linear;
-  const y = x.matmul(base.weight.t()).add(x.matmul(A.t()).matmul(B.t()).mul(scale(layer as never)));
+  const y = x.matmul(base.weight.t()).add(
+    x
+      .matmul(A.t())
+      .matmul(B.t())
+      .mul(scale(layer as never)),
+  );
   return base.bias ? y.add(base.bias) : y;
 }
 
@@ -21,7 +26,12 @@ export function linearByFormula(layer: lora.LoraLinear, x: Tensor): Tensor {
 export function embeddingByFormula(layer: lora.LoraEmbedding, ids: Tensor): Tensor {
   const [A, B] = layer.factors("default");
   const flat = ids.reshape([-1]);
-  const rows = layer.base_layer.weight.indexSelect(0, flat).add(A.t().indexSelect(0, flat).matmul(B.t()).mul(scale(layer as never)));
+  const rows = layer.base_layer.weight.indexSelect(0, flat).add(
+    A.t()
+      .indexSelect(0, flat)
+      .matmul(B.t())
+      .mul(scale(layer as never)),
+  );
   return rows.reshape([...ids.shape, -1]);
 }
 

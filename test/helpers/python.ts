@@ -24,7 +24,12 @@ export function runPython(script: string, options: { args?: string[]; input?: st
 
 /** Runs `script` with `input` as JSON on its stdin and returns its last stdout line parsed as JSON. */
 export function runPythonJson<T>(script: string, input: unknown): T {
-  return JSON.parse(runPython(script, { input: JSON.stringify(input) }).trim().split("\n").pop() as string) as T;
+  return JSON.parse(
+    runPython(script, { input: JSON.stringify(input) })
+      .trim()
+      .split("\n")
+      .pop() as string,
+  ) as T;
 }
 
 let cached: boolean | undefined;

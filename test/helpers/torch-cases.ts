@@ -38,14 +38,17 @@ function expectValues(actual: number[], expected: (number | string)[], tol: numb
   want.forEach((v, i) => {
     if (!finite[i]) expect([i, actual[i]]).toEqual([i, v]);
   });
-  expectClose(actual.filter((_, i) => finite[i]), want.filter((_, i) => finite[i]), tol, tol);
+  expectClose(
+    actual.filter((_, i) => finite[i]),
+    want.filter((_, i) => finite[i]),
+    tol,
+    tol,
+  );
 }
 
 /** The inputs as torch-lora tensors. */
 export function makeInputs(inputs: Record<string, CaseInput>): Record<string, Tensor> {
-  return Object.fromEntries(
-    Object.entries(inputs).map(([name, i]) => [name, tensor(i.values, { shape: i.shape, dtype: i.dtype })]),
-  );
+  return Object.fromEntries(Object.entries(inputs).map(([name, i]) => [name, tensor(i.values, { shape: i.shape, dtype: i.dtype })]));
 }
 
 function flatten(r: OpResult): Flat[] {

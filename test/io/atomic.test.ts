@@ -2,7 +2,14 @@ import * as fs from "fs";
 import * as path from "path";
 import { spawn } from "child_process";
 import { tensor } from "../../lib";
-import { loadSafetensorsSync, loadSafetensorsMetadataSync, readSafetensorsHeaderSync, saveSafetensorsSync, writeFileAtomic, writeFileAtomicSync } from "../../lib/io";
+import {
+  loadSafetensorsSync,
+  loadSafetensorsMetadataSync,
+  readSafetensorsHeaderSync,
+  saveSafetensorsSync,
+  writeFileAtomic,
+  writeFileAtomicSync,
+} from "../../lib/io";
 import { tempDir } from "./support/files";
 
 let dir: string;
@@ -75,13 +82,19 @@ describe("a save killed mid-write", () => {
     const before = fs.readFileSync(file);
 
     // 24 tensors of 4 MiB; the child blocks when the 13th is requested, after 12 were written.
-    const child = spawn(process.execPath, ["-r", path.join(__dirname, "support/register-ts.js"), path.join(__dirname, "support/killed-save-child.ts"), file, "24", "13"], {
-      cwd: ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const child = spawn(
+      process.execPath,
+      ["-r", path.join(__dirname, "support/register-ts.js"), path.join(__dirname, "support/killed-save-child.ts"), file, "24", "13"],
+      {
+        cwd: ROOT,
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     let stderr = "";
     child.stderr.on("data", (d) => (stderr += d));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child.on("exit", (code, signal) => resolve({ code, signal })),
+    );
     const said = await new Promise<string>((resolve) => {
       let out = "";
       child.stdout.on("data", (d) => {

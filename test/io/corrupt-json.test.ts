@@ -44,7 +44,7 @@ describe("the nesting bound", () => {
 describe("a safetensors header", () => {
   it.each([
     ["in __metadata__", `{"__metadata__":${nested(100_000)}}`],
-    ["as a tensor entry", `{"w":${nested(100_000, "{\"a\":", "}")}}`],
+    ["as a tensor entry", `{"w":${nested(100_000, '{"a":', "}")}}`],
     ["as a shape", `{"w":{"dtype":"F32","shape":${nested(5000)},"data_offsets":[0,0]}}`],
   ])("nested 10^5 levels deep %s is a FormatError, sync and async", async (_where, header) => {
     const file = path.join(dir, "deep.safetensors");
@@ -60,16 +60,15 @@ describe("a safetensors header", () => {
     expect(() => readSafetensorsHeaderSync(file)).toThrow(/"__metadata__" entry "a" must be a string/);
   });
 
-  it.each([
-    [[0, 2 ** 52, 2 ** 52]],
-    [[2 ** 40, 0, 2 ** 40]],
-    [[0, 2 ** 53 - 1, 2]],
-  ])("a zero-element tensor of shape %j is a FormatError (its strides would overflow)", (shape) => {
-    const file = path.join(dir, "zero.safetensors");
-    fs.writeFileSync(file, handBuilt(JSON.stringify({ w: { dtype: "F32", shape, data_offsets: [0, 0] } })));
-    expect(() => readSafetensorsHeaderSync(file)).toThrow(FormatError);
-    expect(() => readSafetensorsHeaderSync(file)).toThrow(/non-zero dimensions multiply to \d+, more than 2\^53 - 1/);
-  });
+  it.each([[[0, 2 ** 52, 2 ** 52]], [[2 ** 40, 0, 2 ** 40]], [[0, 2 ** 53 - 1, 2]]])(
+    "a zero-element tensor of shape %j is a FormatError (its strides would overflow)",
+    (shape) => {
+      const file = path.join(dir, "zero.safetensors");
+      fs.writeFileSync(file, handBuilt(JSON.stringify({ w: { dtype: "F32", shape, data_offsets: [0, 0] } })));
+      expect(() => readSafetensorsHeaderSync(file)).toThrow(FormatError);
+      expect(() => readSafetensorsHeaderSync(file)).toThrow(/non-zero dimensions multiply to \d+, more than 2\^53 - 1/);
+    },
+  );
 
   it("a zero-element tensor with modest dimensions still loads", () => {
     const file = path.join(dir, "zero-ok.safetensors");
@@ -82,7 +81,7 @@ describe("an adapter_config.json", () => {
   it.each([
     ["the whole file", nested(100_000)],
     ["a rank_pattern value", `{"peft_type":"LORA","r":2,"target_modules":["fc"],"rank_pattern":{"fc":${nested(100_000)}}}`],
-    ["an unsupported field", `{"peft_type":"LORA","r":2,"target_modules":["fc"],"use_dora":${nested(100_000, "{\"a\":", "}")}}`],
+    ["an unsupported field", `{"peft_type":"LORA","r":2,"target_modules":["fc"],"use_dora":${nested(100_000, '{"a":', "}")}}`],
   ])("nested 10^5 levels deep in %s is a FormatError, sync and async", async (_where, text) => {
     const d = adapterDir(text);
     expect(() => lora.loadAdapter(new Net(), d)).toThrow(FormatError);

@@ -22,7 +22,10 @@ describe.each([
   it("into a missing folder says that the folder does not exist, and creates nothing", async () => {
     const missing = path.join(dir, "no", "such");
     const file = path.join(missing, "model.safetensors");
-    const err = await save(file).then(() => null, (e: NodeJS.ErrnoException) => e);
+    const err = await save(file).then(
+      () => null,
+      (e: NodeJS.ErrnoException) => e,
+    );
     expect(err).not.toBeNull();
     expect(err!.message).toBe(`ENOENT: ${file}: the folder ${missing} does not exist; create it first`);
     expect(err!.code).toBe("ENOENT");

@@ -142,7 +142,10 @@ describe("PyTorch cross-check (independent struct+json writer and reader in /usr
   pyTest("a file written here reads back in Python with the same values", async () => {
     const file = path.join(dir, "ours.safetensors");
     const tensors = {
-      w: tensor([[0.1, -2.5], [3e-8, 1e10]]),
+      w: tensor([
+        [0.1, -2.5],
+        [3e-8, 1e10],
+      ]),
       d: tensor([Math.PI, -0], { dtype: "float64" }),
       h: tensor([0.333, 65504, -1e-7], { dtype: "float16" }),
       bf: tensor([1.1, -300.5], { dtype: "bfloat16" }),

@@ -44,16 +44,20 @@ test(`fuzz: ${RUNS} mutated or truncated files each load or fail with a FormatEr
 
 const noOracle = oracleUnavailable();
 if (noOracle) console.warn(noOracle);
-(noOracle ? test.skip : test)("fuzz: every accept/reject decision and every loaded value agree with the independent validator", () => {
-  expect(summary).toBeDefined(); // the fuzz run above recorded the cases
-  const cases = readCases(record);
-  expect(cases.length).toBe(RUNS);
-  const verdicts = judge(fs.readFileSync(record, "utf8"));
-  const counts = { valid: 0, invalid: 0, unsupported: 0 };
-  for (const v of verdicts) counts[v.verdict]++;
-  console.log(`safetensors oracle: ${JSON.stringify(counts)}`);
-  expect(disagreements(cases, verdicts).slice(0, 5)).toEqual([]);
-  // The oracle saw both kinds of file, so agreement means something on both sides.
-  expect(counts.valid).toBeGreaterThan(0);
-  expect(counts.invalid).toBeGreaterThan(0);
-}, 120_000);
+(noOracle ? test.skip : test)(
+  "fuzz: every accept/reject decision and every loaded value agree with the independent validator",
+  () => {
+    expect(summary).toBeDefined(); // the fuzz run above recorded the cases
+    const cases = readCases(record);
+    expect(cases.length).toBe(RUNS);
+    const verdicts = judge(fs.readFileSync(record, "utf8"));
+    const counts = { valid: 0, invalid: 0, unsupported: 0 };
+    for (const v of verdicts) counts[v.verdict]++;
+    console.log(`safetensors oracle: ${JSON.stringify(counts)}`);
+    expect(disagreements(cases, verdicts).slice(0, 5)).toEqual([]);
+    // The oracle saw both kinds of file, so agreement means something on both sides.
+    expect(counts.valid).toBeGreaterThan(0);
+    expect(counts.invalid).toBeGreaterThan(0);
+  },
+  120_000,
+);

@@ -3,14 +3,7 @@ import * as path from "path";
 import { randomBytes } from "crypto";
 import { Tensor, tensor, zeros } from "../../lib";
 import { DTYPES, Dtype, dtypeSize } from "../../lib/dtype";
-import {
-  loadSafetensors,
-  loadSafetensorsSync,
-  readSafetensorsHeader,
-  loadSafetensorsMetadata,
-  saveSafetensors,
-  saveSafetensorsSync,
-} from "../../lib/io";
+import { loadSafetensors, loadSafetensorsSync, readSafetensorsHeader, loadSafetensorsMetadata, saveSafetensors, saveSafetensorsSync } from "../../lib/io";
 import { tempDir } from "./support/files";
 
 let dir: string;
@@ -74,18 +67,34 @@ describe("safetensors round trip", () => {
   });
 
   test("data is ordered by descending alignment then name, every tensor aligned to its element size", async () => {
-    const names: Record<string, Dtype> = { b_bool: "bool", a_u8: "uint8", z_f16: "float16", y_bf16: "bfloat16", c_i32: "int32", d_f32: "float32", x_f64: "float64", e_i64: "int64", a_f32: "float32" };
+    const names: Record<string, Dtype> = {
+      b_bool: "bool",
+      a_u8: "uint8",
+      z_f16: "float16",
+      y_bf16: "bfloat16",
+      c_i32: "int32",
+      d_f32: "float32",
+      x_f64: "float64",
+      e_i64: "int64",
+      a_f32: "float32",
+    };
     const tensors: Record<string, Tensor> = {};
     for (const [n, d] of Object.entries(names)) tensors[n] = randomTensor([3], d);
     const file = path.join(dir, "order.safetensors");
     await saveSafetensors(file, tensors);
     const header = await readSafetensorsHeader(file);
     expect(header.headerLength % 8).toBe(0);
-    const byOffset = header.tensors.slice().sort((a, b) => a.dataOffsets[0] - b.dataOffsets[0]).map((t) => t.name);
+    const byOffset = header.tensors
+      .slice()
+      .sort((a, b) => a.dataOffsets[0] - b.dataOffsets[0])
+      .map((t) => t.name);
     expect(byOffset).toEqual(["e_i64", "x_f64", "a_f32", "d_f32", "c_i32", "y_bf16", "z_f16", "a_u8", "b_bool"]);
     for (const t of header.tensors) expect((header.dataStart + t.dataOffsets[0]) % dtypeSize(t.dtype!)).toBe(0);
     // The JSON keys appear in data order (metadata would come first).
-    const raw = fs.readFileSync(file).subarray(8, 8 + header.headerLength).toString();
+    const raw = fs
+      .readFileSync(file)
+      .subarray(8, 8 + header.headerLength)
+      .toString();
     const positions = byOffset.map((n) => raw.indexOf(`"${n}"`));
     expect(positions).toEqual(positions.slice().sort((a, b) => a - b));
   });
@@ -122,7 +131,13 @@ describe("safetensors round trip", () => {
   });
 
   test("non-contiguous and gradient-tracking tensors are saved by value", async () => {
-    const base = tensor([[1, 2, 3], [4, 5, 6]], { requiresGrad: true });
+    const base = tensor(
+      [
+        [1, 2, 3],
+        [4, 5, 6],
+      ],
+      { requiresGrad: true },
+    );
     const file = path.join(dir, "t.safetensors");
     await saveSafetensors(file, { t: base.t(), g: base });
     const loaded = await loadSafetensors(file);

@@ -39,7 +39,11 @@ describe("target selection", () => {
   });
   test("rank and alpha patterns override per module", () => {
     const lm = lora.injectAdapter(new Stack(), {
-      r: 2, loraAlpha: 4, targetModules: ["q", "v"], rankPattern: { "layers.1.q": 3 }, alphaPattern: { v: 9 },
+      r: 2,
+      loraAlpha: 4,
+      targetModules: ["q", "v"],
+      rankPattern: { "layers.1.q": 3 },
+      alphaPattern: { v: 9 },
     });
     const layer = (path: string) => lm.loraLayers().find(([p]) => p === path)![1];
     expect(layer("layers.0.q").settings("default")).toMatchObject({ r: 2, alpha: 4, scale: 2 });

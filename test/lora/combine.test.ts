@@ -15,9 +15,22 @@ class Net extends nn.Module {
 }
 
 const PATHS = ["emb", "fc1", "head"] as const;
-const ids = (): Tensor => tensor([[1, 2, 3, 4], [5, 6, 7, 11]], { dtype: "int64" });
+const ids = (): Tensor =>
+  tensor(
+    [
+      [1, 2, 3, 4],
+      [5, 6, 7, 11],
+    ],
+    { dtype: "int64" },
+  );
 const list = (t: Tensor): number[] => Array.from(t.detach().to({ dtype: "float64" }).toArray() as Float64Array);
-const maxAbsDiff = (a: Tensor, b: Tensor): number => a.to({ dtype: "float64" }).sub(b.to({ dtype: "float64" })).abs().max().item();
+const maxAbsDiff = (a: Tensor, b: Tensor): number =>
+  a
+    .to({ dtype: "float64" })
+    .sub(b.to({ dtype: "float64" }))
+    .abs()
+    .max()
+    .item();
 
 /** A model with adapters a (r 4, α 8), b (r 4, α 2) and c (r 2, α 6), every factor random. */
 function model(seed = 2): lora.LoraModel<Net> {
@@ -84,7 +97,16 @@ def reference(layers, kind, weights, density, sign_method, rank, seed):
     return out
 `;
 
-function referenceFor(lm: lora.LoraModel, adapters: string[], kind: string, weights: number[], density: number, signMethod: string, rank: number, seed: number) {
+function referenceFor(
+  lm: lora.LoraModel,
+  adapters: string[],
+  kind: string,
+  weights: number[],
+  density: number,
+  signMethod: string,
+  rank: number,
+  seed: number,
+) {
   const layers = PATHS.map((p) =>
     adapters.map((n) => {
       const layer = layerOf(lm, p);
@@ -92,9 +114,18 @@ function referenceFor(lm: lora.LoraModel, adapters: string[], kind: string, weig
       return { A: list(A), B: list(B), shapeA: A.shape, shapeB: B.shape, s: layer.settings(n)!.scale };
     }),
   );
-  return py<{ A: number[]; B: number[] }[]>(`${REFERENCE}\nout = reference(inp["layers"], inp["kind"], inp["weights"], inp["density"], inp["sign"], inp["rank"], inp["seed"])`, {
-    layers, kind, weights, density, sign: signMethod, rank, seed,
-  });
+  return py<{ A: number[]; B: number[] }[]>(
+    `${REFERENCE}\nout = reference(inp["layers"], inp["kind"], inp["weights"], inp["density"], inp["sign"], inp["rank"], inp["seed"])`,
+    {
+      layers,
+      kind,
+      weights,
+      density,
+      sign: signMethod,
+      rank,
+      seed,
+    },
+  );
 }
 
 describe("addWeightedAdapter", () => {
@@ -146,7 +177,11 @@ describe("addWeightedAdapter", () => {
     });
   }
 
-  for (const [kind, density] of [["svd", 1], ["ties_svd", 0.5], ["magnitude_prune_svd", 0.5]] as const) {
+  for (const [kind, density] of [
+    ["svd", 1],
+    ["ties_svd", 0.5],
+    ["magnitude_prune_svd", 0.5],
+  ] as const) {
     itTorch(`${kind}: the rank-k product B·A equals PEFT's truncated SVD of the merged delta`, () => {
       const lm = model();
       const weights = [1.0, 0.6, -0.9];

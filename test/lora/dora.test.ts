@@ -18,9 +18,22 @@ class Net extends nn.Module {
   }
 }
 
-const ids = (): Tensor => tensor([[0, 2, 3, 4], [5, 6, 7, 11]], { dtype: "int64" });
+const ids = (): Tensor =>
+  tensor(
+    [
+      [0, 2, 3, 4],
+      [5, 6, 7, 11],
+    ],
+    { dtype: "int64" },
+  );
 const list = (t: Tensor): number[] => Array.from(t.detach().to({ dtype: "float64" }).toArray() as Float64Array);
-const maxAbsDiff = (a: Tensor, b: Tensor): number => a.to({ dtype: "float64" }).sub(b.to({ dtype: "float64" })).abs().max().item();
+const maxAbsDiff = (a: Tensor, b: Tensor): number =>
+  a
+    .to({ dtype: "float64" })
+    .sub(b.to({ dtype: "float64" }))
+    .abs()
+    .max()
+    .item();
 const layerOf = (lm: lora.LoraModel, p: string) => lm.loraLayers().find(([q]) => q === p)![1];
 
 function doraModel(seed = 6, perturb = true): lora.LoraModel<Net> {
@@ -65,7 +78,20 @@ describe("DoRA", () => {
         const l = layerOf(lm, p);
         const [A, B] = l.factors("default");
         const base = l.base_layer as nn.Module & { weight: Tensor; bias?: Tensor };
-        return [p, { W: list(base.weight), Ws: base.weight.shape, b: base.bias ? list(base.bias) : null, A: list(A), As: A.shape, B: list(B), Bs: B.shape, m: list(l.magnitude("default")!), s: l.settings("default")!.scale }];
+        return [
+          p,
+          {
+            W: list(base.weight),
+            Ws: base.weight.shape,
+            b: base.bias ? list(base.bias) : null,
+            A: list(A),
+            As: A.shape,
+            B: list(B),
+            Bs: B.shape,
+            m: list(l.magnitude("default")!),
+            s: l.settings("default")!.scale,
+          },
+        ];
       }),
     );
     const ref = py<Record<string, number[]>>(
@@ -99,7 +125,13 @@ out = {"y": L(y)}
 for name, p in P.items():
     out[name + ".A"] = L(p["A"].grad); out[name + ".B"] = L(p["B"].grad); out[name + ".m"] = L(p["m"].grad)
 `,
-      { layers, ids: [[0, 2, 3, 4], [5, 6, 7, 11]] },
+      {
+        layers,
+        ids: [
+          [0, 2, 3, 4],
+          [5, 6, 7, 11],
+        ],
+      },
     );
     expect(maxAbsDiff(out, tensor(ref.y, { shape: out.shape }))).toBeLessThan(1e-4);
     for (const p of ["emb", "fc1", "proj"]) {
@@ -144,9 +176,11 @@ for name, p in P.items():
     const config = JSON.parse(fs.readFileSync(path.join(dir, "adapter_config.json"), "utf8"));
     expect(config.use_dora).toBe(true);
     const tensors = io.loadSafetensorsSync(path.join(dir, "adapter_model.safetensors"));
-    expect(Object.keys(tensors).filter((k) => k.endsWith("lora_magnitude_vector")).sort()).toEqual(
-      ["emb", "fc1", "proj"].map((p) => `base_model.model.${p}.lora_magnitude_vector`),
-    );
+    expect(
+      Object.keys(tensors)
+        .filter((k) => k.endsWith("lora_magnitude_vector"))
+        .sort(),
+    ).toEqual(["emb", "fc1", "proj"].map((p) => `base_model.model.${p}.lora_magnitude_vector`));
     expect(tensors["base_model.model.fc1.lora_magnitude_vector"].shape).toEqual([16]);
     manualSeed(6);
     const loaded = lora.loadAdapter(new Net(), dir);
@@ -174,7 +208,9 @@ for name, p in P.items():
     expect(() => lm.forward(ids())).toThrow(/DoRA adapter "default" must be the only active adapter of its layer/);
     lm.setAdapter("default");
     expect(() => lm.forward(ids())).not.toThrow();
-    expect(() => lm.addWeightedAdapter(["default", "plain"], [1, 1], "mix", { combinationType: "cat" })).toThrow(/DoRA adapters \(default\) cannot be combined/);
+    expect(() => lm.addWeightedAdapter(["default", "plain"], [1, 1], "mix", { combinationType: "cat" })).toThrow(
+      /DoRA adapters \(default\) cannot be combined/,
+    );
   });
 
   test("trains: AdamW steps move m, A and B and lower the loss", () => {

@@ -2,7 +2,14 @@ import { Tensor, init, lora, manualSeed, noGrad, nn, randn, tensor } from "../..
 import type { Dtype } from "../../lib";
 import { TinyModel, snapshot, changedParameters } from "../helpers/models";
 
-const ids = () => tensor([[1, 2, 0, 3], [4, 0, 5, 1]], { dtype: "int64" });
+const ids = () =>
+  tensor(
+    [
+      [1, 2, 0, 3],
+      [4, 0, 5, 1],
+    ],
+    { dtype: "int64" },
+  );
 
 describe("step 0: the adapter is an exact no-op", () => {
   for (const dtype of ["float32", "float16", "bfloat16"] as Dtype[]) {
@@ -16,7 +23,8 @@ describe("step 0: the adapter is an exact no-op", () => {
         expect(after.dtype).toBe(dtype);
         expect(after.equal(before)).toBe(true);
         // The adapter really is in the path: a nonzero B changes the output.
-        for (const [, layer] of lm.loraLayers()) init.normal_(layer.factors("default")[embeddingInit === "b-normal" && layer instanceof lora.LoraEmbedding ? 0 : 1]);
+        for (const [, layer] of lm.loraLayers())
+          init.normal_(layer.factors("default")[embeddingInit === "b-normal" && layer instanceof lora.LoraEmbedding ? 0 : 1]);
         expect((lm.forward(ids()) as Tensor).equal(before)).toBe(false);
       });
     }

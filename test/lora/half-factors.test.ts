@@ -59,7 +59,11 @@ function writeFp32Adapter(dir: string, r: number, alpha: number): Record<string,
 function headerDtypes(file: string): Record<string, string> {
   const buf = fs.readFileSync(file);
   const header = JSON.parse(buf.subarray(8, 8 + Number(buf.readBigUInt64LE(0))).toString("utf8"));
-  return Object.fromEntries(Object.entries(header).filter(([k]) => k !== "__metadata__").map(([k, v]) => [k, (v as { dtype: string }).dtype]));
+  return Object.fromEntries(
+    Object.entries(header)
+      .filter(([k]) => k !== "__metadata__")
+      .map(([k, v]) => [k, (v as { dtype: string }).dtype]),
+  );
 }
 
 let dir: string;
@@ -72,7 +76,12 @@ describe.each(["bfloat16", "float16"] as const)("factors on a %s base", (dtype) 
   test("injection creates float32 factors; autocastAdapterDtype: false keeps the base dtype", () => {
     const lm = lora.injectAdapter(new Pair(dtype), { targetModules: ["fc", "emb"], r: 4 });
     for (const [, layer] of lm.loraLayers()) expect(layer.factors("default").map((f) => f.dtype)).toEqual(["float32", "float32"]);
-    expect(lm.model.namedParameters().filter(([n]) => !n.includes("lora_")).map(([, p]) => p.dtype)).toEqual([dtype, dtype, dtype]);
+    expect(
+      lm.model
+        .namedParameters()
+        .filter(([n]) => !n.includes("lora_"))
+        .map(([, p]) => p.dtype),
+    ).toEqual([dtype, dtype, dtype]);
     const narrow = lora.injectAdapter(new Pair(dtype), { targetModules: ["fc", "emb"], r: 4 }, "default", { autocastAdapterDtype: false });
     for (const [, layer] of narrow.loraLayers()) expect(layer.factors("default").map((f) => f.dtype)).toEqual([dtype, dtype]);
     expect(() => lora.injectAdapter(new Pair(dtype), { targetModules: ["fc"] }, "default", { autocastAdapterDtype: "yes" as unknown as boolean })).toThrow(
@@ -143,8 +152,10 @@ out = {'fc': L(w), 'emb': L(e)}
     narrow.merge();
     const narrowFc = values(narrow.model.stateDict()["fc.base_layer.weight"]);
     const narrowEmb = values(narrow.model.stateDict()["emb.base_layer.weight"]);
-    console.log(`${dtype} merge vs PEFT: float32 factors ≤ ${Math.max(maxUlps(merged.fc, ref.fc, dtype), maxUlps(merged.emb, ref.emb, dtype))} ulp; ` +
-      `factors rounded to ${dtype}: ${Math.max(maxUlps(narrowFc, ref.fc, dtype), maxUlps(narrowEmb, ref.emb, dtype))} ulp`);
+    console.log(
+      `${dtype} merge vs PEFT: float32 factors ≤ ${Math.max(maxUlps(merged.fc, ref.fc, dtype), maxUlps(merged.emb, ref.emb, dtype))} ulp; ` +
+        `factors rounded to ${dtype}: ${Math.max(maxUlps(narrowFc, ref.fc, dtype), maxUlps(narrowEmb, ref.emb, dtype))} ulp`,
+    );
     expect(Math.max(maxUlps(narrowFc, ref.fc, dtype), maxUlps(narrowEmb, ref.emb, dtype))).toBeGreaterThan(1);
   });
 });
@@ -158,7 +169,13 @@ describe("forward on a bfloat16 base with float32 factors matches PEFT's numeric
     const sd = model.stateDict();
     const lm = lora.loadAdapter(model, src, { isTrainable: true });
     const x = randn([5, 16]).to({ dtype: "bfloat16" });
-    const ids = tensor([[0, 3, 23], [7, 7, 1]], { dtype: "int64" });
+    const ids = tensor(
+      [
+        [0, 3, 23],
+        [7, 7, 1],
+      ],
+      { dtype: "int64" },
+    );
     const fc = lm.loraLayers().find(([p]) => p === "fc")![1] as lora.LoraLinear;
     const emb = lm.loraLayers().find(([p]) => p === "emb")![1] as lora.LoraEmbedding;
     const y = fc.forward(x);
@@ -182,7 +199,10 @@ out = {'y': L(y), 'e': L(e)}
         b: values(sd["fc.bias"]),
         A: values(file["base_model.model.fc.lora_A.weight"]),
         B: values(file["base_model.model.fc.lora_B.weight"]),
-        ids: [[0, 3, 23], [7, 7, 1]],
+        ids: [
+          [0, 3, 23],
+          [7, 7, 1],
+        ],
         E: values(sd["emb.weight"]),
         EA: values(file["base_model.model.emb.lora_embedding_A"]),
         EB: values(file["base_model.model.emb.lora_embedding_B"]),

@@ -8,7 +8,13 @@ import { itTorch, py } from "../helpers/python";
 
 const list = (t: Tensor): number[] => Array.from(t.detach().to({ dtype: "float64" }).toArray() as Float64Array);
 const fromList = (values: number[], shape: number[]): Tensor => tensor(values, { shape, dtype: "float32" });
-const maxAbsDiff = (a: Tensor, b: Tensor): number => a.to({ dtype: "float64" }).sub(b.to({ dtype: "float64" })).abs().max().item();
+const maxAbsDiff = (a: Tensor, b: Tensor): number =>
+  a
+    .to({ dtype: "float64" })
+    .sub(b.to({ dtype: "float64" }))
+    .abs()
+    .max()
+    .item();
 
 /** Two Linear layers (one square, one wide) and a Conv1D, as in a transformer block. */
 class Block extends nn.Module {
@@ -104,7 +110,8 @@ out = {"A": L(A), "B": L(B), "res": L(W - s * B @ A)}
       expect(maxAbsDiff(parts(lm, path).residual, fromList(ref.res, original.shape))).toBeLessThan(1e-5);
       // Each singular pair may flip sign together: align row i of A with the reference's.
       for (let i = 0; i < 3; i++) {
-        const a = A.narrow(0, i, 1), ar = Aref.narrow(0, i, 1);
+        const a = A.narrow(0, i, 1),
+          ar = Aref.narrow(0, i, 1);
         const sign = a.mul(ar).sum().item() >= 0 ? 1 : -1;
         expect(maxAbsDiff(a.mul(sign), ar)).toBeLessThan(1e-4);
         expect(maxAbsDiff(B.narrow(1, i, 1).mul(sign), Bref.narrow(1, i, 1))).toBeLessThan(1e-4);
@@ -113,7 +120,10 @@ out = {"A": L(A), "B": L(B), "res": L(W - s * B @ A)}
   });
 
   itTorch("pissa_niter_N: equals torch.svd_lowrank(W, r, niter=N) from the same seed, as PEFT calls it", () => {
-    for (const [path, niter] of [["up", 2], ["q", 0]] as const) {
+    for (const [path, niter] of [
+      ["up", 2],
+      ["q", 0],
+    ] as const) {
       const { model, W } = block();
       manualSeed(77);
       const lm = lora.injectAdapter(model, { r: 4, loraAlpha: 4, targetModules: [path], initLoraWeights: `pissa_niter_${niter}` });
@@ -220,7 +230,14 @@ out = {"A": L(A), "B": L(B)}
       expect(() => lora.injectAdapter(model, config)).toThrow(ConfigError);
       expect(() => lora.injectAdapter(model, config)).toThrow(message);
       expect(model.namedModules().some(([, m]) => m instanceof lora.LoraLayer)).toBe(false);
-      for (const [n, bytes] of before) expect(model.namedParameters().find(([m]) => m === n)![1].toBytes().equals(bytes)).toBe(true);
+      for (const [n, bytes] of before)
+        expect(
+          model
+            .namedParameters()
+            .find(([m]) => m === n)![1]
+            .toBytes()
+            .equals(bytes),
+        ).toBe(true);
     }
   });
 });

@@ -64,7 +64,14 @@ describe("LoRA Linear paths agree with the formula", () => {
 });
 
 describe("LoRA Embedding path agrees with the formula", () => {
-  for (const ids of [[3], [0, 2, 2, 5], [[1, 4], [4, 0]]]) {
+  for (const ids of [
+    [3],
+    [0, 2, 2, 5],
+    [
+      [1, 4],
+      [4, 0],
+    ],
+  ]) {
     test(`ids ${JSON.stringify(ids)}: values and gradients of A and B`, () => {
       manualSeed(3);
       const base = new Embedding(6, 4, { paddingIdx: 0 });
@@ -81,7 +88,7 @@ describe("LoRA Embedding path agrees with the formula", () => {
       Ar.requiresGrad = true;
       Br.requiresGrad = true;
       // Second path: one-hot rows times the matrices, padding rows of A's gradient masked by hand.
-      const flat = (Array.isArray(ids[0]) ? (ids as number[][]).flat() : (ids as number[]));
+      const flat = Array.isArray(ids[0]) ? (ids as number[][]).flat() : (ids as number[]);
       const oneHot = tensor(flat.map((i) => Array.from({ length: 6 }, (_, j) => (i === j ? 1 : 0))));
       const mask = tensor(flat.map((i) => (i === 0 ? 0 : 1))).reshape([flat.length, 1]);
       const after = oneHot.matmul(Ar.t());

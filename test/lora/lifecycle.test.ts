@@ -20,7 +20,11 @@ function adapted(name = "a"): lora.LoraModel<EmbFc> {
   return m;
 }
 
-const allBytes = (m: nn.Module): string => m.namedParameters().map(([n, p]) => `${n}:${p.requiresGrad}:${p.toBytes().toString("hex")}`).join("|");
+const allBytes = (m: nn.Module): string =>
+  m
+    .namedParameters()
+    .map(([n, p]) => `${n}:${p.requiresGrad}:${p.toBytes().toString("hex")}`)
+    .join("|");
 
 describe("loadStateDict on a LoRA model", () => {
   test("while merged: a StateError saying to unmerge first, nothing written; unmerge still restores the base", () => {
@@ -56,7 +60,14 @@ describe("loadStateDict on a LoRA model", () => {
     expect(allBytes(m.model).replace(/:(true|false):/g, ":")).toBe(allBytes(source.model).replace(/:(true|false):/g, ":"));
     const pristine = pristineOf(m);
     m.merge();
-    const err = (m.forward(ids()).sub(referenceForward(m, pristine, IDS)).abs().max().toArray() as Float32Array)[0];
+    const err = (
+      m
+        .forward(ids())
+        .sub(referenceForward(m, pristine, IDS))
+        .abs()
+        .max()
+        .toArray() as Float32Array
+    )[0];
     expect(err).toBeLessThan(1e-5);
     m.unmerge();
     expect(baseBytes(m)).toBe(pristineBytes(pristine));
@@ -106,7 +117,13 @@ describe("trainability is per adapter", () => {
     expect(trainable(m, "default")).toEqual([false, false, false, false]);
     m.setAdapter(["default", "b"]);
     expect(trainable(m, "default")).toEqual([false, false, false, false]);
-    expect(m.loraLayers().find(([p]) => p === "fc")![1].factors("b").map((t) => t.requiresGrad)).toEqual([true, true]);
+    expect(
+      m
+        .loraLayers()
+        .find(([p]) => p === "fc")![1]
+        .factors("b")
+        .map((t) => t.requiresGrad),
+    ).toEqual([true, true]);
     m.deleteAdapter("b");
     m.setAdapter("default");
     expect(trainable(m, "default")).toEqual([false, false, false, false]);
@@ -135,13 +152,29 @@ describe("new LoRA layers follow their parent's mode", () => {
     const model = new EmbFc().eval();
     const m = lora.injectAdapter(model, { targetModules: ["emb", "fc"], r: 2, loraDropout: 0.9 });
     for (const [, l] of m.loraLayers()) noGrad(() => init.normal_(l.factors("default")[1], 0, 0.5));
-    expect(m.model.namedModules().filter(([, x]) => x.training).map(([p]) => p)).toEqual([]);
+    expect(
+      m.model
+        .namedModules()
+        .filter(([, x]) => x.training)
+        .map(([p]) => p),
+    ).toEqual([]);
     const pristine = pristineOf(m);
     const y = m.forward(ids());
-    const err = (y.sub(referenceForward(m, pristine, IDS)).abs().max().toArray() as Float32Array)[0];
+    const err = (
+      y
+        .sub(referenceForward(m, pristine, IDS))
+        .abs()
+        .max()
+        .toArray() as Float32Array
+    )[0];
     expect(err).toBeLessThan(1e-5);
     m.addAdapter("b", { targetModules: ["fc"], r: 1, loraDropout: 0.5 });
-    expect(m.model.namedModules().filter(([, x]) => x.training).map(([p]) => p)).toEqual([]);
+    expect(
+      m.model
+        .namedModules()
+        .filter(([, x]) => x.training)
+        .map(([p]) => p),
+    ).toEqual([]);
     m.train();
     expect(m.model.namedModules().every(([, x]) => x.training)).toBe(true);
   });
@@ -188,7 +221,12 @@ describe("adapter names: one rule everywhere, checked before anything is written
 
   test("an unknown (well-formed) name gives the one 'no such adapter' RangeError, listing the adapters", () => {
     const m = adapted();
-    for (const call of [() => m.setAdapter("zz"), () => m.deleteAdapter("zz"), () => m.setRequiresGrad("zz"), () => m.saveAdapter(path.join(tmp, "zz"), { adapterName: "zz" })]) {
+    for (const call of [
+      () => m.setAdapter("zz"),
+      () => m.deleteAdapter("zz"),
+      () => m.setRequiresGrad("zz"),
+      () => m.saveAdapter(path.join(tmp, "zz"), { adapterName: "zz" }),
+    ]) {
       expect(call).toThrow(RangeError);
       expect(call).toThrow('adapterName: no adapter the string "zz" (adapters: a)');
     }

@@ -17,7 +17,14 @@ function adapted(dtype: Dtype = "float32", seed = 11) {
   for (const [, layer] of lm.loraLayers()) init.normal_(layer.factors("default")[1], 0, 0.3);
   return { model, lm };
 }
-const ids = () => tensor([[1, 2, 3, 4], [5, 6, 7, 8]], { dtype: "int64" });
+const ids = () =>
+  tensor(
+    [
+      [1, 2, 3, 4],
+      [5, 6, 7, 8],
+    ],
+    { dtype: "int64" },
+  );
 /** Nonzero B for every adapter of every layer. */
 function randomizeFactors(lm: lora.LoraModel): void {
   for (const [, layer] of lm.loraLayers()) for (const name of layer.adapterNames) init.normal_(layer.factors(name)[1], 0, 0.3);
@@ -72,22 +79,25 @@ describe("merge", () => {
     expect(changedParameters(before, snapshot(model))).toEqual([]);
   });
 
-  test.each(["sync", "async"] as const)("a second adapter merged while one is merged keeps the pristine backup: unmerge restores the base (%s)", async (mode) => {
-    const { model, lm } = adapted();
-    lm.addAdapter("other", { r: 2, loraAlpha: 2, targetModules: ["fc1", "head"] });
-    for (const [, layer] of lm.loraLayers()) if (layer.adapterNames.includes("other")) init.normal_(layer.factors("other")[1], 0, 0.3);
-    const pristine = snapshot(model);
-    const fc1 = model.fc1 as unknown as lora.LoraLinear;
-    const W = fc1.base_layer.weight.clone();
-    const merge = (names: string[]) => (mode === "sync" ? lm.merge({ adapterNames: names }) : lm.mergeAsync({ adapterNames: names }));
-    await merge(["default"]);
-    await merge(["other"]);
-    expect(fc1.mergedAdapters).toEqual(["default", "other"]);
-    expect(fc1.base_layer.weight.allclose(mergedByFormula(fc1, "other", mergedByFormula(fc1, "default", W)), { rtol: 1e-5, atol: 1e-5 })).toBe(true);
-    if (mode === "sync") lm.unmerge();
-    else await lm.unmergeAsync();
-    expect(changedParameters(pristine, snapshot(model))).toEqual([]);
-  });
+  test.each(["sync", "async"] as const)(
+    "a second adapter merged while one is merged keeps the pristine backup: unmerge restores the base (%s)",
+    async (mode) => {
+      const { model, lm } = adapted();
+      lm.addAdapter("other", { r: 2, loraAlpha: 2, targetModules: ["fc1", "head"] });
+      for (const [, layer] of lm.loraLayers()) if (layer.adapterNames.includes("other")) init.normal_(layer.factors("other")[1], 0, 0.3);
+      const pristine = snapshot(model);
+      const fc1 = model.fc1 as unknown as lora.LoraLinear;
+      const W = fc1.base_layer.weight.clone();
+      const merge = (names: string[]) => (mode === "sync" ? lm.merge({ adapterNames: names }) : lm.mergeAsync({ adapterNames: names }));
+      await merge(["default"]);
+      await merge(["other"]);
+      expect(fc1.mergedAdapters).toEqual(["default", "other"]);
+      expect(fc1.base_layer.weight.allclose(mergedByFormula(fc1, "other", mergedByFormula(fc1, "default", W)), { rtol: 1e-5, atol: 1e-5 })).toBe(true);
+      if (mode === "sync") lm.unmerge();
+      else await lm.unmergeAsync();
+      expect(changedParameters(pristine, snapshot(model))).toEqual([]);
+    },
+  );
 
   test("a layer's merge returns the names it merged, and [] when all are merged already", async () => {
     const { model } = adapted();

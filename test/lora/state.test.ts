@@ -104,7 +104,9 @@ describe("withAdaptersDisabled(fn): the adapter state is frozen inside fn and re
     const m = twoAdapters();
     const pristine = pristineOf(m);
     m.merge({ adapterNames: ["b"] });
-    m.loraLayers().find(([p]) => p === "emb")![1].setDisabled(true);
+    m.loraLayers()
+      .find(([p]) => p === "emb")![1]
+      .setDisabled(true);
     const before = state(m);
     const base = referenceForward(m, pristine, IDS, { emb: [], fc: [] });
     const depth = m.withAdaptersDisabled(() =>
@@ -181,17 +183,27 @@ describe("withAdaptersDisabled(fn): the adapter state is frozen inside fn and re
   ];
   test(`every sequence of 3 of ${STEPS.length} calls, then unmerge, restores the base bit for bit (${STEPS.length ** 3} sequences)`, () => {
     const mismatches: string[] = [];
-    for (const s1 of STEPS) for (const s2 of STEPS) for (const s3 of STEPS) {
-      const m = twoAdapters();
-      const pristine = pristineOf(m);
-      const label = [s1, s2, s3].map(([l]) => l).join(" → ");
-      for (const [, step] of [s1, s2, s3]) step(m);
-      const err = (): number => (m.forward(ids()).sub(referenceForward(m, pristine, IDS)).abs().max().toArray() as Float32Array)[0];
-      if (!(err() < 1e-5)) mismatches.push(`${label}: forward differs from the formula by ${err()}`);
-      m.unmerge();
-      if (baseBytes(m) !== pristineBytes(pristine)) mismatches.push(`${label}: unmerge did not restore the base`);
-      if (!(err() < 1e-5)) mismatches.push(`${label}: forward after unmerge differs by ${err()}`);
-    }
+    for (const s1 of STEPS)
+      for (const s2 of STEPS)
+        for (const s3 of STEPS) {
+          const m = twoAdapters();
+          const pristine = pristineOf(m);
+          const label = [s1, s2, s3].map(([l]) => l).join(" → ");
+          for (const [, step] of [s1, s2, s3]) step(m);
+          const err = (): number =>
+            (
+              m
+                .forward(ids())
+                .sub(referenceForward(m, pristine, IDS))
+                .abs()
+                .max()
+                .toArray() as Float32Array
+            )[0];
+          if (!(err() < 1e-5)) mismatches.push(`${label}: forward differs from the formula by ${err()}`);
+          m.unmerge();
+          if (baseBytes(m) !== pristineBytes(pristine)) mismatches.push(`${label}: unmerge did not restore the base`);
+          if (!(err() < 1e-5)) mismatches.push(`${label}: forward after unmerge differs by ${err()}`);
+        }
     expect(mismatches).toEqual([]);
   });
 
@@ -235,7 +247,10 @@ describe("mergeAsync installs the merged weight on the main thread", () => {
     // The installed weight is W + Δa + Δb (the formula, computed here in float64).
     const [a, b] = [layer.deltaWeight("a"), layer.deltaWeight("b")];
     m.unmerge();
-    const expected = layer.base_layer.weight.to({ dtype: "float64" }).add(a.to({ dtype: "float64" })).add(b.to({ dtype: "float64" }));
+    const expected = layer.base_layer.weight
+      .to({ dtype: "float64" })
+      .add(a.to({ dtype: "float64" }))
+      .add(b.to({ dtype: "float64" }));
     await m.mergeAsync({ adapterNames: ["a"] });
     await m.mergeAsync({ adapterNames: ["b"] });
     const diff = (layer.base_layer.weight.to({ dtype: "float64" }).sub(expected).abs().max().toArray() as Float64Array)[0];

@@ -38,7 +38,9 @@ describe("injectAdapter is strict per targetModules entry", () => {
   });
 
   test("an entry with no close name lists the model's modules", () => {
-    expect(() => lora.injectAdapter(new LlamaNames(), { targetModules: ["q_proj", "wte"] })).toThrow(/"wte" matches no .*the model has: model\.embed_tokens, model\.layers\.0\.self_attn\.q_proj/);
+    expect(() => lora.injectAdapter(new LlamaNames(), { targetModules: ["q_proj", "wte"] })).toThrow(
+      /"wte" matches no .*the model has: model\.embed_tokens, model\.layers\.0\.self_attn\.q_proj/,
+    );
   });
 
   test('valid lists still select as before; unmatchedTargets: "record" skips and reports instead', () => {
@@ -53,7 +55,9 @@ describe("injectAdapter is strict per targetModules entry", () => {
     expect(lm.unmatchedTargets).toEqual({ default: ["gate_proj"], second: [] });
     lm.deleteAdapter("second");
     expect(lm.unmatchedTargets).toEqual({ default: ["gate_proj"] });
-    expect(() => lora.injectAdapter(new LlamaNames(), { targetModules: ["q_proj"] }, "default", { unmatchedTargets: "skip" as "record" })).toThrow(/unmatchedTargets: expected "error" or "record"/);
+    expect(() => lora.injectAdapter(new LlamaNames(), { targetModules: ["q_proj"] }, "default", { unmatchedTargets: "skip" as "record" })).toThrow(
+      /unmatchedTargets: expected "error" or "record"/,
+    );
   });
 });
 

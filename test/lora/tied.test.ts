@@ -29,7 +29,11 @@ function adapted(targets: string[], tie: "same" | "storage" | "none" = "same"): 
   return m;
 }
 
-const bytes = (m: nn.Module): string => m.namedParameters().map(([n, p]) => `${n}:${p.toBytes().toString("hex")}`).join("|");
+const bytes = (m: nn.Module): string =>
+  m
+    .namedParameters()
+    .map(([n, p]) => `${n}:${p.toBytes().toString("hex")}`)
+    .join("|");
 const maxDiff = (a: Tensor, b: Tensor): number => (a.sub(b).abs().max().toArray() as Float32Array)[0];
 
 /** The adapted model's output from the formula: W[ids] + s·Aᵀ[ids]Bᵀ, then fc, then the head with the pristine W. */
@@ -49,7 +53,9 @@ describe("tied weights: a merge that would change the other holder is refused", 
     const expected = m.forward(ids());
     for (const call of [() => m.merge(), () => m.mergeAndUnload(), () => m.merge({ safe: true })]) {
       expect(call).toThrow(StateError);
-      expect(call).toThrow(/merge: emb\.base_layer\.weight is tied to head\.weight \(the same tensor\).*Keep this adapter unmerged.*untie the weights first, e\.g\. model\.head\.weight = model\.head\.weight\.detach\(\)\.clone\(\)/);
+      expect(call).toThrow(
+        /merge: emb\.base_layer\.weight is tied to head\.weight \(the same tensor\).*Keep this adapter unmerged.*untie the weights first, e\.g\. model\.head\.weight = model\.head\.weight\.detach\(\)\.clone\(\)/,
+      );
     }
     await expect(m.mergeAsync()).rejects.toThrow(/emb\.base_layer\.weight is tied to head\.weight/);
     expect(bytes(m.model)).toBe(before);
@@ -65,7 +71,14 @@ describe("tied weights: a merge that would change the other holder is refused", 
   test("adapters on untied layers of a tied model still merge, exactly", () => {
     const m = adapted(["emb", "fc"]);
     m.addAdapter("fc-only", { targetModules: ["fc"], r: 1 });
-    noGrad(() => init.normal_(m.loraLayers().find(([p]) => p === "fc")![1].factors("fc-only")[1]));
+    noGrad(() =>
+      init.normal_(
+        m
+          .loraLayers()
+          .find(([p]) => p === "fc")![1]
+          .factors("fc-only")[1],
+      ),
+    );
     m.setAdapter("fc-only");
     const before = bytes(m.model);
     const unmerged = m.forward(ids());

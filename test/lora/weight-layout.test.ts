@@ -6,7 +6,16 @@
 import { ConfigError, lora } from "../../lib";
 
 const linear = (path: string, out: number, inp: number): lora.AdapterModuleInfo => ({
-  path, kind: "linear", r: 2, alpha: 4, scale: 2, keyA: `${path}.A`, keyB: `${path}.B`, shapeA: [2, inp], shapeB: [out, 2], dtype: "float32",
+  path,
+  kind: "linear",
+  r: 2,
+  alpha: 4,
+  scale: 2,
+  keyA: `${path}.A`,
+  keyB: `${path}.B`,
+  shapeA: [2, inp],
+  shapeB: [out, 2],
+  dtype: "float32",
 });
 const weight = (name: string, shape: number[]): lora.TensorShapeInfo => ({ name, shape, dtype: "float32" });
 
@@ -24,13 +33,17 @@ it("non-square weights follow their shape; square ones the architecture", () => 
 it("a square weight of unknown layout is refused, naming the module and the flags", () => {
   const unknown = lora.unknownLayout("nothing says how");
   expect(() => lora.planWeightMerge(base, modules, unknown, "base")).toThrow(ConfigError);
-  expect(() => lora.planWeightMerge(base, modules, unknown, "base")).toThrow(/h\.attn\.c_proj\.weight is square \[8, 8\].*module h\.attn\.c_proj.*nothing says how.*--conv1d <regex>.*--no-conv1d/);
+  expect(() => lora.planWeightMerge(base, modules, unknown, "base")).toThrow(
+    /h\.attn\.c_proj\.weight is square \[8, 8\].*module h\.attn\.c_proj.*nothing says how.*--conv1d <regex>.*--no-conv1d/,
+  );
   // Non-square alone needs no layout.
   expect(transposed(lora.planWeightMerge(base.slice(0, 1), modules.slice(0, 1), unknown, "base"))).toEqual({ "h.attn.c_attn": true });
 });
 
 it("a layout that a non-square shape contradicts is refused", () => {
-  expect(() => lora.planWeightMerge(base, modules, false, "base")).toThrow(/stores module h\.attn\.c_attn \(in, out\) like Conv1D, but fan_in_fan_out = false says \(out, in\)/);
+  expect(() => lora.planWeightMerge(base, modules, false, "base")).toThrow(
+    /stores module h\.attn\.c_attn \(in, out\) like Conv1D, but fan_in_fan_out = false says \(out, in\)/,
+  );
   expect(() => lora.planWeightMerge(base, modules, lora.layoutFromModelType("llama", "config.json")!, "base")).toThrow(ConfigError);
 });
 

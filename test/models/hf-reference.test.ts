@@ -10,16 +10,52 @@ import { Tensor, lora, models, noGrad, randn, tensor } from "../../lib";
 import { itTorch } from "../helpers/python";
 import { atRealTokens, reference, relativeError } from "./support/reference";
 
-const GPT2 = { model_type: "gpt2", vocab_size: 61, n_positions: 32, n_embd: 24, n_layer: 2, n_head: 3, activation_function: "gelu_new", layer_norm_epsilon: 1e-5 };
-const LLAMA = {
-  model_type: "llama", vocab_size: 53, hidden_size: 32, intermediate_size: 40, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
-  head_dim: 12, rms_norm_eps: 1e-5, rope_theta: 500000, attention_bias: true, mlp_bias: true, tie_word_embeddings: false,
+const GPT2 = {
+  model_type: "gpt2",
+  vocab_size: 61,
+  n_positions: 32,
+  n_embd: 24,
+  n_layer: 2,
+  n_head: 3,
+  activation_function: "gelu_new",
+  layer_norm_epsilon: 1e-5,
 };
-const QWEN2 = { model_type: "qwen2", vocab_size: 47, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 1, tie_word_embeddings: true, rope_theta: 1e6 };
+const LLAMA = {
+  model_type: "llama",
+  vocab_size: 53,
+  hidden_size: 32,
+  intermediate_size: 40,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  head_dim: 12,
+  rms_norm_eps: 1e-5,
+  rope_theta: 500000,
+  attention_bias: true,
+  mlp_bias: true,
+  tie_word_embeddings: false,
+};
+const QWEN2 = {
+  model_type: "qwen2",
+  vocab_size: 47,
+  hidden_size: 16,
+  intermediate_size: 24,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 1,
+  tie_word_embeddings: true,
+  rope_theta: 1e6,
+};
 
 // Row 0 is left-padded by two tokens.
-const IDS = [[0, 0, 5, 17, 3, 9, 22], [4, 11, 30, 2, 8, 1, 13]];
-const MASK = [[0, 0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]];
+const IDS = [
+  [0, 0, 5, 17, 3, 9, 22],
+  [4, 11, 30, 2, 8, 1, 13],
+];
+const MASK = [
+  [0, 0, 1, 1, 1, 1, 1],
+  [1, 1, 1, 1, 1, 1, 1],
+];
 // A token predicted from a padding position is ignored too: transformers' logits there come from
 // a fully masked attention row (it averages every key; ours gives zeros), which no one trains on.
 const LABELS = IDS.map((row, b) => row.map((t, i) => (MASK[b][i] && (i === 0 || MASK[b][i - 1]) ? t : -100)));
@@ -65,7 +101,9 @@ describe.each([
     expect(out.toList()).toEqual(ref.ids.flat());
     const streamed: number[][] = [];
     for await (const step of model.stream(ids(), { maxNewTokens: 6, attentionMask: mask() })) streamed.push(step);
-    expect(streamed).toEqual(ref.ids.map((row) => row.slice(7)).reduce((acc, row, b) => (row.forEach((t, i) => ((acc[i] ??= [])[b] = t)), acc), [] as number[][]));
+    expect(streamed).toEqual(
+      ref.ids.map((row) => row.slice(7)).reduce((acc, row, b) => (row.forEach((t, i) => ((acc[i] ??= [])[b] = t)), acc), [] as number[][]),
+    );
   });
 
   itTorch("bfloat16: the logits match the reference run in bfloat16 within bfloat16 tolerance", async () => {
@@ -74,7 +112,9 @@ describe.each([
     expect(model.parameters().every((p) => p.dtype === "bfloat16")).toBe(true);
     const logits = model.forward(ids(), { attentionMask: mask() });
     const ref = reference<{ logits: number[]; shape: number[] }>({ op: "forward", dir, ids: IDS, mask: MASK, dtype: "bfloat16" });
-    expect(relativeError(atRealTokens(logits.to("float32").toList() as number[], ref.shape, MASK), atRealTokens(ref.logits, ref.shape, MASK))).toBeLessThan(3e-2);
+    expect(relativeError(atRealTokens(logits.to("float32").toList() as number[], ref.shape, MASK), atRealTokens(ref.logits, ref.shape, MASK))).toBeLessThan(
+      3e-2,
+    );
   });
 
   itTorch("LoRA with PEFT's default targets: loss and the gradients of every factor match the reference reading our saved adapter", async () => {
@@ -98,7 +138,12 @@ describe.each([
     expect(saved.fan_in_fan_out).toBe(config.model_type === "gpt2");
     expect(saved.target_modules).toEqual(expected);
     const ref = reference<{ loss: number; gradA: Record<string, number[]>; gradB: Record<string, number[]> }>({
-      op: "forward", dir, ids: IDS, mask: MASK, labels: LABELS, adapter: adapterDir,
+      op: "forward",
+      dir,
+      ids: IDS,
+      mask: MASK,
+      labels: LABELS,
+      adapter: adapterDir,
     });
     expect(Math.abs(loss.item() - ref.loss) / Math.abs(ref.loss)).toBeLessThan(1e-5);
     for (const [p, layer] of layers) {
@@ -110,12 +155,20 @@ describe.each([
 
   itTorch("an adapter written by the Python side in PEFT's layout loads here and gives the reference's logits", async () => {
     const dir = checkpoint(name, config, extra);
-    const layers = config.model_type === "gpt2" ? [0, 1].map((i) => `transformer.h.${i}.attn.c_attn`) : [0, 1].flatMap((i) => ["q_proj", "v_proj"].map((m) => `model.layers.${i}.self_attn.${m}`));
+    const layers =
+      config.model_type === "gpt2"
+        ? [0, 1].map((i) => `transformer.h.${i}.attn.c_attn`)
+        : [0, 1].flatMap((i) => ["q_proj", "v_proj"].map((m) => `model.layers.${i}.self_attn.${m}`));
     const adapterDir = path.join(root, `${name}-python-adapter`);
     reference({ op: "make_adapter", dir, out: adapterDir, targets: layers, r: 3, alpha: 5 });
     const model = await models.fromPretrained(dir);
     const peft = lora.loadAdapter(model, adapterDir);
-    expect(peft.loraLayers().map(([p]) => p).sort()).toEqual([...layers].sort());
+    expect(
+      peft
+        .loraLayers()
+        .map(([p]) => p)
+        .sort(),
+    ).toEqual([...layers].sort());
     const logits = model.forward(ids(), { attentionMask: mask() });
     const ref = reference<{ logits: number[]; shape: number[] }>({ op: "forward", dir, ids: IDS, mask: MASK, adapter: adapterDir });
     expect(relativeError(atRealTokens(logits.toList() as number[], ref.shape, MASK), atRealTokens(ref.logits, ref.shape, MASK))).toBeLessThan(1e-5);

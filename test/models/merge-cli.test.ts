@@ -11,7 +11,15 @@ import { itTorch } from "../helpers/python";
 import { reference, relativeError } from "./support/reference";
 
 const GPT2 = { model_type: "gpt2", vocab_size: 41, n_positions: 16, n_embd: 16, n_layer: 2, n_head: 2 };
-const LLAMA = { model_type: "llama", vocab_size: 29, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 };
+const LLAMA = {
+  model_type: "llama",
+  vocab_size: 29,
+  hidden_size: 16,
+  intermediate_size: 24,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+};
 
 let root: string;
 beforeAll(() => {

@@ -9,7 +9,15 @@ import * as path from "path";
 import { ConfigError, FormatError, Tensor, cat, io, lora, manualSeed, models, noGrad, tensor } from "../../lib";
 
 const GPT2 = { model_type: "gpt2", vocab_size: 40, n_positions: 24, n_embd: 16, n_layer: 2, n_head: 4 };
-const LLAMA = { model_type: "llama", vocab_size: 37, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 };
+const LLAMA = {
+  model_type: "llama",
+  vocab_size: 37,
+  hidden_size: 16,
+  intermediate_size: 24,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+};
 
 let root: string;
 beforeAll(() => {
@@ -22,7 +30,15 @@ const int64 = (rows: number[][]) => tensor(rows, { dtype: "int64" });
 describe("configs", () => {
   it("apply transformers' defaults", () => {
     const g = new models.GPT2Config({});
-    expect([g.n_embd, g.n_layer, g.n_head, g.n_inner, g.vocab_size, g.layer_norm_epsilon, g.activation_function]).toEqual([768, 12, 12, 3072, 50257, 1e-5, "gelu_new"]);
+    expect([g.n_embd, g.n_layer, g.n_head, g.n_inner, g.vocab_size, g.layer_norm_epsilon, g.activation_function]).toEqual([
+      768,
+      12,
+      12,
+      3072,
+      50257,
+      1e-5,
+      "gelu_new",
+    ]);
     const l = new models.LlamaConfig({ hidden_size: 64, num_attention_heads: 8 });
     expect([l.num_key_value_heads, l.head_dim, l.rope_theta, l.tie_word_embeddings, l.qkv_bias]).toEqual([8, 8, 10000, false, false]);
     expect(new models.LlamaConfig({ model_type: "qwen2", hidden_size: 64, num_attention_heads: 8 }).qkv_bias).toBe(true);
@@ -30,7 +46,9 @@ describe("configs", () => {
   });
 
   it("refuse bad and unimplemented fields by name", () => {
-    expect(() => new models.LlamaConfig({ ...LLAMA, rope_scaling: { rope_type: "linear", factor: 2 } })).toThrow(/rope_scaling: RoPE scaling of type the string "linear" is not implemented/);
+    expect(() => new models.LlamaConfig({ ...LLAMA, rope_scaling: { rope_type: "linear", factor: 2 } })).toThrow(
+      /rope_scaling: RoPE scaling of type the string "linear" is not implemented/,
+    );
     expect(() => new models.LlamaConfig({ ...LLAMA, num_key_value_heads: 3 })).toThrow(ConfigError);
     expect(() => new models.LlamaConfig({ ...LLAMA, num_key_value_heads: 3 })).toThrow(/num_key_value_heads: 3 must divide num_attention_heads \(4\)/);
     expect(() => new models.LlamaConfig({ ...LLAMA, hidden_act: "gelu" })).toThrow(/hidden_act/);
@@ -54,7 +72,13 @@ describe("module trees", () => {
     const sd = m.stateDict();
     expect(sd["transformer.h.1.attn.c_attn.weight"].shape).toEqual([16, 48]);
     expect(sd["transformer.h.0.mlp.c_fc.weight"].shape).toEqual([16, 64]);
-    expect(Object.keys(sd).filter((k) => !k.startsWith("transformer.h."))).toEqual(["transformer.wte.weight", "transformer.wpe.weight", "transformer.ln_f.weight", "transformer.ln_f.bias", "lm_head.weight"]);
+    expect(Object.keys(sd).filter((k) => !k.startsWith("transformer.h."))).toEqual([
+      "transformer.wte.weight",
+      "transformer.wpe.weight",
+      "transformer.ln_f.weight",
+      "transformer.ln_f.bias",
+      "lm_head.weight",
+    ]);
     expect(m.lm_head.weight).toBe(m.transformer.wte.weight);
     expect(m.parameters()).toHaveLength(Object.keys(sd).length - 1);
   });
@@ -86,7 +110,18 @@ describe.each([
   it("a left-padded row gives the logits of the same row unpadded", () => {
     const m = build();
     const alone = m.forward(int64([[5, 6, 7]]));
-    const padded = m.forward(int64([[0, 0, 5, 6, 7], [1, 2, 3, 4, 5]]), { attentionMask: int64([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]]) });
+    const padded = m.forward(
+      int64([
+        [0, 0, 5, 6, 7],
+        [1, 2, 3, 4, 5],
+      ]),
+      {
+        attentionMask: int64([
+          [0, 0, 1, 1, 1],
+          [1, 1, 1, 1, 1],
+        ]),
+      },
+    );
     expect(padded.narrow(0, 0, 1).narrow(1, 2, 3).allclose(alone, { rtol: 1e-5, atol: 1e-5 })).toBe(true);
   });
 
@@ -104,15 +139,25 @@ describe.each([
 
   it("greedy generate equals the argmax loop without a cache; eos stops a row and pads it", () => {
     const m = build();
-    const prompt = int64([[0, 2, 3], [4, 5, 6]]);
-    const attentionMask = int64([[0, 1, 1], [1, 1, 1]]);
+    const prompt = int64([
+      [0, 2, 3],
+      [4, 5, 6],
+    ]);
+    const attentionMask = int64([
+      [0, 1, 1],
+      [1, 1, 1],
+    ]);
     const out = m.generate(prompt, { maxNewTokens: 5, attentionMask });
     let cur = prompt;
     let mask = attentionMask;
     noGrad(() => {
       for (let i = 0; i < 5; i++) {
         const logits = m.forward(cur, { attentionMask: mask });
-        const next = logits.narrow(1, cur.shape[1] - 1, 1).squeeze(1).argmax(-1).unsqueeze(1);
+        const next = logits
+          .narrow(1, cur.shape[1] - 1, 1)
+          .squeeze(1)
+          .argmax(-1)
+          .unsqueeze(1);
         cur = cat([cur, next], 1);
         mask = cat([mask, int64([[1], [1]])], 1);
       }
@@ -217,8 +262,18 @@ describe("LoRA on these models", () => {
     const [[p, layer]] = peft.loraLayers();
     expect(p).toBe("transformer.h.0.attn.c_attn");
     const [A, B] = layer.factors("default");
-    noGrad(() => B.copy_(tensor(Array.from({ length: B.numel }, (_, i) => Math.sin(i)), { shape: B.shape })));
-    const x = tensor(Array.from({ length: 16 }, (_, i) => Math.cos(i)), { shape: [1, 16] });
+    noGrad(() =>
+      B.copy_(
+        tensor(
+          Array.from({ length: B.numel }, (_, i) => Math.sin(i)),
+          { shape: B.shape },
+        ),
+      ),
+    );
+    const x = tensor(
+      Array.from({ length: 16 }, (_, i) => Math.cos(i)),
+      { shape: [1, 16] },
+    );
     const base = layer.base_layer as unknown as { weight: Tensor; bias: Tensor };
     const expected = x.matmul(base.weight).add(base.bias).add(x.matmul(A.t()).matmul(B.t()).mul(2));
     expect((layer.forward(x) as Tensor).allclose(expected, { rtol: 1e-5, atol: 1e-6 })).toBe(true);

@@ -15,7 +15,11 @@ function byteLevelAlphabet(): string[] {
   for (let b = 0xae; b <= 0xff; b++) printable.push(b);
   const chars: string[] = printable.map((b) => String.fromCharCode(b));
   let shifted = 0;
-  for (let b = 0; b < 256; b++) if (!printable.includes(b)) { printable.push(b); chars.push(String.fromCharCode(256 + shifted++)); }
+  for (let b = 0; b < 256; b++)
+    if (!printable.includes(b)) {
+      printable.push(b);
+      chars.push(String.fromCharCode(256 + shifted++));
+    }
   return chars; // chars[i] is the token of id i; ids 0..93 are "!".."~"
 }
 
@@ -37,7 +41,17 @@ function gpt2Json(): object {
     pre_tokenizer: byteLevel,
     post_processor: { ...byteLevel, trim_offsets: false },
     decoder: byteLevel,
-    model: { type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: "", end_of_word_suffix: "", fuse_unk: false, byte_fallback: false, vocab, merges: GPT2_MERGES },
+    model: {
+      type: "BPE",
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: "",
+      end_of_word_suffix: "",
+      fuse_unk: false,
+      byte_fallback: false,
+      vocab,
+      merges: GPT2_MERGES,
+    },
   };
 }
 
@@ -58,19 +72,45 @@ function llamaJson(): object {
     truncation: null,
     padding: null,
     added_tokens: [special(0, "<unk>"), special(1, "<s>"), special(2, "</s>")],
-    normalizer: { type: "Sequence", normalizers: [{ type: "Prepend", prepend: "▁" }, { type: "Replace", pattern: { String: " " }, content: "▁" }] },
+    normalizer: {
+      type: "Sequence",
+      normalizers: [
+        { type: "Prepend", prepend: "▁" },
+        { type: "Replace", pattern: { String: " " }, content: "▁" },
+      ],
+    },
     pre_tokenizer: null,
     post_processor: {
       type: "TemplateProcessing",
       single: [{ SpecialToken: { id: "<s>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }],
-      pair: [{ SpecialToken: { id: "<s>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }, { SpecialToken: { id: "<s>", type_id: 1 } }, { Sequence: { id: "B", type_id: 1 } }],
+      pair: [
+        { SpecialToken: { id: "<s>", type_id: 0 } },
+        { Sequence: { id: "A", type_id: 0 } },
+        { SpecialToken: { id: "<s>", type_id: 1 } },
+        { Sequence: { id: "B", type_id: 1 } },
+      ],
       special_tokens: { "<s>": { id: "<s>", ids: [1], tokens: ["<s>"] } },
     },
     decoder: {
       type: "Sequence",
-      decoders: [{ type: "Replace", pattern: { String: "▁" }, content: " " }, { type: "ByteFallback" }, { type: "Fuse" }, { type: "Strip", content: " ", start: 1, stop: 0 }],
+      decoders: [
+        { type: "Replace", pattern: { String: "▁" }, content: " " },
+        { type: "ByteFallback" },
+        { type: "Fuse" },
+        { type: "Strip", content: " ", start: 1, stop: 0 },
+      ],
     },
-    model: { type: "BPE", dropout: null, unk_token: "<unk>", continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: true, vocab, merges: LLAMA_MERGES },
+    model: {
+      type: "BPE",
+      dropout: null,
+      unk_token: "<unk>",
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: true,
+      byte_fallback: true,
+      vocab,
+      merges: LLAMA_MERGES,
+    },
   };
 }
 
@@ -87,7 +127,13 @@ afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true }
 describe("loadTokenizer: a GPT-2-style byte-level BPE", () => {
   const dir = folder({
     "tokenizer.json": gpt2Json(),
-    "tokenizer_config.json": { bos_token: "<|endoftext|>", eos_token: "<|endoftext|>", unk_token: "<|endoftext|>", model_max_length: 1024, tokenizer_class: "GPT2Tokenizer" },
+    "tokenizer_config.json": {
+      bos_token: "<|endoftext|>",
+      eos_token: "<|endoftext|>",
+      unk_token: "<|endoftext|>",
+      model_max_length: 1024,
+      tokenizer_class: "GPT2Tokenizer",
+    },
   });
   const tok = loadTokenizer(dir);
 
@@ -145,7 +191,14 @@ describe("loadTokenizer: a GPT-2-style byte-level BPE", () => {
 describe("loadTokenizer: a Llama-style SentencePiece BPE with byte fallback", () => {
   const dir = folder({
     "tokenizer.json": llamaJson(),
-    "tokenizer_config.json": { add_bos_token: true, add_eos_token: false, bos_token: { __type: "AddedToken", content: "<s>", lstrip: false, normalized: false, rstrip: false, single_word: false }, eos_token: "</s>", pad_token: null, unk_token: "<unk>" },
+    "tokenizer_config.json": {
+      add_bos_token: true,
+      add_eos_token: false,
+      bos_token: { __type: "AddedToken", content: "<s>", lstrip: false, normalized: false, rstrip: false, single_word: false },
+      eos_token: "</s>",
+      pad_token: null,
+      unk_token: "<unk>",
+    },
     // special_tokens_map.json overrides tokenizer_config.json where both name a role, as in transformers.
     "special_tokens_map.json": { bos_token: { content: "<s>" }, eos_token: { content: "</s>" }, unk_token: "<unk>", pad_token: "<unk>" },
   });
@@ -226,7 +279,9 @@ describe("loadTokenizer: a Llama-style SentencePiece BPE with byte fallback", ()
 describe("loadTokenizer: bad input", () => {
   test("a folder without tokenizer.json says what it has instead", () => {
     expect(() => loadTokenizer(folder({}))).toThrow(FormatError);
-    expect(() => loadTokenizer(folder({ "vocab.json": {}, "merges.txt": "" }))).toThrow(/has no tokenizer\.json \(it has only the slow tokenizer's vocab\.json/);
+    expect(() => loadTokenizer(folder({ "vocab.json": {}, "merges.txt": "" }))).toThrow(
+      /has no tokenizer\.json \(it has only the slow tokenizer's vocab\.json/,
+    );
     expect(() => loadTokenizer(folder({ "tokenizer.model": "x" }))).toThrow(/SentencePiece tokenizer\.model/);
     expect(() => loadTokenizer("" as string)).toThrow(/loadTokenizer: dir: expected a folder path/);
   });
@@ -243,7 +298,9 @@ describe("loadTokenizer: bad input", () => {
 
   test("encode and decode name the argument they refuse", () => {
     const tok = new PretrainedTokenizer(gpt2Json());
-    expect(() => new PretrainedTokenizer(gpt2Json(), null as unknown as Record<string, unknown>)).toThrow(/config: expected the parsed tokenizer_config\.json object, got null/);
+    expect(() => new PretrainedTokenizer(gpt2Json(), null as unknown as Record<string, unknown>)).toThrow(
+      /config: expected the parsed tokenizer_config\.json object, got null/,
+    );
     expect(() => new PretrainedTokenizer("{}" as unknown as object)).toThrow(/tokenizerJson: expected the parsed tokenizer\.json object/);
     expect(() => tok.encode(5 as unknown as string)).toThrow(/encode: text: expected a string, got 5/);
     expect(() => tok.encode("x", { addSpecialTokens: "yes" as unknown as boolean })).toThrow(/addSpecialTokens: expected a boolean/);

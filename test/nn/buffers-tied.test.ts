@@ -99,7 +99,10 @@ describe("tied weights", () => {
 
   it("loadStateDict accepts both keys, and requires both when strict (as PyTorch)", () => {
     const m = new TiedLM();
-    const w = tensor(Array.from({ length: 15 }, (_, i) => i), { shape: [5, 3] });
+    const w = tensor(
+      Array.from({ length: 15 }, (_, i) => i),
+      { shape: [5, 3] },
+    );
     m.loadStateDict({ "emb.weight": w, "head.weight": w });
     expect(m.head.weight.toList()).toEqual(w.toList());
     expect(m.head.weight).toBe(m.emb.weight);

@@ -55,9 +55,23 @@ describe("AdamW", () => {
   ];
   (noTorch === null ? test : test.skip).each(cases)(skipTitle("5 steps match torch.optim.AdamW (%s)", noTorch), (_name, opts, dtype) => {
     const shapes = [[3, 4], [5], [2, 1, 2]];
-    const init = shapes.map((s, k) => values(s.reduce((a, b) => a * b, 1), 11 + k));
+    const init = shapes.map((s, k) =>
+      values(
+        s.reduce((a, b) => a * b, 1),
+        11 + k,
+      ),
+    );
     // parameter 2 has no gradient in steps 1 and 3: its own step count must lag, as in PyTorch
-    const grads = [0, 1, 2, 3, 4].map((t) => shapes.map((s, k) => (k === 2 && (t === 1 || t === 3) ? null : values(s.reduce((a, b) => a * b, 1), 100 * t + k))));
+    const grads = [0, 1, 2, 3, 4].map((t) =>
+      shapes.map((s, k) =>
+        k === 2 && (t === 1 || t === 3)
+          ? null
+          : values(
+              s.reduce((a, b) => a * b, 1),
+              100 * t + k,
+            ),
+      ),
+    );
     const ps = shapes.map((s, k) => param(init[k], s, dtype));
     const o = opts as { lr?: number; betas?: [number, number]; eps?: number; weightDecay?: number; amsgrad?: boolean; maximize?: boolean };
     const opt = new optim.AdamW(ps, o);

@@ -21,7 +21,10 @@ describe("clipGradNorm", () => {
   });
 
   test("other norm orders: 1, 3 and Infinity", () => {
-    const g = [[0.5, -2], [1.5, 0.25, -1]];
+    const g = [
+      [0.5, -2],
+      [1.5, 0.25, -1],
+    ];
     const cases: [number, number][] = [
       [1, 0.5 + 2 + 1.5 + 0.25 + 1],
       [3, Math.cbrt(0.125 + 8 + 3.375 + 0.015625 + 1)],
@@ -33,7 +36,14 @@ describe("clipGradNorm", () => {
       const total = optim.clipGradNorm(ps, 1, normType);
       expect(Math.abs(total - expected)).toBeLessThan(1e-12);
       const coef = Math.min(1, 1 / (expected + 1e-6));
-      ps.forEach((p, k) => expect(maxAbsDiff(p.grad!.toList(), g[k].map((v) => v * coef))).toBeLessThan(1e-12));
+      ps.forEach((p, k) =>
+        expect(
+          maxAbsDiff(
+            p.grad!.toList(),
+            g[k].map((v) => v * coef),
+          ),
+        ).toBeLessThan(1e-12),
+      );
     }
   });
 
@@ -81,8 +91,18 @@ describe("clipGradNorm argument checks, one by one (each message names the argum
     ["maxNorm NaN", () => optim.clipGradNorm([p], NaN), RangeError, "maxNorm: expected a finite number >= 0, got NaN"],
     ["normType a string", () => optim.clipGradNorm([p], 1, "2" as never), RangeError, 'normType: expected a number > 0 or Infinity, got the string "2"'],
     ["normType NaN", () => optim.clipGradNorm([p], 1, NaN), RangeError, "normType: expected a number > 0 or Infinity, got NaN"],
-    ["an unknown option", () => optim.clipGradNorm([p], 1, 2, { bogus: 1 } as never), TypeError, 'options: unknown option "bogus"; known options are errorIfNonfinite'],
-    ["errorIfNonfinite not a boolean", () => optim.clipGradNorm([p], 1, 2, { errorIfNonfinite: "yes" as never }), TypeError, 'options.errorIfNonfinite: expected a boolean, got the string "yes"'],
+    [
+      "an unknown option",
+      () => optim.clipGradNorm([p], 1, 2, { bogus: 1 } as never),
+      TypeError,
+      'options: unknown option "bogus"; known options are errorIfNonfinite',
+    ],
+    [
+      "errorIfNonfinite not a boolean",
+      () => optim.clipGradNorm([p], 1, 2, { errorIfNonfinite: "yes" as never }),
+      TypeError,
+      'options.errorIfNonfinite: expected a boolean, got the string "yes"',
+    ],
   ] as const)("%s", (_label, call, type, message) => {
     expect(call).toThrow(type);
     expect(call).toThrow(new RegExp(`^${message.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`));

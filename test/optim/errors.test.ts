@@ -103,9 +103,13 @@ describe("optimizer argument checks", () => {
     const wrongDtype = [handleOf(zeros([2], { dtype: "float64" }))];
     const sgd = optimNative.sgdStep as (...a: unknown[]) => number;
     expect(() => sgd(h, [], new Float64Array(1), 0.1, 0.9, 0, 0, false, false)).toThrow("momentumBuffers: expected 1 tensors (one per parameter), got 0");
-    expect(() => sgd(h, wrongDtype, new Float64Array(1), 0.1, 0.9, 0, 0, false, false)).toThrow("momentumBuffers[0]: has shape [2], float64, cpu, but its parameter has shape [2], float32, cpu");
+    expect(() => sgd(h, wrongDtype, new Float64Array(1), 0.1, 0.9, 0, 0, false, false)).toThrow(
+      "momentumBuffers[0]: has shape [2], float64, cpu, but its parameter has shape [2], float32, cpu",
+    );
     expect(() => sgd(h, bufs, new Float64Array(1), 0.1, 0, 0, 0, true, false)).toThrow(/nesterov: Nesterov momentum needs momentum > 0/);
-    expect(() => sgd(h, bufs, new Float64Array(1), 0.1, 0, 0, 0, false, false)).toThrow("momentumBuffers: expected an empty array when momentum is 0, got an array");
+    expect(() => sgd(h, bufs, new Float64Array(1), 0.1, 0, 0, 0, false, false)).toThrow(
+      "momentumBuffers: expected an empty array when momentum is 0, got an array",
+    );
     expect(() => sgd(h, bufs, new Float64Array(1), 0.1, 0.9, NaN, 0, false, false)).toThrow("dampening: expected a finite number, got NaN");
     expect(() => sgd(h, bufs, new Float64Array(1), 0.1, 0.9, 0, -0.1, false, false)).toThrow("weightDecay: expected a number >= 0, got -0.1");
     expect(unchanged(ps, before)).toBe(true);
@@ -131,7 +135,10 @@ describe("optimizer argument checks", () => {
       [{ ...saved, options: { ...saved.options, betas: [1, 1] } }, "loadStateDict: options.betas[0]: expected a number in [0, 1), got 1"],
       [{ ...saved, options: { ...saved.options, amsgrad: true } }, "loadStateDict: state[0].maxExpAvgSq: missing, but amsgrad is on"],
       [{ ...saved, state: [{ ...saved.state[0]!, step: 1.5 }, saved.state[1]] }, "loadStateDict: state[0].step: expected an integer >= 0, got 1.5"],
-      [{ ...saved, state: [{ ...saved.state[0]!, expAvgSq: [1, 2, 3] }, saved.state[1]] }, "loadStateDict: state[0].expAvgSq: expected a Tensor, got an array of length 3"],
+      [
+        { ...saved, state: [{ ...saved.state[0]!, expAvgSq: [1, 2, 3] }, saved.state[1]] },
+        "loadStateDict: state[0].expAvgSq: expected a Tensor, got an array of length 3",
+      ],
     ];
     for (const [dict, message] of cases) expect(() => target.loadStateDict(dict as optim.AdamWStateDict)).toThrow(message);
     expect(target.lr).toBe(0.7);

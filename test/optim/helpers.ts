@@ -12,7 +12,9 @@ export const runTorch = runPythonJson;
 /** Gives `p` exactly the gradient `g` (replacing any previous one): d/dp sum(p * g) = g. */
 export function setGrad(p: Tensor, g: readonly number[]): void {
   p.grad = null;
-  p.mul(tensor(g as number[], { dtype: p.dtype, shape: p.shape })).sum().backward();
+  p.mul(tensor(g as number[], { dtype: p.dtype, shape: p.shape }))
+    .sum()
+    .backward();
 }
 
 /** A leaf parameter with the given values. */

@@ -15,7 +15,7 @@ describe("linearWarmupCosine", () => {
     // halfway through the decay cos(π/2) = 0: 0.1 + 0.9 · 0.5
     expect(f(60)).toBeCloseTo(0.55, 15);
     // a quarter of the way: 0.1 + 0.9 · (1 + cos(π/4)) / 2
-    expect(f(35)).toBeCloseTo(0.1 + 0.9 * (1 + Math.SQRT1_2) / 2, 15);
+    expect(f(35)).toBeCloseTo(0.1 + (0.9 * (1 + Math.SQRT1_2)) / 2, 15);
     expect(f(110)).toBeCloseTo(0.1, 15);
     expect(f(1000)).toBeCloseTo(0.1, 15);
   });

@@ -3,11 +3,7 @@ import { TORCH_DRIVER, maxAbsDiff, param, runTorch, setGrad, torchAvailable, val
 import { NO_TORCH, skipTitle } from "../helpers/skip";
 
 /** SGD written out with plain float64 numbers (PyTorch's update rule). */
-function sgdByHand(
-  p0: number[],
-  grads: number[][],
-  o: { lr: number; momentum: number; dampening: number; wd: number; nesterov: boolean },
-): number[] {
+function sgdByHand(p0: number[], grads: number[][], o: { lr: number; momentum: number; dampening: number; wd: number; nesterov: boolean }): number[] {
   const p = p0.slice();
   const buf: number[] = [];
   grads.forEach((g, t) => {
@@ -78,7 +74,13 @@ describe("SGD", () => {
     if (o.weightDecay !== undefined) kwargs.weight_decay = o.weightDecay;
     if (o.nesterov) kwargs.nesterov = true;
     if (o.maximize) kwargs.maximize = true;
-    const ref = runTorch<number[][]>(TORCH_DRIVER, { dtype: "float32", params: init.map((v, k) => [v, shapes[k]]), ctor: "torch.optim.SGD", kwargs, grads: stepGrads });
+    const ref = runTorch<number[][]>(TORCH_DRIVER, {
+      dtype: "float32",
+      params: init.map((v, k) => [v, shapes[k]]),
+      ctor: "torch.optim.SGD",
+      kwargs,
+      grads: stepGrads,
+    });
     ps.forEach((p, k) => {
       expect(maxAbsDiff(p.toList(), ref[k])).toBeLessThan(1e-6);
       expect(maxAbsDiff(p.toList(), init[k])).toBeGreaterThan(1e-3);

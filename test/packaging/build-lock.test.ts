@@ -19,7 +19,11 @@ test("runs the function holding the lock, returns its value and releases the loc
   const lock = path.join(root, "build.lock");
   expect(withBuildLock(root, () => [fs.existsSync(lock), fs.readFileSync(path.join(lock, "pid"), "utf8")])).toEqual([true, String(process.pid)]);
   expect(fs.existsSync(lock)).toBe(false);
-  expect(() => withBuildLock(root, () => { throw new Error("build failed"); })).toThrow("build failed");
+  expect(() =>
+    withBuildLock(root, () => {
+      throw new Error("build failed");
+    }),
+  ).toThrow("build failed");
   expect(fs.existsSync(lock)).toBe(false);
 });
 

@@ -55,7 +55,9 @@ describeRehearsal("scripts/gpu-check.sh --rehearse, from a copy of the repositor
     work = makeTempDir("torch-lora-gpu-check-");
     copy = path.join(work, "repo");
     // The tracked and new files, as a copy made with `git ls-files` or `git archive` would hold.
-    const files = sh("git", ["ls-files", "-co", "--exclude-standard", "-z"]).split("\0").filter((f) => f && fs.existsSync(path.join(ROOT, f)));
+    const files = sh("git", ["ls-files", "-co", "--exclude-standard", "-z"])
+      .split("\0")
+      .filter((f) => f && fs.existsSync(path.join(ROOT, f)));
     for (const f of files) {
       fs.mkdirSync(path.dirname(path.join(copy, f)), { recursive: true });
       fs.copyFileSync(path.join(ROOT, f), path.join(copy, f));
@@ -68,8 +70,21 @@ describeRehearsal("scripts/gpu-check.sh --rehearse, from a copy of the repositor
     fs.symlinkSync(process.execPath, path.join(nodeHome, "bin/node"));
     fs.symlinkSync(NODE_HEADERS, path.join(nodeHome, "include/node"));
     // The 8-minute budget is for a 16-core GPU machine; a 2-core runner may take longer to build.
-    const env = { PATH: binWithoutNode(path.join(work, "bin")), HOME: os.homedir(), PYTHON: "/usr/bin/python3", GPU_CHECK_OUT: path.join(work, "out"), GPU_CHECK_BUDGET: "1500", GPU_CHECK_BUILD_TIMEOUT: "900" };
-    const r = spawnSync("bash", ["scripts/gpu-check.sh", "--rehearse", nodeHome], { cwd: copy, env, encoding: "utf8", timeout: 1_500_000, maxBuffer: 64 << 20 });
+    const env = {
+      PATH: binWithoutNode(path.join(work, "bin")),
+      HOME: os.homedir(),
+      PYTHON: "/usr/bin/python3",
+      GPU_CHECK_OUT: path.join(work, "out"),
+      GPU_CHECK_BUDGET: "1500",
+      GPU_CHECK_BUILD_TIMEOUT: "900",
+    };
+    const r = spawnSync("bash", ["scripts/gpu-check.sh", "--rehearse", nodeHome], {
+      cwd: copy,
+      env,
+      encoding: "utf8",
+      timeout: 1_500_000,
+      maxBuffer: 64 << 20,
+    });
     run = { status: r.status, out: `${r.stdout}${r.stderr}` };
   }, 1_600_000);
 
@@ -88,8 +103,12 @@ describeRehearsal("scripts/gpu-check.sh --rehearse, from a copy of the repositor
   });
 
   test("the node-gyp build is linked against the libtorch the cmake-js build uses", () => {
-    const gyp = JSON.parse(sh(process.execPath, ["-p", `JSON.stringify(require(${JSON.stringify(path.join(copy, "build/Release/torch_lora.node"))}).buildInfo())`]));
-    const cmake = JSON.parse(sh(process.execPath, ["-p", `JSON.stringify(require(${JSON.stringify(path.join(ROOT, "build/Release/torch_lora.node"))}).buildInfo())`]));
+    const gyp = JSON.parse(
+      sh(process.execPath, ["-p", `JSON.stringify(require(${JSON.stringify(path.join(copy, "build/Release/torch_lora.node"))}).buildInfo())`]),
+    );
+    const cmake = JSON.parse(
+      sh(process.execPath, ["-p", `JSON.stringify(require(${JSON.stringify(path.join(ROOT, "build/Release/torch_lora.node"))}).buildInfo())`]),
+    );
     expect(gyp).toEqual(cmake);
     expect(run.out).toContain(`buildInfo ${JSON.stringify(gyp)}`);
   });

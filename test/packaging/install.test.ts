@@ -13,7 +13,12 @@ const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js"));
 
 const libtorch = prebuilds.runtimeLibtorch();
 const localBuild = path.join(ROOT, "build/Release/torch_lora.node");
-const skipReason = !libtorch || libtorch.error ? "no libtorch found here" : !fs.existsSync(localBuild) && !prebuilds.selectPrebuild(ROOT, libtorch) ? "no local build to make a prebuild from (run node scripts/setup.js)" : null;
+const skipReason =
+  !libtorch || libtorch.error
+    ? "no libtorch found here"
+    : !fs.existsSync(localBuild) && !prebuilds.selectPrebuild(ROOT, libtorch)
+      ? "no local build to make a prebuild from (run node scripts/setup.js)"
+      : null;
 const describeInstall = (title: string, body: () => void) => describeUnless(skipReason, title, body);
 // Straight to stderr: jest does not show console output of a file whose tests all skip.
 if (skipReason) process.stderr.write(`[packaging] SKIPPED the install test: ${skipReason}\n`);
@@ -35,7 +40,9 @@ describeInstall("installed package (npm pack → npm install, no compiler on PAT
     // A prebuild from `npm run prebuild` of the current sources is shipped as is; else
     // (none, or one left from older sources) the local cmake-js build, linked the same way, is
     // packaged as the prebuild for this libtorch.
-    const current = prebuilds.readManifest(ROOT).some((e: { tag: string; sourceHash?: string }) => e.tag === libtorch.tag && e.sourceHash === prebuilds.nativeSourceHash(ROOT));
+    const current = prebuilds
+      .readManifest(ROOT)
+      .some((e: { tag: string; sourceHash?: string }) => e.tag === libtorch.tag && e.sourceHash === prebuilds.nativeSourceHash(ROOT));
     if (!current || !shipped.some((f) => f.startsWith("prebuilds/") && f.includes(libtorch.tag))) {
       sh(process.execPath, [path.join(ROOT, "scripts/prebuild.js"), "--from-build", "--out", pkg]);
     }

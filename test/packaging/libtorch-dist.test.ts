@@ -94,7 +94,10 @@ function configureIn(tmp: string, name: string, defines: Record<string, string>)
 /** The words of a link command that name one of `names` (lib<name>.so, by path or -l), in order. */
 function libraryWords(link: string, names: string[]): string[] {
   const re = new RegExp(`(^|/)lib(${names.join("|")})\\.so$|^-l(${names.join("|")})$`);
-  return link.split(/\s+/).map((w) => w.replace(/^-Wl,--no-as-needed,"?|"$/g, "")).filter((w) => re.test(w));
+  return link
+    .split(/\s+/)
+    .map((w) => w.replace(/^-Wl,--no-as-needed,"?|"$/g, ""))
+    .filter((w) => re.test(w));
 }
 
 const HAVE_CMAKE = spawnSync("cmake", ["--version"]).status === 0 && spawnSync("c++", ["--version"]).status === 0;
@@ -104,129 +107,146 @@ const noCmake = HAVE_CMAKE ? null : "no cmake or c++";
 /** A test that runs CMake or the compiler: skipped, tagged, without them. */
 const testCmake = (title: string, fn: () => void) => itUnless(noCmake, title, fn);
 
-describeUnless(HAVE_DEBIAN_TORCH ? null : "no Debian libtorch-dev", "an unpacked libtorch distribution named by LIBTORCH (stand-in built from Debian's libtorch)", () => {
-  let tmp: string;
-  let dist: string;
-  beforeAll(() => {
-    tmp = makeTempDir("torch-lora-dist-");
-    dist = makeDistribution(tmp);
-  });
-  afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
-
-  test("discovery takes LIBTORCH and describes the distribution's own folders", () => {
-    const found = findLibtorch.findLibtorch({ LIBTORCH: dist, PATH: "" });
-    expect(found).toEqual({ torchDir: path.join(dist, "share/cmake/Torch"), source: "LIBTORCH" });
-    const d = findLibtorch.describeLibtorch(found.torchDir);
-    expect(d).toMatchObject({ version: debianVersion(), cuda: false, variant: "cpu", cxx11Abi: true, prefix: dist, libDir: path.join(dist, "lib") });
-    expect(d.includeDirs).toEqual([path.join(dist, "include"), path.join(dist, "include/torch/csrc/api/include")]);
-    // The headers the builds will include are really there.
-    expect(fs.existsSync(path.join(d.includeDirs[1], "torch/torch.h"))).toBe(true);
-    expect(findLibtorch.libtorchTag(d)).toBe(`torch${debianVersion().replace(/\./g, "_")}-cpu-cxx11abi1`);
-  });
-
-  test("gyp-torch.js gives node-gyp the distribution's headers, libraries and rpath", () => {
-    const env = { LIBTORCH: dist };
-    expect(script("scripts/gyp-torch.js", ["include-dirs"], env).out).toBe(`${path.join(dist, "include")} ${path.join(dist, "include/torch/csrc/api/include")}`);
-    expect(script("scripts/gyp-torch.js", ["libraries"], env).out).toBe(`-L${path.join(dist, "lib")} -ltorch -ltorch_cpu -lc10`);
-    expect(script("scripts/gyp-torch.js", ["ldflags"], env).out).toBe(`-Wl,-rpath,${path.join(dist, "lib")}`);
-    expect(script("scripts/gyp-torch.js", ["abi-define"], env).out).toBe("_GLIBCXX_USE_CXX11_ABI=1");
-    expect(script("scripts/gyp-torch.js", ["built-with"], env).out).toBe(`${debianVersion()}-cpu`);
-  });
-
-  test("the cmake-js settings keep find_package(Torch) inside the distribution (cmake mode, the default for a CPU libtorch)", () => {
-    const found = { torchDir: path.join(dist, "share/cmake/Torch"), source: "LIBTORCH" };
-    expect(buildNative.torchFlagsMode(found, {}).mode).toBe("cmake");
-    expect(buildNative.torchCmakeDefines(found, "cmake")).toEqual({
-      Torch_DIR: path.join(dist, "share/cmake/Torch"),
-      TORCH_LORA_TORCH_FLAGS: "cmake",
-      Caffe2_DIR: path.join(dist, "share/cmake/Caffe2"),
-      TORCH_LIBRARY: path.join(dist, "lib/libtorch.so"),
-      c10_LIBRARY: path.join(dist, "lib/libc10.so"),
+describeUnless(
+  HAVE_DEBIAN_TORCH ? null : "no Debian libtorch-dev",
+  "an unpacked libtorch distribution named by LIBTORCH (stand-in built from Debian's libtorch)",
+  () => {
+    let tmp: string;
+    let dist: string;
+    beforeAll(() => {
+      tmp = makeTempDir("torch-lora-dist-");
+      dist = makeDistribution(tmp);
     });
-    // Files mode runs no CMake search, so it pins nothing but the mode and the libtorch.
-    expect(buildNative.torchCmakeDefines(found, "files")).toEqual({ Torch_DIR: path.join(dist, "share/cmake/Torch"), TORCH_LORA_TORCH_FLAGS: "files" });
-  });
+    afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-  test("a build made against the system libtorch is not up to date for the distribution (it is configured afresh)", () => {
-    const root = path.join(tmp, "clone");
-    fs.mkdirSync(path.join(root, "build/Release"), { recursive: true });
-    fs.writeFileSync(path.join(root, "build/Release/torch_lora.node"), "");
-    const system = { torchDir: path.join(SYSTEM_CMAKE, "Torch"), source: "system" };
-    const distribution = { torchDir: path.join(dist, "share/cmake/Torch"), source: "LIBTORCH" };
-    const stamp = { torchDir: system.torchDir, version: debianVersion(), cuda: false, torchFlags: "cmake", cmake: buildNative.torchCmakeDefines(system, "cmake") };
-    fs.writeFileSync(path.join(root, "build/libtorch.json"), JSON.stringify(stamp));
-    expect(buildNative.isUpToDate(root, system, {})).toBe(true);
-    expect(buildNative.isUpToDate(root, distribution, {})).toBe(false);
-    // The mode is part of the stamp: asking for the other one configures afresh, naming the same one does not.
-    expect(buildNative.isUpToDate(root, system, { TORCH_LORA_TORCH_FLAGS: "cmake" })).toBe(true);
-    expect(buildNative.isUpToDate(root, system, { TORCH_LORA_TORCH_FLAGS: "files" })).toBe(false);
-    // A stamp from before the mode was recorded: not up to date.
-    const { torchFlags: _mode, ...withoutMode } = stamp;
-    fs.writeFileSync(path.join(root, "build/libtorch.json"), JSON.stringify(withoutMode));
-    expect(buildNative.isUpToDate(root, system, {})).toBe(false);
-    // A stamp from before the CMake settings were recorded: configured without them, so not up to date.
-    fs.writeFileSync(path.join(root, "build/libtorch.json"), JSON.stringify({ torchDir: distribution.torchDir, version: debianVersion(), cuda: false }));
-    expect(buildNative.isUpToDate(root, distribution, {})).toBe(false);
-  });
+    test("discovery takes LIBTORCH and describes the distribution's own folders", () => {
+      const found = findLibtorch.findLibtorch({ LIBTORCH: dist, PATH: "" });
+      expect(found).toEqual({ torchDir: path.join(dist, "share/cmake/Torch"), source: "LIBTORCH" });
+      const d = findLibtorch.describeLibtorch(found.torchDir);
+      expect(d).toMatchObject({ version: debianVersion(), cuda: false, variant: "cpu", cxx11Abi: true, prefix: dist, libDir: path.join(dist, "lib") });
+      expect(d.includeDirs).toEqual([path.join(dist, "include"), path.join(dist, "include/torch/csrc/api/include")]);
+      // The headers the builds will include are really there.
+      expect(fs.existsSync(path.join(d.includeDirs[1], "torch/torch.h"))).toBe(true);
+      expect(findLibtorch.libtorchTag(d)).toBe(`torch${debianVersion().replace(/\./g, "_")}-cpu-cxx11abi1`);
+    });
 
-  const configure = (name: string, defines: Record<string, string>) => configureIn(tmp, name, defines);
+    test("gyp-torch.js gives node-gyp the distribution's headers, libraries and rpath", () => {
+      const env = { LIBTORCH: dist };
+      expect(script("scripts/gyp-torch.js", ["include-dirs"], env).out).toBe(
+        `${path.join(dist, "include")} ${path.join(dist, "include/torch/csrc/api/include")}`,
+      );
+      expect(script("scripts/gyp-torch.js", ["libraries"], env).out).toBe(`-L${path.join(dist, "lib")} -ltorch -ltorch_cpu -lc10`);
+      expect(script("scripts/gyp-torch.js", ["ldflags"], env).out).toBe(`-Wl,-rpath,${path.join(dist, "lib")}`);
+      expect(script("scripts/gyp-torch.js", ["abi-define"], env).out).toBe("_GLIBCXX_USE_CXX11_ABI=1");
+      expect(script("scripts/gyp-torch.js", ["built-with"], env).out).toBe(`${debianVersion()}-cpu`);
+    });
 
-  testCmake("a configure with those settings links the distribution's libraries, with an rpath to its lib/ alone", () => {
-    const lib = path.join(dist, "lib");
-    const { link, flags, log } = configure("build-pinned", buildNative.torchCmakeDefines({ torchDir: path.join(dist, "share/cmake/Torch") }, "cmake"));
-    expect(log).toContain("torch-lora: libtorch build flags from cmake mode");
-    expect(log).toContain(`Found Torch: ${path.join(lib, "libtorch.so")}`);
-    expect(link).toContain(`-Wl,-rpath,${lib} `);
-    const torchLibs = link.split(/\s+/).map((w) => w.replace(/^-Wl,--no-as-needed,"?|"$/g, "")).filter((w) => /\/lib(torch|torch_cpu|c10)\.so/.test(w));
-    expect(new Set(torchLibs)).toEqual(new Set([path.join(lib, "libtorch.so"), path.join(lib, "libtorch_cpu.so"), path.join(lib, "libc10.so")]));
-    expect(flags).toContain(path.join(dist, "include/torch/csrc/api/include"));
-    expect(flags).toContain("-D_GLIBCXX_USE_CXX11_ABI=1");
-  });
+    test("the cmake-js settings keep find_package(Torch) inside the distribution (cmake mode, the default for a CPU libtorch)", () => {
+      const found = { torchDir: path.join(dist, "share/cmake/Torch"), source: "LIBTORCH" };
+      expect(buildNative.torchFlagsMode(found, {}).mode).toBe("cmake");
+      expect(buildNative.torchCmakeDefines(found, "cmake")).toEqual({
+        Torch_DIR: path.join(dist, "share/cmake/Torch"),
+        TORCH_LORA_TORCH_FLAGS: "cmake",
+        Caffe2_DIR: path.join(dist, "share/cmake/Caffe2"),
+        TORCH_LIBRARY: path.join(dist, "lib/libtorch.so"),
+        c10_LIBRARY: path.join(dist, "lib/libc10.so"),
+      });
+      // Files mode runs no CMake search, so it pins nothing but the mode and the libtorch.
+      expect(buildNative.torchCmakeDefines(found, "files")).toEqual({ Torch_DIR: path.join(dist, "share/cmake/Torch"), TORCH_LORA_TORCH_FLAGS: "files" });
+    });
 
-  testCmake("files mode: the distribution's three libraries by path, its include dirs, rpath, ABI define and description, no find_package(Torch)", () => {
-    const lib = path.join(dist, "lib");
-    const { link, flags, log } = configure("build-files", buildNative.torchCmakeDefines({ torchDir: path.join(dist, "share/cmake/Torch") }, "files"));
-    expect(log).toContain("torch-lora: libtorch build flags from files mode");
-    // find_package(Torch) would have found Caffe2 and said so.
-    expect(log).not.toContain("Found Torch");
-    expect(log).not.toContain("Caffe2:");
-    expect(log).toContain(`torch-lora: libtorch ${debianVersion()}-cpu from ${path.join(dist, "share/cmake/Torch")}`);
-    // Exactly these, once each, by full path (the stand-in's libraries are real, with sonames).
-    expect(libraryWords(link, ["torch", "torch_cpu", "c10", "torch_cuda", "c10_cuda"])).toEqual([
-      path.join(lib, "libtorch.so"),
-      path.join(lib, "libtorch_cpu.so"),
-      path.join(lib, "libc10.so"),
-    ]);
-    expect(link).not.toContain(MULTIARCH);
-    expect(link).not.toContain("-L");
-    const rpaths = link.split(/\s+/).filter((w) => w.startsWith("-Wl,-rpath"));
-    expect(rpaths).toEqual([`-Wl,-rpath,${lib}`]);
-    // Both include dirs, as system headers; the ABI define and TORCH_LORA_BUILT_WITH as gyp-torch.js gives them.
-    expect(flags).toContain(`-isystem ${path.join(dist, "include")} -isystem ${path.join(dist, "include/torch/csrc/api/include")}`);
-    expect(flags).toContain("-D_GLIBCXX_USE_CXX11_ABI=1");
-    expect(flags).toContain(`-DTORCH_LORA_BUILT_WITH=\\"${debianVersion()}-cpu\\"`);
-    // Defines that only the Caffe2 targets of find_package(Torch) bring.
-    expect(flags).not.toContain("USE_DISTRIBUTED");
-  });
+    test("a build made against the system libtorch is not up to date for the distribution (it is configured afresh)", () => {
+      const root = path.join(tmp, "clone");
+      fs.mkdirSync(path.join(root, "build/Release"), { recursive: true });
+      fs.writeFileSync(path.join(root, "build/Release/torch_lora.node"), "");
+      const system = { torchDir: path.join(SYSTEM_CMAKE, "Torch"), source: "system" };
+      const distribution = { torchDir: path.join(dist, "share/cmake/Torch"), source: "LIBTORCH" };
+      const stamp = {
+        torchDir: system.torchDir,
+        version: debianVersion(),
+        cuda: false,
+        torchFlags: "cmake",
+        cmake: buildNative.torchCmakeDefines(system, "cmake"),
+      };
+      fs.writeFileSync(path.join(root, "build/libtorch.json"), JSON.stringify(stamp));
+      expect(buildNative.isUpToDate(root, system, {})).toBe(true);
+      expect(buildNative.isUpToDate(root, distribution, {})).toBe(false);
+      // The mode is part of the stamp: asking for the other one configures afresh, naming the same one does not.
+      expect(buildNative.isUpToDate(root, system, { TORCH_LORA_TORCH_FLAGS: "cmake" })).toBe(true);
+      expect(buildNative.isUpToDate(root, system, { TORCH_LORA_TORCH_FLAGS: "files" })).toBe(false);
+      // A stamp from before the mode was recorded: not up to date.
+      const { torchFlags: _mode, ...withoutMode } = stamp;
+      fs.writeFileSync(path.join(root, "build/libtorch.json"), JSON.stringify(withoutMode));
+      expect(buildNative.isUpToDate(root, system, {})).toBe(false);
+      // A stamp from before the CMake settings were recorded: configured without them, so not up to date.
+      fs.writeFileSync(path.join(root, "build/libtorch.json"), JSON.stringify({ torchDir: distribution.torchDir, version: debianVersion(), cuda: false }));
+      expect(buildNative.isUpToDate(root, distribution, {})).toBe(false);
+    });
 
-  testCmake("without them, CMake's search order would take the system's Caffe2 and libraries (why they are passed)", () => {
-    const { link } = configure("build-plain", { Torch_DIR: path.join(dist, "share/cmake/Torch") });
-    expect(link).toContain(path.join(MULTIARCH, "libc10.so"));
-    expect(link).toMatch(new RegExp(`-Wl,-rpath,${MULTIARCH}:`));
-  });
+    const configure = (name: string, defines: Record<string, string>) => configureIn(tmp, name, defines);
 
-  test("LIBTORCH set to the folder the zip was unpacked in, or to nothing, is named with the fix", () => {
-    expect(() => findLibtorch.findLibtorch({ LIBTORCH: tmp })).toThrow(`LIBTORCH=${tmp} holds no share/cmake/Torch/TorchConfig.cmake, but ${dist} does: set LIBTORCH=${dist}`);
-    const missing = path.join(tmp, "not-there");
-    expect(() => findLibtorch.findLibtorch({ LIBTORCH: missing })).toThrow(`LIBTORCH=${missing} does not exist`);
-    const lt = prebuilds.runtimeLibtorch({ LIBTORCH: tmp });
-    const message = prebuilds.noAddonMessage(path.join(tmp, "pkg"), lt, { PATH: process.env.PATH ?? "" });
-    expect(message).toContain(`set LIBTORCH=${dist}`);
-    expect(message).toContain("correct LIBTORCH");
-    // No libtorch was found, so a build "against the libtorch found" is not offered.
-    expect(message).not.toContain("against the libtorch found");
-  });
-});
+    testCmake("a configure with those settings links the distribution's libraries, with an rpath to its lib/ alone", () => {
+      const lib = path.join(dist, "lib");
+      const { link, flags, log } = configure("build-pinned", buildNative.torchCmakeDefines({ torchDir: path.join(dist, "share/cmake/Torch") }, "cmake"));
+      expect(log).toContain("torch-lora: libtorch build flags from cmake mode");
+      expect(log).toContain(`Found Torch: ${path.join(lib, "libtorch.so")}`);
+      expect(link).toContain(`-Wl,-rpath,${lib} `);
+      const torchLibs = link
+        .split(/\s+/)
+        .map((w) => w.replace(/^-Wl,--no-as-needed,"?|"$/g, ""))
+        .filter((w) => /\/lib(torch|torch_cpu|c10)\.so/.test(w));
+      expect(new Set(torchLibs)).toEqual(new Set([path.join(lib, "libtorch.so"), path.join(lib, "libtorch_cpu.so"), path.join(lib, "libc10.so")]));
+      expect(flags).toContain(path.join(dist, "include/torch/csrc/api/include"));
+      expect(flags).toContain("-D_GLIBCXX_USE_CXX11_ABI=1");
+    });
+
+    testCmake("files mode: the distribution's three libraries by path, its include dirs, rpath, ABI define and description, no find_package(Torch)", () => {
+      const lib = path.join(dist, "lib");
+      const { link, flags, log } = configure("build-files", buildNative.torchCmakeDefines({ torchDir: path.join(dist, "share/cmake/Torch") }, "files"));
+      expect(log).toContain("torch-lora: libtorch build flags from files mode");
+      // find_package(Torch) would have found Caffe2 and said so.
+      expect(log).not.toContain("Found Torch");
+      expect(log).not.toContain("Caffe2:");
+      expect(log).toContain(`torch-lora: libtorch ${debianVersion()}-cpu from ${path.join(dist, "share/cmake/Torch")}`);
+      // Exactly these, once each, by full path (the stand-in's libraries are real, with sonames).
+      expect(libraryWords(link, ["torch", "torch_cpu", "c10", "torch_cuda", "c10_cuda"])).toEqual([
+        path.join(lib, "libtorch.so"),
+        path.join(lib, "libtorch_cpu.so"),
+        path.join(lib, "libc10.so"),
+      ]);
+      expect(link).not.toContain(MULTIARCH);
+      expect(link).not.toContain("-L");
+      const rpaths = link.split(/\s+/).filter((w) => w.startsWith("-Wl,-rpath"));
+      expect(rpaths).toEqual([`-Wl,-rpath,${lib}`]);
+      // Both include dirs, as system headers; the ABI define and TORCH_LORA_BUILT_WITH as gyp-torch.js gives them.
+      expect(flags).toContain(`-isystem ${path.join(dist, "include")} -isystem ${path.join(dist, "include/torch/csrc/api/include")}`);
+      expect(flags).toContain("-D_GLIBCXX_USE_CXX11_ABI=1");
+      expect(flags).toContain(`-DTORCH_LORA_BUILT_WITH=\\"${debianVersion()}-cpu\\"`);
+      // Defines that only the Caffe2 targets of find_package(Torch) bring.
+      expect(flags).not.toContain("USE_DISTRIBUTED");
+    });
+
+    testCmake("without them, CMake's search order would take the system's Caffe2 and libraries (why they are passed)", () => {
+      const { link } = configure("build-plain", { Torch_DIR: path.join(dist, "share/cmake/Torch") });
+      expect(link).toContain(path.join(MULTIARCH, "libc10.so"));
+      expect(link).toMatch(new RegExp(`-Wl,-rpath,${MULTIARCH}:`));
+    });
+
+    test("LIBTORCH set to the folder the zip was unpacked in, or to nothing, is named with the fix", () => {
+      expect(() => findLibtorch.findLibtorch({ LIBTORCH: tmp })).toThrow(
+        `LIBTORCH=${tmp} holds no share/cmake/Torch/TorchConfig.cmake, but ${dist} does: set LIBTORCH=${dist}`,
+      );
+      const missing = path.join(tmp, "not-there");
+      expect(() => findLibtorch.findLibtorch({ LIBTORCH: missing })).toThrow(`LIBTORCH=${missing} does not exist`);
+      const lt = prebuilds.runtimeLibtorch({ LIBTORCH: tmp });
+      const message = prebuilds.noAddonMessage(path.join(tmp, "pkg"), lt, { PATH: process.env.PATH ?? "" });
+      expect(message).toContain(`set LIBTORCH=${dist}`);
+      expect(message).toContain("correct LIBTORCH");
+      // No libtorch was found, so a build "against the libtorch found" is not offered.
+      expect(message).not.toContain("against the libtorch found");
+    });
+  },
+);
 
 /**
  * A CUDA libtorch as a pip wheel lays it out (torch/version.py, lib/libtorch_cuda.so), on a
@@ -299,17 +319,20 @@ describe("a CUDA libtorch: files mode by default, TORCH_LORA_TORCH_FLAGS to choo
     expect(buildNative.torchFlagsMode(cpuFound, { TORCH_LORA_TORCH_FLAGS: "" }).mode).toBe("cmake");
   });
 
-  (noCmake === null ? test : test.skip).each(["FILES", "gyp", " files", "cmake,files"])(skipTitle("TORCH_LORA_TORCH_FLAGS=%j is refused, naming the variable and the allowed values, before anything is built", noCmake), (value) => {
-    const env = { TORCH_LORA_TORCH_FLAGS: value };
-    const expected = `TORCH_LORA_TORCH_FLAGS=${JSON.stringify(value)} is not a way to learn libtorch's build flags: use "cmake"`;
-    expect(() => buildNative.torchFlagsMode(cudaFound, env)).toThrow(expected);
-    expect(() => buildNative.torchFlagsMode(cudaFound, env)).toThrow('or "files"');
-    const root = path.join(tmp, "refused");
-    fs.mkdirSync(root, { recursive: true });
-    expect(() => buildNative.buildNative(root, cudaFound, { env, log: () => undefined })).toThrow(expected);
-    // Nothing was started: no build folder, no lock.
-    expect(fs.readdirSync(root)).toEqual([]);
-  });
+  (noCmake === null ? test : test.skip).each(["FILES", "gyp", " files", "cmake,files"])(
+    skipTitle("TORCH_LORA_TORCH_FLAGS=%j is refused, naming the variable and the allowed values, before anything is built", noCmake),
+    (value) => {
+      const env = { TORCH_LORA_TORCH_FLAGS: value };
+      const expected = `TORCH_LORA_TORCH_FLAGS=${JSON.stringify(value)} is not a way to learn libtorch's build flags: use "cmake"`;
+      expect(() => buildNative.torchFlagsMode(cudaFound, env)).toThrow(expected);
+      expect(() => buildNative.torchFlagsMode(cudaFound, env)).toThrow('or "files"');
+      const root = path.join(tmp, "refused");
+      fs.mkdirSync(root, { recursive: true });
+      expect(() => buildNative.buildNative(root, cudaFound, { env, log: () => undefined })).toThrow(expected);
+      // Nothing was started: no build folder, no lock.
+      expect(fs.readdirSync(root)).toEqual([]);
+    },
+  );
 
   testCmake("files mode configures the wheel without reading its TorchConfig.cmake: CUDA libraries kept with --no-as-needed", () => {
     const lib = path.join(wheel, "lib");
@@ -321,7 +344,12 @@ describe("a CUDA libtorch: files mode by default, TORCH_LORA_TORCH_FLAGS to choo
     // libtorch_cuda is only reached through registration at load time: without --no-as-needed the linker would drop it.
     const push = words.indexOf("-Wl,--push-state,--no-as-needed");
     expect(push).toBeGreaterThan(words.indexOf(path.join(lib, "libc10.so")));
-    expect(words.slice(push, push + 4)).toEqual(["-Wl,--push-state,--no-as-needed", path.join(lib, "libtorch_cuda.so"), path.join(lib, "libc10_cuda.so"), "-Wl,--pop-state"]);
+    expect(words.slice(push, push + 4)).toEqual([
+      "-Wl,--push-state,--no-as-needed",
+      path.join(lib, "libtorch_cuda.so"),
+      path.join(lib, "libc10_cuda.so"),
+      "-Wl,--pop-state",
+    ]);
     expect(words.filter((w) => w.startsWith("-Wl,-rpath"))).toEqual([`-Wl,-rpath,${lib}`]);
     // The wheel's old ABI, from its TorchConfig.cmake's TORCH_CXX_FLAGS line (read as text, not run).
     expect(flags).toContain("-D_GLIBCXX_USE_CXX11_ABI=0");

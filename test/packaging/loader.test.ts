@@ -42,7 +42,15 @@ describe("describeLibtorch", () => {
       "lib/libtorch_cuda.so": "",
     });
     const d = findLibtorch.describeLibtorch(path.join(dir, "share/cmake/Torch"));
-    expect(d).toMatchObject({ version: "2.1.0", cuda: true, cudaVersion: "12.1", variant: "cu121", cxx11Abi: true, prefix: dir, libDir: path.join(dir, "lib") });
+    expect(d).toMatchObject({
+      version: "2.1.0",
+      cuda: true,
+      cudaVersion: "12.1",
+      variant: "cu121",
+      cxx11Abi: true,
+      prefix: dir,
+      libDir: path.join(dir, "lib"),
+    });
     expect(d.includeDirs).toEqual([path.join(dir, "include"), path.join(dir, "include/torch/csrc/api/include")]);
     expect(findLibtorch.libtorchTag(d)).toBe("torch2_1_0-cu121-cxx11abi1");
   });
@@ -129,7 +137,15 @@ describe("PyTorch 2.x layouts", () => {
 
   test("a 2.9 CUDA 13.0 wheel whose TorchConfig.cmake states no ABI is cxx11abi1, cu130", () => {
     const d = findLibtorch.describeLibtorch(path.join(wheel, "share/cmake/Torch"));
-    expect(d).toMatchObject({ version: "2.9.0", cuda: true, cudaVersion: "13.0", variant: "cu130", cxx11Abi: true, prefix: wheel, libDir: path.join(wheel, "lib") });
+    expect(d).toMatchObject({
+      version: "2.9.0",
+      cuda: true,
+      cudaVersion: "13.0",
+      variant: "cu130",
+      cxx11Abi: true,
+      prefix: wheel,
+      libDir: path.join(wheel, "lib"),
+    });
     expect(findLibtorch.libtorchTag(d)).toBe("torch2_9_0-cu130-cxx11abi1");
   });
 
@@ -156,7 +172,13 @@ describe("PyTorch 2.x layouts", () => {
 
   test("gyp-torch.js links libtorch_cuda and libc10_cuda with --no-as-needed (pushed and popped) only for CUDA builds", () => {
     const cuda = gypTorch("ldflags", path.join(wheel, "share/cmake/Torch"));
-    expect(cuda.out.split(" ")).toEqual([`-Wl,-rpath,${path.join(wheel, "lib")}`, "-Wl,--push-state,--no-as-needed", "-ltorch_cuda", "-lc10_cuda", "-Wl,--pop-state"]);
+    expect(cuda.out.split(" ")).toEqual([
+      `-Wl,-rpath,${path.join(wheel, "lib")}`,
+      "-Wl,--push-state,--no-as-needed",
+      "-ltorch_cuda",
+      "-lc10_cuda",
+      "-Wl,--pop-state",
+    ]);
     expect(gypTorch("ldflags", path.join(cpuZip, "share/cmake/Torch")).out).toBe(`-Wl,-rpath,${path.join(cpuZip, "lib")}`);
     expect(gypTorch("libraries", path.join(cpuZip, "share/cmake/Torch")).out).toBe(`-L${path.join(cpuZip, "lib")} -ltorch -ltorch_cpu -lc10`);
     expect(gypTorch("include-dirs", path.join(wheel, "share/cmake/Torch")).out).toBe(
@@ -181,7 +203,15 @@ describe("tagOfBuildInfo", () => {
 
 describe("selectPrebuild", () => {
   const host = { platform: "linux", arch: "x64", libc: "glibc", napi: 9 };
-  const entry = (tag: string, extra: object = {}) => ({ file: `linux-x64/torch-lora.${tag}.napi.glibc.node`, platform: "linux", arch: "x64", libc: "glibc", napi: 8, tag, ...extra });
+  const entry = (tag: string, extra: object = {}) => ({
+    file: `linux-x64/torch-lora.${tag}.napi.glibc.node`,
+    platform: "linux",
+    arch: "x64",
+    libc: "glibc",
+    napi: 8,
+    tag,
+    ...extra,
+  });
   let root: string;
   beforeAll(() => {
     root = path.join(tmp, "pkg");
@@ -191,7 +221,9 @@ describe("selectPrebuild", () => {
   });
 
   test("picks the entry whose tag equals the libtorch's", () => {
-    expect(prebuilds.selectPrebuild(root, { tag: "torch2_1_0-cu121-cxx11abi0" }, host)).toBe(path.join(root, "prebuilds/linux-x64/torch-lora.torch2_1_0-cu121-cxx11abi0.napi.glibc.node"));
+    expect(prebuilds.selectPrebuild(root, { tag: "torch2_1_0-cu121-cxx11abi0" }, host)).toBe(
+      path.join(root, "prebuilds/linux-x64/torch-lora.torch2_1_0-cu121-cxx11abi0.napi.glibc.node"),
+    );
   });
 
   test("a different ABI, CUDA version, libc, arch or too old a Node-API picks nothing", () => {
@@ -211,9 +243,20 @@ describe("selectPrebuild", () => {
   });
 
   test("the no-addon message names the libtorch found, the prebuilds shipped and the fixes", () => {
-    const lt = { version: "2.1.0", variant: "cu118", cuda: true, cudaVersion: "11.8", cxx11Abi: false, torchDir: "/opt/t/share/cmake/Torch", source: "LIBTORCH", tag: "torch2_1_0-cu118-cxx11abi0" };
+    const lt = {
+      version: "2.1.0",
+      variant: "cu118",
+      cuda: true,
+      cudaVersion: "11.8",
+      cxx11Abi: false,
+      torchDir: "/opt/t/share/cmake/Torch",
+      source: "LIBTORCH",
+      tag: "torch2_1_0-cu118-cxx11abi0",
+    };
     const noTools = prebuilds.noAddonMessage(root, lt, { PATH: path.join(tmp, "empty-bin") });
-    expect(noTools).toContain("libtorch 2.1.0 (CUDA 11.8, _GLIBCXX_USE_CXX11_ABI=0) at /opt/t/share/cmake/Torch [found via LIBTORCH] -> tag torch2_1_0-cu118-cxx11abi0");
+    expect(noTools).toContain(
+      "libtorch 2.1.0 (CUDA 11.8, _GLIBCXX_USE_CXX11_ABI=0) at /opt/t/share/cmake/Torch [found via LIBTORCH] -> tag torch2_1_0-cu118-cxx11abi0",
+    );
     expect(noTools).toContain("linux-x64/torch-lora.torch2_1_0-cu121-cxx11abi0.napi.glibc.node");
     expect(noTools).toContain("install a C++17 compiler (g++ or clang++) and cmake >= 3.18");
     expect(noTools).toContain("apt-get install libtorch-dev");
@@ -247,7 +290,11 @@ describe("Node-API variants: stable (N-API 8) and experimental (one Node major)"
       nodeVersion: "20.18.1",
     });
     // Headers without node_version.h: the running Node is recorded instead.
-    expect(prebuilds.napiOfBuildInfo({ napiExperimental: true, napiVersion: 2147483647 }, "21.7.3")).toEqual({ napi: "experimental", nodeMajor: 21, nodeVersion: "21.7.3" });
+    expect(prebuilds.napiOfBuildInfo({ napiExperimental: true, napiVersion: 2147483647 }, "21.7.3")).toEqual({
+      napi: "experimental",
+      nodeMajor: 21,
+      nodeVersion: "21.7.3",
+    });
     expect(() => prebuilds.napiOfBuildInfo({ builtWith: "1.13.0-cpu" })).toThrow(/napiExperimental.*rebuild it/);
     expect(() => prebuilds.napiOfBuildInfo({ napiExperimental: false, napiVersion: 2147483647 })).toThrow(/napiVersion 2147483647/);
   });
@@ -255,11 +302,16 @@ describe("Node-API variants: stable (N-API 8) and experimental (one Node major)"
   test("file names: prebuildify's scheme, with a node<major> marker for the experimental build", () => {
     expect(prebuilds.prebuildFile(TAG, "glibc", { napi: 8 }, "linux", "x64")).toBe(stable.file);
     expect(prebuilds.prebuildFile(TAG, "glibc", { napi: "experimental", nodeMajor: 20 }, "linux", "x64")).toBe(exp20.file);
-    expect(prebuilds.prebuildFile(TAG, "musl", { napi: "experimental", nodeMajor: 22 }, "linux", "arm64")).toBe(`linux-arm64/torch-lora.${TAG}.napi.node22.musl.node`);
+    expect(prebuilds.prebuildFile(TAG, "musl", { napi: "experimental", nodeMajor: 22 }, "linux", "arm64")).toBe(
+      `linux-arm64/torch-lora.${TAG}.napi.node22.musl.node`,
+    );
   });
 
   test("an experimental build is chosen on its own Node major, in either manifest order", () => {
-    for (const [name, entries] of [["both-a", [stable, exp20]], ["both-b", [exp20, stable]]] as const) {
+    for (const [name, entries] of [
+      ["both-a", [stable, exp20]],
+      ["both-b", [exp20, stable]],
+    ] as const) {
       const root = pkg(name, [...entries]);
       expect(picked(root, host("20.10.0"))).toBe(exp20.file);
       expect(picked(root, host("20.18.1"))).toBe(exp20.file);
@@ -312,7 +364,8 @@ describe("Node-API variants: stable (N-API 8) and experimental (one Node major)"
   });
 
   test("gyp-torch.js napi-define: TORCH_LORA_NAPI=stable forces NAPI_VERSION=8, other values are refused", () => {
-    const run = (value: string) => spawnSync(process.execPath, [path.join(ROOT, "scripts/gyp-torch.js"), "napi-define"], { env: { PATH: "", TORCH_LORA_NAPI: value }, encoding: "utf8" });
+    const run = (value: string) =>
+      spawnSync(process.execPath, [path.join(ROOT, "scripts/gyp-torch.js"), "napi-define"], { env: { PATH: "", TORCH_LORA_NAPI: value }, encoding: "utf8" });
     expect(run("stable").stdout.trim()).toBe("NAPI_VERSION=8");
     const header = path.resolve(process.execPath, "../../include/node/js_native_api.h");
     const offers = fs.existsSync(header) && fs.readFileSync(header, "utf8").includes("NODE_API_EXPERIMENTAL_HAS_POST_FINALIZER");
@@ -396,7 +449,16 @@ describe("prebuild.js --check (npm pack runs it)", () => {
   });
 
   test("a prebuild from other sources, or a listed file that is missing, fails the pack and is named", () => {
-    const r = check(withManifest("check-stale", [{ file: "linux-x64/old.node", sourceHash: "0123456789abcdef" }, { file: "linux-x64/gone.node", sourceHash: prebuilds.nativeSourceHash(ROOT) }], ["linux-x64/old.node"]));
+    const r = check(
+      withManifest(
+        "check-stale",
+        [
+          { file: "linux-x64/old.node", sourceHash: "0123456789abcdef" },
+          { file: "linux-x64/gone.node", sourceHash: prebuilds.nativeSourceHash(ROOT) },
+        ],
+        ["linux-x64/old.node"],
+      ),
+    );
     expect(r.status).toBe(1);
     expect(r.stderr).toContain("linux-x64/old.node was compiled from other native sources (0123456789abcdef, now");
     expect(r.stderr).toContain("linux-x64/gone.node is listed but missing");

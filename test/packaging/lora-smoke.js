@@ -18,7 +18,13 @@ class Tiny extends nn.Module {
 
 manualSeed(7);
 const model = new Tiny();
-const ids = tensor([[1, 2, 3], [4, 5, 9]], { dtype: "int64" });
+const ids = tensor(
+  [
+    [1, 2, 3],
+    [4, 5, 9],
+  ],
+  { dtype: "int64" },
+);
 const base = model.forward(ids);
 const weights = () => model.namedParameters().map(([n, p]) => [n, p.toBytes().toString("hex")]);
 
@@ -43,7 +49,14 @@ lm.unmerge();
 const after = weights();
 
 const maps = fs.readFileSync("/proc/self/maps", "utf8");
-const addons = [...new Set(maps.split("\n").map((l) => l.split(/\s+/).slice(5).join(" ")).filter((p) => p.endsWith(".node")))];
+const addons = [
+  ...new Set(
+    maps
+      .split("\n")
+      .map((l) => l.split(/\s+/).slice(5).join(" "))
+      .filter((p) => p.endsWith(".node")),
+  ),
+];
 const maxDiff = (a, b) => a.sub(b).abs().max().item();
 console.log(
   JSON.stringify({

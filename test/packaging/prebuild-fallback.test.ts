@@ -12,7 +12,8 @@ const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js"));
 
 const libtorch = prebuilds.runtimeLibtorch();
 const addon = path.join(ROOT, "build/Release/torch_lora.node");
-const skipReason = !libtorch || libtorch.error ? "no libtorch found here" : !fs.existsSync(addon) || !fs.existsSync(BUILT_BINDING) ? "not built (node scripts/setup.js)" : null;
+const skipReason =
+  !libtorch || libtorch.error ? "no libtorch found here" : !fs.existsSync(addon) || !fs.existsSync(BUILT_BINDING) ? "not built (node scripts/setup.js)" : null;
 if (skipReason) process.stderr.write(`[packaging] SKIPPED the prebuild fallback test: ${skipReason}\n`);
 const describeFallback = (title: string, body: () => void) => describeUnless(skipReason, title, body);
 
@@ -21,7 +22,13 @@ describeFallback("a prebuild that fits but does not load", () => {
   const node = process.versions.node;
   const base = { platform: process.platform, arch: process.arch, libc: "glibc", tag: libtorch?.tag };
   // Experimental for this very Node, so it is tried first; then the stable one.
-  const broken = { ...base, file: `${process.platform}-${process.arch}/broken.node`, napi: "experimental", nodeMajor: Number(node.split(".")[0]), nodeVersion: node };
+  const broken = {
+    ...base,
+    file: `${process.platform}-${process.arch}/broken.node`,
+    napi: "experimental",
+    nodeMajor: Number(node.split(".")[0]),
+    nodeVersion: node,
+  };
   const working = { ...base, file: `${process.platform}-${process.arch}/working.node`, napi: 8 };
 
   /** An installed package (no local build) shipping `entries`; the working one is this machine's addon. */
@@ -57,7 +64,9 @@ describeFallback("a prebuild that fits but does not load", () => {
     const pkg = installedWith("only-broken", [broken]);
     const r = load(pkg);
     expect(r.status).not.toBe(0);
-    expect(r.stderr).toContain(`torch-lora: the native addon ${path.join(pkg, "prebuilds", broken.file)} does not match the libtorch or system it is loaded on`);
+    expect(r.stderr).toContain(
+      `torch-lora: the native addon ${path.join(pkg, "prebuilds", broken.file)} does not match the libtorch or system it is loaded on`,
+    );
     expect(r.stderr).toContain("invalid ELF header");
     expect(r.stderr).toContain(`node ${path.join(pkg, "scripts/install.js")} --build`);
   });

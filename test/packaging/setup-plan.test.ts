@@ -71,24 +71,27 @@ describe("node scripts/setup.js --plan, where the reference Python cannot import
   test.each([
     ["test", "the PyTorch cross-checks of `npm test`"],
     ["bench", "the PyTorch baseline of `npm run bench`"],
-  ])("--for %s plans python3-torch with apt as root on Debian, else says which comparisons are skipped and the command that enables them", (command, comparisons) => {
-    const r = plan(["--for", command, "--plan"], noTorch);
-    expect(r.err).toBe("");
-    expect(r.plan!.command).toBe(command);
-    expect(r.plan!.facts).toMatchObject({ python: noTorch, pythonHasTorch: false });
-    if (DEBIAN && ROOT_USER) {
-      expect(r.plan!.apt).toContain("python3-torch");
-      expect(r.plan!.notices).toEqual([]);
-    } else {
-      expect(r.plan!.apt).toEqual([]);
-      const notice = r.plan!.notices.find((n) => n.includes("cannot import torch"));
-      expect(notice).toContain(`${noTorch} cannot import torch, so ${comparisons}`);
-      // A Python of one's own gets torch from pip (Debian's python3-torch serves /usr/bin/python3 alone).
-      expect(notice).toContain(`Enable them with: ${noTorch} -m pip install torch`);
-    }
-    // The stand-in Python was asked, and nothing was installed.
-    expect(recordedCalls()).toEqual(["python-without-torch -c import torch"]);
-  });
+  ])(
+    "--for %s plans python3-torch with apt as root on Debian, else says which comparisons are skipped and the command that enables them",
+    (command, comparisons) => {
+      const r = plan(["--for", command, "--plan"], noTorch);
+      expect(r.err).toBe("");
+      expect(r.plan!.command).toBe(command);
+      expect(r.plan!.facts).toMatchObject({ python: noTorch, pythonHasTorch: false });
+      if (DEBIAN && ROOT_USER) {
+        expect(r.plan!.apt).toContain("python3-torch");
+        expect(r.plan!.notices).toEqual([]);
+      } else {
+        expect(r.plan!.apt).toEqual([]);
+        const notice = r.plan!.notices.find((n) => n.includes("cannot import torch"));
+        expect(notice).toContain(`${noTorch} cannot import torch, so ${comparisons}`);
+        // A Python of one's own gets torch from pip (Debian's python3-torch serves /usr/bin/python3 alone).
+        expect(notice).toContain(`Enable them with: ${noTorch} -m pip install torch`);
+      }
+      // The stand-in Python was asked, and nothing was installed.
+      expect(recordedCalls()).toEqual(["python-without-torch -c import torch"]);
+    },
+  );
 
   test("--for demo neither starts the reference Python nor plans python3-torch", () => {
     const r = plan(["--for", "demo", "--plan"], noTorch);
@@ -121,7 +124,15 @@ test("where the reference Python imports torch, --for test plans no python3-torc
 describe("the plan on other machines (facts given)", () => {
   const ALL = packagesFor();
   const debianLibtorch = { torchDir: "/usr/lib/x86_64-linux-gnu/cmake/Torch", source: "system" };
-  const facts = (over: object) => ({ debian: true, root: true, libtorch: debianLibtorch, installed: ALL, python: "/usr/bin/python3", pythonHasTorch: false, ...over });
+  const facts = (over: object) => ({
+    debian: true,
+    root: true,
+    libtorch: debianLibtorch,
+    installed: ALL,
+    python: "/usr/bin/python3",
+    pythonHasTorch: false,
+    ...over,
+  });
 
   test("a fresh Debian as root: everything the command needs, in one apt-get call; python3-torch only for test and bench, clang-format only for test", () => {
     const fresh = facts({ libtorch: null, installed: [] });
@@ -141,21 +152,31 @@ describe("the plan on other machines (facts given)", () => {
   });
 
   test("not Debian: the pip command for the reference Python, and no apt", () => {
-    const p = planSetup("bench", facts({ debian: false, root: true, installed: [], libtorch: { torchDir: "/opt/libtorch/share/cmake/Torch", source: "LIBTORCH" } }));
+    const p = planSetup(
+      "bench",
+      facts({ debian: false, root: true, installed: [], libtorch: { torchDir: "/opt/libtorch/share/cmake/Torch", source: "LIBTORCH" } }),
+    );
     expect(p.apt).toEqual([]);
-    expect(p.notices).toEqual(["/usr/bin/python3 cannot import torch, so the PyTorch baseline of `npm run bench` will be skipped. Enable them with: /usr/bin/python3 -m pip install torch"]);
+    expect(p.notices).toEqual([
+      "/usr/bin/python3 cannot import torch, so the PyTorch baseline of `npm run bench` will be skipped. Enable them with: /usr/bin/python3 -m pip install torch",
+    ]);
   });
 
   test("no libtorch and no way to install one: an error naming the ways to provide it; Debian's build tools named when missing", () => {
     const p = planSetup("demo", facts({ root: false, libtorch: null, installed: [], pythonHasTorch: null }));
     expect(p.error).toContain("no libtorch found. Provide one of:");
     expect(p.error).toContain("sudo apt-get install libtorch-dev libopenblas0-pthread");
-    expect(p.notices).toEqual(["cmake, g++, make, ninja-build, ccache, libgloo-dev not installed: the native build may fail (sudo apt-get install cmake g++ make ninja-build ccache libgloo-dev)"]);
+    expect(p.notices).toEqual([
+      "cmake, g++, make, ninja-build, ccache, libgloo-dev not installed: the native build may fail (sudo apt-get install cmake g++ make ninja-build ccache libgloo-dev)",
+    ]);
   });
 
   test("a libtorch of one's own (LIBTORCH, /opt/libtorch) on Debian: libtorch-dev is not installed for it", () => {
     const withoutLibs = ALL.filter((p: string) => !p.startsWith("lib"));
-    for (const own of [{ torchDir: "/opt/libtorch/share/cmake/Torch", source: "LIBTORCH" }, { torchDir: "/opt/libtorch", source: "system" }]) {
+    for (const own of [
+      { torchDir: "/opt/libtorch/share/cmake/Torch", source: "LIBTORCH" },
+      { torchDir: "/opt/libtorch", source: "system" },
+    ]) {
       expect(planSetup("demo", facts({ libtorch: own, installed: withoutLibs })).apt).toEqual(["libgloo-dev"]);
     }
     // Debian's own, without OpenBLAS: OpenBLAS is installed as root, named otherwise.
@@ -177,14 +198,19 @@ describe("the plan on other machines (facts given)", () => {
 
 test(".ci/run installs exactly the shared list, which holds what CI builds and compares with", () => {
   // The lines of .ci/run that make its package list, run as they are.
-  const r = spawnSync("bash", ["-c", 'set -euo pipefail; eval "$(sed -n "/^package_list=/,/^read -r -a apt_packages/p" .ci/run)"; printf "%s\\n" "${apt_packages[@]}"'], {
-    cwd: ROOT,
-    encoding: "utf8",
-  });
+  const r = spawnSync(
+    "bash",
+    ["-c", 'set -euo pipefail; eval "$(sed -n "/^package_list=/,/^read -r -a apt_packages/p" .ci/run)"; printf "%s\\n" "${apt_packages[@]}"'],
+    {
+      cwd: ROOT,
+      encoding: "utf8",
+    },
+  );
   expect(r.stderr).toBe("");
   const ciPackages = r.stdout.trim().split("\n");
   expect(ciPackages).toEqual(packagesFor());
-  for (const p of ["libtorch-dev", "libopenblas0-pthread", "python3-torch", "ccache", "cmake", "g++", "ninja-build", "make", "libgloo-dev"]) expect(ciPackages).toContain(p);
+  for (const p of ["libtorch-dev", "libopenblas0-pthread", "python3-torch", "ccache", "cmake", "g++", "ninja-build", "make", "libgloo-dev"])
+    expect(ciPackages).toContain(p);
   expect(packagesFor(["compare"])).toEqual(["python3-torch"]);
   expect(fs.readFileSync(path.join(ROOT, ".ci/run"), "utf8")).not.toMatch(/apt_packages=\(/);
 });

@@ -50,7 +50,8 @@ describe.each(saves)("%s", (name, save) => {
     const before = contents(dir);
     const rename = fs.renameSync;
     jest.spyOn(fs, "renameSync").mockImplementation((from, to) => {
-      if (path.resolve(String(to)) === path.resolve(dir) && /\.tmp-/.test(String(from))) throw Object.assign(new Error("EIO: injected failure"), { code: "EIO" });
+      if (path.resolve(String(to)) === path.resolve(dir) && /\.tmp-/.test(String(from)))
+        throw Object.assign(new Error("EIO: injected failure"), { code: "EIO" });
       return rename(from, to);
     });
     await expect(save(adapted(2), dir)).rejects.toThrow("injected failure");

@@ -72,13 +72,21 @@ describe("unsupported PEFT config fields are named, not ignored", () => {
   test("several at once are all listed, with the file", () => {
     const dir = adapterDir(goodTensors(), { lora_bias: true, modules_to_save: ["x"], layers_pattern: "layers", layers_to_transform: 3 });
     expect(() => lora.loadAdapter(seededModel(), dir)).toThrow(
-      new RegExp(`${path.join(dir, "adapter_config.json").replace(/[.]/g, "\\.")}: unsupported PEFT config: .*modules_to_save.*layers_to_transform.*layers_pattern.*lora_bias`),
+      new RegExp(
+        `${path.join(dir, "adapter_config.json").replace(/[.]/g, "\\.")}: unsupported PEFT config: .*modules_to_save.*layers_to_transform.*layers_pattern.*lora_bias`,
+      ),
     );
   });
 
   test("fields at their defaults, null or empty are accepted", () => {
     const dir = adapterDir(goodTensors(), {
-      modules_to_save: [], layers_pattern: null, loftq_config: {}, use_dora: false, target_parameters: [], lora_bias: false, eva_config: null,
+      modules_to_save: [],
+      layers_pattern: null,
+      loftq_config: {},
+      use_dora: false,
+      target_parameters: [],
+      lora_bias: false,
+      eva_config: null,
     });
     expect(() => lora.loadAdapter(seededModel(), dir)).not.toThrow();
   });
@@ -86,7 +94,11 @@ describe("unsupported PEFT config fields are named, not ignored", () => {
   test("invalid values name PEFT's field", () => {
     expectRefused(adapterDir(goodTensors(), { r: 0 }), ConfigError, /adapter_config\.json: r: expected an integer >= 1, got 0/);
     expectRefused(adapterDir(goodTensors(), { lora_alpha: "big" }), ConfigError, /lora_alpha: expected a number, got the string "big"/);
-    expectRefused(adapterDir(goodTensors(), { target_modules: ["nothing_like_this"] }), ConfigError, /target_modules: \["nothing_like_this"\] matches no Linear\/Embedding module/);
+    expectRefused(
+      adapterDir(goodTensors(), { target_modules: ["nothing_like_this"] }),
+      ConfigError,
+      /target_modules: \["nothing_like_this"\] matches no Linear\/Embedding module/,
+    );
   });
 });
 

@@ -20,8 +20,10 @@ function lookup(w: Tensor, idx: Tensor): Tensor {
 describe("a hand-built PEFT adapter directory", () => {
   test("loads and gives the formula's output (embedding + Linear, rank and alpha patterns, extra fields)", () => {
     manualSeed(5);
-    const A_e = randn([2, 12]), B_e = randn([8, 2]);
-    const A_1 = randn([4, 8]), B_1 = randn([16, 4]);
+    const A_e = randn([2, 12]),
+      B_e = randn([8, 2]);
+    const A_1 = randn([4, 8]),
+      B_1 = randn([16, 4]);
     const dir = tmpDir();
     writePeftDir(
       dir,
@@ -43,13 +45,16 @@ describe("a hand-built PEFT adapter directory", () => {
     );
     const model = seededModel();
     const W_e = model.emb.weight.detach().clone();
-    const W_1 = model.fc1.weight.detach().clone(), b_1 = model.fc1.bias!.detach().clone();
-    const W_h = model.head.weight.detach().clone(), b_h = model.head.bias!.detach().clone();
+    const W_1 = model.fc1.weight.detach().clone(),
+      b_1 = model.fc1.bias!.detach().clone();
+    const W_h = model.head.weight.detach().clone(),
+      b_h = model.head.bias!.detach().clone();
 
     const lm = lora.loadAdapter(model, dir);
     const got = lm.forward(ids());
 
-    const s_e = 16 / 2, s_1 = 8 / 4;
+    const s_e = 16 / 2,
+      s_1 = 8 / 4;
     const e = lookup(W_e, ids()).add(lookup(A_e.t().contiguous(), ids()).matmul(B_e.t()).mul(s_e));
     const h = e.matmul(W_1.t()).add(b_1).add(e.matmul(A_1.t()).matmul(B_1.t()).mul(s_1)).relu();
     const want = h.matmul(W_h.t()).add(b_h);
@@ -69,8 +74,10 @@ describe("a hand-built PEFT adapter directory", () => {
       }
     }
     const net = new Net();
-    const A = randn([3, 6]), B = randn([5, 3]);
-    const Ae = randn([3, 12]), Be = randn([6, 3]);
+    const A = randn([3, 6]),
+      B = randn([5, 3]);
+    const Ae = randn([3, 12]),
+      Be = randn([6, 3]);
     // PEFT saves a targeted embedding's base weight too (save_embedding_layers); it replaces ours.
     const newWte = randn([12, 6]);
     const dir = tmpDir();
@@ -85,7 +92,8 @@ describe("a hand-built PEFT adapter directory", () => {
       },
       pythonStyleConfig({ r: 3, lora_alpha: 6, target_modules: ["c_attn", "wte"], fan_in_fan_out: true, use_rslora: true }),
     );
-    const W = net.c_attn.weight.detach().clone(), b = net.c_attn.bias.detach().clone();
+    const W = net.c_attn.weight.detach().clone(),
+      b = net.c_attn.bias.detach().clone();
     const x = ids().narrow(1, 0, 3);
     const lm = lora.loadAdapter(net, dir);
     const s = 6 / Math.sqrt(3);
@@ -143,7 +151,13 @@ h = torch.relu(h)
 y = h @ W["head.weight"].T + W["head.bias"] + (2 / 4) * ((h @ ad[P + "head.lora_A.weight"].T) @ ad[P + "head.lora_B.weight"].T)
 out = {"logits": L(y), "shape": list(y.shape)}
 `,
-      { dir, ids: [[1, 2, 0, 3], [4, 11, 5, 1]] },
+      {
+        dir,
+        ids: [
+          [1, 2, 0, 3],
+          [4, 11, 5, 1],
+        ],
+      },
     );
     const model = seededModel(99);
     model.loadStateDict(io.loadSafetensorsSync(path.join(dir, "base.safetensors")));

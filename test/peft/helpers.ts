@@ -22,7 +22,14 @@ export function seededModel(seed = 11): TinyModel {
   return new TinyModel({ vocab: 12, dim: 8, hidden: 16 });
 }
 
-export const ids = (): Tensor => tensor([[1, 2, 0, 3], [4, 11, 5, 1]], { dtype: "int64" });
+export const ids = (): Tensor =>
+  tensor(
+    [
+      [1, 2, 0, 3],
+      [4, 11, 5, 1],
+    ],
+    { dtype: "int64" },
+  );
 
 /** Gives every factor of `name` random values, so the adapter changes the output. */
 export function randomizeAdapter(model: lora.LoraModel, name = "default"): void {
@@ -81,7 +88,11 @@ export function pythonStyleConfig(fields: Record<string, unknown>): string {
     velora_config: null,
     ...fields,
   };
-  const sorted = Object.fromEntries(Object.keys(all).sort().map((k) => [k, all[k]]));
+  const sorted = Object.fromEntries(
+    Object.keys(all)
+      .sort()
+      .map((k) => [k, all[k]]),
+  );
   // Python writes floats with a decimal point; JSON readers must accept that layout.
   return JSON.stringify(sorted, null, 2).replace(/"lora_dropout": 0\b(?!\.)/, '"lora_dropout": 0.0');
 }

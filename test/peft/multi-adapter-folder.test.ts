@@ -19,7 +19,8 @@ function savedWithoutDefault(): string {
 
 it("loadAdapter lists the adapter subfolders and suggests adapterName", async () => {
   const dir = savedWithoutDefault();
-  const expected = /holds no adapter itself but adapters in the subfolders styles, tone .*pick one with adapterName: "styles" \(torch-lora CLI: --adapter-name styles\)/;
+  const expected =
+    /holds no adapter itself but adapters in the subfolders styles, tone .*pick one with adapterName: "styles" \(torch-lora CLI: --adapter-name styles\)/;
   expect(() => lora.loadAdapter(seededModel(1), dir)).toThrow(FormatError);
   expect(() => lora.loadAdapter(seededModel(1), dir)).toThrow(expected);
   await expect(lora.loadAdapterAsync(seededModel(1), dir)).rejects.toThrow(expected);

@@ -28,27 +28,31 @@ interface Report {
   tiedRefusals: number;
 }
 
-itDist(`random call sequences (seed ${SEED}) never crash, every failed call changes nothing, and merge state stays exact`, () => {
-  const r = runNode<Report>([path.join(__dirname, "support/api-fuzz.js"), DIST, String(SEED), String(BUDGET_MS)], BUDGET_MS + 60_000);
-  const crashed = r.status !== 0 || r.signal !== null;
-  // On a crash, the child's last stderr lines (a fatal error's message and stack) say where.
-  expect({ status: r.status, signal: r.signal, stderr: crashed ? r.stderr.slice(-4000) : "" }).toEqual({ status: 0, signal: null, stderr: "" });
-  const report = r.result!;
-  console.log(
-    `api fuzz (seed ${report.seed}): ${report.calls} calls, ${report.threw} threw a JS Error, ${report.failureCount} invariant failures; ` +
-      `${report.invariantChecks} formula/pristine checks, ${report.nestedScopes} nested withAdaptersDisabled levels, ` +
-      `${report.refusedInside} state changes refused inside them, ${report.tiedRefusals} merges refused for a tied weight`,
-  );
-  expect(report.failures).toEqual([]);
-  // The merge-state invariants ran, and the nestings and the tied model were reached.
-  expect(report.invariantChecks).toBeGreaterThan(500);
-  expect(report.nestedScopes).toBeGreaterThan(10);
-  expect(report.refusedInside).toBeGreaterThan(50);
-  expect(report.tiedRefusals).toBeGreaterThan(0);
-  // Both outcomes occur in volume, and every action ran, so the sequences reach deep states.
-  expect(report.calls).toBeGreaterThan(1000);
-  expect(report.threw).toBeGreaterThan(report.calls / 10);
-  expect(report.calls - report.threw).toBeGreaterThan(report.calls / 10);
-  for (const [label, [ran]] of Object.entries(report.byAction)) expect([label, ran > 0]).toEqual([label, true]);
-  expect(report.finalShape).toEqual([3, 11]);
-}, 120_000);
+itDist(
+  `random call sequences (seed ${SEED}) never crash, every failed call changes nothing, and merge state stays exact`,
+  () => {
+    const r = runNode<Report>([path.join(__dirname, "support/api-fuzz.js"), DIST, String(SEED), String(BUDGET_MS)], BUDGET_MS + 60_000);
+    const crashed = r.status !== 0 || r.signal !== null;
+    // On a crash, the child's last stderr lines (a fatal error's message and stack) say where.
+    expect({ status: r.status, signal: r.signal, stderr: crashed ? r.stderr.slice(-4000) : "" }).toEqual({ status: 0, signal: null, stderr: "" });
+    const report = r.result!;
+    console.log(
+      `api fuzz (seed ${report.seed}): ${report.calls} calls, ${report.threw} threw a JS Error, ${report.failureCount} invariant failures; ` +
+        `${report.invariantChecks} formula/pristine checks, ${report.nestedScopes} nested withAdaptersDisabled levels, ` +
+        `${report.refusedInside} state changes refused inside them, ${report.tiedRefusals} merges refused for a tied weight`,
+    );
+    expect(report.failures).toEqual([]);
+    // The merge-state invariants ran, and the nestings and the tied model were reached.
+    expect(report.invariantChecks).toBeGreaterThan(500);
+    expect(report.nestedScopes).toBeGreaterThan(10);
+    expect(report.refusedInside).toBeGreaterThan(50);
+    expect(report.tiedRefusals).toBeGreaterThan(0);
+    // Both outcomes occur in volume, and every action ran, so the sequences reach deep states.
+    expect(report.calls).toBeGreaterThan(1000);
+    expect(report.threw).toBeGreaterThan(report.calls / 10);
+    expect(report.calls - report.threw).toBeGreaterThan(report.calls / 10);
+    for (const [label, [ran]] of Object.entries(report.byAction)) expect([label, ran > 0]).toEqual([label, true]);
+    expect(report.finalShape).toEqual([3, 11]);
+  },
+  120_000,
+);

@@ -31,21 +31,25 @@ interface LeakRun {
   live: { tensors: number; bytes: number; atWarmup: number };
 }
 
-itDist(`live tensors return to their warm-up count over ${CYCLES} train / inject / merge / unload cycles`, () => {
-  const r = runNode<LeakRun>(["--expose-gc", path.join(__dirname, "support/leak-workload.js"), DIST, String(CYCLES)], 120_000);
-  expect({ status: r.status, signal: r.signal, stderr: r.stderr }).toEqual({ status: 0, signal: null, stderr: "" });
-  const m = r.result!;
-  const mib = (b: number): string => (b / 2 ** 20).toFixed(1);
-  console.log(
-    `leaks: ${m.cycles} cycles, live tensors +${m.live.tensors} (+${m.live.bytes} bytes) over the ${m.live.atWarmup} after warm-up; ` +
-      `RSS growth ${mib(m.growth)} MiB, peak +${mib(m.peak - m.afterWarmup)} MiB`,
-  );
-  expect(m.cycles).toBe(CYCLES);
-  // The workload keeps a model and its optimizer state alive throughout: a count of 0 would
-  // mean the counter is not counting.
-  expect(m.live.atWarmup).toBeGreaterThan(0);
-  expect(m.live.tensors).toBeLessThanOrEqual(MAX_LIVE_TENSORS);
-  expect(m.live.bytes).toBeLessThanOrEqual(MAX_LIVE_BYTES);
-  expect(m.growth).toBeLessThan(RSS_BOUND);
-  expect(m.peak - m.afterWarmup).toBeLessThan(RSS_BOUND);
-}, 120_000);
+itDist(
+  `live tensors return to their warm-up count over ${CYCLES} train / inject / merge / unload cycles`,
+  () => {
+    const r = runNode<LeakRun>(["--expose-gc", path.join(__dirname, "support/leak-workload.js"), DIST, String(CYCLES)], 120_000);
+    expect({ status: r.status, signal: r.signal, stderr: r.stderr }).toEqual({ status: 0, signal: null, stderr: "" });
+    const m = r.result!;
+    const mib = (b: number): string => (b / 2 ** 20).toFixed(1);
+    console.log(
+      `leaks: ${m.cycles} cycles, live tensors +${m.live.tensors} (+${m.live.bytes} bytes) over the ${m.live.atWarmup} after warm-up; ` +
+        `RSS growth ${mib(m.growth)} MiB, peak +${mib(m.peak - m.afterWarmup)} MiB`,
+    );
+    expect(m.cycles).toBe(CYCLES);
+    // The workload keeps a model and its optimizer state alive throughout: a count of 0 would
+    // mean the counter is not counting.
+    expect(m.live.atWarmup).toBeGreaterThan(0);
+    expect(m.live.tensors).toBeLessThanOrEqual(MAX_LIVE_TENSORS);
+    expect(m.live.bytes).toBeLessThanOrEqual(MAX_LIVE_BYTES);
+    expect(m.growth).toBeLessThan(RSS_BOUND);
+    expect(m.peak - m.afterWarmup).toBeLessThan(RSS_BOUND);
+  },
+  120_000,
+);

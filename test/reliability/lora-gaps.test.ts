@@ -18,7 +18,11 @@ function injected(): lora.LoraModel {
   return m;
 }
 
-const bytes = (m: lora.LoraModel): string => m.model.namedParameters().map(([n, p]) => n + p.toBytes().toString("hex")).join("|");
+const bytes = (m: lora.LoraModel): string =>
+  m.model
+    .namedParameters()
+    .map(([n, p]) => n + p.toBytes().toString("hex"))
+    .join("|");
 
 // withAdaptersDisabled ends with enableAdapters() whatever the state before, and disabling
 // unmerges: the call is not transparent (found by the API fuzzer).
@@ -86,5 +90,7 @@ test("to() while an async merge is in flight fails with a StateError", async () 
 
 // A huge rank on a tiny layer asked for gigabytes before any check.
 test("a rank far beyond a layer's size is refused before allocating", () => {
-  expect(() => lora.injectAdapter(new Two(), { targetModules: ["fc"], r: 1e9 })).toThrow(/LoraConfig\.r: rank 1000000000 for fc is far beyond its weight.s size \[6, 4\]/);
+  expect(() => lora.injectAdapter(new Two(), { targetModules: ["fc"], r: 1e9 })).toThrow(
+    /LoraConfig\.r: rank 1000000000 for fc is far beyond its weight.s size \[6, 4\]/,
+  );
 });

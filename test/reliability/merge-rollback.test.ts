@@ -9,7 +9,12 @@ import { changedParameters } from "../helpers/models";
 
 /** Every live parameter's bytes by name (a disposed one is left out rather than failing the read). */
 function snapshot(module: nn.Module): Map<string, Buffer> {
-  return new Map(module.namedParameters().filter(([, p]) => !p.isDisposed).map(([n, p]) => [n, p.toBytes()]));
+  return new Map(
+    module
+      .namedParameters()
+      .filter(([, p]) => !p.isDisposed)
+      .map(([n, p]) => [n, p.toBytes()]),
+  );
 }
 
 const LAYERS = 5;
@@ -54,11 +59,12 @@ function expectedMerged(w: number[], A: Tensor, B: Tensor, s: number): number[] 
   const a = A.to({ dtype: "float64" }).toArray() as Float64Array;
   const b = B.to({ dtype: "float64" }).toArray() as Float64Array;
   const res = w.slice();
-  for (let o = 0; o < out; o++) for (let i = 0; i < inF; i++) {
-    let acc = 0;
-    for (let k = 0; k < r; k++) acc += b[o * r + k] * a[k * inF + i];
-    res[o * inF + i] += s * acc;
-  }
+  for (let o = 0; o < out; o++)
+    for (let i = 0; i < inF; i++) {
+      let acc = 0;
+      for (let k = 0; k < r; k++) acc += b[o * r + k] * a[k * inF + i];
+      res[o * inF + i] += s * acc;
+    }
   return res;
 }
 
@@ -139,25 +145,28 @@ describe.each([
     expect(keep.shape).toEqual([2, 6]);
   });
 
-  it.each(["float16", "bfloat16"] as const)("%s: overflow to Inf is refused, the base stays bit-exact, unmerge after a good merge is bit-exact", async (dtype) => {
-    const m = build(dtype);
-    const pristine = snapshot(m.model);
-    // 1e4·1e4·s overflows float16 (max 65504); for bfloat16, 1e30·1e30 overflows as well.
-    const big = dtype === "float16" ? 1e4 : 1e30;
-    noGrad(() => {
-      init.constant_(layer(m, FAILING).factors("a")[0], big);
-      init.constant_(layer(m, FAILING).factors("a")[1], big);
-    });
-    const poisoned = snapshot(m.model);
-    await expect(merge(m, { safe: true })).rejects.toThrow(/merge refused/);
-    expect(changedParameters(poisoned, snapshot(m.model))).toEqual([]);
-    noGrad(() => init.normal_(layer(m, FAILING).factors("a")[0], 0, 0.1));
-    await merge(m, { safe: true });
-    expect(m.loraLayers().every(([, l]) => l.mergedAdapters.join() === "a")).toBe(true);
-    m.unmerge();
-    const after = snapshot(m.model);
-    for (const [n, bytes] of pristine) if (n.includes("base_layer")) expect([n, after.get(n)!.equals(bytes)]).toEqual([n, true]);
-  });
+  it.each(["float16", "bfloat16"] as const)(
+    "%s: overflow to Inf is refused, the base stays bit-exact, unmerge after a good merge is bit-exact",
+    async (dtype) => {
+      const m = build(dtype);
+      const pristine = snapshot(m.model);
+      // 1e4·1e4·s overflows float16 (max 65504); for bfloat16, 1e30·1e30 overflows as well.
+      const big = dtype === "float16" ? 1e4 : 1e30;
+      noGrad(() => {
+        init.constant_(layer(m, FAILING).factors("a")[0], big);
+        init.constant_(layer(m, FAILING).factors("a")[1], big);
+      });
+      const poisoned = snapshot(m.model);
+      await expect(merge(m, { safe: true })).rejects.toThrow(/merge refused/);
+      expect(changedParameters(poisoned, snapshot(m.model))).toEqual([]);
+      noGrad(() => init.normal_(layer(m, FAILING).factors("a")[0], 0, 0.1));
+      await merge(m, { safe: true });
+      expect(m.loraLayers().every(([, l]) => l.mergedAdapters.join() === "a")).toBe(true);
+      m.unmerge();
+      const after = snapshot(m.model);
+      for (const [n, bytes] of pristine) if (n.includes("base_layer")) expect([n, after.get(n)!.equals(bytes)]).toEqual([n, true]);
+    },
+  );
 });
 
 it("an unsafe merge writes NaN, and unmerge still restores the exact base weights", async () => {

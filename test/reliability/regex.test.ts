@@ -53,7 +53,10 @@ describe("module-name patterns select what PEFT selects", () => {
     const want = pythonSelects(TARGET_PATTERNS, NAMES, "fullmatch");
     TARGET_PATTERNS.forEach((p, i) => {
       expect(want[i].length).toBeGreaterThan(0);
-      const got = lora.injectAdapter(model(), { targetModules: p }).loraLayers().map(([n]) => n);
+      const got = lora
+        .injectAdapter(model(), { targetModules: p })
+        .loraLayers()
+        .map(([n]) => n);
       expect({ p, got }).toEqual({ p, got: want[i] });
     });
   });
@@ -63,17 +66,32 @@ describe("module-name patterns select what PEFT selects", () => {
     TARGET_PATTERNS.forEach((p, i) => {
       const remaining = NAMES.filter((n) => !want[i].includes(n));
       if (remaining.length === 0) return;
-      const got = lora.injectAdapter(model(), { targetModules: NAMES, excludeModules: p }).loraLayers().map(([n]) => n);
+      const got = lora
+        .injectAdapter(model(), { targetModules: NAMES, excludeModules: p })
+        .loraLayers()
+        .map(([n]) => n);
       expect({ p, got }).toEqual({ p, got: remaining });
     });
   });
 
   itPython("rank_pattern keys match a name or its dotted suffix (PEFT's get_pattern_key)", () => {
-    const keys = ["q_proj", String.raw`layers\.1\.self_attn\.v_proj`, String.raw`\w+_proj`, "(up|down)_proj", "attn.q_proj", "embed", "lm_head|o_proj", String.raw`\d\.mlp\.up_proj`];
+    const keys = [
+      "q_proj",
+      String.raw`layers\.1\.self_attn\.v_proj`,
+      String.raw`\w+_proj`,
+      "(up|down)_proj",
+      "attn.q_proj",
+      "embed",
+      "lm_head|o_proj",
+      String.raw`\d\.mlp\.up_proj`,
+    ];
     const want = pythonSelects(keys, NAMES, "suffix");
     keys.forEach((k, i) => {
       const lm = lora.injectAdapter(model(), { targetModules: NAMES, r: 2, rankPattern: { [k]: 3 } });
-      const got = lm.loraLayers().filter(([, l]) => l.settings("default")!.r === 3).map(([n]) => n);
+      const got = lm
+        .loraLayers()
+        .filter(([, l]) => l.settings("default")!.r === 3)
+        .map(([n]) => n);
       expect({ k, got }).toEqual({ k, got: want[i] });
     });
   });
@@ -96,29 +114,48 @@ describe("patterns that need backtracking, or are too big, are refused by name",
 });
 
 describe("crafted catastrophic patterns never block (each run in a child, so a hang is caught)", () => {
-  interface Report { cases: number; accepted: number; refused: number; failures: unknown[]; maxMs: number; slowest: unknown }
+  interface Report {
+    cases: number;
+    accepted: number;
+    refused: number;
+    failures: unknown[];
+    maxMs: number;
+    slowest: unknown;
+  }
   const run = (mode: string, runs: number, timeoutMs: number) =>
     runNode<Report>([path.join(__dirname, "support/regex-fuzz.js"), DIST, mode, "20261130", String(runs)], timeoutMs);
 
   // A backtracking engine took minutes on each of these against a 31-character module name.
-  itDist("8 crafted patterns × 7 places (target/exclude strings, rank/alpha keys, injected and loaded) finish within 10 s", () => {
-    const r = run("crafted", 0, 10_000);
-    expect({ status: r.status, signal: r.signal }).toEqual({ status: 0, signal: null });
-    const s = r.result!;
-    console.log(`crafted regexes: ${s.cases} cases, ${s.accepted} accepted, ${s.refused} refused; slowest ${s.maxMs.toFixed(0)} ms (${JSON.stringify(s.slowest)})`);
-    expect(s.failures).toEqual([]);
-    expect(s.cases).toBe(56);
-  }, 20_000);
+  itDist(
+    "8 crafted patterns × 7 places (target/exclude strings, rank/alpha keys, injected and loaded) finish within 10 s",
+    () => {
+      const r = run("crafted", 0, 10_000);
+      expect({ status: r.status, signal: r.signal }).toEqual({ status: 0, signal: null });
+      const s = r.result!;
+      console.log(
+        `crafted regexes: ${s.cases} cases, ${s.accepted} accepted, ${s.refused} refused; slowest ${s.maxMs.toFixed(0)} ms (${JSON.stringify(s.slowest)})`,
+      );
+      expect(s.failures).toEqual([]);
+      expect(s.cases).toBe(56);
+    },
+    20_000,
+  );
 
-  itDist("fuzz: 400 generated nested-quantifier patterns in every place finish within 60 s, each accepted or refused by a ConfigError", () => {
-    const r = run("fuzz", 400, 60_000);
-    expect({ status: r.status, signal: r.signal }).toEqual({ status: 0, signal: null });
-    const s = r.result!;
-    console.log(`regex fuzz: ${s.cases} cases, ${s.accepted} accepted, ${s.refused} refused; slowest ${s.maxMs.toFixed(0)} ms (${JSON.stringify(s.slowest)})`);
-    expect(s.failures).toEqual([]);
-    expect(s.cases).toBe(400);
-    // Both outcomes occur: the generator reaches matching, not only the syntax check.
-    expect(s.accepted).toBeGreaterThan(0);
-    expect(s.refused).toBeGreaterThan(0);
-  }, 90_000);
+  itDist(
+    "fuzz: 400 generated nested-quantifier patterns in every place finish within 60 s, each accepted or refused by a ConfigError",
+    () => {
+      const r = run("fuzz", 400, 60_000);
+      expect({ status: r.status, signal: r.signal }).toEqual({ status: 0, signal: null });
+      const s = r.result!;
+      console.log(
+        `regex fuzz: ${s.cases} cases, ${s.accepted} accepted, ${s.refused} refused; slowest ${s.maxMs.toFixed(0)} ms (${JSON.stringify(s.slowest)})`,
+      );
+      expect(s.failures).toEqual([]);
+      expect(s.cases).toBe(400);
+      // Both outcomes occur: the generator reaches matching, not only the syntax check.
+      expect(s.accepted).toBeGreaterThan(0);
+      expect(s.refused).toBeGreaterThan(0);
+    },
+    90_000,
+  );
 });

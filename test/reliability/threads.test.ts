@@ -25,20 +25,24 @@ function runWorker(seed: number, asyncMerge: boolean): Promise<{ ok: boolean; tr
   });
 }
 
-itDist("four worker threads each train a LoRA step and merge; results equal the main thread's, bit for bit", async () => {
-  const seeds = [1, 2, 3, 4];
-  const results = await Promise.all(seeds.map((s, i) => runWorker(s, i % 2 === 0)));
-  for (const [i, r] of results.entries()) {
-    expect(r.error).toBeUndefined();
-    expect(r.ok).toBe(true);
-    expect(r.grad).toBe(true); // grad mode is per thread and was restored
-    const here = await workload.trainAndMerge(lib, seeds[i], false);
-    expect(r).toEqual({ ok: true, grad: true, ...here });
-    expect(r.trained).not.toBe(r.merged); // the merge moved the weights
-  }
-  // Different seeds, different models: the comparison above is not trivially true.
-  expect(new Set(results.map((r) => r.merged)).size).toBe(seeds.length);
-}, 60_000);
+itDist(
+  "four worker threads each train a LoRA step and merge; results equal the main thread's, bit for bit",
+  async () => {
+    const seeds = [1, 2, 3, 4];
+    const results = await Promise.all(seeds.map((s, i) => runWorker(s, i % 2 === 0)));
+    for (const [i, r] of results.entries()) {
+      expect(r.error).toBeUndefined();
+      expect(r.ok).toBe(true);
+      expect(r.grad).toBe(true); // grad mode is per thread and was restored
+      const here = await workload.trainAndMerge(lib, seeds[i], false);
+      expect(r).toEqual({ ok: true, grad: true, ...here });
+      expect(r.trained).not.toBe(r.merged); // the merge moved the weights
+    }
+    // Different seeds, different models: the comparison above is not trivially true.
+    expect(new Set(results.map((r) => r.merged)).size).toBe(seeds.length);
+  },
+  60_000,
+);
 
 it("concurrent async merges on different models are bit-identical to sequential merges", async () => {
   const seeds = [10, 11, 12, 13, 14, 15];

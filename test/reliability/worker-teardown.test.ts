@@ -11,13 +11,20 @@ import { DIST, itDist, runNode } from "./support/child";
 const WORKERS = 40;
 const SEED = Number(process.env.TL_FUZZ_SEED ?? 20240611);
 
-itDist(`${WORKERS} worker threads torn down mid-flight (terminate or process.exit), then the main thread: the process exits normally`, () => {
-  const r = runNode<{ workers: number; exit: number; terminated: number }>([path.join(__dirname, "support/teardown-child.js"), DIST, String(WORKERS), String(SEED)], 110_000);
-  expect({ status: r.status, signal: r.signal, stderr: r.stderr }).toEqual({ status: 0, signal: null, stderr: "" });
-  const s = r.result!;
-  console.log(`worker teardown (seed ${SEED}): ${s.workers} workers, ${s.exit} called process.exit(), ${s.terminated} were terminated`);
-  expect(s.workers).toBe(WORKERS);
-  // Both ways of going away were exercised.
-  expect(s.exit).toBeGreaterThan(0);
-  expect(s.terminated).toBeGreaterThan(0);
-}, 120_000);
+itDist(
+  `${WORKERS} worker threads torn down mid-flight (terminate or process.exit), then the main thread: the process exits normally`,
+  () => {
+    const r = runNode<{ workers: number; exit: number; terminated: number }>(
+      [path.join(__dirname, "support/teardown-child.js"), DIST, String(WORKERS), String(SEED)],
+      110_000,
+    );
+    expect({ status: r.status, signal: r.signal, stderr: r.stderr }).toEqual({ status: 0, signal: null, stderr: "" });
+    const s = r.result!;
+    console.log(`worker teardown (seed ${SEED}): ${s.workers} workers, ${s.exit} called process.exit(), ${s.terminated} were terminated`);
+    expect(s.workers).toBe(WORKERS);
+    // Both ways of going away were exercised.
+    expect(s.exit).toBeGreaterThan(0);
+    expect(s.terminated).toBeGreaterThan(0);
+  },
+  120_000,
+);

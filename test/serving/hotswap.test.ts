@@ -8,7 +8,14 @@ import { makeTempDir } from "../helpers/temp";
 const tmp = makeTempDir("tl-hotswap-");
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-const ids = () => tensor([[1, 2, 3], [4, 5, 0]], { dtype: "int64" });
+const ids = () =>
+  tensor(
+    [
+      [1, 2, 3],
+      [4, 5, 0],
+    ],
+    { dtype: "int64" },
+  );
 
 /** Saves one adapter trained to random values, on a fresh EmbFc with the base weights of `seed`. */
 function saveRandomAdapter(dir: string, config: lora.LoraConfig, seed: number): void {

@@ -70,7 +70,10 @@ describe("mixed-adapter batches equal per-adapter runs", () => {
   test("Embedding", () => {
     manualSeed(14);
     const lm = adapted(new nn.Embedding(11, 4, { paddingIdx: 0 }));
-    const ids = tensor(NAMES.map((_, i) => [(i * 3) % 11, (i * 5 + 1) % 11, 0]), { dtype: "int64" });
+    const ids = tensor(
+      NAMES.map((_, i) => [(i * 3) % 11, (i * 5 + 1) % 11, 0]),
+      { dtype: "int64" },
+    );
     checkMixed(lm, ids, NAMES);
   });
 
@@ -91,7 +94,14 @@ describe("mixed-adapter batches equal per-adapter runs", () => {
     lm.addAdapter("y", { r: 6, loraAlpha: 2, targetModules: ["1", "2"] });
     for (const [, l] of lm.loraLayers()) for (const n of l.adapterNames) for (const f of l.factors(n)) noGrad(() => init.normal_(f, 0, 0.3));
     lm.eval();
-    const ids = tensor([[1, 2], [3, 4], [5, 6]], { dtype: "int64" });
+    const ids = tensor(
+      [
+        [1, 2],
+        [3, 4],
+        [5, 6],
+      ],
+      { dtype: "int64" },
+    );
     const names = ["y", "__base__", "x"];
     const mixed = lm.withAdapterNames(names, () => lm.forward(ids) as Tensor);
     names.forEach((name, i) => {
@@ -137,7 +147,13 @@ describe("mixed-adapter batches equal per-adapter runs", () => {
     const lm = adapted(new nn.Embedding(7, 3, { paddingIdx: 0 }));
     lm.setAdapter(["a", "b", "c"]);
     const [, layer] = lm.loraLayers()[0];
-    const ids = tensor([[1, 0, 2], [3, 4, 0]], { dtype: "int64" });
+    const ids = tensor(
+      [
+        [1, 0, 2],
+        [3, 4, 0],
+      ],
+      { dtype: "int64" },
+    );
     lm.withAdapterNames(["b", "c"], () => (lm.forward(ids) as Tensor).sum().backward());
     const gB = layer.factors("b")[0].grad!;
     expect(gB.narrow(1, 0, 1).abs().sum().item()).toBe(0); // padding column

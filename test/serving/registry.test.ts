@@ -88,7 +88,18 @@ describe("AdapterRegistry", () => {
     const reg = new lora.AdapterRegistry(base(), root, { memoryBudget: 3 * BYTES });
     const outputs = await Promise.all(
       [["a", "b"], ["b"], ["c", "a"], ["__base__", "d"]].map((names) =>
-        reg.useAsync(names, (m) => m!.withAdapterNames(names, () => m!.forward(tensor(names.map(() => [1, 2, 3]), { dtype: "int64" })) as Tensor)),
+        reg.useAsync(names, (m) =>
+          m!.withAdapterNames(
+            names,
+            () =>
+              m!.forward(
+                tensor(
+                  names.map(() => [1, 2, 3]),
+                  { dtype: "int64" },
+                ),
+              ) as Tensor,
+          ),
+        ),
       ),
     );
     expect(outputs[1].equal(reference("b"))).toBe(true);

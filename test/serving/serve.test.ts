@@ -34,7 +34,9 @@ function expectedTokens(adapter: string, prompt: number[], steps: number): numbe
     const tail = seq.slice(-context);
     const ids = tensor([[...new Array<number>(context - tail.length).fill(0), ...tail]], { dtype: "int64" });
     const logits = noGrad(() =>
-      adapter === "__base__" ? reference.withAdaptersDisabled(() => reference.forward(ids) as Tensor) : (reference.setAdapter(adapter), reference.forward(ids) as Tensor),
+      adapter === "__base__"
+        ? reference.withAdaptersDisabled(() => reference.forward(ids) as Tensor)
+        : (reference.setAdapter(adapter), reference.forward(ids) as Tensor),
     );
     const token = logits.argmax(1).toList()[0] as number;
     seq.push(token);
@@ -89,7 +91,10 @@ test("bad requests get a 400 naming the field", async () => {
       req.end(body);
     });
   expect(await post("{")).toEqual({ status: 400, text: expect.stringMatching(/not JSON/) });
-  expect(await post(JSON.stringify({ adapter: "nope", prompt: [1] }))).toEqual({ status: 400, text: expect.stringMatching(/adapter: expected one of __base__, tenant-0/) });
+  expect(await post(JSON.stringify({ adapter: "nope", prompt: [1] }))).toEqual({
+    status: 400,
+    text: expect.stringMatching(/adapter: expected one of __base__, tenant-0/),
+  });
   expect(await post(JSON.stringify({ adapter: names[0], prompt: [999] }))).toEqual({ status: 400, text: expect.stringMatching(/prompt: expected/) });
   expect(await post(JSON.stringify({ adapter: names[0], prompt: [1], steps: 0 }))).toEqual({ status: 400, text: expect.stringMatching(/steps: expected/) });
 });

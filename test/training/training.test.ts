@@ -30,7 +30,12 @@ describe("LoRA training", () => {
     manualSeed(1);
     const lm = lora.injectAdapter(model, { r: 8, loraAlpha: 16, targetModules: ["emb", "fc1", "fc2"] });
     const baseNames = new Map([...baseBytes].map(([n, b]) => [n.replace(/^(emb|fc1|fc2)\./, "$1.base_layer."), b]));
-    const adapterBytes = new Map(model.namedParameters().filter(([n]) => n.includes("lora_")).map(([n, p]) => [n, p.toBytes()]));
+    const adapterBytes = new Map(
+      model
+        .namedParameters()
+        .filter(([n]) => n.includes("lora_"))
+        .map(([n, p]) => [n, p.toBytes()]),
+    );
     train(lm, examples("B", 400, 3), { steps: 80, batchSize: 128, lr: 5e-3, label: "finetune", quiet: true });
     const after = evaluate(lm, evalB);
     expect(after).toBeLessThan(0.5 * before);
@@ -94,7 +99,10 @@ describe("npm run demo", () => {
   test("the shortened demo's checks hold when recomputed from the base and adapter it writes", () => {
     const out = makeTempDir("tl-demo-");
     try {
-      const r = spawnSync(process.execPath, [path.join(ROOT, "dist/demo/main.js"), "--quick", "--save-base", "--out", out], { encoding: "utf8", timeout: 120000 });
+      const r = spawnSync(process.execPath, [path.join(ROOT, "dist/demo/main.js"), "--quick", "--save-base", "--out", out], {
+        encoding: "utf8",
+        timeout: 120000,
+      });
       expect(r.stderr).toBe("");
       expect(r.status).toBe(0);
       expect(fs.readdirSync(out).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors", "base.safetensors"]);

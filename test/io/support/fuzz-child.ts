@@ -30,7 +30,12 @@ function base(name: string, tensors: Record<string, Tensor>, metadata?: Record<s
 }
 const bases = [
   base("a", { w: arange(0, 6).reshape([2, 3]), b: tensor([1, 2], { dtype: "float16" }), ids: tensor([3, 4], { dtype: "int64" }) }, { format: "pt" }),
-  base("b", { m: tensor([1, 0, 1], { dtype: "bool" }), u: tensor([7], { dtype: "uint8" }), s: tensor(2.5, { dtype: "float64" }), z: tensor([], { dtype: "bfloat16" }) }),
+  base("b", {
+    m: tensor([1, 0, 1], { dtype: "bool" }),
+    u: tensor([7], { dtype: "uint8" }),
+    s: tensor(2.5, { dtype: "float64" }),
+    z: tensor([], { dtype: "bfloat16" }),
+  }),
   base("c", { x: tensor([1, 2, 3, 4], { dtype: "int32" }), y: tensor([0.5], { dtype: "bfloat16" }) }, { a: "1", b: "two" }),
   base("d", {}),
 ];
@@ -38,16 +43,24 @@ const bases = [
 type Mutation = (b: Buffer) => Buffer;
 
 const truncate = fc.oneof(
-  fc.double({ min: 0, max: 1, noNaN: true }).map((r): Mutation => (b) => b.subarray(0, Math.floor(r * b.length))),
-  fc.integer({ min: 1, max: 16 }).map((k): Mutation => (b) => b.subarray(0, Math.max(0, b.length - k))),
+  fc.double({ min: 0, max: 1, noNaN: true }).map(
+    (r): Mutation =>
+      (b) =>
+        b.subarray(0, Math.floor(r * b.length)),
+  ),
+  fc.integer({ min: 1, max: 16 }).map(
+    (k): Mutation =>
+      (b) =>
+        b.subarray(0, Math.max(0, b.length - k)),
+  ),
 );
-const flips = fc.array(fc.tuple(fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }).map(
-  (list): Mutation => (b) => {
+const flips = fc
+  .array(fc.tuple(fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 })
+  .map((list): Mutation => (b) => {
     const out = Buffer.from(b);
     for (const [r, v] of list) if (out.length) out[Math.floor(r * out.length)] = v;
     return out;
-  },
-);
+  });
 const lengthPrefix = fc.oneof(
   fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }).map((n): Mutation => (b) => {
     const out = Buffer.from(b);
@@ -60,12 +73,10 @@ const lengthPrefix = fc.oneof(
     return out;
   }),
 );
-const splice = fc.tuple(fc.double({ min: 0, max: 1, noNaN: true }), fc.nat(16), fc.uint8Array({ maxLength: 16 })).map(
-  ([r, del, ins]): Mutation => (b) => {
-    const at = Math.floor(r * b.length);
-    return Buffer.concat([b.subarray(0, at), Buffer.from(ins), b.subarray(Math.min(b.length, at + del))]);
-  },
-);
+const splice = fc.tuple(fc.double({ min: 0, max: 1, noNaN: true }), fc.nat(16), fc.uint8Array({ maxLength: 16 })).map(([r, del, ins]): Mutation => (b) => {
+  const at = Math.floor(r * b.length);
+  return Buffer.concat([b.subarray(0, at), Buffer.from(ins), b.subarray(Math.min(b.length, at + del))]);
+});
 // Structured: edit the parsed header (a field, an entry, the metadata), re-encode with a correct prefix.
 const jsonEdit = fc
   .tuple(
@@ -149,27 +160,35 @@ function checkLoaded(loaded: Record<string, Tensor>, file: string): void {
   if (Object.keys(loaded).length !== header.tensors.length) throw new Error("loaded a different number of tensors than the header lists");
 }
 
-const property = fc.asyncProperty(fc.nat(bases.length - 1), fc.array(mutation, { minLength: 1, maxLength: 3 }), fc.boolean(), async (which, mutations, useAsync) => {
-  counts.runs++;
-  let bytes = bases[which];
-  for (const m of mutations) bytes = bytes.length >= 8 ? m(bytes) : bytes;
-  fs.writeFileSync(target, bytes);
-  const id = counts.runs;
-  try {
-    const loaded = useAsync ? await loadSafetensors(target) : loadSafetensorsSync(target);
-    checkLoaded(loaded, target);
-    counts.loaded++;
-    if (record) {
-      const tensors: Record<string, [string, number[], string]> = {};
-      for (const [name, t] of Object.entries(loaded)) setOwn(tensors, name, [FORMAT_NAME_OF[t.dtype], t.shape, t.toBytes().toString("hex")]);
-      recorded.push(JSON.stringify({ id, b64: bytes.toString("base64"), outcome: "loaded", tensors }));
+const property = fc.asyncProperty(
+  fc.nat(bases.length - 1),
+  fc.array(mutation, { minLength: 1, maxLength: 3 }),
+  fc.boolean(),
+  async (which, mutations, useAsync) => {
+    counts.runs++;
+    let bytes = bases[which];
+    for (const m of mutations) bytes = bytes.length >= 8 ? m(bytes) : bytes;
+    fs.writeFileSync(target, bytes);
+    const id = counts.runs;
+    try {
+      const loaded = useAsync ? await loadSafetensors(target) : loadSafetensorsSync(target);
+      checkLoaded(loaded, target);
+      counts.loaded++;
+      if (record) {
+        const tensors: Record<string, [string, number[], string]> = {};
+        for (const [name, t] of Object.entries(loaded)) setOwn(tensors, name, [FORMAT_NAME_OF[t.dtype], t.shape, t.toBytes().toString("hex")]);
+        recorded.push(JSON.stringify({ id, b64: bytes.toString("base64"), outcome: "loaded", tensors }));
+      }
+    } catch (err) {
+      if (record)
+        recorded.push(
+          JSON.stringify({ id, b64: bytes.toString("base64"), outcome: err instanceof FormatError ? "formatError" : "other", message: String(err) }),
+        );
+      if (err instanceof FormatError && err.message.length > 0) counts.formatErrors++;
+      else failures.push(`${err instanceof Error ? `${err.name}: ${err.message}` : String(err)} (file bytes: ${bytes.toString("base64")})`);
     }
-  } catch (err) {
-    if (record) recorded.push(JSON.stringify({ id, b64: bytes.toString("base64"), outcome: err instanceof FormatError ? "formatError" : "other", message: String(err) }));
-    if (err instanceof FormatError && err.message.length > 0) counts.formatErrors++;
-    else failures.push(`${err instanceof Error ? `${err.name}: ${err.message}` : String(err)} (file bytes: ${bytes.toString("base64")})`);
-  }
-});
+  },
+);
 
 fc.assert(property, { numRuns: runs, seed })
   .then(() => {

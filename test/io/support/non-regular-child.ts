@@ -9,7 +9,15 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { lora, nn, tensor } from "../../../lib";
-import { loadSafetensors, loadSafetensorsSync, loadStateDictFile, loadStateDictFileSync, readSafetensorsHeader, readSafetensorsHeaderSync, saveStateDictSync } from "../../../lib/io";
+import {
+  loadSafetensors,
+  loadSafetensorsSync,
+  loadStateDictFile,
+  loadStateDictFileSync,
+  readSafetensorsHeader,
+  readSafetensorsHeaderSync,
+  saveStateDictSync,
+} from "../../../lib/io";
 
 class Net extends nn.Module {
   fc = new nn.Linear(4, 4);

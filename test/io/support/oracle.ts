@@ -19,8 +19,7 @@ export function oracleUnavailable(): string | null {
 
 /** The oracle's judgement of one file. */
 export type Verdict =
-  | { id: number; verdict: "valid"; tensors: Record<string, [string, number[], string]> }
-  | { id: number; verdict: "invalid" | "unsupported"; why: string };
+  { id: number; verdict: "valid"; tensors: Record<string, [string, number[], string]> } | { id: number; verdict: "invalid" | "unsupported"; why: string };
 
 /** What the loader made of one file, as the fuzz child records it. */
 export interface LoaderCase {
@@ -59,7 +58,8 @@ export function disagreements(cases: LoaderCase[], verdicts: Verdict[]): string[
       else if (JSON.stringify(sorted(c.tensors!)) !== JSON.stringify(sorted(v.tensors))) {
         out.push(`${where}: loaded ${JSON.stringify(sorted(c.tensors!))}, the format says ${JSON.stringify(sorted(v.tensors))}`);
       }
-    } else if (c.outcome !== "formatError") out.push(`${where}: ${v.verdict} (${v.why}), but the loader ${c.outcome === "loaded" ? "loaded it" : `threw ${c.message}`}`);
+    } else if (c.outcome !== "formatError")
+      out.push(`${where}: ${v.verdict} (${v.why}), but the loader ${c.outcome === "loaded" ? "loaded it" : `threw ${c.message}`}`);
   }
   return out;
 }

@@ -38,7 +38,8 @@ if (require.main === module) {
   if (crashBetween) {
     const rename = fs.renameSync;
     fs.renameSync = function renameThenMaybeDie(from, to) {
-      if (/\.tmp-\d+-[0-9a-f]+$/.test(from) && fs.readdirSync(require("path").dirname(to)).some((n) => /\.old-\d+-/.test(n))) process.kill(process.pid, "SIGKILL");
+      if (/\.tmp-\d+-[0-9a-f]+$/.test(from) && fs.readdirSync(require("path").dirname(to)).some((n) => /\.old-\d+-/.test(n)))
+        process.kill(process.pid, "SIGKILL");
       return rename.call(fs, from, to);
     };
     models[1].saveAdapter(dir);

@@ -103,7 +103,11 @@ const disposed = () => {
 const ids = (list, dtype = "int64") => t.tensor(list, { dtype });
 const TENSORS = [
   () => ids([1, 2, 3]),
-  () => ids([[1, 0], [4, 10]]),
+  () =>
+    ids([
+      [1, 0],
+      [4, 10],
+    ]),
   () => ids([0, 11]), // out of range
   () => ids([-1]), // negative id
   () => ids([1, 2], "int32"),
@@ -146,7 +150,10 @@ const CONFIGS = [
 const MODULES = [() => new t.nn.Linear(6, 8), () => new t.nn.Embedding(4, 2), () => ({ forward() {} }), () => null, () => t.zeros([2])];
 
 // ---- the adapter formula, from the pristine weights, with plain tensor ops
-const PROBE = [[1, 2, 3], [4, 0, 10]];
+const PROBE = [
+  [1, 2, 3],
+  [4, 0, 10],
+];
 const LoraLayer = t.lora.LoraLayer;
 
 /** One layer of Net by the formula: base output with pristine weights, plus s·(x Aᵀ) Bᵀ per contributing adapter. */
@@ -163,7 +170,12 @@ function referenceLayer(module, x, kind, withAdapters) {
   for (const n of new Set([...module.mergedAdapters, ...module.activeAdapters])) {
     const [A, B] = module.factors(n).map((f) => f.detach());
     const s = module.settings(n).scale;
-    const low = kind === "embedding" ? A.t().indexSelect(0, x.reshape([-1])).reshape([...x.shape, A.shape[0]]) : x.matmul(A.t());
+    const low =
+      kind === "embedding"
+        ? A.t()
+            .indexSelect(0, x.reshape([-1]))
+            .reshape([...x.shape, A.shape[0]])
+        : x.matmul(A.t());
     y = y.add(low.matmul(B.t()).mul(s));
   }
   return y;
@@ -196,7 +208,12 @@ let invariantChecks = 0;
 function checkInvariants(label) {
   invariantChecks++;
   if (label === "loadStateDict") recordPristine(current);
-  const merged = new Set(lora.loraLayers().filter(([, l]) => l.merged).map(([, l]) => l.base_layer.weight));
+  const merged = new Set(
+    lora
+      .loraLayers()
+      .filter(([, l]) => l.merged)
+      .map(([, l]) => l.base_layer.weight),
+  );
   for (const [p, paths] of baseParameters(lora)) {
     if (merged.has(p)) continue;
     const pristine = current.pristine.get(p);
@@ -204,7 +221,8 @@ function checkInvariants(label) {
       current.pristine.set(p, p.detach().clone());
       continue;
     }
-    if (!p.toBytes().equals(pristine.toBytes())) failures.push({ label, problem: `${paths.join(" = ")} is not merged but differs from its pristine bytes`, tied: current.tied });
+    if (!p.toBytes().equals(pristine.toBytes()))
+      failures.push({ label, problem: `${paths.join(" = ")} is not merged but differs from its pristine bytes`, tied: current.tied });
   }
   const err = formulaError(true);
   if (!(err < 1e-4)) failures.push({ label, problem: `forward differs from the adapter formula by ${err}`, tied: current.tied });
@@ -253,16 +271,27 @@ function disabledScope(inner, depth) {
         // With every adapter deleted, a call that needs a name fails its argument check first.
         if (e instanceof t.StateError) refusedInside++;
         else if (lora.adapterNames.length === 0 && /adapterName/.test(e.message)) refusedInside++;
-        else failures.push({ label: `inside withAdaptersDisabled: ${label}`, problem: "threw something other than a StateError", message: String(e && e.message) });
+        else
+          failures.push({
+            label: `inside withAdaptersDisabled: ${label}`,
+            problem: "threw something other than a StateError",
+            message: String(e && e.message),
+          });
         if (checksum() !== stateBefore) failures.push({ label: `inside withAdaptersDisabled: ${label}`, problem: "a refused call changed the state" });
         continue;
       }
       if (result && typeof result.then === "function") {
-        pendingInside.push(result.then(
-          () => failures.push({ label: `inside withAdaptersDisabled: ${label}`, problem: "an async state change was allowed" }),
-          (e) => (e instanceof t.StateError ? refusedInside++ : failures.push({ label: `inside withAdaptersDisabled: ${label}`, problem: "rejected with something other than a StateError" })),
-        ));
-        if (checksum() !== stateBefore) failures.push({ label: `inside withAdaptersDisabled: ${label}`, problem: "an async call changed the state before settling" });
+        pendingInside.push(
+          result.then(
+            () => failures.push({ label: `inside withAdaptersDisabled: ${label}`, problem: "an async state change was allowed" }),
+            (e) =>
+              e instanceof t.StateError
+                ? refusedInside++
+                : failures.push({ label: `inside withAdaptersDisabled: ${label}`, problem: "rejected with something other than a StateError" }),
+          ),
+        );
+        if (checksum() !== stateBefore)
+          failures.push({ label: `inside withAdaptersDisabled: ${label}`, problem: "an async call changed the state before settling" });
       } else {
         failures.push({ label: `inside withAdaptersDisabled: ${label}`, problem: "a state change was allowed" });
       }
@@ -282,18 +311,34 @@ const name = pick(NAMES);
 // Each action is [label, fn]; fn gets freshly built arguments.
 const ACTIONS = fc.oneof(
   fc.tuple(tensorArg).map(([a]) => ["forward", () => lora.forward(a())]),
-  fc.tuple(tensorArg, fc.boolean()).map(([a, train]) => ["trainStep", () => {
-    lora.train(train);
-    const x = a();
-    const logits = lora.forward(x);
-    const target = t.tensor(Array.from({ length: logits.shape.slice(0, -1).reduce((p, d) => p * d, 1) }, (_, i) => i % 11), { dtype: "int64" });
-    const loss = t.crossEntropy(logits.reshape([-1, 11]), target);
-    optimizer.zeroGrad();
-    loss.backward();
-    optimizer.step();
-  }]),
-  fc.tuple(num).map(([lr]) => ["optimizer.lr", () => { optimizer.lr = lr; }]),
-  fc.tuple(num).map(([lr]) => ["new AdamW", () => { optimizer = new t.optim.AdamW(lora.trainableParameters(), { lr, weightDecay: lr }); }]),
+  fc.tuple(tensorArg, fc.boolean()).map(([a, train]) => [
+    "trainStep",
+    () => {
+      lora.train(train);
+      const x = a();
+      const logits = lora.forward(x);
+      const target = t.tensor(
+        Array.from({ length: logits.shape.slice(0, -1).reduce((p, d) => p * d, 1) }, (_, i) => i % 11),
+        { dtype: "int64" },
+      );
+      const loss = t.crossEntropy(logits.reshape([-1, 11]), target);
+      optimizer.zeroGrad();
+      loss.backward();
+      optimizer.step();
+    },
+  ]),
+  fc.tuple(num).map(([lr]) => [
+    "optimizer.lr",
+    () => {
+      optimizer.lr = lr;
+    },
+  ]),
+  fc.tuple(num).map(([lr]) => [
+    "new AdamW",
+    () => {
+      optimizer = new t.optim.AdamW(lora.trainableParameters(), { lr, weightDecay: lr });
+    },
+  ]),
   fc.tuple(fc.boolean(), name).map(([safe, n]) => ["merge", () => lora.merge(n === undefined ? { safe } : { safe, adapterNames: n })]),
   fc.tuple(num, name).map(([safe, n]) => ["merge(bad safe)", () => lora.merge({ safe, adapterNames: Array.isArray(n) ? n : undefined })]),
   fc.constant(["unmerge", () => lora.unmerge()]),
@@ -305,36 +350,71 @@ const ACTIONS = fc.oneof(
   // The loop unmerges first: disabling unmerges and enabling does not merge back (as in PEFT),
   // so around a merged model the call changes the weights even when it succeeds.
   fc.tuple(tensorArg).map(([a]) => ["withAdaptersDisabled", () => lora.withAdaptersDisabled(() => lora.forward(a()))]),
-  fc.tuple(fc.array(fc.nat(INSIDE.length - 1), { maxLength: 4 }), fc.nat(2)).map(([inner, depth]) => ["withAdaptersDisabled(nested, state changes inside)", () => disabledScope(inner, depth)]),
-  fc.constant(["switch model (tied ⇄ untied)", () => {
-    current = models[current === models[0] ? 1 : 0];
-    lora = current.lora;
-    optimizer = current.optimizer;
-  }]),
+  fc
+    .tuple(fc.array(fc.nat(INSIDE.length - 1), { maxLength: 4 }), fc.nat(2))
+    .map(([inner, depth]) => ["withAdaptersDisabled(nested, state changes inside)", () => disabledScope(inner, depth)]),
+  fc.constant([
+    "switch model (tied ⇄ untied)",
+    () => {
+      current = models[current === models[0] ? 1 : 0];
+      lora = current.lora;
+      optimizer = current.optimizer;
+    },
+  ]),
   fc.tuple(pick(MODULES), pick(CONFIGS)).map(([m, c]) => ["injectAdapter(other)", () => t.lora.injectAdapter(m(), c)]),
   fc.tuple(pick(CONFIGS), name).map(([c, n]) => ["injectAdapter(same)", () => t.lora.injectAdapter(lora.model, c, n)]),
-  fc.tuple(num, num, tensorArg).map(([a, b, x]) => ["init", () => {
-    const target = x();
-    if (target instanceof t.Tensor && !target.isDisposed && target.ndim >= 1) t.init.uniform_(target, a, b);
-    else t.init.normal_(target, a, b);
-  }]),
-  fc.tuple(tensorArg, tensorArg, num).map(([a, b, n]) => ["ops", () => {
-    const x = a(), y = b();
-    [() => x.add(y), () => x.matmul(y), () => x.mul(n), () => x.reshape([n, -1]), () => x.softmax(n), () => t.cat([x, y], n), () => x.sum(n), () => x.narrow(0, n, 1), () => t.mseLoss(x, y), () => x.dropout(n)][Math.abs(Number(n) | 0) % 10]();
-  }]),
+  fc.tuple(num, num, tensorArg).map(([a, b, x]) => [
+    "init",
+    () => {
+      const target = x();
+      if (target instanceof t.Tensor && !target.isDisposed && target.ndim >= 1) t.init.uniform_(target, a, b);
+      else t.init.normal_(target, a, b);
+    },
+  ]),
+  fc.tuple(tensorArg, tensorArg, num).map(([a, b, n]) => [
+    "ops",
+    () => {
+      const x = a(),
+        y = b();
+      [
+        () => x.add(y),
+        () => x.matmul(y),
+        () => x.mul(n),
+        () => x.reshape([n, -1]),
+        () => x.softmax(n),
+        () => t.cat([x, y], n),
+        () => x.sum(n),
+        () => x.narrow(0, n, 1),
+        () => t.mseLoss(x, y),
+        () => x.dropout(n),
+      ][Math.abs(Number(n) | 0) % 10]();
+    },
+  ]),
   fc.tuple(tensorArg, num).map(([a, n]) => ["factory", () => [t.zeros, t.ones, t.rand][Math.abs(Number(n) | 0) % 3]([n, 2], { dtype: a() })]),
-  fc.tuple(tensorArg).map(([a]) => ["loadStateDict", () => {
-    const sd = lora.model.stateDict();
-    const keys = Object.keys(sd);
-    sd[keys[keys.length >> 1]] = a(); // one entry replaced by a random value
-    lora.model.loadStateDict(sd);
-  }]),
+  fc.tuple(tensorArg).map(([a]) => [
+    "loadStateDict",
+    () => {
+      const sd = lora.model.stateDict();
+      const keys = Object.keys(sd);
+      sd[keys[keys.length >> 1]] = a(); // one entry replaced by a random value
+      lora.model.loadStateDict(sd);
+    },
+  ]),
   fc.tuple(tensorArg).map(([a]) => ["clipGradNorm", () => t.optim.clipGradNorm([a()], 1)]),
-  fc.tuple(num).map(([n]) => ["optimizer step (grads absent)", () => { optimizer.zeroGrad(); optimizer.step(n); }]),
+  fc.tuple(num).map(([n]) => [
+    "optimizer step (grads absent)",
+    () => {
+      optimizer.zeroGrad();
+      optimizer.step(n);
+    },
+  ]),
 );
 
 const started = Date.now();
-let calls = 0, threw = 0, batches = 0, tiedRefusals = 0;
+let calls = 0,
+  threw = 0,
+  batches = 0,
+  tiedRefusals = 0;
 const failures = [];
 const byAction = {};
 const rng = fc.sample(fc.array(ACTIONS, { minLength: 50, maxLength: 50 }), { seed, numRuns: 1000 });
@@ -378,5 +458,22 @@ outer: for (const batch of rng) {
     out = lora.forward(t.tensor([1, 2, 3], { dtype: "int64" }));
   }
   const failureLabels = failures.reduce((m, f) => ((m[f.label] = (m[f.label] ?? 0) + 1), m), {});
-  console.log(JSON.stringify({ seed, calls, threw, batches, failures: failures.slice(0, 10), failureLabels, failureCount: failures.length, finalShape: out.shape, byAction, invariantChecks, refusedInside, nestedScopes, tiedRefusals, nonFiniteProbes }));
+  console.log(
+    JSON.stringify({
+      seed,
+      calls,
+      threw,
+      batches,
+      failures: failures.slice(0, 10),
+      failureLabels,
+      failureCount: failures.length,
+      finalShape: out.shape,
+      byAction,
+      invariantChecks,
+      refusedInside,
+      nestedScopes,
+      tiedRefusals,
+      nonFiniteProbes,
+    }),
+  );
 })();

@@ -16,7 +16,10 @@ export const itDist = (name: string, fn: () => Promise<void> | void, timeout?: n
 };
 
 /** Exit status, signal, stderr and the JSON printed on the last stdout line of `node args...`. */
-export function runNode<T>(args: string[], timeoutMs = 120_000): { status: number | null; signal: NodeJS.Signals | null; stderr: string; result: T | null; stdout: string } {
+export function runNode<T>(
+  args: string[],
+  timeoutMs = 120_000,
+): { status: number | null; signal: NodeJS.Signals | null; stderr: string; result: T | null; stdout: string } {
   const r = spawnSync(process.execPath, args, { cwd: ROOT, encoding: "utf8", maxBuffer: 64 << 20, timeout: timeoutMs });
   const last = r.stdout.trim().split("\n").pop() ?? "";
   let result: T | null = null;

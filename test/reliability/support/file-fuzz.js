@@ -37,11 +37,13 @@ function checksum(model) {
 // ---- mutations of a file's bytes
 const bytesMutation = fc.oneof(
   fc.double({ min: 0, max: 1, noNaN: true }).map((r) => (b) => b.subarray(0, Math.floor(r * b.length))),
-  fc.array(fc.tuple(fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }).map((flips) => (b) => {
-    const out = Buffer.from(b);
-    for (const [r, v] of flips) if (out.length) out[Math.floor(r * out.length)] = v;
-    return out;
-  }),
+  fc
+    .array(fc.tuple(fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 })
+    .map((flips) => (b) => {
+      const out = Buffer.from(b);
+      for (const [r, v] of flips) if (out.length) out[Math.floor(r * out.length)] = v;
+      return out;
+    }),
   fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }).map((n) => (b) => {
     const out = Buffer.from(b);
     if (out.length >= 8) out.writeBigUInt64LE(n, 0); // declared header length, up to 2^64-1
@@ -108,7 +110,10 @@ t.manualSeed(seed >>> 0);
 const sdModel = new Net();
 const sdFile = path.join(dir, "sd.safetensors");
 const sdBases = [
-  (() => { t.io.saveStateDictSync(sdFile, new Net().stateDict()); return fs.readFileSync(sdFile); })(),
+  (() => {
+    t.io.saveStateDictSync(sdFile, new Net().stateDict());
+    return fs.readFileSync(sdFile);
+  })(),
   safetensors({ "emb.weight": f32([12, 4]), "fc.weight": f32([6, 4]), "fc.bias": f32([6]) }),
   safetensors({ "emb.weight": f32([12, 4]), "fc.weight": f32([4, 6]), "fc.bias": f32([6]) }), // transposed: wrong shape
   safetensors({ "emb.weight": f32([12, 4]), "fc.weight": f32([6, 4]) }), // missing key
@@ -123,7 +128,18 @@ fc.sample(fc.tuple(fc.nat(sdBases.length - 1), bytesMutation), { seed, numRuns: 
 let adapterRuns = 0;
 let nonRegularSyncRuns = 0;
 if (typeof t.lora.loadAdapter === "function") {
-  const config = { peft_type: "LORA", r: 2, lora_alpha: 4, lora_dropout: 0, target_modules: ["emb", "fc"], bias: "none", fan_in_fan_out: false, use_rslora: false, init_lora_weights: true, task_type: null };
+  const config = {
+    peft_type: "LORA",
+    r: 2,
+    lora_alpha: 4,
+    lora_dropout: 0,
+    target_modules: ["emb", "fc"],
+    bias: "none",
+    fan_in_fan_out: false,
+    use_rslora: false,
+    init_lora_weights: true,
+    task_type: null,
+  };
   const good = {
     "base_model.model.fc.lora_A.weight": f32([2, 4]),
     "base_model.model.fc.lora_B.weight": f32([6, 2]),
@@ -141,32 +157,44 @@ if (typeof t.lora.loadAdapter === "function") {
   ];
   const configVariants = [
     config,
-    { ...config, r: -1 }, { ...config, r: "2" }, { ...config, r: 2.5 }, { ...config, lora_alpha: "NaN" },
-    { ...config, target_modules: [] }, { ...config, target_modules: 5 }, { ...config, target_modules: "(" },
-    { ...config, peft_type: "IA3" }, { ...config, lora_dropout: 2 }, { ...config, use_dora: true }, null, [], "LORA",
+    { ...config, r: -1 },
+    { ...config, r: "2" },
+    { ...config, r: 2.5 },
+    { ...config, lora_alpha: "NaN" },
+    { ...config, target_modules: [] },
+    { ...config, target_modules: 5 },
+    { ...config, target_modules: "(" },
+    { ...config, peft_type: "IA3" },
+    { ...config, lora_dropout: 2 },
+    { ...config, use_dora: true },
+    null,
+    [],
+    "LORA",
   ];
   const layout = fc.constantFrom("ok", "no-config", "no-weights", "config-is-dir", "weights-empty", ...NON_REGULAR);
   const model = new Net();
-  fc.sample(fc.tuple(fc.nat(configVariants.length - 1), fc.nat(tensorsVariants.length - 1), bytesMutation, bytesMutation, layout, fc.boolean()), { seed: seed + 1, numRuns: runs }).forEach(
-    ([ci, ti, mutateConfig, mutateWeights, how, named]) => {
-      const d = fs.mkdtempSync(path.join(dir, "adapter-"));
-      if (how !== "no-config") {
-        if (how === "config-is-dir") fs.mkdirSync(path.join(d, "adapter_config.json"));
-        else if (!placeNonRegular(d, how, "adapter_config.json")) fs.writeFileSync(path.join(d, "adapter_config.json"), mutateConfig(Buffer.from(JSON.stringify(configVariants[ci]))));
-      }
-      if (how !== "no-weights" && !placeNonRegular(d, how, "adapter_model.safetensors")) {
-        fs.writeFileSync(path.join(d, "adapter_model.safetensors"), how === "weights-empty" ? Buffer.alloc(0) : mutateWeights(safetensors(tensorsVariants[ti])));
-      }
-      adapterRuns++;
-      if (NON_REGULAR.includes(how)) nonRegularSyncRuns++;
-      attempt("adapter", model, () => {
-        const m = t.lora.loadAdapter(model, d, named ? { adapterName: "fuzzed" } : {});
-        // Loaded: undo, so that the next attempt starts from the plain model again.
-        m.unload();
-      });
-      fs.rmSync(d, { recursive: true, force: true });
-    },
-  );
+  fc.sample(fc.tuple(fc.nat(configVariants.length - 1), fc.nat(tensorsVariants.length - 1), bytesMutation, bytesMutation, layout, fc.boolean()), {
+    seed: seed + 1,
+    numRuns: runs,
+  }).forEach(([ci, ti, mutateConfig, mutateWeights, how, named]) => {
+    const d = fs.mkdtempSync(path.join(dir, "adapter-"));
+    if (how !== "no-config") {
+      if (how === "config-is-dir") fs.mkdirSync(path.join(d, "adapter_config.json"));
+      else if (!placeNonRegular(d, how, "adapter_config.json"))
+        fs.writeFileSync(path.join(d, "adapter_config.json"), mutateConfig(Buffer.from(JSON.stringify(configVariants[ci]))));
+    }
+    if (how !== "no-weights" && !placeNonRegular(d, how, "adapter_model.safetensors")) {
+      fs.writeFileSync(path.join(d, "adapter_model.safetensors"), how === "weights-empty" ? Buffer.alloc(0) : mutateWeights(safetensors(tensorsVariants[ti])));
+    }
+    adapterRuns++;
+    if (NON_REGULAR.includes(how)) nonRegularSyncRuns++;
+    attempt("adapter", model, () => {
+      const m = t.lora.loadAdapter(model, d, named ? { adapterName: "fuzzed" } : {});
+      // Loaded: undo, so that the next attempt starts from the plain model again.
+      m.unload();
+    });
+    fs.rmSync(d, { recursive: true, force: true });
+  });
 }
 
 // ---- (c) the async loaders on non-regular files: each must settle (with a FormatError) within a bound
@@ -188,7 +216,13 @@ async function nonRegularAsync() {
     let timer;
     const bound = new Promise((resolve) => (timer = setTimeout(() => resolve("hung"), 10_000)));
     const load = viaStateDict ? t.io.loadStateDictFile(path.join(d, "adapter_model.safetensors")) : t.lora.loadAdapterAsync(model, d);
-    const outcome = await Promise.race([load.then(() => "loaded", (e) => e), bound]);
+    const outcome = await Promise.race([
+      load.then(
+        () => "loaded",
+        (e) => e,
+      ),
+      bound,
+    ]);
     clearTimeout(timer);
     if (outcome === "hung") counts.failures.push({ part: "non-regular async", problem: `did not settle within 10 s (${how})` });
     else if (outcome === "loaded") {
@@ -198,7 +232,8 @@ async function nonRegularAsync() {
       if (readNonRegular) counts.failures.push({ part: "non-regular async", problem: `loaded through ${how}` });
     } else {
       counts.threw++;
-      if (!(outcome instanceof t.FormatError)) counts.failures.push({ part: "non-regular async", problem: `${how}: not a FormatError`, message: String(outcome && outcome.message).slice(0, 200) });
+      if (!(outcome instanceof t.FormatError))
+        counts.failures.push({ part: "non-regular async", problem: `${how}: not a FormatError`, message: String(outcome && outcome.message).slice(0, 200) });
       else if (checksum(model) !== before) counts.failures.push({ part: "non-regular async", problem: "model changed by a failed load" });
     }
     fs.rmSync(d, { recursive: true, force: true });
@@ -208,5 +243,18 @@ async function nonRegularAsync() {
 
 nonRegularAsync().then((nonRegularRuns) => {
   fs.rmSync(dir, { recursive: true, force: true });
-  console.log(JSON.stringify({ seed, runs: counts.runs, adapterRuns, nonRegularSyncRuns, nonRegularRuns, loaded: counts.loaded, threw: counts.threw, failureCount: counts.failures.length, failures: counts.failures.slice(0, 10), peakRss }));
+  console.log(
+    JSON.stringify({
+      seed,
+      runs: counts.runs,
+      adapterRuns,
+      nonRegularSyncRuns,
+      nonRegularRuns,
+      loaded: counts.loaded,
+      threw: counts.threw,
+      failureCount: counts.failures.length,
+      failures: counts.failures.slice(0, 10),
+      peakRss,
+    }),
+  );
 });

@@ -12,7 +12,7 @@ const { Worker } = require("worker_threads");
 const dist = process.argv[2];
 const total = Number(process.argv[3]);
 let seed = Number(process.argv[4]) >>> 0 || 1;
-const random = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+const random = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "tl-teardown-"));
 
 /** One worker's life: busy with async work, then gone mid-flight; resolves with how it ended. */
