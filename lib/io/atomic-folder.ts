@@ -17,6 +17,7 @@
 import * as fs from "fs";
 import * as nodePath from "path";
 import { randomBytes } from "crypto";
+import { fsyncDirSync } from "./atomic";
 
 /** The hidden sibling names used while replacing `base`: `.<base>.tmp-<pid>-<hex>` and `.<base>.old-<pid>-<hex>`. */
 function siblingName(base: string, kind: "tmp" | "old"): string {
@@ -39,18 +40,6 @@ function resolveTarget(target: string): { real: string; parent: string; base: st
   }
   if (exists && !fs.statSync(real).isDirectory()) throw new TypeError(`${target}: exists and is not a folder`);
   return { real, parent: nodePath.dirname(real), base: nodePath.basename(real), exists };
-}
-
-function fsyncDirSync(dir: string): void {
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(dir, "r");
-    fs.fsyncSync(fd);
-  } catch {
-    // Some platforms and file systems cannot open or fsync a folder; the renames are still atomic there.
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd);
-  }
 }
 
 /** Recreates `from` (a file or a folder tree) at `to` with hard links, copying what cannot be linked. */

@@ -74,7 +74,7 @@ function checkData(data: unknown): void {
 }
 
 /** Opens the folder and flushes its entries, so that the rename itself survives a power loss. */
-function fsyncDirSync(dir: string): void {
+export function fsyncDirSync(dir: string): void {
   let fd: number | undefined;
   try {
     fd = fs.openSync(dir, "r");
