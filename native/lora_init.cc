@@ -7,6 +7,7 @@
 // memory safe (shapes of the tensors it writes).
 #include "handle.h"
 #include "errors.h"
+#include "option_fields.h"
 
 namespace tl {
 namespace {
@@ -18,21 +19,6 @@ struct InitOptions {
   double scale = 1;
   bool fanInFanOut = false;
 };
-
-Napi::Object OptionsArg(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsObject()) ThrowTypeError(info.Env(), "options: expected an object, got " + Describe(info[0]));
-  return info[0].As<Napi::Object>();
-}
-
-at::Tensor& TensorField(Napi::Env env, const Napi::Object& o, const char* name) {
-  return TensorValue(env, o.Get(name), std::string("options.") + name);
-}
-
-double NumberField(Napi::Env env, const Napi::Object& o, const char* name) {
-  Napi::Value v = o.Get(name);
-  if (!v.IsNumber()) ThrowTypeError(env, std::string("options.") + name + ": expected a number, got " + Describe(v));
-  return v.As<Napi::Number>().DoubleValue();
-}
 
 // Transposes a (in, out) Conv1D weight into the (out, in) layout the formulas are written for.
 at::Tensor OutIn(const at::Tensor& w, bool fanInFanOut) { return fanInFanOut ? w.t() : w; }
@@ -104,16 +90,16 @@ std::pair<at::Tensor, at::Tensor> OrthogonalFactors(int64_t in, int64_t out, int
 // B (out, r) in place; for "pissa" and "olora" writes the residual into weight.
 Napi::Value LoraInitFromWeight(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object o = OptionsArg(info);
+  Napi::Object o = OptionsObjectArg(info, 0, "options");
   InitOptions opt;
-  opt.weight = TensorField(env, o, "weight");
-  opt.A = TensorField(env, o, "A");
-  opt.B = TensorField(env, o, "B");
+  opt.weight = TensorField(o, "weight");
+  opt.A = TensorField(o, "A");
+  opt.B = TensorField(o, "B");
   Napi::Value method = o.Get("method");
   if (!method.IsString()) ThrowTypeError(env, "options.method: expected a string, got " + Describe(method));
   opt.method = method.As<Napi::String>().Utf8Value();
-  opt.niter = static_cast<int64_t>(NumberField(env, o, "niter"));
-  opt.scale = NumberField(env, o, "scale");
+  opt.niter = static_cast<int64_t>(NumberField(o, "niter"));
+  opt.scale = NumberField(o, "scale");
   opt.fanInFanOut = o.Get("fanInFanOut").ToBoolean();
 
   const at::Tensor& w = opt.weight;
