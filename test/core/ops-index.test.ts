@@ -6,6 +6,7 @@
 import { Tensor, manualSeed, oneHot, tensor, where } from "../../lib";
 import { expectGradientMatchesFiniteDifferences, pseudoRandom } from "../helpers/gradcheck";
 import { CaseInput, describeAgainstTorch } from "../helpers/torch-cases";
+import { ErrorCase, itThrowsEach } from "../helpers/errors";
 
 const X = pseudoRandom(12, 5);
 const inputs: Record<string, CaseInput> = {
@@ -115,7 +116,7 @@ describe("multinomial", () => {
 
 describe("indexing: bad input names the op, the argument and the shapes", () => {
   const x = () => tensor(X, { shape: [3, 4] });
-  const cases: [string, () => unknown, RegExp, typeof Error][] = [
+  const cases: ErrorCase[] = [
     ["where with a float condition", () => where(x(), x(), 0), /^where: condition: expected a bool Tensor .*got float32/, TypeError],
     [
       "where with shapes that do not broadcast",
@@ -157,16 +158,5 @@ describe("indexing: bad input names the op, the argument and the shapes", () => 
     ["cumsum along a missing dim", () => x().cumsum(-3), /^cumsum: dim -3 is out of range/, RangeError],
     ["multinomial with negative weights", () => tensor([0.5, -1]).multinomial(1), /^multinomial: .* \(shapes: self \[2\]\)$/, Error],
   ];
-  for (const [name, fn, message, kind] of cases) {
-    it(name, () => {
-      let thrown: unknown;
-      try {
-        fn();
-      } catch (e) {
-        thrown = e;
-      }
-      expect(thrown).toBeInstanceOf(kind);
-      expect((thrown as Error).message).toMatch(message);
-    });
-  }
+  itThrowsEach(cases);
 });

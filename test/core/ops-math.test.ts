@@ -5,6 +5,7 @@
 import { Tensor, tensor } from "../../lib";
 import { expectGradientMatchesFiniteDifferences, pseudoRandom } from "../helpers/gradcheck";
 import { CaseInput, describeAgainstTorch } from "../helpers/torch-cases";
+import { ErrorCase, itThrowsEach } from "../helpers/errors";
 
 const X = pseudoRandom(12, 11);
 const inputs: Record<string, CaseInput> = {
@@ -100,7 +101,7 @@ describe("math ops: hand-computed", () => {
 
 describe("math ops: bad input names the op, the argument and the shapes", () => {
   const x = () => tensor(X, { shape: [3, 4] });
-  const cases: [string, () => unknown, RegExp, typeof Error][] = [
+  const cases: ErrorCase[] = [
     ["clamp without bounds", () => x().clamp(), /^clamp: min, max: expected at least one bound, got neither/, TypeError],
     [
       "clamp with a non-broadcasting bound",
@@ -139,16 +140,5 @@ describe("math ops: bad input names the op, the argument and the shapes", () => 
       RangeError,
     ],
   ];
-  for (const [name, fn, message, kind] of cases) {
-    it(name, () => {
-      let thrown: unknown;
-      try {
-        fn();
-      } catch (e) {
-        thrown = e;
-      }
-      expect(thrown).toBeInstanceOf(kind);
-      expect((thrown as Error).message).toMatch(message);
-    });
-  }
+  itThrowsEach(cases);
 });

@@ -5,6 +5,7 @@
 import { Tensor, noGrad, stack, tensor } from "../../lib";
 import { expectGradientMatchesFiniteDifferences, pseudoRandom } from "../helpers/gradcheck";
 import { CaseInput, describeAgainstTorch } from "../helpers/torch-cases";
+import { ErrorCase, itThrowsEach } from "../helpers/errors";
 
 const X = pseudoRandom(24, 1);
 const inputs: Record<string, CaseInput> = {
@@ -81,7 +82,7 @@ describe("shape ops: views and gradients", () => {
 
 describe("shape ops: bad input names the op, the argument and the shapes", () => {
   const x = () => tensor(X, { shape: [2, 3, 4] });
-  const cases: [string, () => unknown, RegExp, typeof Error][] = [
+  const cases: ErrorCase[] = [
     ["permute with too few dims", () => x().permute(1, 0), /^permute: dims \[1, 0\] name 2 dims, but the tensor of shape \[2, 3, 4\] has 3/, RangeError],
     ["permute repeating a dim", () => x().permute(0, 0, 1), /^permute: dims \[0, 0, 1\] repeat a dim/, RangeError],
     ["unsqueeze past the end", () => x().unsqueeze(5), /^unsqueeze: dim 5 is out of range for a tensor with 4 dims/, RangeError],
@@ -118,16 +119,5 @@ describe("shape ops: bad input names the op, the argument and the shapes", () =>
     ["slice dim out of range", () => x().slice(3, 0, 1), /^slice: dim 3 is out of range for a tensor with 3 dims/, RangeError],
     ["slice with a fractional start", () => x().slice(0, 0.5), /^slice: start: expected an integer, got 0.5/, TypeError],
   ];
-  for (const [name, fn, message, kind] of cases) {
-    it(name, () => {
-      let thrown: unknown;
-      try {
-        fn();
-      } catch (e) {
-        thrown = e;
-      }
-      expect(thrown).toBeInstanceOf(kind);
-      expect((thrown as Error).message).toMatch(message);
-    });
-  }
+  itThrowsEach(cases);
 });

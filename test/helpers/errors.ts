@@ -11,3 +11,22 @@ export function thrownBy(fn: () => unknown): Error {
   expect(Object.prototype.toString.call(caught)).toBe("[object Error]");
   return caught as Error;
 }
+
+/** One bad-input case: its test name, the call, the message it must throw and the error class. */
+export type ErrorCase = [name: string, fn: () => unknown, message: RegExp, kind: typeof Error];
+
+/** One `it` per case: `fn` throws an instance of `kind` whose message matches `message`. */
+export function itThrowsEach(cases: ErrorCase[]): void {
+  for (const [name, fn, message, kind] of cases) {
+    it(name, () => {
+      let thrown: unknown;
+      try {
+        fn();
+      } catch (e) {
+        thrown = e;
+      }
+      expect(thrown).toBeInstanceOf(kind);
+      expect((thrown as Error).message).toMatch(message);
+    });
+  }
+}
