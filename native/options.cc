@@ -62,4 +62,22 @@ c10::optional<std::vector<int64_t>> OptionalIntListOption(const Napi::Object& op
 
 at::Tensor& TensorOption(const Napi::Object& options, const char* key) { return TensorValue(options.Env(), options.Get(key), key); }
 
+std::string StringOption(const Napi::Object& options, const char* key) {
+  Napi::Value v = options.Get(key);
+  if (!v.IsString()) ThrowTypeError(options.Env(), std::string(key) + ": expected a string, got " + Describe(v));
+  return v.As<Napi::String>().Utf8Value();
+}
+
+std::vector<at::Tensor> TensorListOption(const Napi::Object& options, const char* key) {
+  Napi::Value v = options.Get(key);
+  if (!v.IsArray()) ThrowTypeError(options.Env(), std::string(key) + ": expected an array of Tensors, got " + Describe(v));
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<at::Tensor> out;
+  out.reserve(a.Length());
+  for (uint32_t k = 0; k < a.Length(); ++k) {
+    out.push_back(TensorValue(options.Env(), a.Get(k), std::string(key) + "[" + std::to_string(k) + "]"));
+  }
+  return out;
+}
+
 }  // namespace tl

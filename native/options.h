@@ -22,4 +22,9 @@ c10::optional<std::vector<int64_t>> OptionalIntListOption(const Napi::Object& op
 /** A Tensor handle field. */
 at::Tensor& TensorOption(const Napi::Object& options, const char* key);
 
+/** A string field. */
+std::string StringOption(const Napi::Object& options, const char* key);
+/** An array-of-Tensor-handles field; a disposed or foreign handle is an error naming `key[k]`. */
+std::vector<at::Tensor> TensorListOption(const Napi::Object& options, const char* key);
+
 }  // namespace tl
