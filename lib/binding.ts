@@ -285,33 +285,36 @@ export interface NativeBinding {
   ): Promise<H | null>;
   loraRestore(weight: H, backup: H): void;
   loraRestoreAsync(weight: H, backup: H): Promise<void>;
-  // optimizers (native/optim.cc): one call over all parameters; `steps` is updated in place
-  adamwStep(
-    params: H[],
-    expAvg: H[],
-    expAvgSq: H[],
-    maxExpAvgSq: H[],
-    steps: Float64Array,
-    lr: Num,
-    beta1: Num,
-    beta2: Num,
-    eps: Num,
-    weightDecay: Num,
-    amsgrad: boolean,
-    maximize: boolean,
-  ): Num;
-  sgdStep(
-    params: H[],
-    momentumBuffers: H[],
-    steps: Float64Array,
-    lr: Num,
-    momentum: Num,
-    dampening: Num,
-    weightDecay: Num,
-    nesterov: boolean,
-    maximize: boolean,
-  ): Num;
-  clipGradNorm(params: H[], maxNorm: Num, normType: Num, errorIfNonfinite: boolean): Num;
+  // optimizers (native/optim.cc): one call over all parameters; `steps` is updated in place.
+  // lib/optim checks the hyper-parameters; the state lists are read only when in use
+  // (maxExpAvgSq with amsgrad, momentumBuffers with a non-zero momentum).
+  adamwStep(options: {
+    params: H[];
+    expAvg: H[];
+    expAvgSq: H[];
+    maxExpAvgSq: H[];
+    steps: Float64Array;
+    lr: Num;
+    beta1: Num;
+    beta2: Num;
+    eps: Num;
+    weightDecay: Num;
+    amsgrad: boolean;
+    maximize: boolean;
+  }): Num;
+  sgdStep(options: {
+    params: H[];
+    momentumBuffers: H[];
+    steps: Float64Array;
+    lr: Num;
+    momentum: Num;
+    dampening: Num;
+    weightDecay: Num;
+    nesterov: boolean;
+    maximize: boolean;
+  }): Num;
+  /** With errorIfNonfinite, a non-finite total norm is returned and nothing is clipped. */
+  clipGradNorm(options: { params: H[]; maxNorm: Num; normType: Num; errorIfNonfinite: boolean }): Num;
   zeroGrad(params: H[], setToNone: boolean): void;
   optimZerosLike(params: H[]): H[];
 }

@@ -1,12 +1,18 @@
 // Optimizer steps: one native call updates every parameter, with the arithmetic of
 // torch.optim.AdamW / torch.optim.SGD (single-tensor path) and torch.nn.utils.clip_grad_norm_.
-// Every argument is checked before the first tensor is written, so a bad call changes nothing.
+//
+// lib/optim owns the semantics (hyper-parameter ranges, the parameter list, the state it
+// creates) and their messages. What is checked here is what memory safety needs (the JS type of
+// each field, the lengths of the lists indexed per parameter, live handles), plus what only this
+// side can see at step time and libtorch would otherwise refuse half-way through the parameter
+// list: each gradient fitting its parameter, and each update factor fitting the parameter's
+// dtype. All of it runs before the first tensor is written, so a refused call changes nothing.
 #include "handle.h"
 #include "errors.h"
+#include "options.h"
 
 #include <cmath>
 #include <limits>
-#include <unordered_set>
 
 namespace tl {
 namespace {
@@ -20,25 +26,6 @@ std::string Num(double v) {
   return s.str();
 }
 
-// A finite number; optimizers must never see NaN or Infinity in their hyper-parameters.
-double FiniteArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  double v = NumberArg(info, i, name);
-  if (!std::isfinite(v)) ThrowRangeError(info.Env(), std::string(name) + ": expected a finite number, got " + Num(v));
-  return v;
-}
-
-double NonNegativeArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  double v = FiniteArg(info, i, name);
-  if (v < 0) ThrowRangeError(info.Env(), std::string(name) + ": expected a number >= 0, got " + Num(v));
-  return v;
-}
-
-double BetaArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  double v = FiniteArg(info, i, name);
-  if (v < 0 || v >= 1) ThrowRangeError(info.Env(), std::string(name) + ": expected a number in [0, 1), got " + Num(v));
-  return v;
-}
-
 std::string Shape(const at::Tensor& t) {
   std::string s = "[";
   for (int64_t d = 0; d < t.dim(); ++d) s += (d ? ", " : "") + std::to_string(t.size(d));
@@ -47,24 +34,6 @@ std::string Shape(const at::Tensor& t) {
 
 std::string TensorInfo(const at::Tensor& t) {
   return "shape " + Shape(t) + ", " + DtypeName(t.scalar_type()) + ", " + DeviceName(t.device());
-}
-
-// Parameters must be distinct floating tensors: a tensor listed twice would be stepped twice.
-std::vector<at::Tensor> ParamListArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  std::vector<at::Tensor> params = TensorListArg(info, i, name);
-  std::unordered_set<const c10::TensorImpl*> seen;
-  for (size_t k = 0; k < params.size(); ++k) {
-    const at::Tensor& p = params[k];
-    std::string label = std::string(name) + "[" + std::to_string(k) + "]";
-    if (!at::isFloatingType(p.scalar_type())) {
-      ThrowTypeError(info.Env(), label + ": expected a floating-point tensor, got " + DtypeName(p.scalar_type()));
-    }
-    if (!p.is_leaf()) ThrowError(info.Env(), label + ": cannot optimize a non-leaf tensor (the result of an operation)");
-    if (!seen.insert(p.unsafeGetTensorImpl()).second) {
-      ThrowError(info.Env(), label + ": the same tensor appears more than once in the parameter list");
-    }
-  }
-  return params;
 }
 
 // The gradients of `params` (undefined where a parameter has none), each checked to fit its parameter.
@@ -85,43 +54,26 @@ std::vector<at::Tensor> GradsOf(Napi::Env env, const std::vector<at::Tensor>& pa
   return grads;
 }
 
-// Per-parameter state must be shaped, typed and placed like its parameter (it is updated in place).
-std::vector<at::Tensor> StateListArg(const Napi::CallbackInfo& info, size_t i, const char* name, const std::vector<at::Tensor>& params) {
-  std::vector<at::Tensor> state = TensorListArg(info, i, name);
-  if (state.size() != params.size()) {
-    ThrowRangeError(info.Env(), std::string(name) + ": expected " + std::to_string(params.size()) + " tensors (one per parameter), got " +
-                                    std::to_string(state.size()));
-  }
-  for (size_t k = 0; k < state.size(); ++k) {
-    const at::Tensor& s = state[k];
-    const at::Tensor& p = params[k];
-    if (!s.sizes().equals(p.sizes()) || s.scalar_type() != p.scalar_type() || s.device() != p.device()) {
-      ThrowError(info.Env(),
-                 std::string(name) + "[" + std::to_string(k) + "]: has " + TensorInfo(s) + ", but its parameter has " + TensorInfo(p));
-    }
-    if (s.unsafeGetTensorImpl() == p.unsafeGetTensorImpl()) {
-      ThrowError(info.Env(), std::string(name) + "[" + std::to_string(k) + "]: is the parameter itself");
-    }
+// A list of per-parameter state tensors (updated in place, indexed like the parameters).
+std::vector<at::Tensor> StateListOption(const Napi::Object& o, const char* key, size_t count) {
+  std::vector<at::Tensor> state = TensorListOption(o, key);
+  if (state.size() != count) {
+    ThrowRangeError(o.Env(), std::string(key) + ": expected " + std::to_string(count) + " tensors (one per parameter), got " +
+                                 std::to_string(state.size()));
   }
   return state;
 }
 
 // Per-parameter counts of the steps in which the parameter had a gradient; updated in place.
-Napi::Float64Array StepsArg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t count) {
-  Napi::Value v = info[i];
+Napi::Float64Array StepsOption(const Napi::Object& o, const char* key, size_t count) {
+  Napi::Value v = o.Get(key);
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
-    ThrowTypeError(info.Env(), std::string(name) + ": expected a Float64Array, got " + Describe(v));
+    ThrowTypeError(o.Env(), std::string(key) + ": expected a Float64Array, got " + Describe(v));
   }
   Napi::Float64Array steps = v.As<Napi::Float64Array>();
   if (steps.ElementLength() != count) {
-    ThrowRangeError(info.Env(), std::string(name) + ": expected " + std::to_string(count) + " entries (one per parameter), got " +
-                                    std::to_string(steps.ElementLength()));
-  }
-  for (size_t k = 0; k < count; ++k) {
-    double s = steps[k];
-    if (!(s >= 0) || std::floor(s) != s || s >= 9007199254740991.0) {
-      ThrowRangeError(info.Env(), std::string(name) + "[" + std::to_string(k) + "]: expected a non-negative integer, got " + Num(s));
-    }
+    ThrowRangeError(o.Env(), std::string(key) + ": expected " + std::to_string(count) + " entries (one per parameter), got " +
+                                 std::to_string(steps.ElementLength()));
   }
   return steps;
 }
@@ -166,27 +118,24 @@ void AdamWUpdate(at::Tensor& p, at::Tensor& m, at::Tensor& v, at::Tensor& maxSq,
   p.addcdiv_(m, denom, -stepSize);
 }
 
-// adamwStep(params, expAvg, expAvgSq, maxExpAvgSq, steps, lr, beta1, beta2, eps, weightDecay, amsgrad, maximize)
-//   -> number of parameters updated. maxExpAvgSq is [] unless amsgrad.
+// adamwStep({ params, expAvg, expAvgSq, maxExpAvgSq, steps, lr, beta1, beta2, eps, weightDecay,
+//   amsgrad, maximize }) -> number of parameters updated. maxExpAvgSq is read only when amsgrad.
 Napi::Value AdamWStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::vector<at::Tensor> params = ParamListArg(info, 0, "params");
-  std::vector<at::Tensor> expAvg = StateListArg(info, 1, "expAvg", params);
-  std::vector<at::Tensor> expAvgSq = StateListArg(info, 2, "expAvgSq", params);
-  Napi::Float64Array steps = StepsArg(info, 4, "steps", params.size());
-  double lr = NonNegativeArg(info, 5, "lr");
-  double beta1 = BetaArg(info, 6, "beta1");
-  double beta2 = BetaArg(info, 7, "beta2");
-  double eps = NonNegativeArg(info, 8, "eps");
-  double weightDecay = NonNegativeArg(info, 9, "weightDecay");
-  bool amsgrad = BoolArg(info, 10, "amsgrad");
-  bool maximize = BoolArg(info, 11, "maximize");
+  Napi::Object o = OptionsArg(info, 0);
+  std::vector<at::Tensor> params = TensorListOption(o, "params");
+  std::vector<at::Tensor> expAvg = StateListOption(o, "expAvg", params.size());
+  std::vector<at::Tensor> expAvgSq = StateListOption(o, "expAvgSq", params.size());
+  Napi::Float64Array steps = StepsOption(o, "steps", params.size());
+  double lr = NumberOption(o, "lr");
+  double beta1 = NumberOption(o, "beta1");
+  double beta2 = NumberOption(o, "beta2");
+  double eps = NumberOption(o, "eps");
+  double weightDecay = NumberOption(o, "weightDecay");
+  bool amsgrad = BoolOption(o, "amsgrad", false);
+  bool maximize = BoolOption(o, "maximize", false);
   std::vector<at::Tensor> maxExpAvgSq;
-  if (amsgrad) {
-    maxExpAvgSq = StateListArg(info, 3, "maxExpAvgSq", params);
-  } else if (!info[3].IsArray() || info[3].As<Napi::Array>().Length() != 0) {
-    ThrowTypeError(env, "maxExpAvgSq: expected an empty array when amsgrad is false, got " + Describe(info[3]));
-  }
+  if (amsgrad) maxExpAvgSq = StateListOption(o, "maxExpAvgSq", params.size());
   std::vector<at::Tensor> grads = GradsOf(env, params, "params", true);
   for (size_t k = 0; k < params.size(); ++k) {
     if (!grads[k].defined()) continue;
@@ -225,29 +174,22 @@ Napi::Value AdamWStep(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, updated);
 }
 
-// sgdStep(params, momentumBuffers, steps, lr, momentum, dampening, weightDecay, nesterov, maximize)
-//   -> number of parameters updated. momentumBuffers is [] when momentum is 0; a buffer whose
-//   step count is 0 has not been started and is filled with the first gradient (PyTorch's clone).
+// sgdStep({ params, momentumBuffers, steps, lr, momentum, dampening, weightDecay, nesterov, maximize })
+//   -> number of parameters updated. momentumBuffers is read only when momentum is not 0; a buffer
+//   whose step count is 0 has not been started and is filled with the first gradient (PyTorch's clone).
 Napi::Value SgdStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::vector<at::Tensor> params = ParamListArg(info, 0, "params");
-  Napi::Float64Array steps = StepsArg(info, 2, "steps", params.size());
-  double lr = NonNegativeArg(info, 3, "lr");
-  double momentum = NonNegativeArg(info, 4, "momentum");
-  double dampening = FiniteArg(info, 5, "dampening");
-  double weightDecay = NonNegativeArg(info, 6, "weightDecay");
-  bool nesterov = BoolArg(info, 7, "nesterov");
-  bool maximize = BoolArg(info, 8, "maximize");
-  if (nesterov && (momentum <= 0 || dampening != 0)) {
-    ThrowRangeError(env, "nesterov: Nesterov momentum needs momentum > 0 and dampening = 0, got momentum " + Num(momentum) +
-                             " and dampening " + Num(dampening));
-  }
+  Napi::Object o = OptionsArg(info, 0);
+  std::vector<at::Tensor> params = TensorListOption(o, "params");
+  Napi::Float64Array steps = StepsOption(o, "steps", params.size());
+  double lr = NumberOption(o, "lr");
+  double momentum = NumberOption(o, "momentum");
+  double dampening = NumberOption(o, "dampening");
+  double weightDecay = NumberOption(o, "weightDecay");
+  bool nesterov = BoolOption(o, "nesterov", false);
+  bool maximize = BoolOption(o, "maximize", false);
   std::vector<at::Tensor> buffers;
-  if (momentum != 0) {
-    buffers = StateListArg(info, 1, "momentumBuffers", params);
-  } else if (!info[1].IsArray() || info[1].As<Napi::Array>().Length() != 0) {
-    ThrowTypeError(env, "momentumBuffers: expected an empty array when momentum is 0, got " + Describe(info[1]));
-  }
+  if (momentum != 0) buffers = StateListOption(o, "momentumBuffers", params.size());
   std::vector<at::Tensor> grads = GradsOf(env, params, "params", true);
   for (size_t k = 0; k < params.size(); ++k) {
     if (!grads[k].defined()) continue;
@@ -280,17 +222,16 @@ Napi::Value SgdStep(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, updated);
 }
 
-// clipGradNorm(params, maxNorm, normType, errorIfNonfinite) -> the total norm of all gradients
-// (before clipping), as torch.nn.utils.clip_grad_norm_ computes and applies it.
+// clipGradNorm({ params, maxNorm, normType, errorIfNonfinite }) -> the total norm of all gradients
+// (before clipping), as torch.nn.utils.clip_grad_norm_ computes and applies it. With
+// errorIfNonfinite, a non-finite total is returned without clipping: lib/optim/clip.ts throws.
 Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::vector<at::Tensor> params = TensorListArg(info, 0, "params");
-  double maxNorm = NonNegativeArg(info, 1, "maxNorm");
-  double normType = NumberArg(info, 2, "normType");
-  if (std::isnan(normType) || normType <= 0) {
-    ThrowRangeError(env, "normType: expected a number > 0 or Infinity, got " + Num(normType));
-  }
-  bool errorIfNonfinite = BoolArg(info, 3, "errorIfNonfinite");
+  Napi::Object o = OptionsArg(info, 0);
+  std::vector<at::Tensor> params = TensorListOption(o, "params");
+  double maxNorm = NumberOption(o, "maxNorm");
+  double normType = NumberOption(o, "normType");
+  bool errorIfNonfinite = BoolOption(o, "errorIfNonfinite", false);
   std::vector<at::Tensor> grads;
   for (const at::Tensor& g : GradsOf(env, params, "params", false)) {
     if (g.defined()) grads.push_back(g);
@@ -308,10 +249,7 @@ Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
     norms.push_back(n.to(device, type));
   }
   at::Tensor total = std::isinf(normType) ? at::stack(norms).max() : at::norm(at::stack(norms), normType);
-  if (errorIfNonfinite && !std::isfinite(total.item<double>())) {
-    ThrowError(env, "clipGradNorm: the total norm of order " + Num(normType) +
-                        " of the gradients is non-finite, so they cannot be clipped (nothing was changed)");
-  }
+  if (errorIfNonfinite && !std::isfinite(total.item<double>())) return Napi::Number::New(env, total.item<double>());
   // Python's `max_norm / t` is `t.reciprocal() * max_norm`; the same ops give the same bits.
   at::Tensor coef = ((total + 1e-6).reciprocal() * maxNorm).clamp_max(1.0);
   for (const at::Tensor& g : grads) g.mul_(coef.to(g.device()));
@@ -343,7 +281,7 @@ Napi::Value ZeroGrad(const Napi::CallbackInfo& info) {
 
 // zerosLike(params) -> fresh zero tensors shaped, typed and placed like each parameter (optimizer state).
 Napi::Value ZerosLike(const Napi::CallbackInfo& info) {
-  std::vector<at::Tensor> params = ParamListArg(info, 0, "params");
+  std::vector<at::Tensor> params = TensorListArg(info, 0, "params");
   Napi::Env env = info.Env();
   Napi::Array out = Napi::Array::New(env, params.size());
   at::NoGradGuard noGrad;

@@ -117,20 +117,20 @@ export class AdamW extends Optimizer {
   /** One AdamW update of every parameter that has a gradient (one native call). */
   step(): void {
     const o = this.#o;
-    optimNative.adamwStep(
-      this.handles,
-      this.#expAvg,
-      this.#expAvgSq,
-      this.#maxExpAvgSq,
-      this.steps,
-      this.lr,
-      o.betas[0],
-      o.betas[1],
-      o.eps,
-      o.weightDecay,
-      o.amsgrad,
-      o.maximize,
-    );
+    optimNative.adamwStep({
+      params: this.handles,
+      expAvg: this.#expAvg,
+      expAvgSq: this.#expAvgSq,
+      maxExpAvgSq: this.#maxExpAvgSq,
+      steps: this.steps,
+      lr: this.lr,
+      beta1: o.betas[0],
+      beta2: o.betas[1],
+      eps: o.eps,
+      weightDecay: o.weightDecay,
+      amsgrad: o.amsgrad,
+      maximize: o.maximize,
+    });
   }
 
   /**

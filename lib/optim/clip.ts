@@ -29,5 +29,11 @@ export function clipGradNorm(params: Tensor[] | Iterable<Tensor>, maxNorm: numbe
     throw new RangeError(`normType: expected a number > 0 or Infinity, got ${describe(normType)}`);
   }
   const o = checkOptions<{ errorIfNonfinite: boolean }>(options, ["errorIfNonfinite"], "options");
-  return optimNative.clipGradNorm(handles, maxNorm, normType, flag(o.errorIfNonfinite ?? false, "options.errorIfNonfinite"));
+  const errorIfNonfinite = flag(o.errorIfNonfinite ?? false, "options.errorIfNonfinite");
+  // With errorIfNonfinite the native call leaves the gradients alone when the total is non-finite.
+  const total = optimNative.clipGradNorm({ params: handles, maxNorm, normType, errorIfNonfinite });
+  if (errorIfNonfinite && !Number.isFinite(total)) {
+    throw new Error(`clipGradNorm: the total norm of order ${normType} of the gradients is non-finite, so they cannot be clipped (nothing was changed)`);
+  }
+  return total;
 }

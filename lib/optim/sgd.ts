@@ -114,7 +114,17 @@ export class SGD extends Optimizer {
   /** One SGD update of every parameter that has a gradient (one native call). */
   step(): void {
     const o = this.#o;
-    optimNative.sgdStep(this.handles, this.#buffers, this.steps, this.lr, o.momentum, o.dampening, o.weightDecay, o.nesterov, o.maximize);
+    optimNative.sgdStep({
+      params: this.handles,
+      momentumBuffers: this.#buffers,
+      steps: this.steps,
+      lr: this.lr,
+      momentum: o.momentum,
+      dampening: o.dampening,
+      weightDecay: o.weightDecay,
+      nesterov: o.nesterov,
+      maximize: o.maximize,
+    });
   }
 
   /**

@@ -28,6 +28,10 @@ describe("optimizer argument checks", () => {
       [() => new optim.SGD([p], { lr: 0.1, momentum: -0.5 }), "SGD: options.momentum: expected a finite number >= 0, got -0.5"],
       [() => new optim.SGD([p], { lr: 0.1, nesterov: true }), /Nesterov momentum needs momentum > 0 and dampening = 0, got momentum 0/],
       [() => new optim.SGD([p], { lr: 0.1, momentum: 0.9, dampening: 0.1, nesterov: true }), /dampening 0.1/],
+      [() => new optim.AdamW([p], { betas: [0.9, NaN] }), "AdamW: options.betas[1]: expected a number in [0, 1), got NaN"],
+      [() => new optim.SGD([p], { lr: 0.1, momentum: 0.9, dampening: NaN }), "SGD: options.dampening: expected a finite number, got NaN"],
+      [() => new optim.SGD([p], { lr: 0.1, weightDecay: -0.1 }), "SGD: options.weightDecay: expected a finite number >= 0, got -0.1"],
+      [() => new optim.SGD([p], { lr: Infinity }), "SGD: options.lr: expected a finite number >= 0, got Infinity"],
     ];
     for (const [fn, message] of cases) expect(fn).toThrow(message);
   });
@@ -53,7 +57,10 @@ describe("optimizer argument checks", () => {
     expect(opt.lr).toBe(0.25);
   });
 
-  test("native adamwStep validates everything before touching parameters or state", () => {
+  // The semantic checks above are lib/optim's alone; the native steps check what memory safety
+  // needs (JS types, the lengths of the per-parameter lists, live handles) and what only they see
+  // at step time, all before the first write, so a refused call changes nothing.
+  test("native adamwStep checks types, lengths and handles before touching parameters or state", () => {
     const ps = [param([1, 2, 3], [3]), param([4, 5], [2])];
     ps.forEach((p) => setGrad(p, [1, -1, 1].slice(0, p.numel)));
     const h = ps.map((p) => handleOf(p));
@@ -62,29 +69,38 @@ describe("optimizer argument checks", () => {
     const steps = new Float64Array(2);
     const mBefore = m.map((t) => Buffer.from(new Tensor(t).toBytes()));
     const before = bytes(ps);
-    const call = (over: Partial<Record<number, unknown>>) => () => {
-      const args: unknown[] = [h, m, v, [], steps, 0.1, 0.9, 0.999, 1e-8, 0.01, false, false];
-      for (const [k, val] of Object.entries(over)) args[Number(k)] = val;
-      return (optimNative.adamwStep as (...a: unknown[]) => number)(...args);
+    const disposed = zeros([2]);
+    disposed.dispose();
+    const good = {
+      params: h,
+      expAvg: m,
+      expAvgSq: v,
+      maxExpAvgSq: [],
+      steps,
+      lr: 0.1,
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay: 0.01,
+      amsgrad: false,
+      maximize: false,
     };
-    const cases: [Partial<Record<number, unknown>>, string | RegExp][] = [
-      [{ 1: [m[0]] }, "expAvg: expected 2 tensors (one per parameter), got 1"],
-      [{ 2: [v[1], v[0]] }, "expAvgSq[0]: has shape [2], float32, cpu, but its parameter has shape [3], float32, cpu"],
-      [{ 2: [h[0], v[1]] }, "expAvgSq[0]: is the parameter itself"],
-      [{ 3: [m[0], m[1]] }, "maxExpAvgSq: expected an empty array when amsgrad is false, got an array"],
-      [{ 4: new Float64Array(3) }, "steps: expected 2 entries (one per parameter), got 3"],
-      [{ 4: Float64Array.of(0, -1) }, "steps[1]: expected a non-negative integer, got -1"],
-      [{ 4: [0, 0] }, "steps: expected a Float64Array, got an array"],
-      [{ 5: NaN }, "lr: expected a finite number, got NaN"],
-      [{ 5: -1 }, "lr: expected a number >= 0, got -1"],
-      [{ 6: 1 }, "beta1: expected a number in [0, 1), got 1"],
-      [{ 7: NaN }, /beta2: expected a finite number/],
-      [{ 8: -1 }, "eps: expected a number >= 0, got -1"],
-      [{ 9: Infinity }, "weightDecay: expected a finite number, got Infinity"],
-      [{ 10: "no" }, 'amsgrad: expected a boolean, got the string "no"'],
-      [{ 0: [h[0], h[0]], 1: [m[0], m[0]], 2: [v[0], v[0]] }, "params[1]: the same tensor appears more than once in the parameter list"],
+    const call = (over: Record<string, unknown>) => () => optimNative.adamwStep({ ...good, ...over } as never);
+    const cases: [Record<string, unknown>, string | RegExp][] = [
+      [{ expAvg: [m[0]] }, "expAvg: expected 2 tensors (one per parameter), got 1"],
+      [{ expAvgSq: "v" }, 'expAvgSq: expected an array of Tensors, got the string "v"'],
+      [{ expAvgSq: [v[0], 3] }, "expAvgSq[1]: expected a Tensor, got 3"],
+      [{ expAvgSq: [v[0], handleOf(disposed)] }, "expAvgSq[1]: the Tensor was disposed and can no longer be used"],
+      [{ amsgrad: true, maxExpAvgSq: [m[0]] }, "maxExpAvgSq: expected 2 tensors (one per parameter), got 1"],
+      [{ steps: new Float64Array(3) }, "steps: expected 2 entries (one per parameter), got 3"],
+      [{ steps: [0, 0] }, "steps: expected a Float64Array, got an array"],
+      [{ lr: "0.1" }, 'lr: expected a number, got the string "0.1"'],
+      [{ beta1: undefined }, "beta1: expected a number, got undefined"],
+      [{ amsgrad: "no" }, 'amsgrad: expected a boolean, got the string "no"'],
+      [{ lr: 1e300 }, /lr 1e\+300 with weightDecay 0.01 gives the factor .* float32 arithmetic cannot represent \(params\[0\]\); nothing was changed/],
     ];
     for (const [over, message] of cases) expect(call(over)).toThrow(message);
+    expect(() => optimNative.adamwStep(h as never)).toThrow("options: expected an options object, got an array");
     expect(unchanged(ps, before)).toBe(true);
     expect(Array.from(steps)).toEqual([0, 0]);
     m.forEach((t, k) => expect(new Tensor(t).toBytes().equals(mBefore[k])).toBe(true));
@@ -94,25 +110,38 @@ describe("optimizer argument checks", () => {
     expect(Array.from(steps)).toEqual([1, 1]);
   });
 
-  test("native sgdStep validates everything first", () => {
+  test("native sgdStep and clipGradNorm check types and lengths first", () => {
     const ps = [param([1, 2], [2])];
     setGrad(ps[0], [1, 1]);
     const h = ps.map((p) => handleOf(p));
     const before = bytes(ps);
-    const bufs = optimNative.optimZerosLike(h);
-    const wrongDtype = [handleOf(zeros([2], { dtype: "float64" }))];
-    const sgd = optimNative.sgdStep as (...a: unknown[]) => number;
-    expect(() => sgd(h, [], new Float64Array(1), 0.1, 0.9, 0, 0, false, false)).toThrow("momentumBuffers: expected 1 tensors (one per parameter), got 0");
-    expect(() => sgd(h, wrongDtype, new Float64Array(1), 0.1, 0.9, 0, 0, false, false)).toThrow(
-      "momentumBuffers[0]: has shape [2], float64, cpu, but its parameter has shape [2], float32, cpu",
-    );
-    expect(() => sgd(h, bufs, new Float64Array(1), 0.1, 0, 0, 0, true, false)).toThrow(/nesterov: Nesterov momentum needs momentum > 0/);
-    expect(() => sgd(h, bufs, new Float64Array(1), 0.1, 0, 0, 0, false, false)).toThrow(
-      "momentumBuffers: expected an empty array when momentum is 0, got an array",
-    );
-    expect(() => sgd(h, bufs, new Float64Array(1), 0.1, 0.9, NaN, 0, false, false)).toThrow("dampening: expected a finite number, got NaN");
-    expect(() => sgd(h, bufs, new Float64Array(1), 0.1, 0.9, 0, -0.1, false, false)).toThrow("weightDecay: expected a number >= 0, got -0.1");
+    const grad = Buffer.from(ps[0].grad!.toBytes());
+    const good = {
+      params: h,
+      momentumBuffers: optimNative.optimZerosLike(h),
+      steps: new Float64Array(1),
+      lr: 0.1,
+      momentum: 0.9,
+      dampening: 0,
+      weightDecay: 0,
+      nesterov: false,
+      maximize: false,
+    };
+    const sgd = (over: Record<string, unknown>) => () => optimNative.sgdStep({ ...good, ...over } as never);
+    expect(sgd({ momentumBuffers: [] })).toThrow("momentumBuffers: expected 1 tensors (one per parameter), got 0");
+    expect(sgd({ steps: new Float32Array(1) })).toThrow("steps: expected a Float64Array, got a typed array");
+    expect(sgd({ dampening: "0" })).toThrow('dampening: expected a number, got the string "0"');
+    expect(sgd({ nesterov: 1 })).toThrow("nesterov: expected a boolean, got 1");
+    expect(sgd({ params: [h[0], null] })).toThrow("params[1]: expected a Tensor, got null");
+    expect(() => optimNative.sgdStep(undefined as never)).toThrow("options: expected an options object, got undefined");
     expect(unchanged(ps, before)).toBe(true);
+    expect(Array.from(good.steps)).toEqual([0]);
+    const clip = (over: Record<string, unknown>) => () =>
+      optimNative.clipGradNorm({ params: h, maxNorm: 0.1, normType: 2, errorIfNonfinite: false, ...over } as never);
+    expect(clip({ params: h[0] })).toThrow("params: expected an array of Tensors, got a native handle");
+    expect(clip({ maxNorm: "1" })).toThrow('maxNorm: expected a number, got the string "1"');
+    expect(clip({ errorIfNonfinite: 0 })).toThrow("errorIfNonfinite: expected a boolean, got 0");
+    expect(ps[0].grad!.toBytes().equals(grad)).toBe(true);
   });
 
   test("loadStateDict rejects a mismatching state and changes nothing", () => {
@@ -135,6 +164,7 @@ describe("optimizer argument checks", () => {
       [{ ...saved, options: { ...saved.options, betas: [1, 1] } }, "loadStateDict: options.betas[0]: expected a number in [0, 1), got 1"],
       [{ ...saved, options: { ...saved.options, amsgrad: true } }, "loadStateDict: state[0].maxExpAvgSq: missing, but amsgrad is on"],
       [{ ...saved, state: [{ ...saved.state[0]!, step: 1.5 }, saved.state[1]] }, "loadStateDict: state[0].step: expected an integer >= 0, got 1.5"],
+      [{ ...saved, state: [{ ...saved.state[0]!, step: -1 }, saved.state[1]] }, "loadStateDict: state[0].step: expected an integer >= 0, got -1"],
       [
         { ...saved, state: [{ ...saved.state[0]!, expAvgSq: [1, 2, 3] }, saved.state[1]] },
         "loadStateDict: state[0].expAvgSq: expected a Tensor, got an array of length 3",
