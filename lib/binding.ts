@@ -74,13 +74,14 @@ export interface NativeBinding {
   // build description (native/addon.cc)
   buildInfo(): BuildInfo;
   // creation and data
-  fromTypedArray(data: ArrayBufferView, shape: Num[], dtype: string, device: string, requiresGrad: boolean): H;
-  fromBytes(bytes: Uint8Array, shape: Num[], dtype: string, device: string): H;
+  fromTypedArray(options: { data: ArrayBufferView; shape: Num[]; dtype: string; device: string; requiresGrad: boolean }): H;
+  fromBytes(options: { bytes: Uint8Array; shape: Num[]; dtype: string; device: string }): H;
   toBytes(t: H): Buffer;
   toArray(t: H): Float32Array | Float64Array | Int32Array | Uint8Array | BigInt64Array;
   item(t: H): number;
-  factory(kind: string, shape: Num[], dtype: string, device: string, requiresGrad: boolean, fill?: number): H;
-  arange(start: Num, end: Num, step: Num, dtype: string, device: string, requiresGrad: boolean): H;
+  /** `fill` is read for kind "full" only. */
+  factory(options: { kind: string; shape: Num[]; dtype: string; device: string; requiresGrad: boolean; fill?: Num }): H;
+  arange(options: { start: Num; end: Num; step: Num; dtype: string; device: string; requiresGrad: boolean }): H;
   meta(t: H): [Num[], string, string, boolean, boolean];
   shape(t: H): Num[];
   dtype(t: H): string;
@@ -126,7 +127,7 @@ export interface NativeBinding {
   reshape(t: H, shape: Num[]): H;
   view(t: H, shape: Num[]): H;
   indexSelect(t: H, dim: Num, index: H): H;
-  narrow(t: H, dim: Num, start: Num, length: Num): H;
+  narrow(t: H, options: { dim: Num; start: Num; length: Num }): H;
   cat(ts: H[], dim: Num): H;
   sum(t: H, dims: Num[] | null, keepdim: boolean): H;
   mean(t: H, dims: Num[] | null, keepdim: boolean): H;
@@ -135,9 +136,9 @@ export interface NativeBinding {
   softmax(t: H, dim: Num): H;
   logSoftmax(t: H, dim: Num): H;
   dropout(t: H, p: Num, train: boolean): H;
-  crossEntropy(logits: H, target: H, reduction: string, ignoreIndex: Num, labelSmoothing: Num): H;
+  crossEntropy(options: { input: H; target: H; reduction: string; ignoreIndex: Num; labelSmoothing: Num }): H;
   mseLoss(input: H, target: H, reduction: string): H;
-  allclose(a: H, b: H, rtol: Num, atol: Num): boolean;
+  allclose(a: H, b: H, options: { rtol: Num; atol: Num }): boolean;
   equal(a: H, b: H): boolean;
   copyInto(dst: H, src: H): H;
   linear(x: H, weight: H, bias: H | null): H;
@@ -194,8 +195,8 @@ export interface NativeBinding {
   initConstant(t: H, value: Num): H;
   initZeros(t: H): H;
   initOnes(t: H): H;
-  initKaimingUniform(t: H, a: Num, mode: string, nonlinearity: string): H;
-  initKaimingNormal(t: H, a: Num, mode: string, nonlinearity: string): H;
+  initKaimingUniform(t: H, options: { a: Num; mode: string; nonlinearity: string }): H;
+  initKaimingNormal(t: H, options: { a: Num; mode: string; nonlinearity: string }): H;
   initXavierUniform(t: H, gain: Num): H;
   initXavierNormal(t: H, gain: Num): H;
   initOrthogonal(t: H, gain: Num): H;

@@ -30,7 +30,10 @@ export function crossEntropy(logits: Tensor, target: Tensor, options: { reductio
   const input = handleOf(logits, "input");
   const classes = handleOf(target, "target");
   checkCrossEntropyShapes(logits.shape, target.shape);
-  return new Tensor(native.crossEntropy(input, classes, reductionOf(options.reduction), options.ignoreIndex ?? -100, options.labelSmoothing ?? 0));
+  const reduction = reductionOf(options.reduction);
+  return new Tensor(
+    native.crossEntropy({ input, target: classes, reduction, ignoreIndex: options.ignoreIndex ?? -100, labelSmoothing: options.labelSmoothing ?? 0 }),
+  );
 }
 
 /** Throws a RangeError naming both shapes unless `target` fits `input` as PyTorch's cross_entropy reads them. */

@@ -17,6 +17,11 @@ export interface KaimingOptions {
   nonlinearity?: Nonlinearity;
 }
 
+/** PyTorch's defaults filled in. */
+function kaimingDefaults(options: KaimingOptions): Required<KaimingOptions> {
+  return { a: options.a ?? 0, mode: options.mode ?? "fan_in", nonlinearity: options.nonlinearity ?? "leaky_relu" };
+}
+
 function run(t: Tensor, fn: (h: ReturnType<typeof handleOf>) => unknown): Tensor {
   fn(handleOf(t));
   return t;
@@ -45,12 +50,12 @@ export function ones_(t: Tensor): Tensor {
 /** He uniform init: U(-bound, bound), bound = gain·√(3/fan). PyTorch's Linear uses `a = √5`. */
 export function kaiming_uniform_(t: Tensor, options: KaimingOptions = {}): Tensor {
   optionsObject(options);
-  return run(t, (h) => native.initKaimingUniform(h, options.a ?? 0, options.mode ?? "fan_in", options.nonlinearity ?? "leaky_relu"));
+  return run(t, (h) => native.initKaimingUniform(h, kaimingDefaults(options)));
 }
 /** He normal init: N(0, std²), std = gain/√fan. */
 export function kaiming_normal_(t: Tensor, options: KaimingOptions = {}): Tensor {
   optionsObject(options);
-  return run(t, (h) => native.initKaimingNormal(h, options.a ?? 0, options.mode ?? "fan_in", options.nonlinearity ?? "leaky_relu"));
+  return run(t, (h) => native.initKaimingNormal(h, kaimingDefaults(options)));
 }
 /** Glorot uniform init. */
 export function xavier_uniform_(t: Tensor, gain = 1): Tensor {

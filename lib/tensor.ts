@@ -72,7 +72,7 @@ export class Tensor {
 
   /** Creates a CPU tensor from raw little-endian element bytes (copied). */
   static fromBytes(bytes: Uint8Array, shape: readonly number[], dtype: Dtype, device: Device = "cpu"): Tensor {
-    return new Tensor(native.fromBytes(bytes, shape as number[], checkDtype(dtype, "dtype"), checkDevice(device, "device")));
+    return new Tensor(native.fromBytes({ bytes, shape: shape as number[], dtype: checkDtype(dtype, "dtype"), device: checkDevice(device, "device") }));
   }
 
   #info(): { shape: readonly number[]; dtype: Dtype; device: Device } {
@@ -601,7 +601,7 @@ export class Tensor {
   /** A slice `[start, start + length)` along `dim` (a view). */
   narrow(dim: number, start: number, length: number): Tensor {
     try {
-      return new Tensor(native.narrow(this.#h, dim, start, length));
+      return new Tensor(native.narrow(this.#h, { dim, start, length }));
     } catch (e) {
       throw fail("narrow", e, [["self", this]], [dim, start, length], narrowRule);
     }
@@ -876,7 +876,7 @@ export class Tensor {
   /** True when `|this - other| <= atol + rtol·|other|` everywhere. */
   allclose(other: Tensor, options: { rtol?: number; atol?: number } = {}): boolean {
     const { rtol = 1e-5, atol = 1e-8 } = optionsObject(options);
-    return native.allclose(this.#h, handleOf(other, "other"), rtol, atol);
+    return native.allclose(this.#h, handleOf(other, "other"), { rtol, atol });
   }
   /** True when shape, dtype, device and every value are the same (bit-exact for floats except NaN). */
   equal(other: Tensor): boolean {
@@ -1083,13 +1083,13 @@ export function tensor(data: TensorData, options: TensorOptions & { shape?: read
     if (bad >= 0) throw new RangeError(`data[${bad}]: ${values[bad]} ${whyNotFits(values[bad], resolved.dtype)}, but dtype is ${resolved.dtype}`);
   }
   checkGradDtype(resolved.requiresGrad, resolved.dtype);
-  return new Tensor(native.fromTypedArray(values, shape, resolved.dtype, resolved.device, resolved.requiresGrad));
+  return new Tensor(native.fromTypedArray({ data: values, shape, dtype: resolved.dtype, device: resolved.device, requiresGrad: resolved.requiresGrad }));
 }
 
 function factory(kind: string, shape: readonly number[], options: TensorOptions, fill?: number): Tensor {
   const o = defaults(options);
   checkGradDtype(o.requiresGrad, o.dtype);
-  return new Tensor(native.factory(kind, checkShape(shape), o.dtype, o.device, o.requiresGrad, fill));
+  return new Tensor(native.factory({ kind, shape: checkShape(shape), dtype: o.dtype, device: o.device, requiresGrad: o.requiresGrad, fill }));
 }
 
 /** A tensor of zeros. */
@@ -1128,7 +1128,7 @@ export function arange(start: number, end?: number, step = 1, options: TensorOpt
   const integral = [start, end, step].every(Number.isInteger);
   const o = defaults({ ...options, dtype: options.dtype ?? (integral ? "int64" : "float32") });
   checkGradDtype(o.requiresGrad, o.dtype);
-  return new Tensor(native.arange(start, end, step, o.dtype, o.device, o.requiresGrad));
+  return new Tensor(native.arange({ start, end, step, dtype: o.dtype, device: o.device, requiresGrad: o.requiresGrad }));
 }
 
 /** Concatenates tensors along an existing `dim`; their shapes must agree except in `dim`. */

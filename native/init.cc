@@ -1,6 +1,7 @@
 // torch::nn::init bindings: each calls libtorch's function of the same name, in place.
 #include "handle.h"
 #include "errors.h"
+#include "options.h"
 
 namespace tl {
 namespace {
@@ -13,21 +14,21 @@ at::Tensor& FloatingArg(const Napi::CallbackInfo& info) {
   return t;
 }
 
-torch::nn::init::FanModeType FanModeArg(const Napi::CallbackInfo& info, size_t i) {
-  std::string mode = StringArg(info, i, "mode");
+torch::nn::init::FanModeType FanModeOption(const Napi::Object& o) {
+  std::string mode = StringOption(o, "mode");
   if (mode == "fan_in") return torch::kFanIn;
   if (mode == "fan_out") return torch::kFanOut;
-  ThrowTypeError(info.Env(), "mode: expected \"fan_in\" or \"fan_out\", got \"" + mode + "\"");
+  ThrowTypeError(o.Env(), "mode: expected \"fan_in\" or \"fan_out\", got \"" + mode + "\"");
 }
 
-torch::nn::init::NonlinearityType NonlinearityArg(const Napi::CallbackInfo& info, size_t i) {
-  std::string n = StringArg(info, i, "nonlinearity");
+torch::nn::init::NonlinearityType NonlinearityOption(const Napi::Object& o) {
+  std::string n = StringOption(o, "nonlinearity");
   if (n == "leaky_relu") return torch::kLeakyReLU;
   if (n == "relu") return torch::kReLU;
   if (n == "linear") return torch::kLinear;
   if (n == "tanh") return torch::kTanh;
   if (n == "sigmoid") return torch::kSigmoid;
-  ThrowTypeError(info.Env(), "nonlinearity: expected leaky_relu, relu, linear, tanh or sigmoid, got \"" + n + "\"");
+  ThrowTypeError(o.Env(), "nonlinearity: expected leaky_relu, relu, linear, tanh or sigmoid, got \"" + n + "\"");
 }
 
 // PyTorch's Python init functions return a zero-element tensor untouched; libtorch's C++
@@ -79,24 +80,35 @@ Napi::Value Ones(const Napi::CallbackInfo& info) {
   return info[0];
 }
 
-// kaimingUniform(t, a, mode, nonlinearity)
+// The { a, mode, nonlinearity } options of the Kaiming initializers.
+struct KaimingOptions {
+  double a;
+  torch::nn::init::FanModeType mode;
+  torch::nn::init::NonlinearityType nonlinearity;
+};
+
+KaimingOptions KaimingOptionsArg(const Napi::CallbackInfo& info, size_t i) {
+  Napi::Object o = OptionsArg(info, i);
+  double a = NumberOption(o, "a");
+  if (!std::isfinite(a)) ThrowRangeError(info.Env(), "a: expected a finite number, got " + Describe(o.Get("a")));
+  return {a, FanModeOption(o), NonlinearityOption(o)};
+}
+
+// initKaimingUniform(t, { a, mode, nonlinearity })
 Napi::Value KaimingUniform(const Napi::CallbackInfo& info) {
   at::Tensor& t = FloatingArg(info);
   CheckFanDims(info, t, "kaiming_uniform_");
-  double a = FiniteArg(info, 1, "a");
-  auto mode = FanModeArg(info, 2);
-  auto nonlinearity = NonlinearityArg(info, 3);
-  if (!NothingToFill(t)) torch::nn::init::kaiming_uniform_(t, a, mode, nonlinearity);
+  KaimingOptions k = KaimingOptionsArg(info, 1);
+  if (!NothingToFill(t)) torch::nn::init::kaiming_uniform_(t, k.a, k.mode, k.nonlinearity);
   return info[0];
 }
 
+// initKaimingNormal(t, { a, mode, nonlinearity })
 Napi::Value KaimingNormal(const Napi::CallbackInfo& info) {
   at::Tensor& t = FloatingArg(info);
   CheckFanDims(info, t, "kaiming_normal_");
-  double a = FiniteArg(info, 1, "a");
-  auto mode = FanModeArg(info, 2);
-  auto nonlinearity = NonlinearityArg(info, 3);
-  if (!NothingToFill(t)) torch::nn::init::kaiming_normal_(t, a, mode, nonlinearity);
+  KaimingOptions k = KaimingOptionsArg(info, 1);
+  if (!NothingToFill(t)) torch::nn::init::kaiming_normal_(t, k.a, k.mode, k.nonlinearity);
   return info[0];
 }
 

@@ -2,6 +2,7 @@
 #include "handle.h"
 #include "errors.h"
 #include "scalar.h"
+#include "options.h"
 
 namespace tl {
 namespace {
@@ -98,9 +99,11 @@ Napi::Value IndexSelect(const Napi::CallbackInfo& info) {
   return WrapTensor(info.Env(), TensorArg(info, 0, "tensor").index_select(IntArg(info, 1, "dim"), TensorArg(info, 2, "index")));
 }
 
+// narrow(t, { dim, start, length })
 Napi::Value Narrow(const Napi::CallbackInfo& info) {
-  return WrapTensor(info.Env(),
-                    TensorArg(info, 0, "tensor").narrow(IntArg(info, 1, "dim"), IntArg(info, 2, "start"), IntArg(info, 3, "length")));
+  at::Tensor& t = TensorArg(info, 0, "tensor");
+  Napi::Object o = OptionsArg(info, 1);
+  return WrapTensor(info.Env(), t.narrow(IntOption(o, "dim"), IntOption(o, "start"), IntOption(o, "length")));
 }
 
 Napi::Value Cat(const Napi::CallbackInfo& info) {
@@ -147,27 +150,32 @@ Napi::Value Dropout(const Napi::CallbackInfo& info) {
   return WrapTensor(info.Env(), at::dropout(TensorArg(info, 0, "tensor"), p, BoolArg(info, 2, "train")));
 }
 
-at::Reduction::Reduction ReductionArg(const Napi::CallbackInfo& info, size_t i) {
-  std::string r = StringArg(info, i, "reduction");
+at::Reduction::Reduction ParseReduction(Napi::Env env, const std::string& r) {
   if (r == "mean") return at::Reduction::Mean;
   if (r == "sum") return at::Reduction::Sum;
   if (r == "none") return at::Reduction::None;
-  ThrowTypeError(info.Env(), "reduction: expected \"mean\", \"sum\" or \"none\", got \"" + r + "\"");
+  ThrowTypeError(env, "reduction: expected \"mean\", \"sum\" or \"none\", got \"" + r + "\"");
 }
 
-// crossEntropy(logits (N, C), target int64 (N), reduction, ignoreIndex, labelSmoothing)
+at::Reduction::Reduction ReductionArg(const Napi::CallbackInfo& info, size_t i) {
+  return ParseReduction(info.Env(), StringArg(info, i, "reduction"));
+}
+
+// crossEntropy({ input (N, C), target int64 (N), reduction, ignoreIndex, labelSmoothing })
 Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
-  at::Tensor& logits = TensorArg(info, 0, "input");
-  at::Tensor& target = TensorArg(info, 1, "target");
+  Napi::Object o = OptionsArg(info, 0);
+  at::Tensor& logits = TensorOption(o, "input");
+  at::Tensor& target = TensorOption(o, "target");
   if (target.scalar_type() != at::kLong) {
     ThrowTypeError(info.Env(), std::string("target: expected class indices of dtype int64, got ") + DtypeName(target.scalar_type()));
   }
-  double smoothing = NumberArg(info, 4, "labelSmoothing");
+  double smoothing = NumberOption(o, "labelSmoothing");
   // ATen checks the range with comparisons that NaN slips through.
   if (!(smoothing >= 0 && smoothing <= 1))
-    ThrowRangeError(info.Env(), "labelSmoothing: expected a number in [0, 1], got " + Describe(info[4]));
-  return WrapTensor(info.Env(),
-                    at::cross_entropy_loss(logits, target, {}, ReductionArg(info, 2), IntArg(info, 3, "ignoreIndex"), smoothing));
+    ThrowRangeError(info.Env(), "labelSmoothing: expected a number in [0, 1], got " + Describe(o.Get("labelSmoothing")));
+  at::Reduction::Reduction reduction = ParseReduction(info.Env(), StringOption(o, "reduction"));
+  int64_t ignoreIndex = IntOption(o, "ignoreIndex");
+  return WrapTensor(info.Env(), at::cross_entropy_loss(logits, target, {}, reduction, ignoreIndex, smoothing));
 }
 
 Napi::Value MseLoss(const Napi::CallbackInfo& info) {
@@ -180,11 +188,17 @@ Napi::Value MseLoss(const Napi::CallbackInfo& info) {
   return WrapTensor(info.Env(), at::mse_loss(input, target, ReductionArg(info, 2)));
 }
 
+// allclose(self, other, { rtol, atol })
 Napi::Value Allclose(const Napi::CallbackInfo& info) {
-  double rtol = NumberArg(info, 2, "rtol"), atol = NumberArg(info, 3, "atol");
-  if (!(rtol >= 0 && std::isfinite(rtol))) ThrowRangeError(info.Env(), "rtol: expected a finite number >= 0, got " + Describe(info[2]));
-  if (!(atol >= 0 && std::isfinite(atol))) ThrowRangeError(info.Env(), "atol: expected a finite number >= 0, got " + Describe(info[3]));
-  return Napi::Boolean::New(info.Env(), at::allclose(TensorArg(info, 0, "self"), TensorArg(info, 1, "other"), rtol, atol));
+  at::Tensor& self = TensorArg(info, 0, "self");
+  at::Tensor& other = TensorArg(info, 1, "other");
+  Napi::Object o = OptionsArg(info, 2);
+  double rtol = NumberOption(o, "rtol"), atol = NumberOption(o, "atol");
+  if (!(rtol >= 0 && std::isfinite(rtol)))
+    ThrowRangeError(info.Env(), "rtol: expected a finite number >= 0, got " + Describe(o.Get("rtol")));
+  if (!(atol >= 0 && std::isfinite(atol)))
+    ThrowRangeError(info.Env(), "atol: expected a finite number >= 0, got " + Describe(o.Get("atol")));
+  return Napi::Boolean::New(info.Env(), at::allclose(self, other, rtol, atol));
 }
 
 Napi::Value Equal(const Napi::CallbackInfo& info) {

@@ -1,22 +1,26 @@
 // Tensor creation, properties and data transfer between JS memory and libtorch.
 #include "handle.h"
 #include "errors.h"
+#include "options.h"
 
 namespace tl {
 namespace {
 
-at::TensorOptions OptionsArgs(const Napi::CallbackInfo& info, size_t dtypeAt, size_t deviceAt) {
-  at::ScalarType dtype = ParseDtype(info.Env(), StringArg(info, dtypeAt, "dtype"), "dtype");
-  at::Device device = ParseDevice(info.Env(), StringArg(info, deviceAt, "device"), "device");
+// The `dtype` and `device` fields of a creation call's options.
+at::TensorOptions DtypeDeviceOptions(const Napi::Object& o) {
+  at::ScalarType dtype = ParseDtype(o.Env(), StringOption(o, "dtype"), "dtype");
+  at::Device device = ParseDevice(o.Env(), StringOption(o, "device"), "device");
   return at::TensorOptions().dtype(dtype).device(device);
 }
 
-std::vector<int64_t> ShapeArg(const Napi::CallbackInfo& info, size_t i) {
-  std::vector<int64_t> shape = IntListArg(info, i, "shape");
-  for (int64_t d : shape) {
-    if (d < 0) ThrowRangeError(info.Env(), "shape: dimensions must be >= 0, got " + std::to_string(d));
+// The `shape` field: sizes are allocated from, so a negative one is refused here.
+std::vector<int64_t> ShapeOption(const Napi::Object& o) {
+  c10::optional<std::vector<int64_t>> shape = OptionalIntListOption(o, "shape");
+  if (!shape) ThrowTypeError(o.Env(), "shape: expected an array of integers, got " + Describe(o.Get("shape")));
+  for (int64_t d : *shape) {
+    if (d < 0) ThrowRangeError(o.Env(), "shape: dimensions must be >= 0, got " + std::to_string(d));
   }
-  return shape;
+  return *shape;
 }
 
 int64_t Numel(const std::vector<int64_t>& shape) {
@@ -25,8 +29,8 @@ int64_t Numel(const std::vector<int64_t>& shape) {
   return n;
 }
 
-at::Tensor WithGrad(at::Tensor t, const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() > i && BoolArg(info, i, "requiresGrad")) t.set_requires_grad(true);
+at::Tensor WithGrad(at::Tensor t, const Napi::Object& o) {
+  if (BoolOption(o, "requiresGrad", false)) t.set_requires_grad(true);
   return t;
 }
 
@@ -54,12 +58,19 @@ at::ScalarType TypedArrayScalarType(Napi::Env env, napi_typedarray_type type) {
   }
 }
 
-// fromTypedArray(data, shape, dtype, device, requiresGrad): copies the values, converting to dtype.
+// The typed array in field `key` (its bytes are read, so nothing else will do).
+Napi::TypedArray TypedArrayOption(const Napi::Object& o, const char* key, const char* expected) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsTypedArray()) ThrowTypeError(o.Env(), std::string(key) + ": expected " + expected + ", got " + Describe(v));
+  return v.As<Napi::TypedArray>();
+}
+
+// fromTypedArray({ data, shape, dtype, device, requiresGrad }): copies the values, converting to dtype.
 Napi::Value FromTypedArray(const Napi::CallbackInfo& info) {
-  if (!info[0].IsTypedArray()) ThrowTypeError(info.Env(), "data: expected a typed array, got " + Describe(info[0]));
-  Napi::TypedArray data = info[0].As<Napi::TypedArray>();
-  std::vector<int64_t> shape = ShapeArg(info, 1);
-  at::TensorOptions options = OptionsArgs(info, 2, 3);
+  Napi::Object o = OptionsArg(info, 0);
+  Napi::TypedArray data = TypedArrayOption(o, "data", "a typed array");
+  std::vector<int64_t> shape = ShapeOption(o);
+  at::TensorOptions options = DtypeDeviceOptions(o);
   if (Numel(shape) != static_cast<int64_t>(data.ElementLength())) {
     ThrowRangeError(info.Env(), "shape: [" + c10::Join(", ", shape) + "] holds " + std::to_string(Numel(shape)) +
                                     " elements but data has " + std::to_string(data.ElementLength()));
@@ -68,15 +79,15 @@ Napi::Value FromTypedArray(const Napi::CallbackInfo& info) {
   auto* bytes = static_cast<uint8_t*>(data.ArrayBuffer().Data()) + data.ByteOffset();
   at::Tensor staged = at::empty(shape, at::TensorOptions().dtype(source));
   if (data.ByteLength()) std::memcpy(staged.data_ptr(), bytes, data.ByteLength());
-  return WrapTensor(info.Env(), WithGrad(staged.to(options), info, 4));
+  return WrapTensor(info.Env(), WithGrad(staged.to(options), o));
 }
 
-// fromBytes(buffer, shape, dtype, device): raw little-endian element bytes of `dtype`.
+// fromBytes({ bytes, shape, dtype, device }): raw little-endian element bytes of `dtype`.
 Napi::Value FromBytes(const Napi::CallbackInfo& info) {
-  if (!info[0].IsTypedArray()) ThrowTypeError(info.Env(), "bytes: expected a Buffer or Uint8Array, got " + Describe(info[0]));
-  Napi::TypedArray data = info[0].As<Napi::TypedArray>();
-  std::vector<int64_t> shape = ShapeArg(info, 1);
-  at::TensorOptions options = OptionsArgs(info, 2, 3);
+  Napi::Object o = OptionsArg(info, 0);
+  Napi::TypedArray data = TypedArrayOption(o, "bytes", "a Buffer or Uint8Array");
+  std::vector<int64_t> shape = ShapeOption(o);
+  at::TensorOptions options = DtypeDeviceOptions(o);
   int64_t expected = Numel(shape) * static_cast<int64_t>(c10::elementSize(c10::typeMetaToScalarType(options.dtype())));
   if (expected != static_cast<int64_t>(data.ByteLength())) {
     ThrowRangeError(info.Env(), "bytes: shape [" + c10::Join(", ", shape) + "] of " +
@@ -138,11 +149,12 @@ Napi::Value Item(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), t.item<double>());
 }
 
-// factory(kind, shape, dtype, device, requiresGrad[, fill])
+// factory({ kind, shape, dtype, device, requiresGrad, fill }): fill is read for kind "full" only.
 Napi::Value Factory(const Napi::CallbackInfo& info) {
-  std::string kind = StringArg(info, 0, "kind");
-  std::vector<int64_t> shape = ShapeArg(info, 1);
-  at::TensorOptions options = OptionsArgs(info, 2, 3);
+  Napi::Object o = OptionsArg(info, 0);
+  std::string kind = StringOption(o, "kind");
+  std::vector<int64_t> shape = ShapeOption(o);
+  at::TensorOptions options = DtypeDeviceOptions(o);
   at::Tensor t;
   if (kind == "zeros")
     t = at::zeros(shape, options);
@@ -155,17 +167,19 @@ Napi::Value Factory(const Napi::CallbackInfo& info) {
   else if (kind == "randn")
     t = at::randn(shape, options);
   else if (kind == "full")
-    t = at::full(shape, NumberArg(info, 5, "fillValue"), options);
+    t = at::full(shape, NumberOption(o, "fill"), options);
   else
     ThrowTypeError(info.Env(), "kind: unknown factory \"" + kind + "\"");
-  return WrapTensor(info.Env(), WithGrad(t, info, 4));
+  return WrapTensor(info.Env(), WithGrad(t, o));
 }
 
-// arange(start, end, step, dtype, device, requiresGrad)
+// arange({ start, end, step, dtype, device, requiresGrad })
 Napi::Value Arange(const Napi::CallbackInfo& info) {
-  double start = NumberArg(info, 0, "start"), end = NumberArg(info, 1, "end"), step = NumberArg(info, 2, "step");
-  if (step == 0 || !std::isfinite(step)) ThrowRangeError(info.Env(), "step: must be a finite non-zero number, got " + Describe(info[2]));
-  return WrapTensor(info.Env(), WithGrad(at::arange(start, end, step, OptionsArgs(info, 3, 4)), info, 5));
+  Napi::Object o = OptionsArg(info, 0);
+  double start = NumberOption(o, "start"), end = NumberOption(o, "end"), step = NumberOption(o, "step");
+  if (step == 0 || !std::isfinite(step))
+    ThrowRangeError(info.Env(), "step: must be a finite non-zero number, got " + Describe(o.Get("step")));
+  return WrapTensor(info.Env(), WithGrad(at::arange(start, end, step, DtypeDeviceOptions(o)), o));
 }
 
 // meta(t) -> [shape, dtype, device, requiresGrad, isLeaf]: one call for all properties.
