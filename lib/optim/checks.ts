@@ -1,6 +1,9 @@
 /**
  * Argument checks shared by the optimizers and schedules. They run before anything is changed,
- * and their messages name the argument, what was expected and what was given.
+ * and their messages name the argument, what was expected and what was given. They are the only
+ * semantic checks of the optimizers: native/optim.cc checks only JS types, list lengths and
+ * handles (and what only it sees at step time), so whatever calls the native steps passes values
+ * checked here.
  */
 import { describe } from "../errors";
 import { Tensor, handleOf } from "../tensor";
