@@ -5,7 +5,7 @@
  */
 import { ConfigError, FormatError, describe } from "../errors";
 import { MAX_JSON_DEPTH, excessNestingOffset } from "../io/json-depth";
-import { EmbeddingInit, LinearInit, LoraConfig, ResolvedLoraConfig, resolveLoraConfig } from "./config";
+import { EmbeddingInit, FieldNaming, LinearInit, LoraConfig, ResolvedLoraConfig, resolveLoraConfig } from "./config";
 import { isWeightAwareInit } from "./init-strategies";
 
 /** The file names PEFT uses inside an adapter directory. */
@@ -263,7 +263,8 @@ function booleanField(json: Json, field: string, file: string, dflt: boolean): b
   return v;
 }
 
-const SNAKE: Record<string, string> = {
+/** PEFT's name of each LoraConfig field (ours without an equivalent live under {@link EXTRA_FIELD}). */
+const SNAKE: Record<keyof LoraConfig, string> = {
   r: "r",
   loraAlpha: "lora_alpha",
   loraDropout: "lora_dropout",
@@ -280,17 +281,17 @@ const SNAKE: Record<string, string> = {
   embeddingInitStd: `${EXTRA_FIELD}.embedding_init_std`,
 };
 
+/** Messages about a config read from `file` name the file and PEFT's field (`<file>: lora_alpha: ...`). */
+export function peftFieldNaming(file: string): FieldNaming {
+  return { prefix: `${file}: `, name: (key) => SNAKE[key] };
+}
+
 /**
  * {@link fromPeftConfigJson} followed by full validation ({@link resolveLoraConfig}); a bad value
- * is reported with the file and PEFT's field name (`lora_alpha`, not `loraAlpha`).
+ * is reported with the file and PEFT's field name (`lora_alpha`, not `loraAlpha`), which is also
+ * the error's `field`.
  */
 export function resolvePeftConfig(json: Json, file: string): PeftConfigReading & { resolved: ResolvedLoraConfig } {
   const reading = fromPeftConfigJson(json, file);
-  try {
-    return { ...reading, resolved: resolveLoraConfig(reading.config) };
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    const message = err.message.replace(/^LoraConfig\.(\w+)/, (_m, name: string) => SNAKE[name] ?? name);
-    throw new ConfigError(`${file}: ${message}`);
-  }
+  return { ...reading, resolved: resolveLoraConfig(reading.config, peftFieldNaming(file)) };
 }

@@ -29,6 +29,7 @@ import {
   PeftConfigReading,
   formatConfigJson,
   parseConfigText,
+  peftFieldNaming,
   resolvePeftConfig,
   toPeftConfigJson,
 } from "./peft-config";
@@ -265,14 +266,8 @@ const shapeText = (s: readonly number[]): string => `[${s.join(", ")}]`;
  */
 export function planLoad(model: Module, config: ResolvedLoraConfig, name: string, tensors: Record<string, Tensor>, loc: AdapterLocation): Slot[] {
   const userModel = model instanceof LoraModel ? model.model : model;
-  let targets: ReturnType<typeof selectTargets>["selected"];
-  try {
-    // Entries absent from this model are tolerated, as PEFT does, and recorded on the LoraModel.
-    targets = selectTargets(userModel, config, false).selected;
-  } catch (err) {
-    if (err instanceof ConfigError) throw new ConfigError(`${loc.configPath}: ${err.message.replace(/^LoraConfig\.targetModules/, "target_modules")}`);
-    throw err;
-  }
+  // Entries absent from this model are tolerated, as PEFT does, and recorded on the LoraModel.
+  const targets = selectTargets(userModel, config, false, peftFieldNaming(loc.configPath)).selected;
   const slots: Slot[] = [];
   const fresh = new Set<string>();
   for (const [p, module] of targets) {
