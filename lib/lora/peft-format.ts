@@ -22,6 +22,7 @@ import { selectTargets } from "./targets";
 import { checkAdapterName, requireAdapter } from "./adapter-names";
 import { hotswapAdapter, savedFactors } from "./hotswap";
 import { convertToPlainLora } from "./weight-conversion";
+import { MAGNITUDE_KEY, liveLoraKeyPattern, savedFactorKeys } from "./peft-keys";
 import {
   ADAPTER_CONFIG_NAME,
   ADAPTER_WEIGHTS_NAME,
@@ -109,12 +110,12 @@ function planSave(model: LoraModel, dir: string, options: SaveAdapterOptions): S
     for (const [p, layer] of model.loraLayers()) {
       if (!layer.adapterNames.includes(name)) continue;
       const [A, B] = savedFactors(layer, name);
-      const [a, b] = layer instanceof LoraEmbedding ? ["lora_embedding_A", "lora_embedding_B"] : ["lora_A.weight", "lora_B.weight"];
+      const [a, b] = savedFactorKeys(layer instanceof LoraEmbedding ? "embedding" : "linear");
       tensors.set(`${PEFT_KEY_PREFIX}${p}.${a}`, A.detach());
       tensors.set(`${PEFT_KEY_PREFIX}${p}.${b}`, B.detach());
-      // PEFT saves DoRA's magnitude as `lora_magnitude_vector` (adapter name and `.weight` stripped).
+      // PEFT saves DoRA's magnitude with the adapter name and `.weight` stripped.
       const magnitude = layer.magnitude(name);
-      if (magnitude) tensors.set(`${PEFT_KEY_PREFIX}${p}.lora_magnitude_vector`, magnitude.detach());
+      if (magnitude) tensors.set(`${PEFT_KEY_PREFIX}${p}.${MAGNITUDE_KEY}`, magnitude.detach());
       if (layer instanceof LoraLinear && layer.base_layer instanceof Conv1D) conv1d = true;
     }
     // PEFT records fan_in_fan_out as the layers store their weight (it sets it for Conv1D), which
@@ -279,13 +280,10 @@ export function planLoad(model: Module, config: ResolvedLoraConfig, name: string
         .loraLayers()
         .find(([q]) => q === p)![1]
         .factors(name)[which];
-    if (base instanceof Embedding) {
-      slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_embedding_A`, shape: [r, base.numEmbeddings], target: factor(0) });
-      slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_embedding_B`, shape: [base.embeddingDim, r], target: factor(1) });
-    } else {
-      slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_A.weight`, shape: [r, base.inFeatures], target: factor(0) });
-      slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_B.weight`, shape: [base.outFeatures, r], target: factor(1) });
-    }
+    const [a, b] = savedFactorKeys(base instanceof Embedding ? "embedding" : "linear");
+    const [inputs, outputs] = base instanceof Embedding ? [base.numEmbeddings, base.embeddingDim] : [base.inFeatures, base.outFeatures];
+    slots.push({ key: `${PEFT_KEY_PREFIX}${p}.${a}`, shape: [r, inputs], target: factor(0) });
+    slots.push({ key: `${PEFT_KEY_PREFIX}${p}.${b}`, shape: [outputs, r], target: factor(1) });
     if (config.useDora) {
       const features = base instanceof Embedding ? base.embeddingDim : base.outFeatures;
       const magnitude = (m: LoraModel) =>
@@ -293,7 +291,7 @@ export function planLoad(model: Module, config: ResolvedLoraConfig, name: string
           .loraLayers()
           .find(([q]) => q === p)![1]
           .magnitude(name)!;
-      slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_magnitude_vector`, shape: [features], target: magnitude });
+      slots.push({ key: `${PEFT_KEY_PREFIX}${p}.${MAGNITUDE_KEY}`, shape: [features], target: magnitude });
     }
   }
   // PEFT also saves base weights in an adapter file (a targeted or resized embedding, with
@@ -321,7 +319,8 @@ export function planLoad(model: Module, config: ResolvedLoraConfig, name: string
   const list = (keys: string[]): string => keys.slice(0, 12).join(", ") + (keys.length > 12 ? `, ... (${keys.length} in all)` : "");
   if (missing.length) problems.push(`missing keys: ${list(missing)}`);
   if (unexpected.length) {
-    const named = unexpected.some((k) => new RegExp(`\\.lora_(?:embedding_)?[AB]\\.${name}(?:\\.|$)`).test(k));
+    const withName = liveLoraKeyPattern(name);
+    const named = unexpected.some((k) => withName.test(k));
     problems.push(
       `unexpected keys: ${list(unexpected)}` +
         (named
