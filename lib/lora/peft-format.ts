@@ -11,6 +11,7 @@ import { ConfigError, FormatError, describe } from "../errors";
 import { loadSafetensors, loadSafetensorsSync, saveSafetensors, saveSafetensorsSync, writeFileAtomic, writeFileAtomicSync } from "../io";
 import { findFolderOrBackup, replaceFolder, replaceFolderSync } from "../io/atomic-folder";
 import { readTextFile, readTextFileSync } from "../io/regular-file";
+import { TwinBody, runAsync, runSync, step } from "../sync-or-async";
 import { Conv1D, Embedding } from "../nn/layers";
 import { Module, copyInto } from "../nn/module";
 import { Tensor, noGrad } from "../tensor";
@@ -145,24 +146,36 @@ function planSave(model: LoraModel, dir: string, options: SaveAdapterOptions): S
  * @returns The directories written, one per adapter.
  */
 export function saveAdapter(model: LoraModel, dir: string, options: SaveAdapterOptions = {}): string[] {
-  const plans = planSave(model, dir, options);
-  for (const p of plans) {
-    replaceFolderSync(p.dir, (temp) => {
-      saveSafetensorsSync(path.join(temp, ADAPTER_WEIGHTS_NAME), p.tensors, WEIGHTS_METADATA);
-      writeFileAtomicSync(path.join(temp, ADAPTER_CONFIG_NAME), p.configText);
-    });
-  }
-  return plans.map((p) => p.dir);
+  return runSync(saveBody(model, dir, options));
 }
 
 /** {@link saveAdapter} with asynchronous file writes. */
-export async function saveAdapterAsync(model: LoraModel, dir: string, options: SaveAdapterOptions = {}): Promise<string[]> {
+export function saveAdapterAsync(model: LoraModel, dir: string, options: SaveAdapterOptions = {}): Promise<string[]> {
+  return runAsync(saveBody(model, dir, options));
+}
+
+/** The two files of one adapter, written into the folder `temp` that then replaces the adapter's. */
+function* writeAdapterFiles(temp: string, plan: SavePlan): TwinBody<void> {
+  const weights = path.join(temp, ADAPTER_WEIGHTS_NAME);
+  const config = path.join(temp, ADAPTER_CONFIG_NAME);
+  yield* step(
+    () => saveSafetensorsSync(weights, plan.tensors, WEIGHTS_METADATA),
+    () => saveSafetensors(weights, plan.tensors, WEIGHTS_METADATA),
+  );
+  yield* step(
+    () => writeFileAtomicSync(config, plan.configText),
+    () => writeFileAtomic(config, plan.configText),
+  );
+}
+
+/** {@link saveAdapter}'s body: plan every adapter (checks included), then replace each one's folder. */
+function* saveBody(model: LoraModel, dir: string, options: SaveAdapterOptions): TwinBody<string[]> {
   const plans = planSave(model, dir, options);
   for (const p of plans) {
-    await replaceFolder(p.dir, async (temp) => {
-      await saveSafetensors(path.join(temp, ADAPTER_WEIGHTS_NAME), p.tensors, WEIGHTS_METADATA);
-      await writeFileAtomic(path.join(temp, ADAPTER_CONFIG_NAME), p.configText);
-    });
+    yield* step(
+      () => replaceFolderSync(p.dir, (temp) => runSync(writeAdapterFiles(temp, p))),
+      () => replaceFolder(p.dir, (temp) => runAsync(writeAdapterFiles(temp, p))),
+    );
   }
   return plans.map((p) => p.dir);
 }
@@ -228,27 +241,21 @@ export function locateAdapter(dir: string, adapterName?: string): AdapterLocatio
  * {@link LoraConfig}, validated, with the fields from newer PEFT versions that were ignored.
  */
 export function readAdapterConfig(configPath: string): PeftConfigReading & { resolved: ResolvedLoraConfig } {
-  return resolvePeftConfig(parseConfigText(readText(configPath), configPath), configPath);
+  return runSync(readConfigBody(configPath));
 }
 
-function cannotRead(file: string, err: unknown): Error {
-  return err instanceof FormatError ? err : new FormatError(`${file}: cannot be read (${(err as Error).message})`);
-}
-
-function readText(file: string): string {
+/** {@link readAdapterConfig}'s body; a file that cannot be read is a FormatError naming it. */
+function* readConfigBody(configPath: string): TwinBody<PeftConfigReading & { resolved: ResolvedLoraConfig }> {
+  let text: string;
   try {
-    return readTextFileSync(file);
+    text = yield* step(
+      () => readTextFileSync(configPath),
+      () => readTextFile(configPath),
+    );
   } catch (err) {
-    throw cannotRead(file, err);
+    throw err instanceof FormatError ? err : new FormatError(`${configPath}: cannot be read (${(err as Error).message})`);
   }
-}
-
-async function readTextAsync(file: string): Promise<string> {
-  try {
-    return await readTextFile(file);
-  } catch (err) {
-    throw cannotRead(file, err);
-  }
+  return resolvePeftConfig(parseConfigText(text, configPath), configPath);
 }
 
 /** One tensor the file must hold, and where it goes. */
@@ -396,28 +403,32 @@ function apply(model: Module, config: LoraConfig, args: ReturnType<typeof checkL
 export function loadAdapter<M extends Module>(model: LoraModel<M>, dir: string, options?: LoadAdapterOptions): LoraModel<M>;
 export function loadAdapter<M extends Module>(model: M, dir: string, options?: LoadAdapterOptions): LoraModel<M>;
 export function loadAdapter(model: Module, dir: string, options: LoadAdapterOptions = {}): LoraModel {
-  if (options?.hotswap !== undefined) return hotswapAdapter(model, dir, options.hotswap);
-  const args = checkLoadArgs(model, options);
-  const { name } = args;
-  const loc = locateAdapter(dir, options.adapterName);
-  const { config, resolved } = readAdapterConfig(loc.configPath);
-  const tensors = loadSafetensorsSync(loc.weightsPath);
-  const slots = planLoad(model, resolved, name, tensors, loc);
-  return apply(model, config, args, slots, tensors);
+  return runSync(loadBody(model, dir, options));
 }
 
 /** {@link loadAdapter} with asynchronous file reads. */
 export async function loadAdapterAsync<M extends Module>(model: LoraModel<M>, dir: string, options?: LoadAdapterOptions): Promise<LoraModel<M>>;
 export async function loadAdapterAsync<M extends Module>(model: M, dir: string, options?: LoadAdapterOptions): Promise<LoraModel<M>>;
-export async function loadAdapterAsync(model: Module, dir: string, options: LoadAdapterOptions = {}): Promise<LoraModel> {
+export function loadAdapterAsync(model: Module, dir: string, options: LoadAdapterOptions = {}): Promise<LoraModel> {
+  return runAsync(loadBody(model, dir, options));
+}
+
+/**
+ * {@link loadAdapter}'s body: check the arguments and find the files, read the config (checked
+ * before the weights are read), read the weights, then plan and apply. A hot swap reads
+ * synchronously in both twins.
+ */
+function* loadBody(model: Module, dir: string, options: LoadAdapterOptions): TwinBody<LoraModel> {
   if (options?.hotswap !== undefined) return hotswapAdapter(model, dir, options.hotswap);
   const args = checkLoadArgs(model, options);
-  const { name } = args;
   const loc = locateAdapter(dir, options.adapterName);
-  const text = await readTextAsync(loc.configPath);
-  const { config, resolved } = resolvePeftConfig(parseConfigText(text, loc.configPath), loc.configPath);
-  const tensors = await loadSafetensors(loc.weightsPath);
-  // Planned after the last await, so the checks see the model as it is when it is changed.
-  const slots = planLoad(model, resolved, name, tensors, loc);
+  const { config, resolved } = yield* readConfigBody(loc.configPath);
+  const tensors = yield* step(
+    () => loadSafetensorsSync(loc.weightsPath),
+    () => loadSafetensors(loc.weightsPath),
+  );
+  // Planned after the last step, so that with the asynchronous reads the checks see the model as
+  // it is when it is changed.
+  const slots = planLoad(model, resolved, args.name, tensors, loc);
   return apply(model, config, args, slots, tensors);
 }

@@ -1,0 +1,66 @@
+/**
+ * One body, two runners: runSync takes every step's synchronous form, runAsync awaits its
+ * asynchronous form, and a step's error reaches the body at its yield in both.
+ */
+import { TwinBody, runAsync, runSync, step } from "../../lib/sync-or-async";
+
+/** Records which form of each step ran; step "bad" fails, and the body recovers from it. */
+function* body(log: string[]): TwinBody<string> {
+  const a = yield* step(
+    () => (log.push("sync a"), 2),
+    async () => (log.push("async a"), 2),
+  );
+  let recovered = "";
+  try {
+    yield* step(
+      () => {
+        throw new RangeError("bad sync");
+      },
+      () => Promise.reject(new RangeError("bad async")),
+    );
+  } catch (err) {
+    recovered = (err as Error).message;
+  }
+  const b = yield* step(
+    () => (log.push("sync b"), a * 10),
+    async () => (log.push("async b"), a * 10),
+  );
+  return `${b} after ${recovered}`;
+}
+
+test("runSync runs only the synchronous forms, in order, and the body catches a failed step", () => {
+  const log: string[] = [];
+  expect(runSync(body(log))).toBe("20 after bad sync");
+  expect(log).toEqual(["sync a", "sync b"]);
+});
+
+test("runAsync awaits only the asynchronous forms, in order, and the body catches a rejected step", async () => {
+  const log: string[] = [];
+  const result = runAsync(body(log));
+  expect(log).toEqual(["async a"]); // the first step starts at once; the rest wait for it
+  await expect(result).resolves.toBe("20 after bad async");
+  expect(log).toEqual(["async a", "async b"]);
+});
+
+test("an error the body does not catch is thrown by runSync and rejects runAsync", async () => {
+  function* failing(): TwinBody<number> {
+    yield* step(
+      () => {
+        throw new TypeError("sync failure");
+      },
+      () => Promise.reject(new TypeError("async failure")),
+    );
+    return 1;
+  }
+  expect(() => runSync(failing())).toThrow("sync failure");
+  await expect(runAsync(failing())).rejects.toThrow("async failure");
+});
+
+test("a check before the first step throws from runSync and rejects (not throws) from runAsync", async () => {
+  function* checked(): TwinBody<number> {
+    throw new RangeError("refused before any step");
+  }
+  expect(() => runSync(checked())).toThrow("refused before any step");
+  const pending = runAsync(checked());
+  await expect(pending).rejects.toThrow("refused before any step");
+});
