@@ -10,7 +10,7 @@ import * as path from "path";
 import { StateError, describe } from "../errors";
 import { Module } from "../nn/module";
 import { Dtype } from "../dtype";
-import { checkAdapterName } from "./adapter-names";
+import { checkAdapterName, noSuchAdapter } from "./adapter-names";
 import { LoraModel } from "./model";
 import { ADAPTER_CONFIG_NAME } from "./peft-config";
 import { loadAdapter, loadAdapterAsync } from "./peft-format";
@@ -205,10 +205,7 @@ export class AdapterRegistry<M extends Module = Module> {
     if (this.#loaded.has(name as string)) return;
     const dir = path.join(this.root, name as string);
     if (!fs.existsSync(path.join(dir, ADAPTER_CONFIG_NAME))) {
-      const some = this.available();
-      throw new RangeError(
-        `names: no adapter "${name as string}" in ${this.root} (it has: ${some.slice(0, 20).join(", ") || "none"}${some.length > 20 ? ", ..." : ""})`,
-      );
+      throw noSuchAdapter(name, this.available(), "names", this.root);
     }
     const lm = this.model;
     if (lm && lm.adapterNames.includes(name as string))
