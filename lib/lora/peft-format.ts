@@ -14,6 +14,7 @@ import { readTextFile, readTextFileSync } from "../io/regular-file";
 import { TwinBody, runAsync, runSync, step } from "../sync-or-async";
 import { Conv1D, Embedding } from "../nn/layers";
 import { Module, copyInto } from "../nn/module";
+import { splitModulePath } from "../nn/module-paths";
 import { Tensor, noGrad } from "../tensor";
 import { LoraConfig, ResolvedLoraConfig, layerSettings } from "./config";
 import { LoraEmbedding, LoraLayer, LoraLinear } from "./layers";
@@ -23,7 +24,7 @@ import { selectTargets } from "./targets";
 import { checkAdapterName, requireAdapter } from "./adapter-names";
 import { hotswapAdapter, savedFactors } from "./hotswap";
 import { convertToPlainLora } from "./weight-conversion";
-import { MAGNITUDE_KEY, liveLoraKeyPattern, savedFactorKeys } from "./peft-keys";
+import { BASE_LAYER_KEY, MAGNITUDE_KEY, liveLoraKeyPattern, savedFactorKeys } from "./peft-keys";
 import {
   ADAPTER_CONFIG_NAME,
   ADAPTER_WEIGHTS_NAME,
@@ -310,9 +311,8 @@ export function planLoad(model: Module, config: ResolvedLoraConfig, name: string
   const baseParams = new Map<string, Tensor>();
   for (const [n, t] of userModel.namedParameters()) {
     if (factorTensors.has(t)) continue;
-    const cut = n.lastIndexOf(".");
-    const owner = cut < 0 ? "" : n.slice(0, cut);
-    const peftName = fresh.has(owner) ? `${owner}.base_layer.${n.slice(cut + 1)}` : n;
+    const [owner, last] = splitModulePath(n);
+    const peftName = fresh.has(owner) ? `${owner}.${BASE_LAYER_KEY}.${last}` : n;
     baseParams.set(`${PEFT_KEY_PREFIX}${peftName}`, t);
   }
   for (const [key, t] of baseParams) {

@@ -7,8 +7,10 @@
 import { ConfigError } from "../errors";
 import { Conv1D, Embedding, Linear } from "../nn/layers";
 import { Module } from "../nn/module";
+import { splitModulePath } from "../nn/module-paths";
 import { FieldNaming, LORA_CONFIG_NAMING, ResolvedLoraConfig, matchesModuleName } from "./config";
 import { LoraLayer, LoraLinear } from "./layers";
+import { BASE_LAYER_KEY } from "./peft-keys";
 
 type AnyLoraLayer = LoraLayer<Linear | Conv1D | Embedding>;
 type Adaptable = Linear | Conv1D | Embedding;
@@ -30,7 +32,7 @@ export interface TargetSelection {
  * the name of `targetModules` under `naming` and `got` its value.
  */
 export function selectTargets(model: Module, config: ResolvedLoraConfig, strict = true, naming: FieldNaming = LORA_CONFIG_NAMING): TargetSelection {
-  const all = model.namedModules().filter(([path]) => path !== "" && !/(^|\.)base_layer$/.test(path));
+  const all = model.namedModules().filter(([path]) => path !== "" && splitModulePath(path)[1] !== BASE_LAYER_KEY);
   const candidates = all.filter(([, m]) => isAdaptable(m) || m instanceof LoraLayer) as [string, Adaptable | AnyLoraLayer][];
   const names = candidates.map(([p]) => p);
   const spec = config.targetModules;
@@ -65,7 +67,7 @@ export function selectTargets(model: Module, config: ResolvedLoraConfig, strict 
   return { selected, unmatched };
 }
 
-const lastPart = (name: string): string => name.slice(name.lastIndexOf(".") + 1);
+const lastPart = (name: string): string => splitModulePath(name)[1];
 
 function listNames(names: string[]): string {
   if (names.length === 0) return "none";
