@@ -57,10 +57,16 @@ test("an error the body does not catch is thrown by runSync and rejects runAsync
 });
 
 test("a check before the first step throws from runSync and rejects (not throws) from runAsync", async () => {
-  function* checked(): TwinBody<number> {
-    throw new RangeError("refused before any step");
+  const log: string[] = [];
+  function* checked(value: number): TwinBody<number> {
+    if (value < 0) throw new RangeError("refused before any step");
+    return yield* step(
+      () => (log.push("sync"), value),
+      async () => (log.push("async"), value),
+    );
   }
-  expect(() => runSync(checked())).toThrow("refused before any step");
-  const pending = runAsync(checked());
+  expect(() => runSync(checked(-1))).toThrow("refused before any step");
+  const pending = runAsync(checked(-1));
   await expect(pending).rejects.toThrow("refused before any step");
+  expect(log).toEqual([]);
 });

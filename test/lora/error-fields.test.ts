@@ -24,7 +24,14 @@ describe("structured fields of configuration errors", () => {
   test.each([
     ["r", { r: 0 }, "r", "an integer >= 1", 0, "LoraConfig.r: expected an integer >= 1, got 0"],
     ["loraAlpha", { loraAlpha: "big" }, "loraAlpha", "a finite number > 0", "big", 'LoraConfig.loraAlpha: expected a finite number > 0, got the string "big"'],
-    ["a rankPattern value", { rankPattern: { fc1: 1.5 } }, 'rankPattern["fc1"]', "an integer >= 1", 1.5, 'LoraConfig.rankPattern["fc1"]: expected an integer >= 1, got 1.5'],
+    [
+      "a rankPattern value",
+      { rankPattern: { fc1: 1.5 } },
+      'rankPattern["fc1"]',
+      "an integer >= 1",
+      1.5,
+      'LoraConfig.rankPattern["fc1"]: expected an integer >= 1, got 1.5',
+    ],
     ["useDora", { useDora: 1 }, "useDora", "a boolean", 1, "LoraConfig.useDora: expected a boolean, got 1"],
     ["bias", { bias: "all" }, "bias", '"none"', "all", 'LoraConfig.bias: only "none" is supported (bias terms stay frozen), got the string "all"'],
   ])("LoraConfig: %s", (_what, fields, field, expected, got, message) => {
@@ -44,8 +51,22 @@ describe("structured fields of configuration errors", () => {
     ["lora_alpha", { lora_alpha: -1 }, "lora_alpha", "a finite number > 0", -1, "cfg.json: lora_alpha: expected a finite number > 0, got -1"],
     ["a lora_alpha of the wrong type", { lora_alpha: "big" }, "lora_alpha", "a number", "big", 'cfg.json: lora_alpha: expected a number, got the string "big"'],
     ["use_rslora", { use_rslora: "yes" }, "use_rslora", "true or false", "yes", 'cfg.json: use_rslora: expected true or false, got the string "yes"'],
-    ["peft_type", { peft_type: "IA3" }, "peft_type", '"LORA"', "IA3", 'cfg.json: peft_type: expected "LORA", got the string "IA3" (only LoRA adapters are supported)'],
-    ["a rank_pattern value", { rank_pattern: { fc1: 0 } }, 'rank_pattern["fc1"]', "an integer >= 1", 0, 'cfg.json: rank_pattern["fc1"]: expected an integer >= 1, got 0'],
+    [
+      "peft_type",
+      { peft_type: "IA3" },
+      "peft_type",
+      '"LORA"',
+      "IA3",
+      'cfg.json: peft_type: expected "LORA", got the string "IA3" (only LoRA adapters are supported)',
+    ],
+    [
+      "a rank_pattern value",
+      { rank_pattern: { fc1: 0 } },
+      'rank_pattern["fc1"]',
+      "an integer >= 1",
+      0,
+      'cfg.json: rank_pattern["fc1"]: expected an integer >= 1, got 0',
+    ],
     [
       "torch_lora.embedding_init",
       { torch_lora: { embedding_init: "c-normal" } },
