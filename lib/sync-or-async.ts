@@ -58,3 +58,27 @@ export async function runAsync<R>(body: TwinBody<R>): Promise<R> {
   }
   return next.value;
 }
+
+/** Whether `value` is a promise or any other thenable. */
+export function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === "object" || typeof value === "function") && value !== null && typeof (value as PromiseLike<unknown>).then === "function";
+}
+
+/**
+ * Runs `fn`, then `cleanUp`: at once when `fn` throws or returns a plain value, or when the
+ * promise it returns settles (the returned promise then settles as `fn`'s did, after `cleanUp`).
+ * For state held while a callback runs, whether the callback is synchronous or not. An error
+ * `cleanUp` throws replaces `fn`'s outcome.
+ */
+export function runThenCleanUp<T>(fn: () => T, cleanUp: () => void): T {
+  let result: T;
+  try {
+    result = fn();
+  } catch (err) {
+    cleanUp();
+    throw err;
+  }
+  if (isPromiseLike(result)) return Promise.resolve(result).finally(cleanUp) as T;
+  cleanUp();
+  return result;
+}

@@ -10,6 +10,7 @@ import * as path from "path";
 import { StateError, describe } from "../errors";
 import { Module } from "../nn/module";
 import { Dtype } from "../dtype";
+import { runThenCleanUp } from "../sync-or-async";
 import { checkAdapterName, noSuchAdapter } from "./adapter-names";
 import { LoraModel } from "./model";
 import { ADAPTER_CONFIG_NAME } from "./peft-config";
@@ -31,10 +32,6 @@ export function adapterBytes(model: LoraModel, name: string): number {
     for (const t of layer.factors(name)) bytes += t.numel * (BYTES[t.dtype] ?? 4);
   }
   return bytes;
-}
-
-function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
-  return (typeof value === "object" || typeof value === "function") && value !== null && typeof (value as PromiseLike<unknown>).then === "function";
 }
 
 /** Lazily loaded adapters with a least-recently-used memory budget; see the module comment. */
@@ -181,16 +178,10 @@ export class AdapterRegistry<M extends Module = Module> {
     if (typeof fn !== "function") throw new TypeError(`fn: expected a function, got ${describe(fn)}`);
     const held = Array.isArray(names) ? names.filter((n) => n !== "__base__") : names;
     const model = this.acquire(held);
-    let result: T;
-    try {
-      result = fn(model);
-    } catch (err) {
-      this.release(held);
-      throw err;
-    }
-    if (isPromiseLike(result)) return Promise.resolve(result).finally(() => this.release(held)) as T;
-    this.release(held);
-    return result;
+    return runThenCleanUp(
+      () => fn(model),
+      () => this.release(held),
+    );
   }
 
   #checkNames(names: unknown): string[] {

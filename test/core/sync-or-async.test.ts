@@ -2,7 +2,7 @@
  * One body, two runners: runSync takes every step's synchronous form, runAsync awaits its
  * asynchronous form, and a step's error reaches the body at its yield in both.
  */
-import { TwinBody, runAsync, runSync, step } from "../../lib/sync-or-async";
+import { TwinBody, runAsync, runSync, runThenCleanUp, step } from "../../lib/sync-or-async";
 
 /** Records which form of each step ran; step "bad" fails, and the body recovers from it. */
 function* body(log: string[]): TwinBody<string> {
@@ -69,4 +69,46 @@ test("a check before the first step throws from runSync and rejects (not throws)
   const pending = runAsync(checked(-1));
   await expect(pending).rejects.toThrow("refused before any step");
   expect(log).toEqual([]);
+});
+
+describe("runThenCleanUp", () => {
+  test("cleans up at once after a plain value or a throw", () => {
+    const log: string[] = [];
+    expect(
+      runThenCleanUp(
+        () => (log.push("fn"), 3),
+        () => log.push("clean"),
+      ),
+    ).toBe(3);
+    expect(() =>
+      runThenCleanUp(
+        () => {
+          throw new RangeError("fn failed");
+        },
+        () => log.push("clean after throw"),
+      ),
+    ).toThrow("fn failed");
+    expect(log).toEqual(["fn", "clean", "clean after throw"]);
+  });
+
+  test("cleans up only when a returned promise settles, which then settles as fn's did", async () => {
+    const log: string[] = [];
+    let resolve!: (v: number) => void;
+    const pending = runThenCleanUp(
+      () => new Promise<number>((r) => (resolve = r)),
+      () => log.push("clean"),
+    );
+    await Promise.resolve();
+    expect(log).toEqual([]);
+    resolve(7);
+    await expect(pending).resolves.toBe(7);
+    expect(log).toEqual(["clean"]);
+    await expect(
+      runThenCleanUp(
+        () => Promise.reject(new TypeError("late")),
+        () => log.push("clean again"),
+      ),
+    ).rejects.toThrow("late");
+    expect(log).toEqual(["clean", "clean again"]);
+  });
 });
