@@ -3,11 +3,35 @@
  * message; argument checks in the facade throw `TypeError`/`RangeError` or these classes.
  */
 
+/**
+ * What an error says about the one value at fault, for code that acts on it rather than on the
+ * message's words (a form that highlights a field, a tool that maps names to its own).
+ */
+export interface ErrorDetails {
+  /** The argument or configuration field at fault, as named in the message without its owner: "r", 'rankPattern["q"]', "lora_alpha". */
+  field?: string;
+  /** What the field should hold, in the message's words: "an integer >= 1". */
+  expected?: string;
+  /** The value given (the message describes it with {@link describe}). */
+  got?: unknown;
+}
+
 /** Base class of the errors torch-lora throws for a state or operation that is not allowed. */
 export class TorchLoraError extends Error {
-  constructor(message: string) {
+  /** The argument or field at fault, when one is. */
+  declare readonly field?: string;
+  /** What the field should hold, when the error says. */
+  declare readonly expected?: string;
+  /** The value given, when the error names one (`"got" in err` tells an undefined value from none). */
+  declare readonly got?: unknown;
+
+  /** `details` are kept as the error's fields; the message stays the caller's (see {@link expectedGot}). */
+  constructor(message: string, details: ErrorDetails = {}) {
     super(message);
     this.name = new.target.name;
+    if (details.field !== undefined) this.field = details.field;
+    if (details.expected !== undefined) this.expected = details.expected;
+    if ("got" in details) this.got = details.got;
   }
 }
 
@@ -30,4 +54,9 @@ export function describe(value: unknown): string {
   if (typeof value === "function") return "a function";
   const name = (value as object).constructor?.name;
   return name && name !== "Object" ? `a ${name}` : "an object";
+}
+
+/** The usual wording of a field's problem from its structured parts: `expected <expected>, got <describe(got)>`. */
+export function expectedGot(expected: string, got: unknown): string {
+  return `expected ${expected}, got ${describe(got)}`;
 }

@@ -17,9 +17,19 @@ export function checkAdapterName(name: unknown, argument = "adapterName"): strin
   return name;
 }
 
-/** The RangeError for an adapter name the model does not hold, listing those it does. */
-export function noSuchAdapter(name: unknown, existing: string[], argument = "adapterName"): RangeError {
-  return new RangeError(`${argument}: no adapter ${describe(name)} (adapters: ${existing.join(", ") || "none"})`);
+/** How many of the existing names the message lists before it only counts them. */
+const LISTED = 20;
+
+/**
+ * The RangeError for an adapter name that is not held, listing those that are:
+ * `adapterName: no adapter the string "x" (adapters: a, b)`.
+ *
+ * @param argument The argument that gave the name.
+ * @param where Where the adapter was looked for, when it is not the model ("this layer", a folder).
+ */
+export function noSuchAdapter(name: unknown, existing: readonly string[], argument = "adapterName", where?: string): RangeError {
+  const listed = existing.slice(0, LISTED).join(", ") + (existing.length > LISTED ? `, ... (${existing.length} in all)` : "");
+  return new RangeError(`${argument}: no adapter ${describe(name)}${where === undefined ? "" : ` in ${where}`} (adapters: ${listed || "none"})`);
 }
 
 /** Checks `name` by the rule, then that it is one of `existing`. */

@@ -2,7 +2,7 @@
  * LoraConfig: the typed, validated configuration of one adapter, with PEFT's semantics.
  * Invalid values throw a ConfigError naming the field.
  */
-import { ConfigError, describe } from "../errors";
+import { ConfigError, describe, expectedGot } from "../errors";
 import { fullNameMatcher, suffixKeyMatcher } from "./module-patterns";
 import { WeightAwareInit, isWeightAwareInit } from "./init-strategies";
 
@@ -84,83 +84,112 @@ const KNOWN_FIELDS = new Set([
   "useDora",
 ]);
 
-function fail(field: string, expected: string, given: unknown): never {
-  throw new ConfigError(`LoraConfig.${field}: expected ${expected}, got ${describe(given)}`);
+/**
+ * How the messages of {@link resolveLoraConfig} name a field: `name` maps a LoraConfig key to the
+ * name the user wrote, and `prefix` says whose field it is. A config read from a PEFT file is
+ * named as the file spells it (`adapter_config.json: lora_alpha`), so no message is reworded later.
+ */
+export interface FieldNaming {
+  /** Comes before every field name in a message: "LoraConfig.", or a file path and ": ". */
+  prefix: string;
+  /** The user's name of a LoraConfig key; errors carry it as their `field`. */
+  name(key: keyof LoraConfig): string;
 }
 
-function checkRank(value: unknown, field: string): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 1) fail(field, "an integer >= 1", value);
-  return value;
+/** LoraConfig's own names: `LoraConfig.loraAlpha: expected ...`. */
+export const LORA_CONFIG_NAMING: FieldNaming = { prefix: "LoraConfig.", name: (key) => key };
+
+/** The checks of one field kind each, throwing a ConfigError that carries `field`, `expected` and `got`. */
+function fieldChecks(naming: FieldNaming) {
+  const fail = (field: string, expected: string, got: unknown): never => {
+    throw new ConfigError(`${naming.prefix}${field}: ${expectedGot(expected, got)}`, { field, expected, got });
+  };
+  const rank = (value: unknown, field: string): number => {
+    if (typeof value !== "number" || !Number.isInteger(value) || value < 1) fail(field, "an integer >= 1", value);
+    return value as number;
+  };
+  const alpha = (value: unknown, field: string): number => {
+    if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) fail(field, "a finite number > 0", value);
+    return value as number;
+  };
+  const bool = (value: unknown, key: keyof LoraConfig, dflt: boolean): boolean => {
+    if (value === undefined) return dflt;
+    if (typeof value !== "boolean") fail(naming.name(key), "a boolean", value);
+    return value as boolean;
+  };
+  const names = (value: unknown, key: keyof LoraConfig): string[] | string => {
+    if (typeof value === "string") {
+      if (value !== "all-linear") fullNameMatcher(value, `${naming.prefix}${naming.name(key)}`);
+      return value;
+    }
+    if (!Array.isArray(value) || value.length === 0 || !value.every((v) => typeof v === "string" && v.length > 0)) {
+      fail(naming.name(key), 'a non-empty list of module names, a regex string, or "all-linear"', value);
+    }
+    return [...(value as string[])];
+  };
+  const pattern = (value: unknown, key: keyof LoraConfig, check: (v: unknown, field: string) => number): Record<string, number> => {
+    if (value === undefined) return {};
+    const field = naming.name(key);
+    if (value === null || typeof value !== "object" || Array.isArray(value)) fail(field, "an object of pattern → number", value);
+    const out: Record<string, number> = {};
+    for (const [k, v] of Object.entries(value as object)) {
+      suffixKeyMatcher(k, `${naming.prefix}${field} key`);
+      out[k] = check(v, `${field}["${k}"]`);
+    }
+    return out;
+  };
+  return { fail, rank, alpha, bool, names, pattern };
 }
 
-function checkAlpha(value: unknown, field: string): number {
-  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) fail(field, "a finite number > 0", value);
-  return value;
-}
-
-function checkNames(value: unknown, field: string): string[] | string {
-  if (typeof value === "string") {
-    if (value !== "all-linear") fullNameMatcher(value, `LoraConfig.${field}`);
-    return value;
-  }
-  if (!Array.isArray(value) || value.length === 0 || !value.every((v) => typeof v === "string" && v.length > 0)) {
-    fail(field, 'a non-empty list of module names, a regex string, or "all-linear"', value);
-  }
-  return [...value];
-}
-
-function checkPattern(value: unknown, field: string, check: (v: unknown, f: string) => number): Record<string, number> {
-  if (value === undefined) return {};
-  if (value === null || typeof value !== "object" || Array.isArray(value)) fail(field, "an object of pattern → number", value);
-  const out: Record<string, number> = {};
-  for (const [k, v] of Object.entries(value)) {
-    suffixKeyMatcher(k, `LoraConfig.${field} key`);
-    out[k] = check(v, `${field}["${k}"]`);
-  }
-  return out;
-}
-
-/** Validates `config` and fills in defaults. Throws ConfigError naming the first bad field. */
-export function resolveLoraConfig(config: LoraConfig): ResolvedLoraConfig {
+/**
+ * Validates `config` and fills in defaults. Throws a ConfigError naming the first bad field, with
+ * the field, what it expected and what it got as the error's `field`, `expected` and `got`.
+ *
+ * @param naming How messages name the fields (default: LoraConfig's own names).
+ */
+export function resolveLoraConfig(config: LoraConfig, naming: FieldNaming = LORA_CONFIG_NAMING): ResolvedLoraConfig {
   if (config === null || typeof config !== "object") throw new ConfigError(`LoraConfig: expected an object, got ${describe(config)}`);
   for (const key of Object.keys(config)) {
     if (!KNOWN_FIELDS.has(key)) throw new ConfigError(`LoraConfig: unknown field "${key}" (known: ${[...KNOWN_FIELDS].join(", ")})`);
   }
   const c = config;
-  if (c.targetModules === undefined) fail("targetModules", 'a list of module names, a regex string, or "all-linear"', undefined);
+  const check = fieldChecks(naming);
+  const { fail } = check;
+  const name = naming.name;
+  if (c.targetModules === undefined) fail(name("targetModules"), 'a list of module names, a regex string, or "all-linear"', undefined);
   const dropout = c.loraDropout ?? 0;
-  if (typeof dropout !== "number" || !(dropout >= 0 && dropout < 1)) fail("loraDropout", "a number in [0, 1)", dropout);
-  const bool = (v: unknown, field: string, d: boolean): boolean => {
-    if (v === undefined) return d;
-    if (typeof v !== "boolean") fail(field, "a boolean", v);
-    return v;
-  };
+  if (typeof dropout !== "number" || !(dropout >= 0 && dropout < 1)) fail(name("loraDropout"), "a number in [0, 1)", dropout);
   const initLoraWeights = c.initLoraWeights ?? true;
   if (initLoraWeights !== true && initLoraWeights !== false && initLoraWeights !== "gaussian" && !isWeightAwareInit(initLoraWeights)) {
-    fail("initLoraWeights", 'true, false, "gaussian", "pissa", "pissa_niter_N", "olora" or "orthogonal"', initLoraWeights);
+    fail(name("initLoraWeights"), 'true, false, "gaussian", "pissa", "pissa_niter_N", "olora" or "orthogonal"', initLoraWeights);
   }
   const embeddingInit = c.embeddingInit ?? "a-normal";
-  if (embeddingInit !== "a-normal" && embeddingInit !== "b-normal") fail("embeddingInit", '"a-normal" or "b-normal"', embeddingInit);
+  if (embeddingInit !== "a-normal" && embeddingInit !== "b-normal") fail(name("embeddingInit"), '"a-normal" or "b-normal"', embeddingInit);
   const std = c.embeddingInitStd ?? 1;
-  if (typeof std !== "number" || !Number.isFinite(std) || std <= 0) fail("embeddingInitStd", "a finite number > 0", std);
+  if (typeof std !== "number" || !Number.isFinite(std) || std <= 0) fail(name("embeddingInitStd"), "a finite number > 0", std);
   if (c.bias !== undefined && c.bias !== "none") {
-    throw new ConfigError(`LoraConfig.bias: only "none" is supported (bias terms stay frozen), got ${describe(c.bias)}`);
+    const field = name("bias");
+    throw new ConfigError(`${naming.prefix}${field}: only "none" is supported (bias terms stay frozen), got ${describe(c.bias)}`, {
+      field,
+      expected: '"none"',
+      got: c.bias,
+    });
   }
   return {
-    r: checkRank(c.r ?? 8, "r"),
-    loraAlpha: checkAlpha(c.loraAlpha ?? 8, "loraAlpha"),
+    r: check.rank(c.r ?? 8, name("r")),
+    loraAlpha: check.alpha(c.loraAlpha ?? 8, name("loraAlpha")),
     loraDropout: dropout,
-    targetModules: checkNames(c.targetModules, "targetModules"),
-    excludeModules: c.excludeModules === undefined ? null : checkNames(c.excludeModules, "excludeModules"),
-    useRslora: bool(c.useRslora, "useRslora", false),
+    targetModules: check.names(c.targetModules, "targetModules"),
+    excludeModules: c.excludeModules === undefined ? null : check.names(c.excludeModules, "excludeModules"),
+    useRslora: check.bool(c.useRslora, "useRslora", false),
     initLoraWeights,
     embeddingInit,
     embeddingInitStd: std,
-    fanInFanOut: bool(c.fanInFanOut, "fanInFanOut", false),
-    rankPattern: checkPattern(c.rankPattern, "rankPattern", checkRank),
-    alphaPattern: checkPattern(c.alphaPattern, "alphaPattern", checkAlpha),
+    fanInFanOut: check.bool(c.fanInFanOut, "fanInFanOut", false),
+    rankPattern: check.pattern(c.rankPattern, "rankPattern", check.rank),
+    alphaPattern: check.pattern(c.alphaPattern, "alphaPattern", check.alpha),
     bias: "none",
-    useDora: bool(c.useDora, "useDora", false),
+    useDora: check.bool(c.useDora, "useDora", false),
   };
 }
 

@@ -13,6 +13,7 @@ import { Tensor, noGrad, zeros } from "../tensor";
 import * as init from "../init";
 import { layerSettings } from "./config";
 import { requireAdapter } from "./adapter-names";
+import { parseSavedFactorKey, savedFactorKeys } from "./peft-keys";
 import { LoraEmbedding, LoraFactor, LoraLayer, LoraLinear } from "./layers";
 import { LoraModel } from "./model";
 import { selectTargets } from "./targets";
@@ -82,8 +83,6 @@ export function reserveAdapterRank(model: LoraModel, name: string, maxRank: numb
   }
 }
 
-const FACTOR_KEY = /\.lora_(?:embedding_)?[AB](?:\.weight)?$/;
-
 /**
  * Loads the PEFT adapter in `dir` into the existing adapter `name` of `model`, in place: the same
  * layers and the same factor tensors receive the new values (zero-padded up to the rank reserved
@@ -128,7 +127,7 @@ export function hotswapAdapter<M extends Module>(model: LoraModel<M> | Module, d
     }
   }
   const slots = planLoad(lm, resolved, checked, tensors, loc);
-  const foreign = slots.filter((s) => !FACTOR_KEY.test(s.key)).map((s) => s.key);
+  const foreign = slots.filter((s) => parseSavedFactorKey(s.key) === null).map((s) => s.key);
   if (foreign.length)
     throw new ConfigError(`hotswap: ${loc.weightsPath} also holds base weights (${foreign.join(", ")}), which would change every adapter's output`);
   const byKey = new Map(slots.map((s) => [s.key, tensors[s.key]]));
@@ -136,7 +135,7 @@ export function hotswapAdapter<M extends Module>(model: LoraModel<M> | Module, d
     for (const [path, layer] of layers) {
       const [A, B] = layer.factors(checked);
       const { r } = layerSettings(resolved, path);
-      const [aKey, bKey] = layer instanceof LoraEmbedding ? ["lora_embedding_A", "lora_embedding_B"] : ["lora_A.weight", "lora_B.weight"];
+      const [aKey, bKey] = savedFactorKeys(layer instanceof LoraEmbedding ? "embedding" : "linear");
       const fileA = byKey.get(slots.find((s) => s.key.endsWith(`${path}.${aKey}`))!.key)!;
       const fileB = byKey.get(slots.find((s) => s.key.endsWith(`${path}.${bKey}`))!.key)!;
       if (r < A.shape[0]) {

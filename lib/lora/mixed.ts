@@ -9,6 +9,7 @@ import { native } from "../binding";
 import { StateError, describe } from "../errors";
 import { Conv1D, Embedding, Linear } from "../nn/layers";
 import { Tensor, handleOf } from "../tensor";
+import { runThenCleanUp } from "../sync-or-async";
 import { noSuchAdapter } from "./adapter-names";
 import { LoraEmbedding, LoraLayer, RowAdapterForward } from "./layers";
 
@@ -119,20 +120,5 @@ export function withAdapterNames<T>(model: MixedBatchModel, names: string[], fn:
   const end = (): void => {
     for (const [, l] of layers) if (l.rowAdapters === plan) l.rowAdapters = null;
   };
-  let result: T;
-  try {
-    result = fn();
-  } catch (err) {
-    end();
-    throw err;
-  }
-  if (isThenable(result)) {
-    return Promise.resolve(result).finally(end) as T;
-  }
-  end();
-  return result;
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (typeof value === "object" || typeof value === "function") && value !== null && typeof (value as PromiseLike<unknown>).then === "function";
+  return runThenCleanUp(fn, end);
 }

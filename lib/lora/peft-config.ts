@@ -3,9 +3,9 @@
  * LoraConfig, mapped to and from this library's {@link LoraConfig}. Fields asking for a PEFT
  * feature this library lacks are refused by name; fields newer PEFT versions add are tolerated.
  */
-import { ConfigError, FormatError, describe } from "../errors";
+import { ConfigError, FormatError, describe, expectedGot } from "../errors";
 import { MAX_JSON_DEPTH, excessNestingOffset } from "../io/json-depth";
-import { EmbeddingInit, LinearInit, LoraConfig, ResolvedLoraConfig, resolveLoraConfig } from "./config";
+import { EmbeddingInit, FieldNaming, LinearInit, LoraConfig, ResolvedLoraConfig, resolveLoraConfig } from "./config";
 import { isWeightAwareInit } from "./init-strategies";
 
 /** The file names PEFT uses inside an adapter directory. */
@@ -195,7 +195,11 @@ export function fromPeftConfigJson(json: Json, file: string): PeftConfigReading 
   const where = (field: string): string => `${file}: ${field}`;
   const problems: string[] = [];
   if (json.peft_type !== "LORA") {
-    throw new ConfigError(`${where("peft_type")}: expected "LORA", got ${describe(json.peft_type)} (only LoRA adapters are supported)`);
+    throw new ConfigError(`${where("peft_type")}: ${expectedGot('"LORA"', json.peft_type)} (only LoRA adapters are supported)`, {
+      field: "peft_type",
+      expected: '"LORA"',
+      got: json.peft_type,
+    });
   }
   for (const [field, [ok, expected]] of Object.entries(DEFAULT_ONLY)) {
     if (field in json && !ok(json[field])) problems.push(`${field} = ${JSON.stringify(json[field])} is not supported; expected ${expected}`);
@@ -232,12 +236,12 @@ export function fromPeftConfigJson(json: Json, file: string): PeftConfigReading 
   ] as const) {
     const v = json[field];
     if (isNull(v)) continue;
-    if (typeof v !== "object" || Array.isArray(v)) throw new ConfigError(`${where(field)}: expected an object of pattern → number, got ${describe(v)}`);
+    if (typeof v !== "object" || Array.isArray(v)) throw invalidField(file, field, "an object of pattern → number", v);
     config[key] = v as Record<string, number>;
   }
   const extra = json[EXTRA_FIELD];
   if (extra !== undefined && extra !== null) {
-    if (typeof extra !== "object" || Array.isArray(extra)) throw new ConfigError(`${where(EXTRA_FIELD)}: expected an object, got ${describe(extra)}`);
+    if (typeof extra !== "object" || Array.isArray(extra)) throw invalidField(file, EXTRA_FIELD, "an object", extra);
     const e = extra as Json;
     if (e.embedding_init !== undefined) config.embeddingInit = e.embedding_init as EmbeddingInit;
     if (e.embedding_init_std !== undefined) config.embeddingInitStd = e.embedding_init_std as number;
@@ -249,21 +253,27 @@ export function fromPeftConfigJson(json: Json, file: string): PeftConfigReading 
   return { config, ignoredFields, inferenceMode };
 }
 
+/** The ConfigError for a PEFT field of the wrong type: `<file>: <field>: expected <expected>, got <value>`, with those as its fields. */
+function invalidField(file: string, field: string, expected: string, got: unknown): ConfigError {
+  return new ConfigError(`${file}: ${field}: ${expectedGot(expected, got)}`, { field, expected, got });
+}
+
 function numberField(json: Json, field: string, file: string, dflt: number): number {
   const v = json[field];
   if (v === undefined || v === null) return dflt;
-  if (typeof v !== "number" || !Number.isFinite(v)) throw new ConfigError(`${file}: ${field}: expected a number, got ${describe(v)}`);
+  if (typeof v !== "number" || !Number.isFinite(v)) throw invalidField(file, field, "a number", v);
   return v;
 }
 
 function booleanField(json: Json, field: string, file: string, dflt: boolean): boolean {
   const v = json[field];
   if (v === undefined || v === null) return dflt;
-  if (typeof v !== "boolean") throw new ConfigError(`${file}: ${field}: expected true or false, got ${describe(v)}`);
+  if (typeof v !== "boolean") throw invalidField(file, field, "true or false", v);
   return v;
 }
 
-const SNAKE: Record<string, string> = {
+/** PEFT's name of each LoraConfig field (ours without an equivalent live under {@link EXTRA_FIELD}). */
+const SNAKE: Record<keyof LoraConfig, string> = {
   r: "r",
   loraAlpha: "lora_alpha",
   loraDropout: "lora_dropout",
@@ -280,17 +290,17 @@ const SNAKE: Record<string, string> = {
   embeddingInitStd: `${EXTRA_FIELD}.embedding_init_std`,
 };
 
+/** Messages about a config read from `file` name the file and PEFT's field (`<file>: lora_alpha: ...`). */
+export function peftFieldNaming(file: string): FieldNaming {
+  return { prefix: `${file}: `, name: (key) => SNAKE[key] };
+}
+
 /**
  * {@link fromPeftConfigJson} followed by full validation ({@link resolveLoraConfig}); a bad value
- * is reported with the file and PEFT's field name (`lora_alpha`, not `loraAlpha`).
+ * is reported with the file and PEFT's field name (`lora_alpha`, not `loraAlpha`), which is also
+ * the error's `field`.
  */
 export function resolvePeftConfig(json: Json, file: string): PeftConfigReading & { resolved: ResolvedLoraConfig } {
   const reading = fromPeftConfigJson(json, file);
-  try {
-    return { ...reading, resolved: resolveLoraConfig(reading.config) };
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    const message = err.message.replace(/^LoraConfig\.(\w+)/, (_m, name: string) => SNAKE[name] ?? name);
-    throw new ConfigError(`${file}: ${message}`);
-  }
+  return { ...reading, resolved: resolveLoraConfig(reading.config, peftFieldNaming(file)) };
 }

@@ -11,8 +11,10 @@ import { ConfigError, FormatError, describe } from "../errors";
 import { loadSafetensors, loadSafetensorsSync, saveSafetensors, saveSafetensorsSync, writeFileAtomic, writeFileAtomicSync } from "../io";
 import { findFolderOrBackup, replaceFolder, replaceFolderSync } from "../io/atomic-folder";
 import { readTextFile, readTextFileSync } from "../io/regular-file";
+import { TwinBody, runAsync, runSync, step } from "../sync-or-async";
 import { Conv1D, Embedding } from "../nn/layers";
 import { Module, copyInto } from "../nn/module";
+import { splitModulePath } from "../nn/module-paths";
 import { Tensor, noGrad } from "../tensor";
 import { LoraConfig, ResolvedLoraConfig, layerSettings } from "./config";
 import { LoraEmbedding, LoraLayer, LoraLinear } from "./layers";
@@ -22,6 +24,7 @@ import { selectTargets } from "./targets";
 import { checkAdapterName, requireAdapter } from "./adapter-names";
 import { hotswapAdapter, savedFactors } from "./hotswap";
 import { convertToPlainLora } from "./weight-conversion";
+import { BASE_LAYER_KEY, MAGNITUDE_KEY, liveLoraKeyPattern, savedFactorKeys } from "./peft-keys";
 import {
   ADAPTER_CONFIG_NAME,
   ADAPTER_WEIGHTS_NAME,
@@ -29,6 +32,7 @@ import {
   PeftConfigReading,
   formatConfigJson,
   parseConfigText,
+  peftFieldNaming,
   resolvePeftConfig,
   toPeftConfigJson,
 } from "./peft-config";
@@ -108,12 +112,12 @@ function planSave(model: LoraModel, dir: string, options: SaveAdapterOptions): S
     for (const [p, layer] of model.loraLayers()) {
       if (!layer.adapterNames.includes(name)) continue;
       const [A, B] = savedFactors(layer, name);
-      const [a, b] = layer instanceof LoraEmbedding ? ["lora_embedding_A", "lora_embedding_B"] : ["lora_A.weight", "lora_B.weight"];
+      const [a, b] = savedFactorKeys(layer instanceof LoraEmbedding ? "embedding" : "linear");
       tensors.set(`${PEFT_KEY_PREFIX}${p}.${a}`, A.detach());
       tensors.set(`${PEFT_KEY_PREFIX}${p}.${b}`, B.detach());
-      // PEFT saves DoRA's magnitude as `lora_magnitude_vector` (adapter name and `.weight` stripped).
+      // PEFT saves DoRA's magnitude with the adapter name and `.weight` stripped.
       const magnitude = layer.magnitude(name);
-      if (magnitude) tensors.set(`${PEFT_KEY_PREFIX}${p}.lora_magnitude_vector`, magnitude.detach());
+      if (magnitude) tensors.set(`${PEFT_KEY_PREFIX}${p}.${MAGNITUDE_KEY}`, magnitude.detach());
       if (layer instanceof LoraLinear && layer.base_layer instanceof Conv1D) conv1d = true;
     }
     // PEFT records fan_in_fan_out as the layers store their weight (it sets it for Conv1D), which
@@ -143,24 +147,36 @@ function planSave(model: LoraModel, dir: string, options: SaveAdapterOptions): S
  * @returns The directories written, one per adapter.
  */
 export function saveAdapter(model: LoraModel, dir: string, options: SaveAdapterOptions = {}): string[] {
-  const plans = planSave(model, dir, options);
-  for (const p of plans) {
-    replaceFolderSync(p.dir, (temp) => {
-      saveSafetensorsSync(path.join(temp, ADAPTER_WEIGHTS_NAME), p.tensors, WEIGHTS_METADATA);
-      writeFileAtomicSync(path.join(temp, ADAPTER_CONFIG_NAME), p.configText);
-    });
-  }
-  return plans.map((p) => p.dir);
+  return runSync(saveBody(model, dir, options));
 }
 
 /** {@link saveAdapter} with asynchronous file writes. */
-export async function saveAdapterAsync(model: LoraModel, dir: string, options: SaveAdapterOptions = {}): Promise<string[]> {
+export function saveAdapterAsync(model: LoraModel, dir: string, options: SaveAdapterOptions = {}): Promise<string[]> {
+  return runAsync(saveBody(model, dir, options));
+}
+
+/** The two files of one adapter, written into the folder `temp` that then replaces the adapter's. */
+function* writeAdapterFiles(temp: string, plan: SavePlan): TwinBody<void> {
+  const weights = path.join(temp, ADAPTER_WEIGHTS_NAME);
+  const config = path.join(temp, ADAPTER_CONFIG_NAME);
+  yield* step(
+    () => saveSafetensorsSync(weights, plan.tensors, WEIGHTS_METADATA),
+    () => saveSafetensors(weights, plan.tensors, WEIGHTS_METADATA),
+  );
+  yield* step(
+    () => writeFileAtomicSync(config, plan.configText),
+    () => writeFileAtomic(config, plan.configText),
+  );
+}
+
+/** {@link saveAdapter}'s body: plan every adapter (checks included), then replace each one's folder. */
+function* saveBody(model: LoraModel, dir: string, options: SaveAdapterOptions): TwinBody<string[]> {
   const plans = planSave(model, dir, options);
   for (const p of plans) {
-    await replaceFolder(p.dir, async (temp) => {
-      await saveSafetensors(path.join(temp, ADAPTER_WEIGHTS_NAME), p.tensors, WEIGHTS_METADATA);
-      await writeFileAtomic(path.join(temp, ADAPTER_CONFIG_NAME), p.configText);
-    });
+    yield* step(
+      () => replaceFolderSync(p.dir, (temp) => runSync(writeAdapterFiles(temp, p))),
+      () => replaceFolder(p.dir, (temp) => runAsync(writeAdapterFiles(temp, p))),
+    );
   }
   return plans.map((p) => p.dir);
 }
@@ -226,27 +242,21 @@ export function locateAdapter(dir: string, adapterName?: string): AdapterLocatio
  * {@link LoraConfig}, validated, with the fields from newer PEFT versions that were ignored.
  */
 export function readAdapterConfig(configPath: string): PeftConfigReading & { resolved: ResolvedLoraConfig } {
-  return resolvePeftConfig(parseConfigText(readText(configPath), configPath), configPath);
+  return runSync(readConfigBody(configPath));
 }
 
-function cannotRead(file: string, err: unknown): Error {
-  return err instanceof FormatError ? err : new FormatError(`${file}: cannot be read (${(err as Error).message})`);
-}
-
-function readText(file: string): string {
+/** {@link readAdapterConfig}'s body; a file that cannot be read is a FormatError naming it. */
+function* readConfigBody(configPath: string): TwinBody<PeftConfigReading & { resolved: ResolvedLoraConfig }> {
+  let text: string;
   try {
-    return readTextFileSync(file);
+    text = yield* step(
+      () => readTextFileSync(configPath),
+      () => readTextFile(configPath),
+    );
   } catch (err) {
-    throw cannotRead(file, err);
+    throw err instanceof FormatError ? err : new FormatError(`${configPath}: cannot be read (${(err as Error).message})`);
   }
-}
-
-async function readTextAsync(file: string): Promise<string> {
-  try {
-    return await readTextFile(file);
-  } catch (err) {
-    throw cannotRead(file, err);
-  }
+  return resolvePeftConfig(parseConfigText(text, configPath), configPath);
 }
 
 /** One tensor the file must hold, and where it goes. */
@@ -265,14 +275,8 @@ const shapeText = (s: readonly number[]): string => `[${s.join(", ")}]`;
  */
 export function planLoad(model: Module, config: ResolvedLoraConfig, name: string, tensors: Record<string, Tensor>, loc: AdapterLocation): Slot[] {
   const userModel = model instanceof LoraModel ? model.model : model;
-  let targets: ReturnType<typeof selectTargets>["selected"];
-  try {
-    // Entries absent from this model are tolerated, as PEFT does, and recorded on the LoraModel.
-    targets = selectTargets(userModel, config, false).selected;
-  } catch (err) {
-    if (err instanceof ConfigError) throw new ConfigError(`${loc.configPath}: ${err.message.replace(/^LoraConfig\.targetModules/, "target_modules")}`);
-    throw err;
-  }
+  // Entries absent from this model are tolerated, as PEFT does, and recorded on the LoraModel.
+  const targets = selectTargets(userModel, config, false, peftFieldNaming(loc.configPath)).selected;
   const slots: Slot[] = [];
   const fresh = new Set<string>();
   for (const [p, module] of targets) {
@@ -284,13 +288,10 @@ export function planLoad(model: Module, config: ResolvedLoraConfig, name: string
         .loraLayers()
         .find(([q]) => q === p)![1]
         .factors(name)[which];
-    if (base instanceof Embedding) {
-      slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_embedding_A`, shape: [r, base.numEmbeddings], target: factor(0) });
-      slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_embedding_B`, shape: [base.embeddingDim, r], target: factor(1) });
-    } else {
-      slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_A.weight`, shape: [r, base.inFeatures], target: factor(0) });
-      slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_B.weight`, shape: [base.outFeatures, r], target: factor(1) });
-    }
+    const [a, b] = savedFactorKeys(base instanceof Embedding ? "embedding" : "linear");
+    const [inputs, outputs] = base instanceof Embedding ? [base.numEmbeddings, base.embeddingDim] : [base.inFeatures, base.outFeatures];
+    slots.push({ key: `${PEFT_KEY_PREFIX}${p}.${a}`, shape: [r, inputs], target: factor(0) });
+    slots.push({ key: `${PEFT_KEY_PREFIX}${p}.${b}`, shape: [outputs, r], target: factor(1) });
     if (config.useDora) {
       const features = base instanceof Embedding ? base.embeddingDim : base.outFeatures;
       const magnitude = (m: LoraModel) =>
@@ -298,7 +299,7 @@ export function planLoad(model: Module, config: ResolvedLoraConfig, name: string
           .loraLayers()
           .find(([q]) => q === p)![1]
           .magnitude(name)!;
-      slots.push({ key: `${PEFT_KEY_PREFIX}${p}.lora_magnitude_vector`, shape: [features], target: magnitude });
+      slots.push({ key: `${PEFT_KEY_PREFIX}${p}.${MAGNITUDE_KEY}`, shape: [features], target: magnitude });
     }
   }
   // PEFT also saves base weights in an adapter file (a targeted or resized embedding, with
@@ -310,9 +311,8 @@ export function planLoad(model: Module, config: ResolvedLoraConfig, name: string
   const baseParams = new Map<string, Tensor>();
   for (const [n, t] of userModel.namedParameters()) {
     if (factorTensors.has(t)) continue;
-    const cut = n.lastIndexOf(".");
-    const owner = cut < 0 ? "" : n.slice(0, cut);
-    const peftName = fresh.has(owner) ? `${owner}.base_layer.${n.slice(cut + 1)}` : n;
+    const [owner, last] = splitModulePath(n);
+    const peftName = fresh.has(owner) ? `${owner}.${BASE_LAYER_KEY}.${last}` : n;
     baseParams.set(`${PEFT_KEY_PREFIX}${peftName}`, t);
   }
   for (const [key, t] of baseParams) {
@@ -326,7 +326,8 @@ export function planLoad(model: Module, config: ResolvedLoraConfig, name: string
   const list = (keys: string[]): string => keys.slice(0, 12).join(", ") + (keys.length > 12 ? `, ... (${keys.length} in all)` : "");
   if (missing.length) problems.push(`missing keys: ${list(missing)}`);
   if (unexpected.length) {
-    const named = unexpected.some((k) => new RegExp(`\\.lora_(?:embedding_)?[AB]\\.${name}(?:\\.|$)`).test(k));
+    const withName = liveLoraKeyPattern(name);
+    const named = unexpected.some((k) => withName.test(k));
     problems.push(
       `unexpected keys: ${list(unexpected)}` +
         (named
@@ -402,28 +403,32 @@ function apply(model: Module, config: LoraConfig, args: ReturnType<typeof checkL
 export function loadAdapter<M extends Module>(model: LoraModel<M>, dir: string, options?: LoadAdapterOptions): LoraModel<M>;
 export function loadAdapter<M extends Module>(model: M, dir: string, options?: LoadAdapterOptions): LoraModel<M>;
 export function loadAdapter(model: Module, dir: string, options: LoadAdapterOptions = {}): LoraModel {
-  if (options?.hotswap !== undefined) return hotswapAdapter(model, dir, options.hotswap);
-  const args = checkLoadArgs(model, options);
-  const { name } = args;
-  const loc = locateAdapter(dir, options.adapterName);
-  const { config, resolved } = readAdapterConfig(loc.configPath);
-  const tensors = loadSafetensorsSync(loc.weightsPath);
-  const slots = planLoad(model, resolved, name, tensors, loc);
-  return apply(model, config, args, slots, tensors);
+  return runSync(loadBody(model, dir, options));
 }
 
 /** {@link loadAdapter} with asynchronous file reads. */
 export async function loadAdapterAsync<M extends Module>(model: LoraModel<M>, dir: string, options?: LoadAdapterOptions): Promise<LoraModel<M>>;
 export async function loadAdapterAsync<M extends Module>(model: M, dir: string, options?: LoadAdapterOptions): Promise<LoraModel<M>>;
-export async function loadAdapterAsync(model: Module, dir: string, options: LoadAdapterOptions = {}): Promise<LoraModel> {
+export function loadAdapterAsync(model: Module, dir: string, options: LoadAdapterOptions = {}): Promise<LoraModel> {
+  return runAsync(loadBody(model, dir, options));
+}
+
+/**
+ * {@link loadAdapter}'s body: check the arguments and find the files, read the config (checked
+ * before the weights are read), read the weights, then plan and apply. A hot swap reads
+ * synchronously in both twins.
+ */
+function* loadBody(model: Module, dir: string, options: LoadAdapterOptions): TwinBody<LoraModel> {
   if (options?.hotswap !== undefined) return hotswapAdapter(model, dir, options.hotswap);
   const args = checkLoadArgs(model, options);
-  const { name } = args;
   const loc = locateAdapter(dir, options.adapterName);
-  const text = await readTextAsync(loc.configPath);
-  const { config, resolved } = resolvePeftConfig(parseConfigText(text, loc.configPath), loc.configPath);
-  const tensors = await loadSafetensors(loc.weightsPath);
-  // Planned after the last await, so the checks see the model as it is when it is changed.
-  const slots = planLoad(model, resolved, name, tensors, loc);
+  const { config, resolved } = yield* readConfigBody(loc.configPath);
+  const tensors = yield* step(
+    () => loadSafetensorsSync(loc.weightsPath),
+    () => loadSafetensors(loc.weightsPath),
+  );
+  // Planned after the last step, so that with the asynchronous reads the checks see the model as
+  // it is when it is changed.
+  const slots = planLoad(model, resolved, args.name, tensors, loc);
   return apply(model, config, args, slots, tensors);
 }

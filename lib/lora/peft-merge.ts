@@ -10,6 +10,7 @@ import { Tensor, handleOf } from "../tensor";
 import { ResolvedLoraConfig, layerSettings } from "./config";
 import { loraNative } from "./native";
 import { PEFT_KEY_PREFIX } from "./peft-config";
+import { LayerKind, SAVED_FACTOR_KEYS, parseSavedFactorKey, savedFactorKeys } from "./peft-keys";
 import { WeightLayout, uniformLayout } from "./weight-layout";
 
 /** Name, shape and dtype of a stored tensor: a safetensors header entry or a loaded tensor. */
@@ -23,7 +24,7 @@ export interface TensorShapeInfo {
 export interface AdapterModuleInfo {
   /** The module's path in the user model (the key without `base_model.model.` and the factor suffix). */
   path: string;
-  kind: "linear" | "embedding";
+  kind: LayerKind;
   r: number;
   alpha: number;
   scale: number;
@@ -34,7 +35,6 @@ export interface AdapterModuleInfo {
   dtype: Dtype | null;
 }
 
-const FACTOR_KEY = /^(.+)\.(lora_A\.weight|lora_B\.weight|lora_embedding_A|lora_embedding_B)$/;
 const FLOATING: readonly string[] = ["float32", "float64", "float16", "bfloat16"];
 
 /**
@@ -50,22 +50,25 @@ export function describeAdapterModules(config: ResolvedLoraConfig, tensors: Tens
     );
   }
   const byPath = new Map<string, Partial<Record<string, TensorShapeInfo>>>();
+  const embeddings = new Set<string>();
   for (const t of tensors) {
-    const m = FACTOR_KEY.exec(t.name);
-    if (!t.name.startsWith(PEFT_KEY_PREFIX) || !m) {
+    const key = parseSavedFactorKey(t.name);
+    if (!t.name.startsWith(PEFT_KEY_PREFIX) || !key) {
+      const suffixes = SAVED_FACTOR_KEYS.map((k) => `.${k}`);
       throw new FormatError(
-        `${file}: ${JSON.stringify(t.name)} is not a LoRA factor key (expected ${PEFT_KEY_PREFIX}<module>.lora_A.weight, .lora_B.weight, .lora_embedding_A or .lora_embedding_B)`,
+        `${file}: ${JSON.stringify(t.name)} is not a LoRA factor key (expected ${PEFT_KEY_PREFIX}<module>${suffixes.slice(0, -1).join(", ")} or ${suffixes.at(-1)})`,
       );
     }
-    const p = m[1].slice(PEFT_KEY_PREFIX.length);
+    const p = key.modulePath.slice(PEFT_KEY_PREFIX.length);
     const entry = byPath.get(p) ?? {};
-    entry[m[2]] = t;
+    entry[t.name.slice(key.modulePath.length + 1)] = t;
     byPath.set(p, entry);
+    if (key.kind === "embedding") embeddings.add(p);
   }
   const out: AdapterModuleInfo[] = [];
   for (const [p, entry] of byPath) {
-    const embedding = entry.lora_embedding_A !== undefined || entry.lora_embedding_B !== undefined;
-    const [na, nb] = embedding ? ["lora_embedding_A", "lora_embedding_B"] : ["lora_A.weight", "lora_B.weight"];
+    const kind: LayerKind = embeddings.has(p) ? "embedding" : "linear";
+    const [na, nb] = savedFactorKeys(kind);
     const keyA = `${PEFT_KEY_PREFIX}${p}.${na}`;
     const keyB = `${PEFT_KEY_PREFIX}${p}.${nb}`;
     if (Object.keys(entry).length !== 2 || !entry[na] || !entry[nb]) {
@@ -85,7 +88,7 @@ export function describeAdapterModules(config: ResolvedLoraConfig, tensors: Tens
     if (A.shape[0] !== r) {
       throw new FormatError(`${file}: ${keyA} has rank ${A.shape[0]}, but the config gives module ${p} r = ${r} (r / rank_pattern)`);
     }
-    out.push({ path: p, kind: embedding ? "embedding" : "linear", r, alpha, scale, keyA, keyB, shapeA: A.shape, shapeB: B.shape, dtype: A.dtype });
+    out.push({ path: p, kind, r, alpha, scale, keyA, keyB, shapeA: A.shape, shapeB: B.shape, dtype: A.dtype });
   }
   return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }

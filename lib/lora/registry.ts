@@ -10,7 +10,8 @@ import * as path from "path";
 import { StateError, describe } from "../errors";
 import { Module } from "../nn/module";
 import { Dtype } from "../dtype";
-import { checkAdapterName } from "./adapter-names";
+import { runThenCleanUp } from "../sync-or-async";
+import { checkAdapterName, noSuchAdapter } from "./adapter-names";
 import { LoraModel } from "./model";
 import { ADAPTER_CONFIG_NAME } from "./peft-config";
 import { loadAdapter, loadAdapterAsync } from "./peft-format";
@@ -31,10 +32,6 @@ export function adapterBytes(model: LoraModel, name: string): number {
     for (const t of layer.factors(name)) bytes += t.numel * (BYTES[t.dtype] ?? 4);
   }
   return bytes;
-}
-
-function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
-  return (typeof value === "object" || typeof value === "function") && value !== null && typeof (value as PromiseLike<unknown>).then === "function";
 }
 
 /** Lazily loaded adapters with a least-recently-used memory budget; see the module comment. */
@@ -181,16 +178,10 @@ export class AdapterRegistry<M extends Module = Module> {
     if (typeof fn !== "function") throw new TypeError(`fn: expected a function, got ${describe(fn)}`);
     const held = Array.isArray(names) ? names.filter((n) => n !== "__base__") : names;
     const model = this.acquire(held);
-    let result: T;
-    try {
-      result = fn(model);
-    } catch (err) {
-      this.release(held);
-      throw err;
-    }
-    if (isPromiseLike(result)) return Promise.resolve(result).finally(() => this.release(held)) as T;
-    this.release(held);
-    return result;
+    return runThenCleanUp(
+      () => fn(model),
+      () => this.release(held),
+    );
   }
 
   #checkNames(names: unknown): string[] {
@@ -205,10 +196,7 @@ export class AdapterRegistry<M extends Module = Module> {
     if (this.#loaded.has(name as string)) return;
     const dir = path.join(this.root, name as string);
     if (!fs.existsSync(path.join(dir, ADAPTER_CONFIG_NAME))) {
-      const some = this.available();
-      throw new RangeError(
-        `names: no adapter "${name as string}" in ${this.root} (it has: ${some.slice(0, 20).join(", ") || "none"}${some.length > 20 ? ", ..." : ""})`,
-      );
+      throw noSuchAdapter(name, this.available(), "names", this.root);
     }
     const lm = this.model;
     if (lm && lm.adapterNames.includes(name as string))

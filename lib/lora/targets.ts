@@ -7,8 +7,10 @@
 import { ConfigError } from "../errors";
 import { Conv1D, Embedding, Linear } from "../nn/layers";
 import { Module } from "../nn/module";
-import { ResolvedLoraConfig, matchesModuleName } from "./config";
+import { splitModulePath } from "../nn/module-paths";
+import { FieldNaming, LORA_CONFIG_NAMING, ResolvedLoraConfig, matchesModuleName } from "./config";
 import { LoraLayer, LoraLinear } from "./layers";
+import { BASE_LAYER_KEY } from "./peft-keys";
 
 type AnyLoraLayer = LoraLayer<Linear | Conv1D | Embedding>;
 type Adaptable = Linear | Conv1D | Embedding;
@@ -26,18 +28,23 @@ export interface TargetSelection {
  * Selects the modules `config` targets in `model`. With `strict` (injection), a list entry that
  * matches no adaptable module is a ConfigError naming it and the closest names; without it
  * (loading an adapter written for another model), such entries are returned in `unmatched`, as
- * PEFT tolerates them. Selecting nothing at all is always a ConfigError.
+ * PEFT tolerates them. Selecting nothing at all is always a ConfigError, whose `field` is
+ * the name of `targetModules` under `naming` and `got` its value.
  */
-export function selectTargets(model: Module, config: ResolvedLoraConfig, strict = true): TargetSelection {
-  const all = model.namedModules().filter(([path]) => path !== "" && !/(^|\.)base_layer$/.test(path));
+export function selectTargets(model: Module, config: ResolvedLoraConfig, strict = true, naming: FieldNaming = LORA_CONFIG_NAMING): TargetSelection {
+  const all = model.namedModules().filter(([path]) => path !== "" && splitModulePath(path)[1] !== BASE_LAYER_KEY);
   const candidates = all.filter(([, m]) => isAdaptable(m) || m instanceof LoraLayer) as [string, Adaptable | AnyLoraLayer][];
   const names = candidates.map(([p]) => p);
   const spec = config.targetModules;
+  const field = naming.name("targetModules");
+  const refuse = (problem: string): never => {
+    throw new ConfigError(`${naming.prefix}${field}: ${problem}`, { field, got: spec });
+  };
   const unmatched = Array.isArray(spec) ? spec.filter((entry) => !names.some((n) => matchesModuleName([entry], n))) : [];
   if (strict && unmatched.length) {
     const why = unmatched.map((e) => explainUnmatched(e, names, all)).join("; ");
     const none = unmatched.length === spec.length ? `${JSON.stringify(spec)} matches no Linear/Embedding module: ` : "";
-    throw new ConfigError(`LoraConfig.targetModules: ${none}${why}`);
+    refuse(`${none}${why}`);
   }
   const selected = candidates.filter(([path, m]) => {
     if (config.excludeModules && matchesModuleName(config.excludeModules, path)) return false;
@@ -53,14 +60,14 @@ export function selectTargets(model: Module, config: ResolvedLoraConfig, strict 
         ? ` (a string is a regular expression that must match a module's whole dotted name, such as ${JSON.stringify(names[0] ?? "layers.0.q_proj")}; ` +
           `to select modules by the end of their name, pass a list: ${JSON.stringify([/^[\w.]+$/.test(spec) ? spec : lastPart(names[0] ?? "q_proj")])})`
         : config.excludeModules
-          ? " (excludeModules removed every module that targetModules selects)"
+          ? ` (${naming.name("excludeModules")} removed every module that ${field} selects)`
           : "";
-    throw new ConfigError(`LoraConfig.targetModules: ${JSON.stringify(spec)} matches no Linear/Embedding module${hint}; the model has: ${listNames(names)}`);
+    refuse(`${JSON.stringify(spec)} matches no Linear/Embedding module${hint}; the model has: ${listNames(names)}`);
   }
   return { selected, unmatched };
 }
 
-const lastPart = (name: string): string => name.slice(name.lastIndexOf(".") + 1);
+const lastPart = (name: string): string => splitModulePath(name)[1];
 
 function listNames(names: string[]): string {
   if (names.length === 0) return "none";

@@ -14,10 +14,9 @@ import { ConfigError, FormatError, describe } from "../errors";
 import { loadSafetensorsSync } from "../io";
 import { Tensor, cat } from "../tensor";
 import { ADAPTER_WEIGHTS_NAME } from "./peft-config";
+import { parseSavedFactorKey } from "./peft-keys";
 
 type Json = Record<string, unknown>;
-
-const FACTOR_KEY = /\.(lora_A\.weight|lora_embedding_A|lora_B\.weight|lora_embedding_B)$/;
 
 /** Reads the step-0 adapter saved in `initialDir` (its adapter_model.safetensors). */
 function readInitial(initialDir: unknown): { file: string; tensors: Record<string, Tensor> } {
@@ -53,8 +52,8 @@ export function convertToPlainLora(tensors: Map<string, Tensor>, json: Json, ini
   const out = new Map<string, Tensor>();
   const problems: string[] = [];
   for (const [key, t] of tensors) {
-    const m = FACTOR_KEY.exec(key);
-    if (!m) {
+    const factor = parseSavedFactorKey(key)?.factor;
+    if (!factor) {
       out.set(key, t);
       continue;
     }
@@ -69,7 +68,7 @@ export function convertToPlainLora(tensors: Map<string, Tensor>, json: Json, ini
     }
     const initialFactor = t0.to({ dtype: t.dtype, device: t.device });
     // A' = [A; A₀] (rows), B' = [B, −B₀] (columns): B'A' = BA − B₀A₀.
-    out.set(key, m[1] === "lora_A.weight" || m[1] === "lora_embedding_A" ? cat([t, initialFactor], 0) : cat([t, initialFactor.neg()], 1));
+    out.set(key, factor === "A" ? cat([t, initialFactor], 0) : cat([t, initialFactor.neg()], 1));
   }
   if (problems.length) throw new FormatError(`${initial.file}: does not match the adapter being saved: ${problems.join("; ")}`);
 

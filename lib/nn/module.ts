@@ -12,6 +12,7 @@ import { Device, Dtype, checkDevice, checkDtype, isFloatingDtype } from "../dtyp
 import { native } from "../binding";
 import { keep } from "../scope";
 import { Tensor, handleOf, noGrad, optionsObject } from "../tensor";
+import { liveLoraKeyPattern } from "../lora/peft-keys";
 
 /** A registered buffer: its tensor (null: registered empty) and whether the state dict holds it. */
 interface BufferSlot {
@@ -286,9 +287,9 @@ export class Module {
   }
 }
 
-// Keys a model with LoRA layers has (`fc.base_layer.weight`, `fc.lora_A.default.weight`): named by
-// their shape alone, since base modules know nothing of adapters.
-const LORA_KEY = /(^|\.)(base_layer|lora_A|lora_B|lora_embedding_A|lora_embedding_B)\./;
+// Keys a model with LoRA layers has (`fc.base_layer.weight`, `fc.lora_A.default.weight`): told by
+// their names alone, since base modules know nothing of adapters.
+const LORA_KEY = liveLoraKeyPattern();
 const LORA_HINT =
   " (these keys come from a model with LoRA adapters: load them into that LoraModel, or call mergeAndUnload() on it and save the plain model's stateDict())";
 

@@ -1,9 +1,9 @@
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { Tensor, crossEntropy, io, lora, manualSeed, models, noGrad, randn, tensor, tidy } from "../../lib";
 import { generateText, makeExamples } from "../../demo/data";
+import { makeTempDir } from "../helpers/temp";
 
 const ROOT = path.resolve(__dirname, "../..");
 
@@ -27,7 +27,7 @@ function rowsOf(t: Tensor): number[][] {
 describe("examples/finetune-gpt2.ts", () => {
   let out: string;
   beforeAll(() => {
-    out = fs.mkdtempSync(path.join(os.tmpdir(), "tl-finetune-gpt2-"));
+    out = makeTempDir("tl-finetune-gpt2-");
   });
   afterAll(() => fs.rmSync(out, { recursive: true, force: true }));
 

@@ -4,10 +4,10 @@
  * fromPretrained: logits, loss, LoRA factor gradients and greedy generations must agree.
  */
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { Tensor, lora, models, noGrad, randn, tensor } from "../../lib";
 import { itTorch } from "../helpers/python";
+import { makeTempDir } from "../helpers/temp";
 import { atRealTokens, reference, relativeError } from "./support/reference";
 
 const GPT2 = {
@@ -62,7 +62,7 @@ const LABELS = IDS.map((row, b) => row.map((t, i) => (MASK[b][i] && (i === 0 || 
 
 let root: string;
 beforeAll(() => {
-  root = fs.mkdtempSync(path.join(os.tmpdir(), "tl-models-"));
+  root = makeTempDir("tl-models-");
 });
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 

@@ -135,7 +135,7 @@ describe("AdapterRegistry", () => {
     const reg = new lora.AdapterRegistry(base(), root);
     const err = thrownBy(() => reg.acquire(["zz"]));
     expect(err).toBeInstanceOf(RangeError);
-    expect(err.message).toMatch(/no adapter "zz" in .* \(it has: a, b, c, d\)/);
+    expect(err.message).toMatch(/^names: no adapter the string "zz" in .* \(adapters: a, b, c, d\)$/);
     expect(thrownBy(() => reg.acquire(["not-an-adapter"]))).toBeInstanceOf(RangeError);
     expect(thrownBy(() => reg.acquire(["../a"]))).toBeInstanceOf(TypeError);
     expect(reg.loaded).toEqual([]);
