@@ -80,13 +80,14 @@ export function renderChart(c: Comparison): Promise<string> {
         sort: c.results.map((r) => r.strategy.name),
         // More strategies than tableau10's ten colours: tableau20 keeps every line distinct.
         scale: { scheme: "tableau20" },
-        legend: { labelLimit: 0, symbolType: "stroke" },
+        // The symbols would take the bands' faint opacity: drawn opaque and thick, like the lines.
+        legend: { labelLimit: 0, symbolType: "stroke", symbolOpacity: 1, symbolStrokeWidth: 3 },
       },
     },
     layer: [
       {
         mark: { type: "errorband", extent: "stdev", opacity: 0.18 },
-        encoding: { y: { field: "loss", type: "quantitative", title: "training loss", scale: { type: "log" } } },
+        encoding: { y: { field: "loss", type: "quantitative", title: "training loss", scale: { type: "log", nice: false } } },
       },
       {
         mark: { type: "line", strokeWidth: 1.5 },
