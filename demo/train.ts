@@ -14,6 +14,12 @@ export interface TrainOptions {
   onStep?: (step: number, loss: number) => void;
   /** No progress display. */
   quiet?: boolean;
+  /**
+   * The loss of one batch, for models that read their targets from the inputs (a GPT reads
+   * windows whose next characters are its targets). Default: cross-entropy of
+   * `model.forward(inputs)` against `targets`.
+   */
+  loss?: (model: nn.Module, batch: { inputs: Tensor; targets: Tensor }) => Tensor;
 }
 
 /** Trains `model` on `examples` with AdamW and a warmup+cosine schedule; returns the last loss. */
@@ -33,8 +39,8 @@ export function train(model: nn.Module, examples: Examples, options: TrainOption
     // One scope per step: the batch, activations and loss are freed when it ends, not by a
     // later garbage collection (autograd keeps what backward needs on its own).
     last = tidy(() => {
-      const { inputs, targets } = batchAt(examples, (step - 1) * options.batchSize, options.batchSize);
-      const loss = crossEntropy(model.forward(inputs) as Tensor, targets);
+      const batch = batchAt(examples, (step - 1) * options.batchSize, options.batchSize);
+      const loss = options.loss ? options.loss(model, batch) : crossEntropy(model.forward(batch.inputs) as Tensor, batch.targets);
       loss.backward();
       optim.clipGradNorm(params, 1.0);
       opt.step();
