@@ -77,7 +77,7 @@ async function main(): Promise<void> {
 
   const meta = { torch: torch.version, libtorch: native.buildInfo().torchVersion };
   console.log(`torch-lora bench (${quick ? "quick" : "full"}): median µs per call (min..max over timed batches); ${machineLine(meta)}`);
-  console.log(formatTable(rows));
+  if (rows.length) console.log(formatTable(rows));
   if (modelsLoad) console.log(`\n**${LOAD_SECTION}** (each in a fresh process)\n\n${formatModelsLoad(modelsLoad).join("\n")}`);
   const files = writeResults(rows, { ...meta, quick, modelsLoad, seconds: (Date.now() - started) / 1000 });
   console.log(`\n${((Date.now() - started) / 1000).toFixed(0)} s; results written to ${files.join(" and ")}`);
