@@ -14,6 +14,8 @@ export interface BenchCase {
   batches?: number;
   /** Items (tokens) one call processes: the report adds a throughput column when set. */
   itemsPerCall?: number;
+  /** Runs once before `js` and `python` (and only for a case that runs): writes files, loads models. */
+  prepare?: () => Promise<void>;
   /** Builds the inputs once and returns the call to time (one call = one operation). */
   js: () => () => unknown;
   /** The same operation in PyTorch: `setup` runs once, `stmt` is timed (timeit-style). */

@@ -159,13 +159,8 @@ export function writeTokenizer(dir: string): void {
 export async function pretrain(dir: string, quick: boolean): Promise<void> {
   const s = schedule(quick);
   manualSeed(0);
+  // Initialized as transformers' GPT-2: weights N(0, 0.02²), the residual projections scaled down.
   const model = new models.GPT2LMHeadModel(CONFIG);
-  // GPT-2's initialization of the embeddings, N(0, 0.02) (they start at N(0, 1)): with the head
-  // tied to the token embedding, unit-sized embeddings would start with huge logits.
-  noGrad(() => {
-    model.transformer.wte.weight.mul_(0.02);
-    model.transformer.wpe.weight.mul_(0.02);
-  });
   const tokenizer = new models.PretrainedTokenizer(tokenizerJson(), TOKENIZER_CONFIG);
   train(model, model.parameters(), windows(tokenizer, "A", s.sentences, 1), {
     steps: s.pretrainSteps,

@@ -22,9 +22,27 @@ function kaimingDefaults(options: KaimingOptions): Required<KaimingOptions> {
   return { a: options.a ?? 0, mode: options.mode ?? "fan_in", nonlinearity: options.nonlinearity ?? "leaky_relu" };
 }
 
+// Depth of nested withoutInit() calls: above 0, every initializer leaves its tensor as it is.
+let skipping = 0;
+
 function run(t: Tensor, fn: (h: ReturnType<typeof handleOf>) => unknown): Tensor {
-  fn(handleOf(t));
+  if (skipping === 0) fn(handleOf(t));
   return t;
+}
+
+/**
+ * Runs `build` with every initializer of this module a no-op, so that the parameters it creates
+ * keep the uninitialized memory `empty` gave them (as transformers' `no_init_weights`): for a
+ * model whose weights are read from a file next, which then costs neither the time of a random
+ * init nor the pages it would touch. Whatever `build` leaves unfilled holds garbage.
+ */
+export function withoutInit<T>(build: () => T): T {
+  skipping++;
+  try {
+    return build();
+  } finally {
+    skipping--;
+  }
 }
 
 /** Fills with samples of N(mean, std²). */

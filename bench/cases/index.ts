@@ -1,6 +1,8 @@
 /** Every benchmark case, in report order. Add a module under cases/ and list it here. */
 import { BenchCase } from "../types";
 import { gptCases } from "./gpt";
+import { gpt2GenerateCases } from "./gpt2-generate";
+import { gpt2LoraCases } from "./gpt2-lora";
 import { loraEmbeddingCases } from "./lora-embedding";
 import { loraLinearCases } from "./lora-linear";
 import { mergeCases } from "./merge";
@@ -18,4 +20,6 @@ export const allCases: BenchCase[] = [
   ...transformerCases,
   ...mixedAdapterCases,
   ...gptCases,
+  ...gpt2LoraCases,
+  ...gpt2GenerateCases,
 ];

@@ -1,7 +1,8 @@
 """
-PyTorch-eager baseline for bench/models-load.ts: batch-1 greedy GPT-2 decoding with a key/value
-cache (transformers' layer_past: keys and values concatenated each step), on the checkpoint folder
-given, timed per token. Prints {"msPerToken": ...}.
+PyTorch-eager baseline for batch-1 greedy GPT-2 decoding with a key/value cache (transformers'
+layer_past: keys and values concatenated each step), on a checkpoint folder. `make_generator`
+gives the loop to the benchmark harness (bench/cases/gpt2-generate.ts); run as a script it times
+it per token and prints {"msPerToken": ...} (bench/models-load.ts).
 Usage: gpt2_generate.py <checkpoint dir> <prompt length> <new tokens>
 """
 import json
@@ -16,8 +17,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "test", "
 from hf_reference import gelu_new, load_checkpoint  # noqa: E402
 
 
-def main():
-    folder, prompt_len, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def make_generator(folder, prompt_len):
+    """generate(n): n greedy tokens after a fixed prompt of prompt_len ids ((i * 97) mod vocab), without autograd."""
     with open(os.path.join(folder, "config.json")) as f:
         c = json.load(f)
     sd = {(k[len("transformer."):] if k.startswith("transformer.") else k): v for k, v in load_checkpoint(folder).items()}
@@ -43,8 +44,11 @@ def main():
             h = h + conv(gelu_new(conv(ln(h, p + "ln_2"), p + "mlp.c_fc")), p + "mlp.c_proj")
         return ln(h, "ln_f")[:, -1] @ sd["wte.weight"].t()
 
+    vocab = sd["wte.weight"].shape[0]
+
+    @torch.no_grad()
     def generate(n):
-        ids = torch.tensor([[(i * 97) % 50257 for i in range(prompt_len)]])
+        ids = torch.tensor([[(i * 97) % vocab for i in range(prompt_len)]])
         past = [None] * L
         logits = step(ids, past, 0)
         for s in range(n):
@@ -53,11 +57,16 @@ def main():
                 break
             logits = step(nxt, past, prompt_len + s)
 
-    with torch.no_grad():
-        generate(4)
-        t = time.perf_counter()
-        generate(steps)
-        print(json.dumps({"msPerToken": (time.perf_counter() - t) * 1000 / steps}))
+    return generate
+
+
+def main():
+    folder, prompt_len, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    generate = make_generator(folder, prompt_len)
+    generate(4)
+    t = time.perf_counter()
+    generate(steps)
+    print(json.dumps({"msPerToken": (time.perf_counter() - t) * 1000 / steps}))
 
 
 if __name__ == "__main__":

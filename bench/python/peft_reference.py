@@ -89,3 +89,34 @@ class CharModelRef(nn.Module):
     def forward(self, ids):
         h = self.emb(ids).reshape(ids.shape[0], self.context * self.dim)
         return self.fc2(F.relu(self.fc1(h)))
+
+
+class Conv1DRef(nn.Module):
+    """transformers' Conv1D: a Linear with its weight stored (in, out), `addmm(b, x, W)`."""
+
+    def __init__(self, weight, bias):
+        super().__init__()
+        self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(bias)
+        self.in_features, self.out_features = weight.shape
+
+    def forward(self, x):
+        y = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight)
+        return y.view(*x.shape[:-1], self.out_features)
+
+
+class LoraConv1DRef(LoraLinearRef):
+    """PEFT's LoRA on a Conv1D (fan_in_fan_out): the base layer's own forward, then the same
+    lora_B(lora_A(dropout(x))) * scaling; the (in, out) orientation matters only for merging."""
+
+    def forward(self, x):
+        result = self.base_layer(x)
+        for name in self.active_adapters:
+            if name not in self.lora_A.keys():
+                continue
+            lora_A = self.lora_A[name]
+            lora_B = self.lora_B[name]
+            dropout = self.lora_dropout[name]
+            x = x.to(lora_A.weight.dtype)
+            result = result + lora_B(lora_A(dropout(x))) * self.scaling[name]
+        return result

@@ -48,6 +48,8 @@ export class GPT2Config {
   readonly bos_token_id: TokenIds;
   readonly eos_token_id: TokenIds;
   readonly pad_token_id: TokenIds;
+  /** The std of the normal init of a model built from this config (transformers' `_init_weights`). */
+  readonly initializer_range: number;
   /** Where the checkpoint came from (`_name_or_path`), written into adapters' `base_model_name_or_path`. */
   readonly name_or_path: string | null;
   /** Every field of the file, for writing it back unchanged. */
@@ -79,6 +81,7 @@ export class GPT2Config {
     this.bos_token_id = f("bos_token_id", 50256, tokenId, "a token id");
     this.eos_token_id = f("eos_token_id", 50256, tokenId, "a token id");
     this.pad_token_id = f("pad_token_id", null, tokenId, "a token id");
+    this.initializer_range = f("initializer_range", 0.02, nonNegative, "a number >= 0");
     this.name_or_path = typeof j._name_or_path === "string" && j._name_or_path ? j._name_or_path : null;
     refuse(j, where, {
       add_cross_attention: (v) => v === true && "cross-attention (encoder-decoder GPT-2) is not implemented",
@@ -138,6 +141,8 @@ export class LlamaConfig {
   readonly bos_token_id: TokenIds;
   readonly eos_token_id: TokenIds;
   readonly pad_token_id: TokenIds;
+  /** The std of the normal init of a model built from this config (transformers' `_init_weights`). */
+  readonly initializer_range: number;
   readonly name_or_path: string | null;
   readonly raw: Json;
 
@@ -184,6 +189,7 @@ export class LlamaConfig {
     this.bos_token_id = f("bos_token_id", 1, tokenId, "a token id");
     this.eos_token_id = f("eos_token_id", 2, tokenId, "a token id");
     this.pad_token_id = f("pad_token_id", null, tokenId, "a token id");
+    this.initializer_range = f("initializer_range", 0.02, nonNegative, "a number >= 0");
     this.name_or_path = typeof j._name_or_path === "string" && j._name_or_path ? j._name_or_path : null;
     refuse(j, where, {
       rope_scaling: (v) => {

@@ -10,6 +10,7 @@ import { Conv1D, Dropout, Embedding, LayerNorm, Linear, Module, ModuleList } fro
 import { Tensor } from "../tensor";
 import { CausalLM } from "./causal-lm";
 import { outputHead } from "./head";
+import { initCausalLMWeights } from "./init-weights";
 import { GPT2Config } from "./config";
 import { CausalLMForwardOptions, ForwardContext, forwardContext } from "./context";
 
@@ -147,12 +148,17 @@ export class GPT2LMHeadModel extends CausalLM {
   transformer: GPT2Model;
   lm_head: Linear;
 
-  /** Builds a randomly initialized model from a config (a {@link GPT2Config} or its config.json object). */
+  /**
+   * Builds a model from a config (a {@link GPT2Config} or its config.json object), initialized as
+   * transformers does: weights N(0, initializer_range²), the residual projections `c_proj` with
+   * std initializer_range / √(2·n_layer), biases zero, LayerNorm weights one.
+   */
   constructor(config: GPT2Config | Record<string, unknown>, options: ModelFactoryOptions = {}) {
     super();
     this.config = config instanceof GPT2Config ? config : new GPT2Config(config);
     this.transformer = new GPT2Model(this.config, options);
     this.lm_head = outputHead(this.config.n_embd, this.config.vocab_size, this.config.tie_word_embeddings ? this.transformer.wte.weight : null, options);
+    initCausalLMWeights(this, this.config);
   }
 
   override forward(ids: Tensor, options: CausalLMForwardOptions = {}): Tensor {

@@ -15,7 +15,7 @@ export { KVCache } from "./context";
 export type { CausalLMForwardOptions } from "./context";
 export type { SamplingOptions } from "./sampling";
 export { fromPretrained, modelFromConfig, SUPPORTED_MODEL_TYPES } from "./load";
-export type { FromPretrainedOptions } from "./load";
+export type { FromPretrainedOptions, LoadedModel, LoadingInfo } from "./load";
 export type { SavePretrainedOptions } from "./save";
 export { causalLmLoss } from "./loss";
 export { loadTokenizer, PretrainedTokenizer } from "./tokenizer";

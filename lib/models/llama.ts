@@ -9,6 +9,7 @@ import { Embedding, Linear, Module, ModuleList, RMSNorm, SiLU } from "../nn";
 import { Tensor, arange, cat, full } from "../tensor";
 import { CausalLM } from "./causal-lm";
 import { outputHead } from "./head";
+import { initCausalLMWeights } from "./init-weights";
 import { LlamaConfig } from "./config";
 import { CausalLMForwardOptions, ForwardContext, forwardContext } from "./context";
 import type { ModelFactoryOptions } from "./gpt2";
@@ -164,7 +165,10 @@ export class LlamaForCausalLM extends CausalLM {
   model: LlamaModel;
   lm_head: Linear;
 
-  /** Builds a randomly initialized model from a config (a {@link LlamaConfig} or its config.json object). */
+  /**
+   * Builds a model from a config (a {@link LlamaConfig} or its config.json object), initialized
+   * as transformers does: weights N(0, initializer_range²), biases zero, RMSNorm weights one.
+   */
   constructor(config: LlamaConfig | Record<string, unknown>, options: ModelFactoryOptions = {}) {
     super();
     this.config = config instanceof LlamaConfig ? config : new LlamaConfig(config);
@@ -175,6 +179,7 @@ export class LlamaForCausalLM extends CausalLM {
       this.config.tie_word_embeddings ? this.model.embed_tokens.weight : null,
       options,
     );
+    initCausalLMWeights(this, this.config);
   }
 
   override forward(ids: Tensor, options: CausalLMForwardOptions = {}): Tensor {

@@ -2,13 +2,15 @@
  * `fromPretrained`: a transformers checkpoint folder (config.json and `model.safetensors`, or
  * shards listed by `model.safetensors.index.json`) becomes the model its `model_type` names.
  * Every header is read and every key and shape checked before any weight is read; then the
- * weights are read one tensor at a time into the freshly built model, so peak memory stays
- * about the model's size plus its largest tensor.
+ * weights are read one tensor at a time into a model built without its random init (its
+ * parameters are uninitialized memory until their bytes arrive), so loading costs no init time
+ * and peak memory stays about the model's size plus one block of a tensor.
  */
 import * as fs from "fs";
 import * as path from "path";
 import { Device, Dtype, checkDevice, checkDtype } from "../dtype";
 import { ConfigError, FormatError, describe } from "../errors";
+import { withoutInit } from "../init";
 import { readSafetensorsHeader } from "../io/safetensors-read";
 import { SafetensorsTensorInfo } from "../io/safetensors-format";
 import { copyInto } from "../nn/module";
@@ -17,6 +19,7 @@ import { CausalLM } from "./causal-lm";
 import { GPT2Config, LLAMA_MODEL_TYPES, LlamaConfig } from "./config";
 import { GPT2LMHeadModel } from "./gpt2";
 import { LlamaForCausalLM } from "./llama";
+import { initCausalLMWeights } from "./init-weights";
 import { checkpointFiles, readJsonFile } from "./checkpoint-files";
 import { CONFIG_NAME } from "./save";
 
@@ -26,6 +29,21 @@ export interface FromPretrainedOptions {
   dtype?: Dtype;
   /** Where the parameters live. Default "cpu". */
   device?: Device;
+  /**
+   * Refuse a checkpoint with missing or unexpected keys (default true). With false, unexpected
+   * keys are skipped and missing parameters keep the init of a model built from the config, as
+   * transformers loads; both are named in a warning (`process.emitWarning`, code
+   * `TORCH_LORA_LOADING_INFO`) and in the loading info. Wrong shapes are refused either way.
+   */
+  strict?: boolean;
+  /** Return `{ model, loadingInfo }` instead of the model alone (transformers' `output_loading_info`). */
+  outputLoadingInfo?: boolean;
+}
+
+/** What a load left out: parameters the checkpoint lacked and checkpoint keys the model has no place for. */
+export interface LoadingInfo {
+  missingKeys: string[];
+  unexpectedKeys: string[];
 }
 
 /** The `model_type`s {@link fromPretrained} builds. */
@@ -73,6 +91,12 @@ function modelKey(key: string, expected: Set<string>, model: CausalLM): string |
   return key;
 }
 
+/** The model and what its load left out: {@link fromPretrained}'s answer with `outputLoadingInfo`. */
+export interface LoadedModel {
+  model: CausalLM;
+  loadingInfo: LoadingInfo;
+}
+
 /**
  * Loads a transformers checkpoint folder: config.json picks the class from its `model_type`
  * (gpt2 → {@link GPT2LMHeadModel}; llama, mistral, qwen2 → {@link LlamaForCausalLM}), and the
@@ -81,22 +105,29 @@ function modelKey(key: string, expected: Set<string>, model: CausalLM): string |
  * transformers loads them. The model is returned in eval mode, as transformers does.
  *
  * @throws ConfigError for a config field that is invalid or not implemented; FormatError for
- *   missing files, malformed files, and missing or unexpected keys or wrong shapes (all named),
- *   before any weight is read.
+ *   missing files, malformed files, wrong shapes, and (when strict) missing or unexpected keys,
+ *   all named, before any weight is read.
  */
-export async function fromPretrained(dir: string, options: FromPretrainedOptions = {}): Promise<CausalLM> {
+export function fromPretrained(dir: string, options: FromPretrainedOptions & { outputLoadingInfo: true }): Promise<LoadedModel>;
+export function fromPretrained(dir: string, options?: FromPretrainedOptions & { outputLoadingInfo?: false }): Promise<CausalLM>;
+export async function fromPretrained(dir: string, options: FromPretrainedOptions = {}): Promise<CausalLM | LoadedModel> {
   if (typeof dir !== "string" || dir === "") throw new TypeError(`fromPretrained: dir: expected a folder path, got ${describe(dir)}`);
   if (options === null || typeof options !== "object") throw new TypeError(`fromPretrained: options: expected an object, got ${describe(options)}`);
   const dtype = options.dtype === undefined ? "float32" : checkDtype(options.dtype, "fromPretrained: options.dtype");
   const device = options.device === undefined ? "cpu" : checkDevice(options.device, "fromPretrained: options.device");
+  const strict = flag(options.strict, "strict", true);
+  const outputLoadingInfo = flag(options.outputLoadingInfo, "outputLoadingInfo", false);
   const configFile = path.join(dir, CONFIG_NAME);
   const json = readJsonFile(configFile);
   if (json === null || typeof json !== "object" || Array.isArray(json)) throw new FormatError(`${configFile}: expected a JSON object, got ${describe(json)}`);
   const tensors = await locateTensors(dir);
-  const model = modelFromConfig(
-    { ...(json as Record<string, unknown>), _name_or_path: (json as Record<string, unknown>)._name_or_path || dir },
-    { dtype, device },
-    configFile,
+  // Built without its random init: the checkpoint's bytes overwrite every parameter it holds.
+  const model = withoutInit(() =>
+    modelFromConfig(
+      { ...(json as Record<string, unknown>), _name_or_path: (json as Record<string, unknown>)._name_or_path || dir },
+      { dtype, device },
+      configFile,
+    ),
   );
   const targets = model.stateDict();
   const expected = new Set(Object.keys(targets));
@@ -122,15 +153,31 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     filled.add(embeddingKey(model));
   }
   const missing = [...expected].filter((k) => !filled.has(k));
-  if (missing.length) problems.unshift(`missing keys: ${missing.join(", ")}`);
-  if (unexpected.length) problems.unshift(`unexpected keys: ${unexpected.join(", ")}`);
+  if (strict && missing.length) problems.unshift(`missing keys: ${missing.join(", ")}`);
+  if (strict && unexpected.length) problems.unshift(`unexpected keys: ${unexpected.join(", ")}`);
   if (problems.length)
     throw new FormatError(
       `fromPretrained(${dir}): the checkpoint does not fit a ${model.config.model_type} model built from its config.json: ${problems.join("; ")}`,
     );
+  // What the file does not fill gets the init it skipped (withoutInit left it uninitialized).
+  if (missing.length) initCausalLMWeights(model, model.config, new Set(missing));
   await readInto(plan, targets);
   for (const t of Object.values(targets)) t.dispose();
-  return model.eval();
+  model.eval();
+  const loadingInfo: LoadingInfo = { missingKeys: missing, unexpectedKeys: unexpected };
+  if (missing.length || unexpected.length) {
+    process.emitWarning(
+      `fromPretrained(${dir}): ${[missing.length ? `missing keys (initialized from the config): ${missing.join(", ")}` : "", unexpected.length ? `unexpected keys (ignored): ${unexpected.join(", ")}` : ""].filter(Boolean).join("; ")}`,
+      { code: "TORCH_LORA_LOADING_INFO" },
+    );
+  }
+  return outputLoadingInfo ? { model, loadingInfo } : model;
+}
+
+function flag(value: unknown, name: string, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== "boolean") throw new TypeError(`fromPretrained: options.${name}: expected a boolean, got ${describe(value)}`);
+  return value;
 }
 
 /** The key of the input embedding that a tied `lm_head.weight` shares. */

@@ -195,3 +195,25 @@ describe("reduced and double precision", () => {
     expect(z.dtype).toBe(dtype);
   });
 });
+
+describe("withoutInit", () => {
+  it("makes every initializer leave its tensor as it is, nested, and ends even when its callback throws", () => {
+    const t = zeros([64]);
+    const result = init.withoutInit(() => {
+      init.normal_(t);
+      init.withoutInit(() => init.ones_(t));
+      init.kaiming_uniform_(t.reshape([8, 8]));
+      init.orthogonal_(t.reshape([8, 8]));
+      return "built";
+    });
+    expect(result).toBe("built");
+    expect(t.toList().every((v) => v === 0)).toBe(true);
+    expect(() =>
+      init.withoutInit(() => {
+        throw new Error("failed build");
+      }),
+    ).toThrow("failed build");
+    init.ones_(t); // initializers work again afterwards
+    expect(t.toList().every((v) => v === 1)).toBe(true);
+  });
+});
