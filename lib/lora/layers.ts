@@ -15,7 +15,7 @@ import { Tensor, empty, handleOf } from "../tensor";
 import { EmbeddingInit, LinearInit } from "./config";
 import { checkWeightAwareInit, initFactorsFromWeight, isWeightAwareInit } from "./init-strategies";
 import { DoraTarget, doraEmbedding, doraInitialMagnitude, doraLinear, doraMerge } from "./dora";
-import { ForwardAdapter, explainEmbeddingFailure, explainLinearFailure } from "./kernel-checks";
+import { ForwardAdapter, explainEmbeddingFailure, explainLinearFailure, explainMergeFailure } from "./kernel-checks";
 import { loraNative } from "./native";
 
 /** Per-adapter settings of one layer. */
@@ -335,6 +335,9 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     this.#busy = "merge";
     try {
       this.#afterMerge(plan.names, yield { ...this.#mergeTarget(plan.safe, this.#backup === null), factors, scales });
+    } catch (err) {
+      explainMergeFailure(this.kind, this.describeAdapters(plan.names));
+      throw err;
     } finally {
       this.#busy = null;
     }

@@ -3,7 +3,7 @@
  * the id ranges it indexes by; every other mistake is refused by libtorch and worded by the
  * facade (lib/lora/kernel-checks.ts), naming the argument or the adapter. Nothing is changed.
  */
-import { Tensor, init, lora, nn, noGrad, randn, tensor } from "../../lib";
+import { StateError, Tensor, init, lora, nn, noGrad, randn, tensor } from "../../lib";
 import { native } from "../../lib/binding";
 import { handleOf } from "../../lib/tensor";
 import { ErrorCase, itThrowsEach, thrownBy } from "../helpers/errors";
@@ -78,6 +78,16 @@ describe("LoRA Linear forward", () => {
       },
       /^adapter "other": lora_A \[2, 4\] and lora_B \[1, 2\] do not fit a Linear\(4, 6\)$/,
       RangeError,
+    ],
+    [
+      "a disposed factor",
+      () => {
+        const { fc } = injected();
+        fc.factors("other")[1].dispose();
+        return fc.forward(randn([2, 4]));
+      },
+      /^adapter "other": lora_B: the Tensor was disposed and can no longer be used$/,
+      StateError,
     ],
   ];
   itThrowsEach(cases);
