@@ -85,13 +85,15 @@ Napi::Value BackupToJs(Napi::Env env, at::Tensor backup) { return backup.defined
 struct MergeArgs {
   at::Tensor weight;
   std::vector<LoraFactors> adapters;
-  LoraKind kind;
-  bool fanInFanOut, safe, keepBackup;
+  LoraKind kind = LoraKind::Linear;
+  bool fanInFanOut = false, safe = false, keepBackup = false;
 };
 
 MergeArgs MergeArgsOf(const Napi::CallbackInfo& info) {
   Napi::Object o = OptionsObjectArg(info, 0, "options");
-  MergeArgs m{TensorField(o, "weight"), AdaptersField(o, false), LoraKind::Linear, false, false, false};
+  MergeArgs m;
+  m.weight = TensorField(o, "weight");
+  m.adapters = AdaptersField(o, false);
   m.kind = BoolField(o, "embedding") ? LoraKind::Embedding : LoraKind::Linear;
   m.fanInFanOut = BoolField(o, "fanInFanOut");
   m.safe = BoolField(o, "safe");

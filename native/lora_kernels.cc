@@ -280,6 +280,8 @@ at::Tensor CopyOf(const at::Tensor& w, at::ScalarType dtype) { return EmptyLike(
 at::Tensor ComputeMerge(at::Tensor weight, const std::vector<LoraFactors>& adapters, LoraKind kind, bool fanInFanOut, bool safe,
                         bool keepBackup) {
   at::NoGradGuard noGrad;
+  // The computed-aside path starts from the first adapter.
+  TORCH_CHECK(!adapters.empty(), "merge: no adapters to merge");
   const bool transposed = kind == LoraKind::Embedding || fanInFanOut;
   for (const LoraFactors& f : adapters) {
     const int64_t rows = transposed ? f.A.size(1) : f.B.size(0), cols = transposed ? f.B.size(0) : f.A.size(1);

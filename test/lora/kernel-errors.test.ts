@@ -166,6 +166,7 @@ describe("LoRA kernel options", () => {
       /^scales\[0\]: expected a number, got/,
     ],
     ["a factor not a tensor", () => native.loraMerge({ ...merge, weight: w(), factors: [A(), 3 as never], scales: [1] }), /^factors\[1\]: expected a Tensor/],
+    ["no adapters to merge", () => native.loraMerge({ ...merge, keepBackup: true, weight: w(), factors: [], scales: [] }), /^merge: no adapters to merge/],
     [
       "embedding not a boolean",
       () => native.loraMerge({ ...merge, embedding: "linear" as never, weight: w(), factors: [A(), B()], scales: [1] }),
