@@ -22,8 +22,35 @@ type Num = number;
 /** Opaque handle to a native c10d store or process group (native/dist.cc). */
 export type DistHandle = { readonly __nativeDist: unique symbol };
 
-/** Flat adapter list of the LoRA kernels: [A, B, scale, dropout, A, B, scale, dropout, ...]. */
-export type PackedAdapters = (H | Num)[];
+/** The adapters of one layer for the fused LoRA kernels: an (A, B) pair per adapter in `factors`, its scale in `scales`. */
+export interface LoraAdapterOptions {
+  factors: H[];
+  scales: Num[];
+}
+/** Options of `loraLinear`: `dropouts` holds one dropout probability per adapter (applied when `training`). */
+export interface LoraLinearOptions extends LoraAdapterOptions {
+  input: H;
+  weight: H;
+  bias: H | null;
+  fanInFanOut: boolean;
+  training: boolean;
+  dropouts: Num[];
+}
+/** Options of `loraEmbedding`. */
+export interface LoraEmbeddingOptions extends LoraAdapterOptions {
+  ids: H;
+  weight: H;
+  /** The base layer's padding index, -1 for none. */
+  paddingIdx: Num;
+}
+/** Options of `loraMerge`/`loraMergeAsync`: `keepBackup` returns the pristine weight (the first merge). */
+export interface LoraMergeOptions extends LoraAdapterOptions {
+  weight: H;
+  embedding: boolean;
+  fanInFanOut: boolean;
+  safe: boolean;
+  keepBackup: boolean;
+}
 
 /** What `buildInfo()` reports: every field native/addon.cc sets (scripts/lib/prebuilds.js reads them too). */
 export interface BuildInfo {
@@ -273,17 +300,10 @@ export interface NativeBinding {
     keepBackup: boolean;
   }): H | null;
   // fused LoRA forward, merge and restore (native/lora.cc, native/lora_kernels.cc); *Async run off the event loop
-  loraLinear(x: H, weight: H, bias: H | null, fanInFanOut: boolean, training: boolean, adapters: PackedAdapters): H;
-  loraEmbedding(ids: H, weight: H, paddingIdx: Num, adapters: PackedAdapters): H;
-  loraMerge(weight: H, adapters: PackedAdapters, kind: "linear" | "embedding", fanInFanOut: boolean, safe: boolean, keepBackup: boolean): H | null;
-  loraMergeAsync(
-    weight: H,
-    adapters: PackedAdapters,
-    kind: "linear" | "embedding",
-    fanInFanOut: boolean,
-    safe: boolean,
-    keepBackup: boolean,
-  ): Promise<H | null>;
+  loraLinear(options: LoraLinearOptions): H;
+  loraEmbedding(options: LoraEmbeddingOptions): H;
+  loraMerge(options: LoraMergeOptions): H | null;
+  loraMergeAsync(options: LoraMergeOptions): Promise<H | null>;
   loraRestore(weight: H, backup: H): void;
   loraRestoreAsync(weight: H, backup: H): Promise<void>;
   // optimizers (native/optim.cc): one call over all parameters; `steps` is updated in place.

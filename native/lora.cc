@@ -1,144 +1,119 @@
-// JS entry points of the LoRA kernels: argument unpacking and checks only; the math is in
-// lora_kernels.cc.
+// JS entry points of the LoRA kernels: each reads one named options object and checks only what
+// memory safety needs (JS types, handles, the counts and id ranges the kernels index by); the math
+// is in lora_kernels.cc, and the facade words the errors (docs/native-boundary.md).
 #include "lora.h"
 #include "handle.h"
 #include "errors.h"
 #include "lookup.h"
+#include "option_fields.h"
+#include "options.h"
 #include "workers.h"
 
 namespace tl {
 namespace {
 
-// adapters: a flat array [A, B, scale, dropout, A, B, scale, dropout, ...]
-std::vector<LoraFactors> AdaptersArg(const Napi::CallbackInfo& info, size_t i) {
-  Napi::Env env = info.Env();
-  Napi::Value v = info[i];
-  if (!v.IsArray()) ThrowTypeError(env, "adapters: expected an array, got " + Describe(v));
+// The adapters of one layer: `factors` holds an (A, B) pair per adapter, `scales` (and, for the
+// Linear forward, `dropouts`) one number per adapter. Only the JS types and the counts are checked
+// here (the counts are the index ranges the kernels read by); whether the factors fit the layer
+// is for libtorch to refuse and for the facade to explain (lib/lora/kernel-checks.ts).
+std::vector<double> NumberListField(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsArray()) ThrowTypeError(o.Env(), std::string(key) + ": expected an array of numbers, got " + Describe(v));
   Napi::Array a = v.As<Napi::Array>();
-  if (a.Length() % 4 != 0) ThrowTypeError(env, "adapters: expected groups of [A, B, scale, dropout]");
-  std::vector<LoraFactors> out(a.Length() / 4);
-  for (uint32_t k = 0; k < out.size(); ++k) {
-    std::string label = "adapters[" + std::to_string(k) + "]";
-    out[k].A = TensorValue(env, a.Get(4 * k), label + ".A");
-    out[k].B = TensorValue(env, a.Get(4 * k + 1), label + ".B");
-    Napi::Value scale = a.Get(4 * k + 2), dropout = a.Get(4 * k + 3);
-    if (!scale.IsNumber() || !dropout.IsNumber()) ThrowTypeError(env, label + ": scale and dropout must be numbers");
-    out[k].scale = scale.As<Napi::Number>().DoubleValue();
-    out[k].dropout = dropout.As<Napi::Number>().DoubleValue();
+  std::vector<double> out(a.Length());
+  for (uint32_t k = 0; k < a.Length(); ++k) {
+    Napi::Value e = a.Get(k);
+    if (!e.IsNumber()) ThrowTypeError(o.Env(), std::string(key) + "[" + std::to_string(k) + "]: expected a number, got " + Describe(e));
+    out[k] = e.As<Napi::Number>().DoubleValue();
   }
   return out;
 }
 
-// The input and every factor must share the base weight's dtype and device: ATen's own
-// message ("expected scalar type Double but found Float") names no argument.
-void CheckSameDevice(Napi::Env env, const at::Tensor& t, const at::Tensor& w, const std::string& name) {
-  if (t.device() != w.device()) {
-    ThrowTypeError(env, name + ": expected a tensor on " + DeviceName(w.device()) + " (where the layer's weight is), got one on " +
-                            DeviceName(t.device()));
+std::vector<LoraFactors> AdaptersField(const Napi::Object& o, bool withDropouts) {
+  Napi::Env env = o.Env();
+  Napi::Value v = o.Get("factors");
+  if (!v.IsArray()) ThrowTypeError(env, "factors: expected an array of tensors, got " + Describe(v));
+  Napi::Array factors = v.As<Napi::Array>();
+  std::vector<double> scales = NumberListField(o, "scales");
+  std::vector<double> dropouts = withDropouts ? NumberListField(o, "dropouts") : std::vector<double>(scales.size(), 0.0);
+  if (factors.Length() != 2 * scales.size() || dropouts.size() != scales.size()) {
+    ThrowRangeError(env, "factors: expected an (A, B) pair per scale" + std::string(withDropouts ? " and dropout" : "") + " (" +
+                             std::to_string(2 * scales.size()) + " tensors), got " + std::to_string(factors.Length()) + " tensors, " +
+                             std::to_string(scales.size()) + " scales" +
+                             (withDropouts ? " and " + std::to_string(dropouts.size()) + " dropouts" : std::string()));
   }
+  std::vector<LoraFactors> out(scales.size());
+  for (uint32_t k = 0; k < out.size(); ++k) {
+    out[k].A = TensorValue(env, factors.Get(2 * k), "factors[" + std::to_string(2 * k) + "]");
+    out[k].B = TensorValue(env, factors.Get(2 * k + 1), "factors[" + std::to_string(2 * k + 1) + "]");
+    out[k].scale = scales[k];
+    out[k].dropout = dropouts[k];
+  }
+  return out;
 }
 
-void CheckSameKind(Napi::Env env, const at::Tensor& t, const at::Tensor& w, const std::string& name) {
-  if (t.scalar_type() != w.scalar_type()) {
-    ThrowTypeError(
-        env, name + ": expected dtype " + DtypeName(w.scalar_type()) + " (the layer's weight dtype), got " + DtypeName(t.scalar_type()));
-  }
-  CheckSameDevice(env, t, w, name);
-}
-
-// Factors share the weight's dtype, or are float32 on a float16/bfloat16 weight (adapters kept in
-// full precision on a half-precision base, as PEFT's autocast_adapter_dtype does); A and B agree.
-void CheckFactorKinds(Napi::Env env, const at::Tensor& w, const std::vector<LoraFactors>& adapters) {
-  const bool halfBase = w.scalar_type() == at::kHalf || w.scalar_type() == at::kBFloat16;
-  for (size_t k = 0; k < adapters.size(); ++k) {
-    const std::string label = "adapters[" + std::to_string(k) + "]";
-    const at::Tensor &A = adapters[k].A, &B = adapters[k].B;
-    if (halfBase && A.scalar_type() == at::kFloat && B.scalar_type() == at::kFloat) {
-      CheckSameDevice(env, A, w, label + ".A");
-      CheckSameDevice(env, B, w, label + ".B");
-      continue;
-    }
-    CheckSameKind(env, A, w, label + ".A");
-    CheckSameKind(env, B, w, label + ".B");
-  }
-}
-
-void CheckLinearShapes(Napi::Env env, const at::Tensor& x, const at::Tensor& w, bool fiof, const std::vector<LoraFactors>& adapters) {
-  CheckSameKind(env, x, w, "input");
-  CheckFactorKinds(env, w, adapters);
-  const int64_t in = fiof ? w.size(0) : w.size(1), out = fiof ? w.size(1) : w.size(0);
-  if (x.dim() < 1 || x.size(-1) != in) {
-    ThrowRangeError(env, "input: expected last dimension " + std::to_string(in) + " (in_features), got shape " + c10::str(x.sizes()));
-  }
-  for (size_t k = 0; k < adapters.size(); ++k) {
-    const auto& f = adapters[k];
-    if (f.A.dim() != 2 || f.B.dim() != 2 || f.A.size(1) != in || f.B.size(0) != out || f.A.size(0) != f.B.size(1)) {
-      ThrowRangeError(env, "adapters[" + std::to_string(k) + "]: lora_A " + c10::str(f.A.sizes()) + " and lora_B " + c10::str(f.B.sizes()) +
-                               " do not fit a Linear(" + std::to_string(in) + ", " + std::to_string(out) + ")");
-    }
-  }
-}
-
-// loraLinear(x, weight, bias | null, fanInFanOut, training, adapters)
+// loraLinear({ input, weight, bias | null, fanInFanOut, training, factors, scales, dropouts })
 Napi::Value LoraLinear(const Napi::CallbackInfo& info) {
-  at::Tensor& x = TensorArg(info, 0, "input");
-  at::Tensor& w = TensorArg(info, 1, "weight");
-  at::Tensor b = OptionalTensorArg(info, 2, "bias");
-  bool fiof = BoolArg(info, 3, "fanInFanOut");
-  bool training = BoolArg(info, 4, "training");
-  std::vector<LoraFactors> adapters = AdaptersArg(info, 5);
-  CheckLinearShapes(info.Env(), x, w, fiof, adapters);
+  Napi::Object o = OptionsObjectArg(info, 0, "options");
+  at::Tensor& x = TensorField(o, "input");
+  at::Tensor& w = TensorField(o, "weight");
+  at::Tensor b = OptionalTensorField(o, "bias");
+  const bool fiof = BoolField(o, "fanInFanOut"), training = BoolField(o, "training");
+  std::vector<LoraFactors> adapters = AdaptersField(o, true);
   return WrapTensor(info.Env(), LoraLinearForward(x, w, b, fiof, training, adapters));
 }
 
-// loraEmbedding(ids, weight, paddingIdx, adapters)
+// loraEmbedding({ ids, weight, paddingIdx, factors, scales })
 Napi::Value LoraEmbedding(const Napi::CallbackInfo& info) {
-  at::Tensor& ids = TensorArg(info, 0, "ids");
-  at::Tensor& w = TensorArg(info, 1, "weight");
-  int64_t padding = IntArg(info, 2, "paddingIdx");
-  std::vector<LoraFactors> adapters = AdaptersArg(info, 3);
+  Napi::Object o = OptionsObjectArg(info, 0, "options");
+  at::Tensor& ids = TensorField(o, "ids");
+  at::Tensor& w = TensorField(o, "weight");
+  const int64_t padding = IntOption(o, "paddingIdx");
+  std::vector<LoraFactors> adapters = AdaptersField(o, false);
+  // The lookups index the weight's rows and every A's columns by the ids: the ids must be in
+  // range of each (an out-of-range id is a device assert on CUDA).
   CheckTokenIds(info.Env(), ids, w.size(0));
-  if (ids.device() != w.device()) {
-    ThrowTypeError(info.Env(), "ids: expected a tensor on " + DeviceName(w.device()) + " (where the layer's weight is), got one on " +
-                                   DeviceName(ids.device()));
-  }
-  CheckFactorKinds(info.Env(), w, adapters);
-  for (size_t k = 0; k < adapters.size(); ++k) {
-    const auto& f = adapters[k];
-    if (f.A.dim() != 2 || f.B.dim() != 2 || f.A.size(1) != w.size(0) || f.B.size(0) != w.size(1) || f.A.size(0) != f.B.size(1)) {
-      ThrowRangeError(info.Env(), "adapters[" + std::to_string(k) + "]: lora_embedding_A " + c10::str(f.A.sizes()) +
-                                      " and lora_embedding_B " + c10::str(f.B.sizes()) + " do not fit an Embedding(" +
-                                      std::to_string(w.size(0)) + ", " + std::to_string(w.size(1)) + ")");
-    }
+  for (const LoraFactors& f : adapters) {
+    if (f.A.dim() == 2 && f.A.size(1) < w.size(0)) CheckTokenIds(info.Env(), ids, f.A.size(1));
   }
   return WrapTensor(info.Env(), LoraEmbeddingForward(ids, w, padding, adapters));
 }
 
-LoraKind KindArg(const Napi::CallbackInfo& info, size_t i) {
-  std::string kind = StringArg(info, i, "kind");
-  if (kind == "linear") return LoraKind::Linear;
-  if (kind == "embedding") return LoraKind::Embedding;
-  ThrowTypeError(info.Env(), "kind: expected \"linear\" or \"embedding\", got \"" + kind + "\"");
-}
-
 Napi::Value BackupToJs(Napi::Env env, at::Tensor backup) { return backup.defined() ? WrapTensor(env, std::move(backup)) : env.Null(); }
 
-// loraMerge(weight, adapters, kind, fanInFanOut, safe, keepBackup) -> backup | null
+// The arguments of a merge: { weight, factors, scales, embedding, fanInFanOut, safe, keepBackup }.
+struct MergeArgs {
+  at::Tensor weight;
+  std::vector<LoraFactors> adapters;
+  LoraKind kind = LoraKind::Linear;
+  bool fanInFanOut = false, safe = false, keepBackup = false;
+};
+
+MergeArgs MergeArgsOf(const Napi::CallbackInfo& info) {
+  Napi::Object o = OptionsObjectArg(info, 0, "options");
+  MergeArgs m;
+  m.weight = TensorField(o, "weight");
+  m.adapters = AdaptersField(o, false);
+  m.kind = BoolField(o, "embedding") ? LoraKind::Embedding : LoraKind::Linear;
+  m.fanInFanOut = BoolField(o, "fanInFanOut");
+  m.safe = BoolField(o, "safe");
+  m.keepBackup = BoolField(o, "keepBackup");
+  return m;
+}
+
+// loraMerge({ weight, factors, scales, embedding, fanInFanOut, safe, keepBackup }) -> backup | null
 Napi::Value LoraMerge(const Napi::CallbackInfo& info) {
-  at::Tensor& w = TensorArg(info, 0, "weight");
-  std::vector<LoraFactors> adapters = AdaptersArg(info, 1);
-  LoraKind kind = KindArg(info, 2);
-  at::Tensor backup =
-      MergeInto(w, adapters, kind, BoolArg(info, 3, "fanInFanOut"), BoolArg(info, 4, "safe"), BoolArg(info, 5, "keepBackup"));
-  return BackupToJs(info.Env(), std::move(backup));
+  MergeArgs m = MergeArgsOf(info);
+  return BackupToJs(info.Env(), MergeInto(m.weight, m.adapters, m.kind, m.fanInFanOut, m.safe, m.keepBackup));
 }
 
 // loraMergeAsync(...same) -> Promise<backup | null>
 Napi::Value LoraMergeAsync(const Napi::CallbackInfo& info) {
-  at::Tensor w = TensorArg(info, 0, "weight");
-  std::vector<LoraFactors> adapters = AdaptersArg(info, 1);
-  LoraKind kind = KindArg(info, 2);
-  bool fiof = BoolArg(info, 3, "fanInFanOut"), safe = BoolArg(info, 4, "safe"), keep = BoolArg(info, 5, "keepBackup");
+  MergeArgs m = MergeArgsOf(info);
+  at::Tensor w = m.weight;
+  std::vector<LoraFactors> adapters = std::move(m.adapters);
+  const LoraKind kind = m.kind;
+  const bool fiof = m.fanInFanOut, safe = m.safe, keep = m.keepBackup;
   {
     // The worker merges snapshots of the factors (they are small): an optimizer step taken on
     // the main thread while it runs must not leak half-applied into the merged weight.

@@ -77,10 +77,7 @@ struct LoraLinearFunction : public torch::autograd::Function<LoraLinearFunction>
     if (A.requires_grad() || B.requires_grad()) flags |= kAbGrad;
     ctx->saved_data["s"] = scale;
     ctx->saved_data["f"] = flags;
-    if (x.dim() == 2) return y;
-    std::vector<int64_t> outShape(x.sizes().begin(), x.sizes().end());
-    outShape.back() = y.size(1);
-    return y.view(outShape);
+    return x.dim() == 2 ? y : y.view(OutShape(x, y.size(1)));
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -117,7 +114,26 @@ struct LoraLinearFunction : public torch::autograd::Function<LoraLinearFunction>
 
 bool HalfOnCpu(const at::Tensor& t) { return t.scalar_type() == at::kHalf && t.device().is_cpu(); }
 
-at::Tensor LowRank(const at::Tensor& xd, const LoraFactors& f) { return at::matmul(at::matmul(xd, f.A.t()), f.B.t()).mul_(f.scale); }
+// y + s·(xd Aᵀ) Bᵀ over the flattened rows, in 2-D products: mm and addmm refuse factors that do
+// not fit (matmul would broadcast a 1-D or 3-D factor, and the sum a one-column delta).
+at::Tensor AddLowRank(const at::Tensor& y, const at::Tensor& xd, const LoraFactors& f) {
+  at::Tensor x2 = xd.reshape({-1, xd.size(-1)}), y2 = y.reshape({-1, y.size(-1)});
+  return at::addmm(y2, at::mm(x2, f.A.t()), f.B.t(), 1, f.scale).view(y.sizes());
+}
+
+// The factor dtypes the kernels take: the weight's, or float32 on a float16/bfloat16 weight (PEFT's
+// autocast_adapter_dtype). Checked here because the float32 paths below convert their operands and
+// would otherwise take any floating dtype; every other mismatch (the input's dtype, shapes,
+// devices) is refused by libtorch's own products. The facade words the message for users.
+void CheckFactorDtypes(const at::Tensor& weight, const std::vector<LoraFactors>& adapters) {
+  const at::ScalarType w = weight.scalar_type();
+  const bool halfBase = w == at::kHalf || w == at::kBFloat16;
+  for (const LoraFactors& f : adapters) {
+    const at::ScalarType a = f.A.scalar_type(), b = f.B.scalar_type();
+    TORCH_CHECK(a == b && (a == w || (halfBase && a == at::kFloat)), "LoRA factors of dtypes ", a, " and ", b,
+                " do not fit a weight of dtype ", w);
+  }
+}
 
 // Whether autograd must record this forward: grad mode on and some input requires grad.
 bool NeedsGraph(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, const std::vector<LoraFactors>& adapters) {
@@ -146,10 +162,7 @@ at::Tensor PlainLinear(const at::Tensor& x, const at::Tensor& weight, const at::
     at::Tensor xd = training && f.dropout > 0 ? at::dropout(x2, f.dropout, true) : x2;
     y.addmm_(at::mm(xd, f.A.t()), f.B.t(), 1, f.scale);
   }
-  if (x.dim() == 2) return y;
-  std::vector<int64_t> outShape(x.sizes().begin(), x.sizes().end());
-  outShape.back() = y.size(1);
-  return y.view(outShape);
+  return x.dim() == 2 ? y : y.view(OutShape(x, y.size(1)));
 }
 
 // Whether some adapter keeps float32 factors on a half-precision layer (PEFT's default,
@@ -165,6 +178,7 @@ bool WideFactors(const at::Tensor& weight, const std::vector<LoraFactors>& adapt
 
 at::Tensor LoraLinearForward(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, bool fanInFanOut, bool training,
                              const std::vector<LoraFactors>& adapters) {
+  CheckFactorDtypes(weight, adapters);
   if (WideFactors(weight, adapters)) {
     // As PEFT computes it: the base output in the layer's dtype, the low-rank path on a float32
     // copy of x, the sum in float32, rounded once to the layer's dtype.
@@ -172,12 +186,13 @@ at::Tensor LoraLinearForward(const at::Tensor& x, const at::Tensor& weight, cons
     at::Tensor xf = x.to(at::kFloat), sum = y.to(at::kFloat);
     for (const LoraFactors& f : adapters) {
       LoraFactors wide{f.A.to(at::kFloat), f.B.to(at::kFloat), f.scale, f.dropout};
-      sum = sum + LowRank(training && f.dropout > 0 ? at::dropout(xf, f.dropout, true) : xf, wide);
+      sum = AddLowRank(sum, training && f.dropout > 0 ? at::dropout(xf, f.dropout, true) : xf, wide);
     }
     return sum.to(y.scalar_type());
   }
-  if (HalfOnCpu(x)) {
-    // libtorch 1.13 has no fp16 matmul on CPU: compute in fp32 and round the result once.
+  if (HalfOnCpu(x) && weight.scalar_type() == at::kHalf) {
+    // libtorch 1.13 has no fp16 matmul on CPU: compute in fp32 and round the result once. (Only
+    // for an fp16 input on an fp16 weight: any other mix is libtorch's to refuse, not to widen.)
     std::vector<LoraFactors> wide = adapters;
     for (LoraFactors& f : wide) {
       f.A = f.A.to(at::kFloat);
@@ -201,45 +216,33 @@ at::Tensor LoraLinearForward(const at::Tensor& x, const at::Tensor& weight, cons
   for (size_t i = 1; i < adapters.size(); ++i) {
     const LoraFactors& f = adapters[i];
     at::Tensor xd = training && f.dropout > 0 ? at::dropout(x, f.dropout, true) : x;
-    y = y + LowRank(xd, f);
+    y = AddLowRank(y, xd, f);
   }
   return y;
 }
 
 at::Tensor LoraEmbeddingForward(const at::Tensor& ids, const at::Tensor& weight, int64_t paddingIdx,
                                 const std::vector<LoraFactors>& adapters) {
+  CheckFactorDtypes(weight, adapters);
   at::Tensor y = at::embedding(weight, ids, paddingIdx);
-  if (WideFactors(weight, adapters)) {
-    // float32 factors on a half-precision table: the low-rank term in float32, the sum rounded once.
-    at::Tensor sum = y.to(at::kFloat);
-    for (const LoraFactors& f : adapters) {
-      at::Tensor after = at::embedding(f.A.to(at::kFloat).t(), ids, paddingIdx);
-      sum = sum + at::matmul(after, f.B.to(at::kFloat).t()).mul_(f.scale);
-    }
-    return sum.to(y.scalar_type());
-  }
-  if (HalfOnCpu(weight) && !adapters.empty()) {
-    // As for Linear: the low-rank product runs in fp32 on CPU, added once to the fp16 lookup.
-    at::Tensor low = at::zeros({}, y.options().dtype(at::kFloat));
-    for (const LoraFactors& f : adapters) {
-      at::Tensor after = at::embedding(f.A.to(at::kFloat).t(), ids, paddingIdx);
-      low = low + at::matmul(after, f.B.to(at::kFloat).t()).mul_(f.scale);
-    }
-    return (y.to(at::kFloat) + low).to(at::kHalf);
-  }
   if (adapters.empty()) return y;
   // Flat ids make every lookup 2-D, so y + s·(Aᵀ[ids]) Bᵀ is one addmm (one autograd node,
   // no separate scaled temporary) instead of matmul, mul and add.
   const int64_t dim = weight.size(1);
   at::Tensor flatIds = ids.dim() == 1 ? ids : ids.reshape({-1});
   at::Tensor y2 = ids.dim() == 1 ? y : y.view({-1, dim});
+  // float32 factors on a half-precision table, and fp16 on CPU (libtorch 1.13 has no fp16 matmul
+  // there): the low-rank terms in float32, the sum rounded once.
+  const bool wide = WideFactors(weight, adapters) || HalfOnCpu(weight);
+  at::Tensor sum = wide ? y2.to(at::kFloat) : y2;
   for (const LoraFactors& f : adapters) {
+    at::Tensor A = wide ? f.A.to(at::kFloat) : f.A, B = wide ? f.B.to(at::kFloat) : f.B;
     // Aᵀ[ids] through embedding(), so padding_idx blocks A's gradient as nn.Embedding does.
-    at::Tensor after = at::embedding(f.A.t(), flatIds, paddingIdx);
-    y2 = at::addmm(y2, after, f.B.t(), 1, f.scale);
+    at::Tensor after = at::embedding(A.t(), flatIds, paddingIdx);
+    sum = at::addmm(sum, after, B.t(), 1, f.scale);
   }
-  if (ids.dim() == 1) return y2;
-  return y2.view(y.sizes());
+  if (wide) sum = sum.to(y.scalar_type());
+  return ids.dim() == 1 ? sum : sum.view(y.sizes());
 }
 
 namespace {
@@ -277,6 +280,8 @@ at::Tensor CopyOf(const at::Tensor& w, at::ScalarType dtype) { return EmptyLike(
 at::Tensor ComputeMerge(at::Tensor weight, const std::vector<LoraFactors>& adapters, LoraKind kind, bool fanInFanOut, bool safe,
                         bool keepBackup) {
   at::NoGradGuard noGrad;
+  // The computed-aside path starts from the first adapter.
+  TORCH_CHECK(!adapters.empty(), "merge: no adapters to merge");
   const bool transposed = kind == LoraKind::Embedding || fanInFanOut;
   for (const LoraFactors& f : adapters) {
     const int64_t rows = transposed ? f.A.size(1) : f.B.size(0), cols = transposed ? f.B.size(0) : f.A.size(1);

@@ -4,17 +4,19 @@
  * adapter bookkeeping (active set, merge state, exact-unmerge backup, async guard) lives in
  * `LoraLayer`; each subclass adds its factors, init and one-native-call forward.
  */
-import { NativeTensor } from "../binding";
+import { LoraMergeOptions, NativeTensor } from "../binding";
 import { StateError, describe } from "../errors";
 import * as init from "../init";
 import { Conv1D, Embedding, Linear } from "../nn/layers";
 import { Module, ModuleDict, ParameterDict } from "../nn/module";
 import { keep, tidy } from "../scope";
+import { runAsync, runSync } from "../sync-async";
 import { Tensor, empty, handleOf } from "../tensor";
 import { EmbeddingInit, LinearInit } from "./config";
 import { checkWeightAwareInit, initFactorsFromWeight, isWeightAwareInit } from "./init-strategies";
 import { DoraTarget, doraEmbedding, doraInitialMagnitude, doraLinear, doraMerge } from "./dora";
-import { PackedAdapters, loraNative } from "./native";
+import { ForwardAdapter, explainEmbeddingFailure, explainLinearFailure, explainMergeFailure } from "./kernel-checks";
+import { loraNative } from "./native";
 
 /** Per-adapter settings of one layer. */
 export interface AdapterSettings {
@@ -244,7 +246,7 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
           taken = doraMerge(this.#doraTarget(name, s.scale), this.magnitude(name)!, safe, keep);
         } else {
           const [A, B] = this.factors(name);
-          const h = loraNative.loraMerge(handleOf(this.base_layer.weight), [handleOf(A), handleOf(B), s.scale, 0], this.kind, this.fanInFanOut, safe, keep);
+          const h = loraNative.loraMerge({ ...this.#mergeTarget(safe, keep), factors: [handleOf(A), handleOf(B)], scales: [s.scale] });
           taken = h ? new Tensor(h) : null;
         }
         if (keep) backup = taken;
@@ -264,21 +266,37 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     return backup;
   }
 
-  /** The active, unmerged adapters packed for the native forward. */
-  protected packedForward(): PackedAdapters {
+  /** The active, unmerged adapters, as the native forward takes them (their names, for error messages). */
+  protected forwardAdapters(): { names: string[]; factors: NativeTensor[]; scales: number[]; dropouts: number[] } {
     this.assertIdle("forward");
-    if (this.#disabled) return [];
-    const out: PackedAdapters = [];
+    const out = { names: [] as string[], factors: [] as NativeTensor[], scales: [] as number[], dropouts: [] as number[] };
+    if (this.#disabled) return out;
     for (const name of this.#active) {
       if (this.#merged.includes(name)) continue;
       const [A, B] = this.factors(name);
       const s = this.#settings.get(name)!;
-      out.push(handleOf(A), handleOf(B), s.scale, s.dropout);
+      out.names.push(name);
+      out.factors.push(handleOf(A), handleOf(B));
+      out.scales.push(s.scale);
+      out.dropouts.push(s.dropout);
     }
     return out;
   }
 
-  #mergePlan(options: MergeOptions): { names: string[]; packed: PackedAdapters; safe: boolean } {
+  /** Adapters `names` with their factors, to word the error of a failed forward. */
+  protected describeAdapters(names: string[]): ForwardAdapter[] {
+    return names.map((name) => {
+      const [A, B] = this.factors(name);
+      return { name, A, B };
+    });
+  }
+
+  /** The merge options that name this layer's weight and layout. */
+  #mergeTarget(safe: boolean, keepBackup: boolean): Omit<LoraMergeOptions, "factors" | "scales"> {
+    return { weight: handleOf(this.base_layer.weight), embedding: this.kind === "embedding", fanInFanOut: this.fanInFanOut, safe, keepBackup };
+  }
+
+  #mergePlan(options: MergeOptions): { names: string[]; safe: boolean } {
     if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
     // A disabled layer gives the base output: a delta merged now would contradict that (and
     // forward would silently include it).
@@ -290,12 +308,7 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
         throw new RangeError(`adapterNames: this layer has no adapter ${describe(n)} (it has: ${this.adapterNames.join(", ") || "none"})`);
     }
     const names = requested.filter((n, i) => !this.#merged.includes(n) && requested.indexOf(n) === i);
-    const packed: PackedAdapters = [];
-    for (const name of names) {
-      const [A, B] = this.factors(name);
-      packed.push(handleOf(A), handleOf(B), this.#settings.get(name)!.scale, 0);
-    }
-    return { names, packed, safe: options.safe ?? false };
+    return { names, safe: options.safe ?? false };
   }
 
   #afterMerge(names: string[], backup: NativeTensor | Tensor | null): void {
@@ -304,10 +317,11 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
   }
 
   /**
-   * Adds the chosen adapters' deltas to the base weight. Already-merged adapters are skipped
-   * (a no-op, never a double merge). Returns the names merged by this call.
+   * The body of {@link merge} and {@link mergeAsync}: checks, yields the one native merge (run in
+   * place or on a worker), and records it. DoRA adapters merge here, on the main thread (one native
+   * call per adapter). Conflicting calls on this layer fail while the native merge runs.
    */
-  merge(options: MergeOptions = {}): string[] {
+  *#merging(options: MergeOptions): Generator<LoraMergeOptions, string[], NativeTensor | null> {
     this.assertMutable("merge");
     const plan = this.#mergePlan(options);
     if (plan.names.length === 0) return [];
@@ -315,30 +329,42 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
       this.#afterMerge(plan.names, this.#mergeInOrder(plan.names, plan.safe));
       return plan.names;
     }
-    const backup = loraNative.loraMerge(handleOf(this.base_layer.weight), plan.packed, this.kind, this.fanInFanOut, plan.safe, this.#backup === null);
-    this.#afterMerge(plan.names, backup);
+    const factors: NativeTensor[] = [];
+    for (const name of plan.names) factors.push(...this.factors(name).map((f) => handleOf(f)));
+    const scales = plan.names.map((name) => this.#settings.get(name)!.scale);
+    this.#busy = "merge";
+    try {
+      this.#afterMerge(plan.names, yield { ...this.#mergeTarget(plan.safe, this.#backup === null), factors, scales });
+    } catch (err) {
+      explainMergeFailure(this.kind, this.describeAdapters(plan.names));
+      throw err;
+    } finally {
+      this.#busy = null;
+    }
     return plan.names;
   }
 
+  /**
+   * Adds the chosen adapters' deltas to the base weight. Already-merged adapters are skipped
+   * (a no-op, never a double merge). Returns the names merged by this call.
+   */
+  merge(options: MergeOptions = {}): string[] {
+    return runSync(this.#merging(options), (request) => loraNative.loraMerge(request));
+  }
+
   /** {@link merge} on a worker thread; conflicting calls on this layer fail until it settles. */
-  async mergeAsync(options: MergeOptions = {}): Promise<string[]> {
-    this.assertMutable("merge");
-    const plan = this.#mergePlan(options);
-    if (plan.names.length === 0) return [];
-    // A DoRA merge runs on the main thread (it is one native call per adapter).
-    if (plan.names.some((n) => this.#settings.get(n)!.useDora)) return this.merge(options);
-    this.#busy = "merge";
+  mergeAsync(options: MergeOptions = {}): Promise<string[]> {
+    return runAsync(this.#merging(options), (request) => loraNative.loraMergeAsync(request));
+  }
+
+  /** The body of {@link unmerge} and {@link unmergeAsync}: yields the native restore of the base weight, then drops the backup. */
+  *#unmerging(): Generator<[NativeTensor, NativeTensor], void, void> {
+    this.assertMutable("unmerge");
+    if (!this.#backup) return;
+    this.#busy = "unmerge";
     try {
-      const backup = await loraNative.loraMergeAsync(
-        handleOf(this.base_layer.weight),
-        plan.packed,
-        this.kind,
-        this.fanInFanOut,
-        plan.safe,
-        this.#backup === null,
-      );
-      this.#afterMerge(plan.names, backup);
-      return plan.names;
+      yield [handleOf(this.base_layer.weight), handleOf(this.#backup)];
+      this.#dropBackup();
     } finally {
       this.#busy = null;
     }
@@ -346,23 +372,12 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
 
   /** Restores the base weight bit for bit (from the backup taken at the first merge). No-op when nothing is merged. */
   unmerge(): void {
-    this.assertMutable("unmerge");
-    if (!this.#backup) return;
-    loraNative.loraRestore(handleOf(this.base_layer.weight), handleOf(this.#backup));
-    this.#dropBackup();
+    runSync(this.#unmerging(), ([weight, backup]) => loraNative.loraRestore(weight, backup));
   }
 
   /** {@link unmerge} on a worker thread. */
-  async unmergeAsync(): Promise<void> {
-    this.assertMutable("unmerge");
-    if (!this.#backup) return;
-    this.#busy = "unmerge";
-    try {
-      await loraNative.loraRestoreAsync(handleOf(this.base_layer.weight), handleOf(this.#backup));
-      this.#dropBackup();
-    } finally {
-      this.#busy = null;
-    }
+  unmergeAsync(): Promise<void> {
+    return runAsync(this.#unmerging(), ([weight, backup]) => loraNative.loraRestoreAsync(weight, backup));
   }
 
   #dropBackup(): void {
@@ -508,10 +523,16 @@ export class LoraLinear extends LoraLayer<Linear | Conv1D> {
     const base = this.base_layer;
     const dora = this.activeDora();
     if (dora) return doraLinear(x, dora.target, base.bias ?? null, dora.magnitude, this.training, dora.dropout);
-    const packed = this.packedForward();
-    return new Tensor(
-      loraNative.loraLinear(handleOf(x, "input"), handleOf(base.weight), base.bias ? handleOf(base.bias) : null, this.fanInFanOut, this.training, packed),
-    );
+    const input = handleOf(x, "input");
+    const { names, factors, scales, dropouts } = this.forwardAdapters();
+    const weight = handleOf(base.weight);
+    const bias = base.bias ? handleOf(base.bias) : null;
+    try {
+      return new Tensor(loraNative.loraLinear({ input, weight, bias, fanInFanOut: this.fanInFanOut, training: this.training, factors, scales, dropouts }));
+    } catch (err) {
+      explainLinearFailure(x, base.weight, this.fanInFanOut, this.describeAdapters(names));
+      throw err;
+    }
   }
 }
 
@@ -570,7 +591,13 @@ export class LoraEmbedding extends LoraLayer<Embedding> {
     const base = this.base_layer;
     const dora = this.activeDora();
     if (dora) return doraEmbedding(ids, dora.target, base.paddingIdx, dora.magnitude);
-    const packed = this.packedForward();
-    return new Tensor(loraNative.loraEmbedding(handleOf(ids, "ids"), handleOf(base.weight), base.paddingIdx ?? -1, packed));
+    const handle = handleOf(ids, "ids");
+    const { names, factors, scales } = this.forwardAdapters();
+    try {
+      return new Tensor(loraNative.loraEmbedding({ ids: handle, weight: handleOf(base.weight), paddingIdx: base.paddingIdx ?? -1, factors, scales }));
+    } catch (err) {
+      explainEmbeddingFailure(ids, base.weight, this.describeAdapters(names));
+      throw err;
+    }
   }
 }

@@ -8,6 +8,7 @@ import { checkUntied } from "./tied";
 import { Conv1D, Embedding, Linear } from "../nn/layers";
 import { Module } from "../nn/module";
 import { Tensor } from "../tensor";
+import { runAsync, runSync } from "../sync-async";
 import { LoraConfig, ResolvedLoraConfig, layerSettings, resolveLoraConfig } from "./config";
 import { withDefaultTargets } from "./default-targets";
 import { LoraEmbedding, LoraLayer, LoraLinear, MergeOptions } from "./layers";
@@ -291,34 +292,34 @@ export class LoraModel<M extends Module = Module> extends Module {
   }
 
   /**
-   * Merges the active (or named) adapters into the base weights. All or nothing: if any layer
-   * fails (e.g. `safe` finds NaN/Inf), the layers merged by this call are restored bit for bit.
+   * The body of {@link merge} and {@link mergeAsync}: checks, then yields each layer with its
+   * options, to merge in place or on a worker; when one fails, the layers merged by this call are
+   * restored bit for bit.
    */
-  merge(options: MergeOptions = {}): void {
+  *#mergingLayers(options: MergeOptions): Generator<[AnyLoraLayer, MergeOptions], void, string[]> {
     this.#assertMutable("merge");
     this.#checkAdapterNames(options);
     this.#checkTies("merge", options);
     const done: [AnyLoraLayer, string[]][] = [];
     try {
-      for (const [, layer] of this.loraLayers()) done.push([layer, layer.merge(this.#layerOptions(layer, options))]);
+      for (const [, layer] of this.loraLayers()) done.push([layer, yield [layer, this.#layerOptions(layer, options)]]);
     } catch (err) {
       for (const [layer, names] of done) rollback(layer, names);
       throw err;
     }
   }
 
+  /**
+   * Merges the active (or named) adapters into the base weights. All or nothing: if any layer
+   * fails (e.g. `safe` finds NaN/Inf), the layers merged by this call are restored bit for bit.
+   */
+  merge(options: MergeOptions = {}): void {
+    runSync(this.#mergingLayers(options), ([layer, layerOptions]) => layer.merge(layerOptions));
+  }
+
   /** {@link merge} with the heavy work on worker threads; the event loop keeps turning. */
   async mergeAsync(options: MergeOptions = {}): Promise<void> {
-    this.#assertMutable("merge");
-    this.#checkAdapterNames(options);
-    this.#checkTies("merge", options);
-    const done: [AnyLoraLayer, string[]][] = [];
-    try {
-      for (const [, layer] of this.loraLayers()) done.push([layer, await layer.mergeAsync(this.#layerOptions(layer, options))]);
-    } catch (err) {
-      for (const [layer, names] of done) rollback(layer, names);
-      throw err;
-    }
+    await runAsync(this.#mergingLayers(options), ([layer, layerOptions]) => layer.mergeAsync(layerOptions));
   }
 
   /** Restores every base weight bit for bit. No-op where nothing is merged. */

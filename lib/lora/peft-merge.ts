@@ -227,13 +227,21 @@ export function mergeWeights(
   plans.forEach((plan, i) => {
     const { module: m, baseKey } = plan;
     const w = base[baseKey];
-    const packed = [handleOf(adapter[m.keyA]), handleOf(adapter[m.keyB]), m.scale, 0];
+    const factors = [handleOf(adapter[m.keyA]), handleOf(adapter[m.keyB])];
     const outDtype = target ?? w.dtype;
     // Same dtype: the kernel merges in place (fp32 math for fp16/bf16, one rounding). A cast on
     // the way out: merge in a wide dtype and round once at the end, never twice.
     const work = outDtype === w.dtype ? w : w.to({ dtype: w.dtype === "float64" || outDtype === "float64" ? "float64" : "float32" });
     try {
-      loraNative.loraMerge(handleOf(work), packed, m.kind, plan.transposed && m.kind === "linear", false, false);
+      loraNative.loraMerge({
+        weight: handleOf(work),
+        factors,
+        scales: [m.scale],
+        embedding: m.kind === "embedding",
+        fanInFanOut: plan.transposed && m.kind === "linear",
+        safe: false,
+        keepBackup: false,
+      });
     } catch (err) {
       throw new ConfigError(`merging ${m.path} into ${baseKey} failed: ${(err as Error).message}`);
     }
