@@ -10,7 +10,7 @@ import * as init from "../init";
 import { Conv1D, Embedding, Linear } from "../nn/layers";
 import { Module, ModuleDict, ParameterDict } from "../nn/module";
 import { keep, tidy } from "../scope";
-import { runAsync, runSync } from "../sync-async";
+import { runAsync, runSync, step, TwinBody } from "../sync-or-async";
 import { Tensor, empty, handleOf } from "../tensor";
 import { EmbeddingInit, LinearInit } from "./config";
 import { checkWeightAwareInit, initFactorsFromWeight, isWeightAwareInit } from "./init-strategies";
@@ -317,11 +317,11 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
   }
 
   /**
-   * The body of {@link merge} and {@link mergeAsync}: checks, yields the one native merge (run in
+   * The body of {@link merge} and {@link mergeAsync}: checks, yields the one native merge (in
    * place or on a worker), and records it. DoRA adapters merge here, on the main thread (one native
    * call per adapter). Conflicting calls on this layer fail while the native merge runs.
    */
-  *#merging(options: MergeOptions): Generator<LoraMergeOptions, string[], NativeTensor | null> {
+  *#merging(options: MergeOptions): TwinBody<string[]> {
     this.assertMutable("merge");
     const plan = this.#mergePlan(options);
     if (plan.names.length === 0) return [];
@@ -334,7 +334,8 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     const scales = plan.names.map((name) => this.#settings.get(name)!.scale);
     this.#busy = "merge";
     try {
-      this.#afterMerge(plan.names, yield { ...this.#mergeTarget(plan.safe, this.#backup === null), factors, scales });
+      const request: LoraMergeOptions = { ...this.#mergeTarget(plan.safe, this.#backup === null), factors, scales };
+      this.#afterMerge(plan.names, yield* step(() => loraNative.loraMerge(request), () => loraNative.loraMergeAsync(request)));
     } catch (err) {
       explainMergeFailure(this.kind, this.describeAdapters(plan.names));
       throw err;
@@ -349,21 +350,22 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
    * (a no-op, never a double merge). Returns the names merged by this call.
    */
   merge(options: MergeOptions = {}): string[] {
-    return runSync(this.#merging(options), (request) => loraNative.loraMerge(request));
+    return runSync(this.#merging(options));
   }
 
   /** {@link merge} on a worker thread; conflicting calls on this layer fail until it settles. */
   mergeAsync(options: MergeOptions = {}): Promise<string[]> {
-    return runAsync(this.#merging(options), (request) => loraNative.loraMergeAsync(request));
+    return runAsync(this.#merging(options));
   }
 
   /** The body of {@link unmerge} and {@link unmergeAsync}: yields the native restore of the base weight, then drops the backup. */
-  *#unmerging(): Generator<[NativeTensor, NativeTensor], void, void> {
+  *#unmerging(): TwinBody<void> {
     this.assertMutable("unmerge");
     if (!this.#backup) return;
     this.#busy = "unmerge";
     try {
-      yield [handleOf(this.base_layer.weight), handleOf(this.#backup)];
+      const [weight, backup] = [handleOf(this.base_layer.weight), handleOf(this.#backup)];
+      yield* step(() => loraNative.loraRestore(weight, backup), () => loraNative.loraRestoreAsync(weight, backup));
       this.#dropBackup();
     } finally {
       this.#busy = null;
@@ -372,12 +374,12 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
 
   /** Restores the base weight bit for bit (from the backup taken at the first merge). No-op when nothing is merged. */
   unmerge(): void {
-    runSync(this.#unmerging(), ([weight, backup]) => loraNative.loraRestore(weight, backup));
+    runSync(this.#unmerging());
   }
 
   /** {@link unmerge} on a worker thread. */
   unmergeAsync(): Promise<void> {
-    return runAsync(this.#unmerging(), ([weight, backup]) => loraNative.loraRestoreAsync(weight, backup));
+    return runAsync(this.#unmerging());
   }
 
   #dropBackup(): void {

@@ -8,7 +8,7 @@ import { checkUntied } from "./tied";
 import { Conv1D, Embedding, Linear } from "../nn/layers";
 import { Module } from "../nn/module";
 import { Tensor } from "../tensor";
-import { runAsync, runSync } from "../sync-async";
+import { runAsync, runSync, step, TwinBody } from "../sync-or-async";
 import { LoraConfig, ResolvedLoraConfig, layerSettings, resolveLoraConfig } from "./config";
 import { withDefaultTargets } from "./default-targets";
 import { LoraEmbedding, LoraLayer, LoraLinear, MergeOptions } from "./layers";
@@ -292,17 +292,20 @@ export class LoraModel<M extends Module = Module> extends Module {
   }
 
   /**
-   * The body of {@link merge} and {@link mergeAsync}: checks, then yields each layer with its
-   * options, to merge in place or on a worker; when one fails, the layers merged by this call are
+   * The body of {@link merge} and {@link mergeAsync}: checks, then yields each layer's merge, in
+   * place or on a worker; when one fails, the layers merged by this call are
    * restored bit for bit.
    */
-  *#mergingLayers(options: MergeOptions): Generator<[AnyLoraLayer, MergeOptions], void, string[]> {
+  *#mergingLayers(options: MergeOptions): TwinBody<void> {
     this.#assertMutable("merge");
     this.#checkAdapterNames(options);
     this.#checkTies("merge", options);
     const done: [AnyLoraLayer, string[]][] = [];
     try {
-      for (const [, layer] of this.loraLayers()) done.push([layer, yield [layer, this.#layerOptions(layer, options)]]);
+      for (const [, layer] of this.loraLayers()) {
+        const layerOptions = this.#layerOptions(layer, options);
+        done.push([layer, yield* step(() => layer.merge(layerOptions), () => layer.mergeAsync(layerOptions))]);
+      }
     } catch (err) {
       for (const [layer, names] of done) rollback(layer, names);
       throw err;
@@ -314,12 +317,12 @@ export class LoraModel<M extends Module = Module> extends Module {
    * fails (e.g. `safe` finds NaN/Inf), the layers merged by this call are restored bit for bit.
    */
   merge(options: MergeOptions = {}): void {
-    runSync(this.#mergingLayers(options), ([layer, layerOptions]) => layer.merge(layerOptions));
+    runSync(this.#mergingLayers(options));
   }
 
   /** {@link merge} with the heavy work on worker threads; the event loop keeps turning. */
   async mergeAsync(options: MergeOptions = {}): Promise<void> {
-    await runAsync(this.#mergingLayers(options), ([layer, layerOptions]) => layer.mergeAsync(layerOptions));
+    await runAsync(this.#mergingLayers(options));
   }
 
   /** Restores every base weight bit for bit. No-op where nothing is merged. */
