@@ -17,6 +17,7 @@ import { checkWeightAwareInit, initFactorsFromWeight, isWeightAwareInit } from "
 import { DoraTarget, doraEmbedding, doraInitialMagnitude, doraLinear, doraMerge } from "./dora";
 import { ForwardAdapter, explainEmbeddingFailure, explainLinearFailure, explainMergeFailure } from "./kernel-checks";
 import { loraNative } from "./native";
+import { noSuchAdapter } from "./adapter-names";
 
 /** Per-adapter settings of one layer. */
 export interface AdapterSettings {
@@ -142,7 +143,7 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
    */
   replaceSettings(name: string, settings: AdapterSettings): void {
     this.assertMutable("hotswap");
-    if (!this.#settings.has(name)) throw new RangeError(`adapterName: this layer has no adapter ${describe(name)}`);
+    if (!this.#settings.has(name)) throw noSuchAdapter(name, this.adapterNames, "adapterName", "this layer");
     this.#settings.set(name, { ...settings });
   }
 
@@ -304,8 +305,7 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     const requested = options.adapterNames ?? this.#active;
     if (!Array.isArray(requested)) throw new TypeError(`adapterNames: expected an array of adapter names, got ${describe(requested)}`);
     for (const n of requested) {
-      if (!this.#settings.has(n))
-        throw new RangeError(`adapterNames: this layer has no adapter ${describe(n)} (it has: ${this.adapterNames.join(", ") || "none"})`);
+      if (!this.#settings.has(n)) throw noSuchAdapter(n, this.adapterNames, "adapterNames", "this layer");
     }
     const names = requested.filter((n, i) => !this.#merged.includes(n) && requested.indexOf(n) === i);
     return { names, safe: options.safe ?? false };

@@ -36,16 +36,12 @@ export interface AdapterOptions {
   factorsFromFile?: boolean;
 }
 import { withAdapterNames } from "./mixed";
+import { parentOf } from "../nn/module-paths";
+import { runThenCleanUp } from "../sync-or-async";
 import { checkWeightAwareInit, isWeightAwareInit } from "./init-strategies";
 import { WeightedAdapterOptions, addWeightedAdapter } from "./combine";
 
 type AnyLoraLayer = LoraLayer<Linear | Conv1D | Embedding>;
-
-/** Name of the module whose path is `path` within its parent, and the parent's path. */
-function splitPath(path: string): [string, string] {
-  const i = path.lastIndexOf(".");
-  return i < 0 ? ["", path] : [path.slice(0, i), path.slice(i + 1)];
-}
 
 /** The arguments of a module type's `forward`. */
 export type ForwardArgs<M extends Module> = Parameters<M["forward"]>;
@@ -141,8 +137,7 @@ export class LoraModel<M extends Module = Module> extends Module {
       const dropout = layer instanceof LoraLinear ? resolved.loraDropout : 0;
       layer.addAdapter(name, { r, alpha, scale, dropout, ...(resolved.useDora ? { useDora: true } : {}) }, how);
       if (layer !== module) {
-        const [parentPath, childName] = splitPath(path);
-        const parent = parentPath === "" ? this.model : this.model.namedModules().find(([p]) => p === parentPath)![1];
+        const { parent, name: childName } = parentOf(this.model, path);
         parent.setChild(childName, layer);
         followMode(layer, parent.training);
       } else {
@@ -261,24 +256,7 @@ export class LoraModel<M extends Module = Module> extends Module {
       exit();
       throw err;
     }
-    let result: T;
-    try {
-      result = fn();
-    } catch (err) {
-      exit();
-      throw err;
-    }
-    if (isPromiseLike(result)) {
-      return Promise.resolve(result).then(
-        (value) => (exit(), value),
-        (err: unknown) => {
-          exit();
-          throw err;
-        },
-      ) as T;
-    }
-    exit();
-    return result;
+    return runThenCleanUp(fn, exit);
   }
 
   /**
@@ -392,8 +370,7 @@ export class LoraModel<M extends Module = Module> extends Module {
     this.#assertMutable("unload");
     for (const [path, layer] of this.loraLayers()) {
       if (keepMerge) layer.commitMerge();
-      const [parentPath, childName] = splitPath(path);
-      const parent = parentPath === "" ? this.model : this.model.namedModules().find(([p]) => p === parentPath)![1];
+      const { parent, name: childName } = parentOf(this.model, path);
       parent.setChild(childName, layer.base_layer);
     }
     this.#configs.clear();
@@ -443,11 +420,6 @@ export class LoraModel<M extends Module = Module> extends Module {
       if (p.requiresGrad !== want) p.requiresGrad = want;
     }
   }
-}
-
-/** Whether `value` is a promise (or any thenable), so withAdaptersDisabled can wait for it. */
-function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
-  return (typeof value === "object" || typeof value === "function") && value !== null && typeof (value as PromiseLike<unknown>).then === "function";
 }
 
 /**
