@@ -335,7 +335,13 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     this.#busy = "merge";
     try {
       const request: LoraMergeOptions = { ...this.#mergeTarget(plan.safe, this.#backup === null), factors, scales };
-      this.#afterMerge(plan.names, yield* step(() => loraNative.loraMerge(request), () => loraNative.loraMergeAsync(request)));
+      this.#afterMerge(
+        plan.names,
+        yield* step(
+          () => loraNative.loraMerge(request),
+          () => loraNative.loraMergeAsync(request),
+        ),
+      );
     } catch (err) {
       explainMergeFailure(this.kind, this.describeAdapters(plan.names));
       throw err;
@@ -365,7 +371,10 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     this.#busy = "unmerge";
     try {
       const [weight, backup] = [handleOf(this.base_layer.weight), handleOf(this.#backup)];
-      yield* step(() => loraNative.loraRestore(weight, backup), () => loraNative.loraRestoreAsync(weight, backup));
+      yield* step(
+        () => loraNative.loraRestore(weight, backup),
+        () => loraNative.loraRestoreAsync(weight, backup),
+      );
       this.#dropBackup();
     } finally {
       this.#busy = null;

@@ -282,7 +282,13 @@ export class LoraModel<M extends Module = Module> extends Module {
     try {
       for (const [, layer] of this.loraLayers()) {
         const layerOptions = this.#layerOptions(layer, options);
-        done.push([layer, yield* step(() => layer.merge(layerOptions), () => layer.mergeAsync(layerOptions))]);
+        done.push([
+          layer,
+          yield* step(
+            () => layer.merge(layerOptions),
+            () => layer.mergeAsync(layerOptions),
+          ),
+        ]);
       }
     } catch (err) {
       for (const [layer, names] of done) rollback(layer, names);
