@@ -58,6 +58,7 @@ export function checkDtype(value: unknown, arg: string): Dtype {
 
 // At most three digits and no leading zero: c10 keeps a device index in 8 bits.
 const DEVICE_NAME = /^(cpu|cuda|cuda:(0|[1-9]\d{0,2}))$/;
+const DEVICE_SPELLINGS = '"cpu", "cuda" or "cuda:N"';
 
 /** True when `value` is spelled as a device ("cpu", "cuda" or "cuda:N"), whether or not this machine has it. */
 export function isDeviceName(value: unknown): value is Device {
@@ -81,7 +82,7 @@ function cudaDevices(): number {
  * RangeError for a CUDA index past the visible devices.
  */
 export function checkDevice(value: unknown, arg: string): Device {
-  if (!isDeviceName(value)) throw new TypeError(`${arg}: unknown device ${JSON.stringify(value)}; expected "cpu", "cuda" or "cuda:N"`);
+  if (!isDeviceName(value)) throw new TypeError(`${arg}: unknown device ${JSON.stringify(value)}; expected ${DEVICE_SPELLINGS}`);
   if (value === "cpu") return value;
   const count = cudaDevices();
   if (count === 0) {
@@ -93,4 +94,16 @@ export function checkDevice(value: unknown, arg: string): Device {
   const index = value === "cuda" ? 0 : Number(value.slice("cuda:".length));
   if (index >= count) throw new RangeError(`${arg}: device "${value}" does not exist; ${count} CUDA device(s) are visible`);
   return value;
+}
+
+/**
+ * Which of a dtype or a device one name is (the one-string form of `Tensor.to()`): a dtype name
+ * is a dtype, a name spelled as a device is a device (whether this machine has it is
+ * {@link checkDevice}'s to say). Anything else is a TypeError naming `arg` and saying what
+ * either would be.
+ */
+export function dtypeOrDevice(value: string, arg: string): { dtype?: Dtype; device?: Device } {
+  if (isDtype(value)) return { dtype: value };
+  if (isDeviceName(value)) return { device: value };
+  throw new TypeError(`${arg}: unknown dtype or device ${JSON.stringify(value)}; expected a dtype (${DTYPES.join(", ")}) or ${DEVICE_SPELLINGS}`);
 }

@@ -4,7 +4,7 @@
  * without a constructor round trip into C++.
  */
 import { native, NativeTensor } from "./binding";
-import { DTYPES, Device, Dtype, checkDevice, checkDtype, isDeviceName, isDtype, isFloatingDtype } from "./dtype";
+import { Device, Dtype, checkDevice, checkDtype, dtypeOrDevice, isFloatingDtype } from "./dtype";
 import { describe } from "./errors";
 import {
   OperandInfo,
@@ -132,7 +132,7 @@ export class Tensor {
 
   /** Converts to another dtype and/or device (a new tensor; autograd flows through). A string is a dtype name if it is one, else a device. */
   to(options: { dtype?: Dtype; device?: Device } | Dtype | Device): Tensor {
-    const opts = typeof options === "string" ? dtypeOrDevice(options) : optionsObject(options);
+    const opts = typeof options === "string" ? dtypeOrDevice(options, "options") : optionsObject(options);
     const dtype = opts.dtype === undefined ? null : checkDtype(opts.dtype, "dtype");
     const device = opts.device === undefined ? null : checkDevice(opts.device, "device");
     return new Tensor(native.to(this.#h, dtype, device));
@@ -957,13 +957,6 @@ function dispersion(options: DispersionOptions): { correction: number; keepdim: 
   if (!Number.isInteger(c) || c < 0) throw new RangeError(`correction: expected an integer >= 0, got ${describe(correction)}`);
   if (typeof keepdim !== "boolean") throw new TypeError(`keepdim: expected a boolean, got ${describe(keepdim)}`);
   return { correction: c, keepdim };
-}
-
-/** The one-string form of `to()`: a dtype name, else a device name; neither is a TypeError saying what either would be. */
-function dtypeOrDevice(value: string): { dtype?: Dtype; device?: Device } {
-  if (isDtype(value)) return { dtype: value };
-  if (isDeviceName(value)) return { device: value };
-  throw new TypeError(`options: unknown dtype or device ${JSON.stringify(value)}; expected a dtype (${DTYPES.join(", ")}) or "cpu", "cuda" or "cuda:N"`);
 }
 
 // ---------------------------------------------------------------- factories
