@@ -111,7 +111,7 @@ Napi::Value DistReducerNew(const Napi::CallbackInfo& info) {
   auto group = GroupArg(info, 0);
   Napi::Object o = OptionsArg(info, 1);
   Napi::Value bv = o.Get("buckets");
-  if (!bv.IsArray()) ThrowTypeError(env, "buckets: expected an array of arrays of tensors, got " + Describe(bv));
+  if (!bv.IsArray()) ThrowTypeError(env, "buckets: expected an array of arrays of Tensors, got " + Describe(bv));
   Napi::Array ba = bv.As<Napi::Array>();
   auto reducer = std::make_shared<Reducer>();
   reducer->group = group;

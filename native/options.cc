@@ -131,7 +131,7 @@ std::vector<at::Tensor> TensorListOption(const Napi::Object& options, const char
 }
 
 std::vector<at::Tensor> TensorListValue(Napi::Env env, const Napi::Value& value, const std::string& label) {
-  if (!value.IsArray()) ThrowTypeError(env, label + ": expected an array of tensors, got " + Describe(value));
+  if (!value.IsArray()) ThrowTypeError(env, label + ": expected an array of Tensors, got " + Describe(value));
   Napi::Array a = value.As<Napi::Array>();
   std::vector<at::Tensor> out;
   out.reserve(a.Length());
