@@ -101,21 +101,7 @@ at::Tensor OptionalTensorArg(const Napi::CallbackInfo& info, size_t i, const cha
 }
 
 std::vector<at::Tensor> TensorListArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  Napi::Value v = info[i];
-  if (!v.IsArray()) ThrowTypeError(info.Env(), std::string(name) + ": expected an array of Tensors, got " + Describe(v));
-  Napi::Array a = v.As<Napi::Array>();
-  std::vector<at::Tensor> out;
-  out.reserve(a.Length());
-  for (uint32_t k = 0; k < a.Length(); ++k) {
-    Napi::Value e = a.Get(k);
-    std::string label = std::string(name) + "[" + std::to_string(k) + "]";
-    if (!e.IsExternal()) ThrowTypeError(info.Env(), label + ": expected a Tensor, got " + Describe(e));
-    auto* box = e.As<Napi::External<TensorBox>>().Data();
-    if (box == nullptr || box->magic != kMagic) ThrowTypeError(info.Env(), label + ": expected a Tensor");
-    if (!box->tensor.defined()) ThrowError(info.Env(), label + ": the Tensor was disposed and can no longer be used");
-    out.push_back(box->tensor);
-  }
-  return out;
+  return TensorListValue(info.Env(), info[i], name);
 }
 
 at::Tensor& TensorValue(Napi::Env env, const Napi::Value& v, const std::string& name) {
@@ -124,6 +110,15 @@ at::Tensor& TensorValue(Napi::Env env, const Napi::Value& v, const std::string& 
   if (box == nullptr || box->magic != kMagic) ThrowTypeError(env, name + ": expected a Tensor, got a foreign handle");
   if (!box->tensor.defined()) ThrowError(env, name + ": the Tensor was disposed and can no longer be used");
   return box->tensor;
+}
+
+std::vector<at::Tensor> TensorListValue(Napi::Env env, const Napi::Value& value, const std::string& name) {
+  if (!value.IsArray()) ThrowTypeError(env, name + ": expected an array of Tensors, got " + Describe(value));
+  Napi::Array a = value.As<Napi::Array>();
+  std::vector<at::Tensor> out;
+  out.reserve(a.Length());
+  for (uint32_t k = 0; k < a.Length(); ++k) out.push_back(TensorValue(env, a.Get(k), name + "[" + std::to_string(k) + "]"));
+  return out;
 }
 
 void DisposeHandle(const Napi::CallbackInfo& info, size_t i) {

@@ -130,13 +130,4 @@ std::vector<at::Tensor> TensorListOption(const Napi::Object& options, const char
   return TensorListValue(options.Env(), options.Get(key), key);
 }
 
-std::vector<at::Tensor> TensorListValue(Napi::Env env, const Napi::Value& value, const std::string& label) {
-  if (!value.IsArray()) ThrowTypeError(env, label + ": expected an array of Tensors, got " + Describe(value));
-  Napi::Array a = value.As<Napi::Array>();
-  std::vector<at::Tensor> out;
-  out.reserve(a.Length());
-  for (uint32_t k = 0; k < a.Length(); ++k) out.push_back(TensorValue(env, a.Get(k), label + "[" + std::to_string(k) + "]"));
-  return out;
-}
-
 }  // namespace tl

@@ -51,7 +51,5 @@ at::Tensor& TensorOption(const Napi::Object& options, const char* key);
 at::Tensor OptionalTensorOption(const Napi::Object& options, const char* key);
 /** A list-of-Tensor-handles field. */
 std::vector<at::Tensor> TensorListOption(const Napi::Object& options, const char* key);
-/** Any JS value as a list of Tensor handles (an element of a nested list, say); `label` names it in errors. */
-std::vector<at::Tensor> TensorListValue(Napi::Env env, const Napi::Value& value, const std::string& label);
 
 }  // namespace tl

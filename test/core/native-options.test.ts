@@ -1,10 +1,12 @@
 /**
  * The readers of named options objects (native/options.h): called past the facade, a field of
  * the wrong JS type is refused with an error naming the field, what was expected and what was
- * given, and nothing runs. One case per reader, through the entry points that use it.
+ * given, and nothing runs. One case per reader, through the entry points that use it; and the
+ * plain refusals of a dtype or device name the native side cannot map.
  */
 import { native, NativeTensor } from "../../lib/binding";
 import { zeros } from "../../lib";
+import { DTYPES } from "../../lib/dtype";
 import { handleOf } from "../../lib/tensor";
 import { thrownBy } from "../helpers/errors";
 
@@ -66,4 +68,27 @@ describe("native options readers", () => {
       expect(err.name).toBe(name);
     });
   }
+});
+
+// lib/dtype.ts words a wrong dtype or device for users; past it, the native side only refuses
+// what it cannot map, and never hands libtorch a device index it does not have.
+const NAME_CASES: [what: string, fn: () => unknown, message: string, name: string][] = [
+  ["an unknown dtype", () => native.to(h(1), "float8", null), 'dtype: unknown dtype "float8"', "TypeError"],
+  ["an unknown device", () => native.to(h(1), null, "tpu"), 'device: unknown device "tpu"', "TypeError"],
+  ["a device index with a leading zero", () => native.to(h(1), null, "cuda:01"), 'device: unknown device "cuda:01"', "TypeError"],
+  ["a CUDA index past any machine's devices", () => native.to(h(1), null, "cuda:999"), 'device: no device "cuda:999" on this machine', "RangeError"],
+];
+
+describe("native dtype and device names", () => {
+  for (const [what, fn, message, name] of NAME_CASES) {
+    it(`${what}: ${message}`, () => {
+      const err = thrownBy(fn);
+      expect(err.message).toBe(message);
+      expect(err.name).toBe(name);
+    });
+  }
+
+  it("maps every dtype name lib/dtype.ts knows", () => {
+    for (const dtype of DTYPES) expect(native.dtype(native.to(h(1), dtype, "cpu"))).toBe(dtype);
+  });
 });
