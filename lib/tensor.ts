@@ -4,7 +4,7 @@
  * without a constructor round trip into C++.
  */
 import { native, NativeTensor } from "./binding";
-import { Device, Dtype, checkDevice, checkDtype, isFloatingDtype } from "./dtype";
+import { Device, Dtype, checkDevice, checkDtype, dtypeOrDevice, isFloatingDtype } from "./dtype";
 import { describe } from "./errors";
 import {
   OperandInfo,
@@ -130,9 +130,9 @@ export class Tensor {
     return native.toBytes(this.#h);
   }
 
-  /** Converts to another dtype and/or device (a new tensor; autograd flows through). */
+  /** Converts to another dtype and/or device (a new tensor; autograd flows through). A string is a dtype name if it is one, else a device. */
   to(options: { dtype?: Dtype; device?: Device } | Dtype | Device): Tensor {
-    const opts = typeof options === "string" ? (options.startsWith("c") ? { device: options as Device } : { dtype: options as Dtype }) : optionsObject(options);
+    const opts = typeof options === "string" ? dtypeOrDevice(options, "options") : optionsObject(options);
     const dtype = opts.dtype === undefined ? null : checkDtype(opts.dtype, "dtype");
     const device = opts.device === undefined ? null : checkDevice(opts.device, "device");
     return new Tensor(native.to(this.#h, dtype, device));

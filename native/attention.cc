@@ -12,7 +12,9 @@
 
 #include <limits>
 
-#include "option_fields.h"
+#include "errors.h"
+#include "handle.h"
+#include "options.h"
 
 namespace tl {
 namespace {
@@ -231,11 +233,11 @@ at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 // scaledDotProductAttention({ query, key, value, mask?, causal, dropoutP, scale })
 Napi::Value ScaledDotProductAttention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object o = OptionsObjectArg(info, 0, "options");
-  at::Tensor &q = TensorField(o, "query"), &k = TensorField(o, "key"), &v = TensorField(o, "value");
-  at::Tensor mask = OptionalTensorField(o, "mask");
-  const double scale = NumberField(o, "scale"), dropoutP = NumberField(o, "dropoutP");
-  const bool causal = BoolField(o, "causal");
+  Napi::Object o = OptionsArg(info, 0);
+  at::Tensor &q = TensorOption(o, "query"), &k = TensorOption(o, "key"), &v = TensorOption(o, "value");
+  at::Tensor mask = OptionalTensorOption(o, "mask");
+  const double scale = NumberOption(o, "scale"), dropoutP = NumberOption(o, "dropoutP");
+  const bool causal = BoolOption(o, "causal");
   // What keeps the reshapes and views above well-defined; lib/attention.ts words the errors.
   const int64_t d = q.dim();
   if (d < 3 || k.dim() != d || v.dim() != d)

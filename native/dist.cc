@@ -81,12 +81,12 @@ struct StoreBox {
 // what rank r said (-1: it never joined); claims counts the processes that took this rank.
 Napi::Value DistConnect(const Napi::CallbackInfo& info) {
   Napi::Object o = OptionsArg(info, 0);
-  std::string host = StringField(o, "host");
-  int64_t port = IntField(o, "port", 1, 65535);
-  bool isServer = BoolField(o, "isServer");
-  int64_t worldSize = IntField(o, "worldSize", 1, 1 << 20);
-  int64_t rank = IntField(o, "rank", 0, worldSize - 1);
-  int64_t timeoutMs = IntField(o, "timeoutMs", 1, int64_t(1) << 40);
+  std::string host = StringOption(o, "host");
+  int64_t port = IntOption(o, "port", 1, 65535);
+  bool isServer = BoolOption(o, "isServer", false);
+  int64_t worldSize = IntOption(o, "worldSize", 1, 1 << 20);
+  int64_t rank = IntOption(o, "rank", 0, worldSize - 1);
+  int64_t timeoutMs = IntOption(o, "timeoutMs", 1, int64_t(1) << 40);
   struct Result {
     c10::intrusive_ptr<c10d::Store> store;
     std::vector<int64_t> worldSizes;
@@ -154,13 +154,13 @@ Napi::Value DistConnect(const Napi::CallbackInfo& info) {
 Napi::Value DistNewGroup(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = OptionsArg(info, 0);
-  auto* storeBox = BoxOf<StoreBox>(env, Field(o, "store"), kStoreMagic, "store", "a rendezvous store");
-  std::string backend = StringField(o, "backend");
-  int64_t worldSize = IntField(o, "worldSize", 1, 1 << 20);
-  int64_t rank = IntField(o, "rank", 0, worldSize - 1);
-  int64_t timeoutMs = IntField(o, "timeoutMs", 1, int64_t(1) << 40);
-  std::string hostname = OptionalStringField(o, "deviceHostname");
-  std::string iface = OptionalStringField(o, "deviceInterface");
+  auto* storeBox = BoxOf<StoreBox>(env, o.Get("store"), kStoreMagic, "store", "a rendezvous store");
+  std::string backend = StringOption(o, "backend");
+  int64_t worldSize = IntOption(o, "worldSize", 1, 1 << 20);
+  int64_t rank = IntOption(o, "rank", 0, worldSize - 1);
+  int64_t timeoutMs = IntOption(o, "timeoutMs", 1, int64_t(1) << 40);
+  std::string hostname = OptionalStringOption(o, "deviceHostname").value_or("");
+  std::string iface = OptionalStringOption(o, "deviceInterface").value_or("");
   if (backend != "gloo" && backend != "nccl") ThrowRangeError(env, "backend: expected \"gloo\" or \"nccl\", got \"" + backend + "\"");
 #ifndef TORCH_LORA_DIST_GLOO
   if (backend == "gloo") ThrowError(env, "backend: gloo is not compiled into this addon");
@@ -222,39 +222,39 @@ Napi::Value DistDestroy(const Napi::CallbackInfo& info) {
 Napi::Value DistAllReduce(const Napi::CallbackInfo& info) {
   auto group = GroupArg(info, 0);
   Napi::Object o = OptionsArg(info, 1);
-  std::vector<at::Tensor> tensors = TensorListField(o, "tensors");
+  std::vector<at::Tensor> tensors = TensorListOption(o, "tensors");
   CheckDistinct(info.Env(), tensors, "tensors");
   CheckContiguous(info.Env(), tensors, "tensors");
   c10d::AllreduceOptions opts;
-  opts.reduceOp = ParseOp(info.Env(), StringField(o, "op"));
+  opts.reduceOp = ParseOp(info.Env(), StringOption(o, "op"));
   Pending p;
   p.work = group->allreduce(tensors, opts);
-  p.afterWait = Divide(tensors, NumberField(o, "divisor", 1));
+  p.afterWait = Divide(tensors, NumberOption(o, "divisor", 1));
   p.keepAlive = tensors;
-  return Finish(info.Env(), "torch-lora:allReduce", group, std::move(p), BoolField(o, "sync"));
+  return Finish(info.Env(), "torch-lora:allReduce", group, std::move(p), BoolOption(o, "sync", false));
 }
 
 // distBroadcast(group, { tensors, root, sync })
 Napi::Value DistBroadcast(const Napi::CallbackInfo& info) {
   auto group = GroupArg(info, 0);
   Napi::Object o = OptionsArg(info, 1);
-  std::vector<at::Tensor> tensors = TensorListField(o, "tensors");
+  std::vector<at::Tensor> tensors = TensorListOption(o, "tensors");
   CheckDistinct(info.Env(), tensors, "tensors");
   CheckContiguous(info.Env(), tensors, "tensors");
   c10d::BroadcastOptions opts;
-  opts.rootRank = IntField(o, "root", 0, group->size - 1);
+  opts.rootRank = IntOption(o, "root", 0, group->size - 1);
   Pending p;
   p.work = group->broadcast(tensors, opts);
   p.keepAlive = tensors;
-  return Finish(info.Env(), "torch-lora:broadcast", group, std::move(p), BoolField(o, "sync"));
+  return Finish(info.Env(), "torch-lora:broadcast", group, std::move(p), BoolOption(o, "sync", false));
 }
 
 // distAllGather(group, { outputs (one per rank), input, sync })
 Napi::Value DistAllGather(const Napi::CallbackInfo& info) {
   auto group = GroupArg(info, 0);
   Napi::Object o = OptionsArg(info, 1);
-  std::vector<at::Tensor> outputs = TensorListField(o, "outputs");
-  std::vector<at::Tensor> inputs{TensorField(o, "input")};
+  std::vector<at::Tensor> outputs = TensorListOption(o, "outputs");
+  std::vector<at::Tensor> inputs{TensorOption(o, "input")};
   if (static_cast<int>(outputs.size()) != group->size) ThrowRangeError(info.Env(), "outputs: expected one tensor per rank");
   CheckDistinct(info.Env(), outputs, "outputs");
   CheckContiguous(info.Env(), outputs, "outputs");
@@ -264,7 +264,7 @@ Napi::Value DistAllGather(const Napi::CallbackInfo& info) {
   p.work = group->allgather(outs, inputs);
   p.keepAlive = outputs;
   p.keepAlive.push_back(inputs[0]);
-  return Finish(info.Env(), "torch-lora:allGather", group, std::move(p), BoolField(o, "sync"));
+  return Finish(info.Env(), "torch-lora:allGather", group, std::move(p), BoolOption(o, "sync", false));
 }
 
 // distReduceScatter(group, { output, inputs (one per rank), op, divisor, sync })
@@ -272,8 +272,8 @@ Napi::Value DistReduceScatter(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto group = GroupArg(info, 0);
   Napi::Object o = OptionsArg(info, 1);
-  at::Tensor output = TensorField(o, "output");
-  std::vector<at::Tensor> inputs = TensorListField(o, "inputs");
+  at::Tensor output = TensorOption(o, "output");
+  std::vector<at::Tensor> inputs = TensorListOption(o, "inputs");
   if (static_cast<int>(inputs.size()) != group->size) ThrowRangeError(env, "inputs: expected one tensor per rank");
   for (size_t k = 0; k < inputs.size(); ++k) {
     if (!inputs[k].sizes().equals(output.sizes()) || inputs[k].scalar_type() != output.scalar_type() ||
@@ -283,8 +283,8 @@ Napi::Value DistReduceScatter(const Napi::CallbackInfo& info) {
   }
   CheckContiguous(env, {output}, "output");
   CheckContiguous(env, inputs, "inputs");
-  c10d::ReduceOp op = ParseOp(env, StringField(o, "op"));
-  double divisor = NumberField(o, "divisor", 1);
+  c10d::ReduceOp op = ParseOp(env, StringOption(o, "op"));
+  double divisor = NumberOption(o, "divisor", 1);
   Pending p;
   if (group->hasReduceScatter()) {
     std::vector<at::Tensor> outs{output};
@@ -310,7 +310,7 @@ Napi::Value DistReduceScatter(const Napi::CallbackInfo& info) {
   }
   p.keepAlive.push_back(output);
   for (auto& t : inputs) p.keepAlive.push_back(t);
-  return Finish(env, "torch-lora:reduceScatter", group, std::move(p), BoolField(o, "sync"));
+  return Finish(env, "torch-lora:reduceScatter", group, std::move(p), BoolOption(o, "sync", false));
 }
 
 // distBarrier(group, { sync })
@@ -319,7 +319,7 @@ Napi::Value DistBarrier(const Napi::CallbackInfo& info) {
   Napi::Object o = OptionsArg(info, 1);
   Pending p;
   p.work = group->barrier();
-  return Finish(info.Env(), "torch-lora:barrier", group, std::move(p), BoolField(o, "sync"));
+  return Finish(info.Env(), "torch-lora:barrier", group, std::move(p), BoolOption(o, "sync", false));
 }
 
 // distAllReduceGrads(group, { params, divisor, sync }): one bucket of gradient averaging.
@@ -329,10 +329,10 @@ Napi::Value DistAllReduceGrads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto group = GroupArg(info, 0);
   Napi::Object o = OptionsArg(info, 1);
-  std::vector<at::Tensor> params = TensorListField(o, "params");
+  std::vector<at::Tensor> params = TensorListOption(o, "params");
   CheckBucket(env, params, "params");
-  double divisor = NumberField(o, "divisor", 1);
-  if (params.empty()) return Finish(env, "torch-lora:allReduceGrads", group, Pending{}, BoolField(o, "sync"));
+  double divisor = NumberOption(o, "divisor", 1);
+  if (params.empty()) return Finish(env, "torch-lora:allReduceGrads", group, Pending{}, BoolOption(o, "sync", false));
   std::vector<at::Tensor> pieces;
   for (size_t k = 0; k < params.size(); ++k) {
     const at::Tensor& g = params[k].grad();
@@ -360,7 +360,7 @@ Napi::Value DistAllReduceGrads(const Napi::CallbackInfo& info) {
     }
   };
   p.keepAlive = flat;
-  return Finish(env, "torch-lora:allReduceGrads", group, std::move(p), BoolField(o, "sync"));
+  return Finish(env, "torch-lora:allReduceGrads", group, std::move(p), BoolOption(o, "sync", false));
 }
 
 // distBroadcastFlat(group, { tensors, root, sync }): one flat broadcast of many tensors (the
@@ -369,14 +369,14 @@ Napi::Value DistBroadcastFlat(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto group = GroupArg(info, 0);
   Napi::Object o = OptionsArg(info, 1);
-  std::vector<at::Tensor> tensors = TensorListField(o, "tensors");
+  std::vector<at::Tensor> tensors = TensorListOption(o, "tensors");
   CheckBucket(env, tensors, "tensors");
-  if (tensors.empty()) return Finish(env, "torch-lora:broadcastFlat", group, Pending{}, BoolField(o, "sync"));
+  if (tensors.empty()) return Finish(env, "torch-lora:broadcastFlat", group, Pending{}, BoolOption(o, "sync", false));
   std::vector<at::Tensor> pieces;
   for (auto& t : tensors) pieces.push_back(t.detach().reshape(-1));
   std::vector<at::Tensor> flat{at::cat(pieces)};
   c10d::BroadcastOptions opts;
-  opts.rootRank = IntField(o, "root", 0, group->size - 1);
+  opts.rootRank = IntOption(o, "root", 0, group->size - 1);
   Pending p;
   p.work = group->broadcast(flat, opts);
   p.onMainThread = [tensors, flat]() mutable {
@@ -388,7 +388,7 @@ Napi::Value DistBroadcastFlat(const Napi::CallbackInfo& info) {
     }
   };
   p.keepAlive = flat;
-  return Finish(env, "torch-lora:broadcastFlat", group, std::move(p), BoolField(o, "sync"));
+  return Finish(env, "torch-lora:broadcastFlat", group, std::move(p), BoolOption(o, "sync", false));
 }
 
 // ---- threads ----------------------------------------------------------------------------

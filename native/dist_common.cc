@@ -1,4 +1,4 @@
-// Shared by the c10d files: option readers, the wait on a collective, argument checks.
+// Shared by the c10d files: the wait on a collective, argument checks.
 #include "dist_common.h"
 #include "handle.h"
 #include "workers.h"
@@ -8,60 +8,6 @@
 
 namespace tl {
 namespace dist {
-
-Napi::Object OptionsArg(const Napi::CallbackInfo& info, size_t i) {
-  if (!info[i].IsObject()) ThrowTypeError(info.Env(), "options: expected an object, got " + Describe(info[i]));
-  return info[i].As<Napi::Object>();
-}
-
-Napi::Value Field(const Napi::Object& o, const char* name) { return o.Get(name); }
-
-std::string StringField(const Napi::Object& o, const char* name) {
-  Napi::Value v = Field(o, name);
-  if (!v.IsString()) ThrowTypeError(o.Env(), std::string(name) + ": expected a string, got " + Describe(v));
-  return v.As<Napi::String>().Utf8Value();
-}
-
-std::string OptionalStringField(const Napi::Object& o, const char* name) {
-  Napi::Value v = Field(o, name);
-  return v.IsUndefined() || v.IsNull() ? std::string() : StringField(o, name);
-}
-
-int64_t IntField(const Napi::Object& o, const char* name, int64_t lo, int64_t hi) {
-  Napi::Value v = Field(o, name);
-  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
-  if (!(d >= static_cast<double>(lo) && d <= static_cast<double>(hi)) || std::floor(d) != d) {
-    ThrowRangeError(o.Env(), std::string(name) + ": expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
-                                 Describe(v));
-  }
-  return static_cast<int64_t>(d);
-}
-
-double NumberField(const Napi::Object& o, const char* name, double fallback) {
-  Napi::Value v = Field(o, name);
-  if (v.IsUndefined()) return fallback;
-  if (!v.IsNumber()) ThrowTypeError(o.Env(), std::string(name) + ": expected a number, got " + Describe(v));
-  return v.As<Napi::Number>().DoubleValue();
-}
-
-bool BoolField(const Napi::Object& o, const char* name) {
-  Napi::Value v = Field(o, name);
-  if (v.IsUndefined()) return false;
-  if (!v.IsBoolean()) ThrowTypeError(o.Env(), std::string(name) + ": expected a boolean, got " + Describe(v));
-  return v.As<Napi::Boolean>().Value();
-}
-
-at::Tensor TensorField(const Napi::Object& o, const char* name) { return TensorValue(o.Env(), Field(o, name), name); }
-
-std::vector<at::Tensor> TensorListField(const Napi::Object& o, const char* name) {
-  Napi::Value v = Field(o, name);
-  if (!v.IsArray()) ThrowTypeError(o.Env(), std::string(name) + ": expected an array of Tensors, got " + Describe(v));
-  Napi::Array a = v.As<Napi::Array>();
-  std::vector<at::Tensor> out;
-  for (uint32_t k = 0; k < a.Length(); ++k)
-    out.push_back(TensorValue(o.Env(), a.Get(k), std::string(name) + "[" + std::to_string(k) + "]"));
-  return out;
-}
 
 std::shared_ptr<Group> GroupArg(const Napi::CallbackInfo& info, size_t i) {
   auto* box = BoxOf<GroupBox>(info.Env(), info[i], kGroupMagic, "group", "a process group");

@@ -1,6 +1,7 @@
 // What the c10d files share (native/dist.cc: process groups and collectives;
 // native/dist_reducer.cc: gradient all-reduces overlapped with backward): a backend's group
-// behind one interface, the handle boxes JS holds, option readers, and the wait on a collective.
+// behind one interface, the handle boxes JS holds, and the wait on a collective (options objects
+// are read with native/options.h).
 #pragma once
 #include <functional>
 #include <memory>
@@ -10,23 +11,13 @@
 
 #include "torch_headers.h"
 #include "errors.h"
+#include "options.h"
 
 namespace tl {
 namespace dist {
 
 using Ms = std::chrono::milliseconds;
 using WorkPtr = c10::intrusive_ptr<c10d::Work>;
-
-// ---- options objects (fields read by name; a wrong type is a TypeError naming the field) ----
-Napi::Object OptionsArg(const Napi::CallbackInfo& info, size_t i);
-Napi::Value Field(const Napi::Object& o, const char* name);
-std::string StringField(const Napi::Object& o, const char* name);
-std::string OptionalStringField(const Napi::Object& o, const char* name);
-int64_t IntField(const Napi::Object& o, const char* name, int64_t lo, int64_t hi);
-double NumberField(const Napi::Object& o, const char* name, double fallback);
-bool BoolField(const Napi::Object& o, const char* name);
-at::Tensor TensorField(const Napi::Object& o, const char* name);
-std::vector<at::Tensor> TensorListField(const Napi::Object& o, const char* name);
 
 /** One collective's work and what must follow it: on the waiting thread, then on the main thread. */
 struct Pending {

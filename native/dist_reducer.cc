@@ -110,17 +110,15 @@ Napi::Value DistReducerNew(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto group = GroupArg(info, 0);
   Napi::Object o = OptionsArg(info, 1);
-  Napi::Value bv = Field(o, "buckets");
+  Napi::Value bv = o.Get("buckets");
   if (!bv.IsArray()) ThrowTypeError(env, "buckets: expected an array of arrays of Tensors, got " + Describe(bv));
   Napi::Array ba = bv.As<Napi::Array>();
   auto reducer = std::make_shared<Reducer>();
   reducer->group = group;
   std::vector<at::Tensor> all;
   for (uint32_t b = 0; b < ba.Length(); ++b) {
-    Napi::Object holder = Napi::Object::New(env);
-    holder.Set("params", ba.Get(b));
     std::string name = "buckets[" + std::to_string(b) + "]";
-    std::vector<at::Tensor> params = TensorListField(holder, "params");
+    std::vector<at::Tensor> params = TensorListValue(env, ba.Get(b), name);
     CheckBucket(env, params, name.c_str());
     if (params.empty()) ThrowError(env, name + ": a bucket holds at least one tensor");
     Reducer::Bucket bucket;
@@ -169,8 +167,8 @@ Napi::Value DistReducerFinish(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::shared_ptr<Reducer> r = ReducerArg(info, 0);
   Napi::Object o = OptionsArg(info, 1);
-  double divisor = NumberField(o, "divisor", 1);
-  bool sync = BoolField(o, "sync");
+  double divisor = NumberOption(o, "divisor", 1);
+  bool sync = BoolOption(o, "sync", false);
   std::vector<WorkPtr> works;
   std::vector<at::Tensor> flats;
   {

@@ -101,21 +101,7 @@ at::Tensor OptionalTensorArg(const Napi::CallbackInfo& info, size_t i, const cha
 }
 
 std::vector<at::Tensor> TensorListArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  Napi::Value v = info[i];
-  if (!v.IsArray()) ThrowTypeError(info.Env(), std::string(name) + ": expected an array of Tensors, got " + Describe(v));
-  Napi::Array a = v.As<Napi::Array>();
-  std::vector<at::Tensor> out;
-  out.reserve(a.Length());
-  for (uint32_t k = 0; k < a.Length(); ++k) {
-    Napi::Value e = a.Get(k);
-    std::string label = std::string(name) + "[" + std::to_string(k) + "]";
-    if (!e.IsExternal()) ThrowTypeError(info.Env(), label + ": expected a Tensor, got " + Describe(e));
-    auto* box = e.As<Napi::External<TensorBox>>().Data();
-    if (box == nullptr || box->magic != kMagic) ThrowTypeError(info.Env(), label + ": expected a Tensor");
-    if (!box->tensor.defined()) ThrowError(info.Env(), label + ": the Tensor was disposed and can no longer be used");
-    out.push_back(box->tensor);
-  }
-  return out;
+  return TensorListValue(info.Env(), info[i], name);
 }
 
 at::Tensor& TensorValue(Napi::Env env, const Napi::Value& v, const std::string& name) {
@@ -124,6 +110,15 @@ at::Tensor& TensorValue(Napi::Env env, const Napi::Value& v, const std::string& 
   if (box == nullptr || box->magic != kMagic) ThrowTypeError(env, name + ": expected a Tensor, got a foreign handle");
   if (!box->tensor.defined()) ThrowError(env, name + ": the Tensor was disposed and can no longer be used");
   return box->tensor;
+}
+
+std::vector<at::Tensor> TensorListValue(Napi::Env env, const Napi::Value& value, const std::string& name) {
+  if (!value.IsArray()) ThrowTypeError(env, name + ": expected an array of Tensors, got " + Describe(value));
+  Napi::Array a = value.As<Napi::Array>();
+  std::vector<at::Tensor> out;
+  out.reserve(a.Length());
+  for (uint32_t k = 0; k < a.Length(); ++k) out.push_back(TensorValue(env, a.Get(k), name + "[" + std::to_string(k) + "]"));
+  return out;
 }
 
 void DisposeHandle(const Napi::CallbackInfo& info, size_t i) {
@@ -149,6 +144,8 @@ void ReportHandle(const Napi::CallbackInfo& info, size_t i) {
   if (box->reportedBytes) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), box->reportedBytes);
 }
 
+// The names lib/dtype.ts defines (it owns their meaning and the wording of a wrong one); here a
+// name is only mapped to libtorch's type, and one that cannot be mapped is refused plainly.
 static const std::pair<const char*, at::ScalarType> kDtypes[] = {
     {"float32", at::kFloat}, {"float64", at::kDouble}, {"float16", at::kHalf}, {"bfloat16", at::kBFloat16},
     {"int64", at::kLong},    {"int32", at::kInt},      {"uint8", at::kByte},   {"bool", at::kBool},
@@ -158,8 +155,7 @@ at::ScalarType ParseDtype(Napi::Env env, const std::string& name, const char* ar
   for (const auto& [n, t] : kDtypes) {
     if (name == n) return t;
   }
-  ThrowTypeError(env, std::string(argName) + ": unknown dtype \"" + name +
-                          "\"; expected one of float32, float64, float16, bfloat16, int64, int32, uint8, bool");
+  ThrowTypeError(env, std::string(argName) + ": unknown dtype \"" + name + "\"");
 }
 
 const char* DtypeName(at::ScalarType type) {
@@ -169,33 +165,23 @@ const char* DtypeName(at::ScalarType type) {
   return c10::toString(type);
 }
 
+// Whether the device exists is worded for users by lib/dtype.ts; here an index past the visible
+// devices is refused plainly rather than handed to libtorch's per-device tables.
 at::Device ParseDevice(Napi::Env env, const std::string& name, const char* argName) {
-  bool isCuda = name == "cuda" || name.rfind("cuda:", 0) == 0;
-  bool wellFormed = name == "cpu" || name == "cuda";
-  int index = -1;
-  if (name.rfind("cuda:", 0) == 0) {
-    std::string idx = name.substr(5);
+  if (name == "cpu") return at::Device(at::kCPU);
+  int index = 0;
+  if (name != "cuda") {
+    const std::string idx = name.rfind("cuda:", 0) == 0 ? name.substr(5) : std::string();
     // Digits only, no leading zero, at most 3: c10 keeps the index in 8 bits, so "cuda:200"
     // would wrap to a negative index if handed to at::Device as text.
-    wellFormed = !idx.empty() && idx.size() < 4 && (idx.size() == 1 || idx[0] != '0') &&
-                 std::all_of(idx.begin(), idx.end(), [](char c) { return c >= '0' && c <= '9'; });
-    if (wellFormed) index = std::stoi(idx);
+    const bool wellFormed = !idx.empty() && idx.size() < 4 && (idx.size() == 1 || idx[0] != '0') &&
+                            std::all_of(idx.begin(), idx.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!wellFormed) ThrowTypeError(env, std::string(argName) + ": unknown device \"" + name + "\"");
+    index = std::stoi(idx);
   }
-  if (!wellFormed) {
-    ThrowTypeError(env, std::string(argName) + ": unknown device \"" + name + "\"; expected \"cpu\", \"cuda\" or \"cuda:N\"");
-  }
-  if (!isCuda) return at::Device(at::kCPU);
-  if (!torch::cuda::is_available()) {
-    ThrowError(env, std::string(argName) + ": CUDA is not available (device \"" + name +
-                        "\"): this libtorch build has no CUDA support or no GPU is visible. "
-                        "Build torch-lora against a CUDA libtorch (see README) or use device \"cpu\".");
-  }
-  const int count = static_cast<int>(torch::cuda::device_count());
-  if (index >= count) {
-    ThrowRangeError(
-        env, std::string(argName) + ": device \"" + name + "\" does not exist; " + std::to_string(count) + " CUDA device(s) are visible");
-  }
-  return index < 0 ? at::Device(at::kCUDA) : at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
+  const int count = torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
+  if (index >= count) ThrowRangeError(env, std::string(argName) + ": no device \"" + name + "\" on this machine");
+  return name == "cuda" ? at::Device(at::kCUDA) : at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 
 std::string DeviceName(const at::Device& device) {

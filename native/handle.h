@@ -15,6 +15,9 @@ at::Tensor& TensorArg(const Napi::CallbackInfo& info, size_t i, const char* name
 /** The tensor behind any JS value (an element of an array argument, say); `name` labels errors. */
 at::Tensor& TensorValue(Napi::Env env, const Napi::Value& value, const std::string& name);
 
+/** Any JS value as an array of handles (a field, or an element of a nested array); `name` labels errors. */
+std::vector<at::Tensor> TensorListValue(Napi::Env env, const Napi::Value& value, const std::string& name);
+
 /** Like TensorArg, but null/undefined gives an undefined tensor. */
 at::Tensor OptionalTensorArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 
@@ -36,11 +39,13 @@ bool PauseExternalReports(bool paused);
 /** Reports the bytes of a handle created while reports were paused (a no-op when already reported). */
 void ReportHandle(const Napi::CallbackInfo& info, size_t i);
 
-/** dtype names as the TypeScript API spells them. */
+/** dtype names as lib/dtype.ts spells them (it checks them and words the errors; a name that
+ * cannot be mapped is refused plainly here). */
 at::ScalarType ParseDtype(Napi::Env env, const std::string& name, const char* argName);
 const char* DtypeName(at::ScalarType type);
 
-/** "cpu", "cuda", "cuda:N"; CUDA on a build or machine without it is a clear error. */
+/** "cpu", "cuda", "cuda:N" (checked and worded by lib/dtype.ts); a CUDA device this machine
+ * does not have is refused plainly. */
 at::Device ParseDevice(Napi::Env env, const std::string& name, const char* argName);
 std::string DeviceName(const at::Device& device);
 

@@ -12,6 +12,7 @@
 // does not rescale the kept entries (PEFT computes the rescaled tensor and discards it).
 #include "handle.h"
 #include "errors.h"
+#include "options.h"
 
 namespace tl {
 namespace {
@@ -27,26 +28,6 @@ struct CombineOptions {
   bool svdFullMatrices = true;
   bool transposeDelta = false;
 };
-
-std::vector<double> NumberList(Napi::Env env, const Napi::Value& v, const std::string& name) {
-  if (!v.IsArray()) ThrowTypeError(env, name + ": expected an array of numbers, got " + Describe(v));
-  Napi::Array a = v.As<Napi::Array>();
-  std::vector<double> out;
-  for (uint32_t i = 0; i < a.Length(); ++i) {
-    Napi::Value e = a.Get(i);
-    if (!e.IsNumber()) ThrowTypeError(env, name + "[" + std::to_string(i) + "]: expected a number, got " + Describe(e));
-    out.push_back(e.As<Napi::Number>().DoubleValue());
-  }
-  return out;
-}
-
-std::vector<at::Tensor> TensorList(Napi::Env env, const Napi::Value& v, const std::string& name) {
-  if (!v.IsArray()) ThrowTypeError(env, name + ": expected an array of tensors, got " + Describe(v));
-  Napi::Array a = v.As<Napi::Array>();
-  std::vector<at::Tensor> out;
-  for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(TensorValue(env, a.Get(i), name + "[" + std::to_string(i) + "]"));
-  return out;
-}
 
 // merge_utils.magnitude_based_pruning: keeps the int(density·numel) entries of largest magnitude.
 at::Tensor MagnitudePrune(const at::Tensor& t, double density) {
@@ -152,16 +133,13 @@ std::pair<at::Tensor, at::Tensor> SvdMerge(const CombineOptions& o) {
 // svdClamp, svdFullMatrices }) -> [A, B] of the combined adapter (new tensors).
 Napi::Value LoraCombineFactors(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) ThrowTypeError(env, "options: expected an object, got " + Describe(info[0]));
-  Napi::Object obj = info[0].As<Napi::Object>();
+  Napi::Object obj = OptionsArg(info, 0);
   CombineOptions o;
-  Napi::Value c = obj.Get("combination");
-  if (!c.IsString()) ThrowTypeError(env, "options.combination: expected a string, got " + Describe(c));
-  o.combination = c.As<Napi::String>().Utf8Value();
-  o.As = TensorList(env, obj.Get("As"), "options.As");
-  o.Bs = TensorList(env, obj.Get("Bs"), "options.Bs");
-  o.weights = NumberList(env, obj.Get("weights"), "options.weights");
-  o.scales = NumberList(env, obj.Get("scales"), "options.scales");
+  o.combination = StringOption(obj, "combination");
+  o.As = TensorListOption(obj, "As");
+  o.Bs = TensorListOption(obj, "Bs");
+  o.weights = NumberListOption(obj, "weights");
+  o.scales = NumberListOption(obj, "scales");
   const size_t n = o.As.size();
   if (n == 0 || o.Bs.size() != n || o.weights.size() != n || o.scales.size() != n) {
     ThrowRangeError(env, "options: As, Bs, weights and scales must be non-empty and of one length");
@@ -173,13 +151,11 @@ Napi::Value LoraCombineFactors(const Napi::CallbackInfo& info) {
                                c10::str(B.sizes()) + " do not fit");
     }
   }
-  Napi::Value rank = obj.Get("rank");
-  if (!rank.IsNumber()) ThrowTypeError(env, "options.rank: expected a number, got " + Describe(rank));
-  o.rank = static_cast<int64_t>(rank.As<Napi::Number>().DoubleValue());
-  if (obj.Get("density").IsNumber()) o.density = obj.Get("density").As<Napi::Number>().DoubleValue();
-  if (obj.Get("majoritySignMethod").IsString()) o.majoritySignMethod = obj.Get("majoritySignMethod").As<Napi::String>().Utf8Value();
-  if (obj.Get("svdClamp").IsNumber()) o.svdClamp = obj.Get("svdClamp").As<Napi::Number>().DoubleValue();
-  if (obj.Has("svdFullMatrices")) o.svdFullMatrices = obj.Get("svdFullMatrices").ToBoolean();
+  o.rank = IntOption(obj, "rank");
+  o.density = NumberOption(obj, "density", o.density);
+  o.majoritySignMethod = OptionalStringOption(obj, "majoritySignMethod").value_or(o.majoritySignMethod);
+  o.svdClamp = NumberOption(obj, "svdClamp", o.svdClamp);
+  o.svdFullMatrices = BoolOption(obj, "svdFullMatrices", o.svdFullMatrices);
 
   torch::NoGradGuard noGrad;
   std::pair<at::Tensor, at::Tensor> AB;

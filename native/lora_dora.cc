@@ -10,7 +10,7 @@
 // Each forward is one native call built from libtorch ops (autograd reaches A, B and m).
 #include "handle.h"
 #include "errors.h"
-#include "option_fields.h"
+#include "options.h"
 #include "lora.h"
 
 namespace tl {
@@ -24,12 +24,12 @@ struct Dora {
 
 Dora DoraArgs(Napi::Env env, const Napi::Object& o, bool embedding) {
   Dora d;
-  d.weight = TensorField(o, "weight");
-  d.A = TensorField(o, "A");
-  d.B = TensorField(o, "B");
-  d.scale = NumberField(o, "scale");
+  d.weight = TensorOption(o, "weight");
+  d.A = TensorOption(o, "A");
+  d.B = TensorOption(o, "B");
+  d.scale = NumberOption(o, "scale");
   d.transposed = embedding || o.Get("fanInFanOut").ToBoolean();
-  if (o.Has("magnitude") && !o.Get("magnitude").IsUndefined()) d.magnitude = TensorField(o, "magnitude");
+  d.magnitude = OptionalTensorOption(o, "magnitude");
   const at::Tensor& w = d.weight;
   if (w.dim() != 2) ThrowRangeError(env, "options.weight: expected a 2-D weight, got shape " + c10::str(w.sizes()));
   const int64_t out = d.transposed ? w.size(1) : w.size(0), in = d.transposed ? w.size(0) : w.size(1);
@@ -56,7 +56,7 @@ at::Tensor WeightNorm(const Dora& d) {
 
 // loraDoraMagnitude({ weight, A, B, scale, fanInFanOut, embedding }) -> m = ‖W + s·B·A‖ (the init).
 Napi::Value LoraDoraMagnitude(const Napi::CallbackInfo& info) {
-  Napi::Object o = OptionsObjectArg(info, 0, "options");
+  Napi::Object o = OptionsArg(info, 0);
   Dora d = DoraArgs(info.Env(), o, o.Get("embedding").ToBoolean());
   return WrapTensor(info.Env(), WeightNorm(d).to(d.weight.scalar_type()).contiguous());
 }
@@ -64,12 +64,12 @@ Napi::Value LoraDoraMagnitude(const Napi::CallbackInfo& info) {
 // loraDoraLinear({ x, weight, bias, fanInFanOut, training, A, B, magnitude, scale, dropout }) -> y
 Napi::Value LoraDoraLinear(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object o = OptionsObjectArg(info, 0, "options");
+  Napi::Object o = OptionsArg(info, 0);
   Dora d = DoraArgs(env, o, false);
   if (!d.magnitude.defined()) ThrowTypeError(env, "options.magnitude: expected a tensor");
-  at::Tensor& x = TensorField(o, "x");
-  at::Tensor bias = o.Get("bias").IsNull() || o.Get("bias").IsUndefined() ? at::Tensor() : TensorField(o, "bias");
-  const double dropout = NumberField(o, "dropout");
+  at::Tensor& x = TensorOption(o, "x");
+  at::Tensor bias = OptionalTensorOption(o, "bias");
+  const double dropout = NumberOption(o, "dropout");
   const bool training = o.Get("training").ToBoolean();
   const at::Tensor Wt = OutIn(d, d.weight);
   if (x.dim() < 1 || x.size(-1) != Wt.size(1))
@@ -88,12 +88,12 @@ Napi::Value LoraDoraLinear(const Napi::CallbackInfo& info) {
 // loraDoraEmbedding({ ids, weight, paddingIdx, A, B, magnitude, scale }) -> y
 Napi::Value LoraDoraEmbedding(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object o = OptionsObjectArg(info, 0, "options");
+  Napi::Object o = OptionsArg(info, 0);
   Dora d = DoraArgs(env, o, true);
   if (!d.magnitude.defined()) ThrowTypeError(env, "options.magnitude: expected a tensor");
-  at::Tensor& ids = TensorField(o, "ids");
+  at::Tensor& ids = TensorOption(o, "ids");
   if (ids.scalar_type() != at::kLong && ids.scalar_type() != at::kInt) ThrowTypeError(env, "ids: expected an integer tensor");
-  const int64_t padding = static_cast<int64_t>(NumberField(o, "paddingIdx"));
+  const int64_t padding = IntOption(o, "paddingIdx");
   const int64_t V = d.weight.size(0);
   if (ids.numel() > 0) {
     const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
@@ -110,7 +110,7 @@ Napi::Value LoraDoraEmbedding(const Napi::CallbackInfo& info) {
 // loraDoraMerge({ weight, A, B, magnitude, scale, fanInFanOut, embedding, safe, keepBackup }) -> backup | null
 Napi::Value LoraDoraMerge(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object o = OptionsObjectArg(info, 0, "options");
+  Napi::Object o = OptionsArg(info, 0);
   Dora d = DoraArgs(env, o, o.Get("embedding").ToBoolean());
   if (!d.magnitude.defined()) ThrowTypeError(env, "options.magnitude: expected a tensor");
   const bool safe = o.Get("safe").ToBoolean(), keepBackup = o.Get("keepBackup").ToBoolean();

@@ -7,7 +7,7 @@
 // memory safe (shapes of the tensors it writes).
 #include "handle.h"
 #include "errors.h"
-#include "option_fields.h"
+#include "options.h"
 
 namespace tl {
 namespace {
@@ -90,16 +90,14 @@ std::pair<at::Tensor, at::Tensor> OrthogonalFactors(int64_t in, int64_t out, int
 // B (out, r) in place; for "pissa" and "olora" writes the residual into weight.
 Napi::Value LoraInitFromWeight(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object o = OptionsObjectArg(info, 0, "options");
+  Napi::Object o = OptionsArg(info, 0);
   InitOptions opt;
-  opt.weight = TensorField(o, "weight");
-  opt.A = TensorField(o, "A");
-  opt.B = TensorField(o, "B");
-  Napi::Value method = o.Get("method");
-  if (!method.IsString()) ThrowTypeError(env, "options.method: expected a string, got " + Describe(method));
-  opt.method = method.As<Napi::String>().Utf8Value();
-  opt.niter = static_cast<int64_t>(NumberField(o, "niter"));
-  opt.scale = NumberField(o, "scale");
+  opt.weight = TensorOption(o, "weight");
+  opt.A = TensorOption(o, "A");
+  opt.B = TensorOption(o, "B");
+  opt.method = StringOption(o, "method");
+  opt.niter = IntOption(o, "niter");
+  opt.scale = NumberOption(o, "scale");
   opt.fanInFanOut = o.Get("fanInFanOut").ToBoolean();
 
   const at::Tensor& w = opt.weight;

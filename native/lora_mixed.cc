@@ -8,44 +8,10 @@
 #include "handle.h"
 #include "errors.h"
 #include "lookup.h"
+#include "options.h"
 
 namespace tl {
 namespace {
-
-Napi::Value Field(const Napi::Object& o, const char* name) { return o.Get(name); }
-
-at::Tensor TensorField(Napi::Env env, const Napi::Object& o, const char* name) { return TensorValue(env, Field(o, name), name); }
-
-std::vector<at::Tensor> TensorListField(Napi::Env env, const Napi::Object& o, const char* name) {
-  Napi::Value v = Field(o, name);
-  if (!v.IsArray()) ThrowTypeError(env, std::string(name) + ": expected an array of tensors, got " + Describe(v));
-  Napi::Array a = v.As<Napi::Array>();
-  std::vector<at::Tensor> out;
-  out.reserve(a.Length());
-  for (uint32_t k = 0; k < a.Length(); ++k) out.push_back(TensorValue(env, a.Get(k), std::string(name) + "[" + std::to_string(k) + "]"));
-  return out;
-}
-
-std::vector<double> NumberListField(Napi::Env env, const Napi::Object& o, const char* name) {
-  Napi::Value v = Field(o, name);
-  if (!v.IsArray()) ThrowTypeError(env, std::string(name) + ": expected an array of numbers, got " + Describe(v));
-  Napi::Array a = v.As<Napi::Array>();
-  std::vector<double> out(a.Length());
-  for (uint32_t k = 0; k < a.Length(); ++k) {
-    Napi::Value e = a.Get(k);
-    if (!e.IsNumber()) ThrowTypeError(env, std::string(name) + "[" + std::to_string(k) + "]: expected a number, got " + Describe(e));
-    out[k] = e.As<Napi::Number>().DoubleValue();
-  }
-  return out;
-}
-
-Napi::Object ObjectArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (info.Length() <= i || !info[i].IsObject()) {
-    ThrowTypeError(info.Env(), std::string(name) + ": expected an options object, got " +
-                                   Describe(info.Length() > i ? info[i] : info.Env().Undefined()));
-  }
-  return info[i].As<Napi::Object>();
-}
 
 /** The adapters of one layer as the mixed kernels see them: (A, B) pairs and their scales. */
 struct Adapters {
@@ -55,8 +21,8 @@ struct Adapters {
 
 Adapters AdaptersField(Napi::Env env, const Napi::Object& o) {
   Adapters a;
-  std::vector<at::Tensor> factors = TensorListField(env, o, "factors");
-  a.scale = NumberListField(env, o, "scales");
+  std::vector<at::Tensor> factors = TensorListOption(o, "factors");
+  a.scale = NumberListOption(o, "scales");
   if (factors.size() != 2 * a.scale.size()) {
     ThrowRangeError(env, "factors: expected an (A, B) pair per scale (" + std::to_string(2 * a.scale.size()) + " tensors), got " +
                              std::to_string(factors.size()));
@@ -70,7 +36,7 @@ Adapters AdaptersField(Napi::Env env, const Napi::Object& o) {
 
 // Row → adapter index (-1: no adapter). Memory safety hinges on these being in range.
 std::vector<int64_t> RowsField(Napi::Env env, const Napi::Object& o, size_t adapters, int64_t batch) {
-  std::vector<double> raw = NumberListField(env, o, "rows");
+  std::vector<double> raw = NumberListOption(o, "rows");
   if (static_cast<int64_t>(raw.size()) != batch) {
     ThrowRangeError(
         env, "rows: expected one adapter index per row of the batch (" + std::to_string(batch) + "), got " + std::to_string(raw.size()));
@@ -198,13 +164,10 @@ at::Tensor BaseLinear(const at::Tensor& x, const at::Tensor& w, const at::Tensor
 // loraMixedLinear({ input, weight, bias, fanInFanOut, factors, scales, rows })
 Napi::Value LoraMixedLinear(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object o = ObjectArg(info, 0, "options");
-  at::Tensor x = TensorField(env, o, "input"), w = TensorField(env, o, "weight");
-  Napi::Value biasValue = Field(o, "bias");
-  at::Tensor b = biasValue.IsNull() || biasValue.IsUndefined() ? at::Tensor() : TensorValue(env, biasValue, "bias");
-  Napi::Value fiofValue = Field(o, "fanInFanOut");
-  if (!fiofValue.IsBoolean()) ThrowTypeError(env, "fanInFanOut: expected a boolean, got " + Describe(fiofValue));
-  const bool fiof = fiofValue.As<Napi::Boolean>().Value();
+  Napi::Object o = OptionsArg(info, 0);
+  at::Tensor x = TensorOption(o, "input"), w = TensorOption(o, "weight");
+  at::Tensor b = OptionalTensorOption(o, "bias");
+  const bool fiof = BoolOption(o, "fanInFanOut");
   if (w.dim() != 2) ThrowRangeError(env, "weight: expected a 2-D weight, got shape " + c10::str(w.sizes()));
   const int64_t in = fiof ? w.size(0) : w.size(1), out = fiof ? w.size(1) : w.size(0);
   if (x.dim() < 2 || x.size(-1) != in) {
@@ -234,11 +197,9 @@ Napi::Value LoraMixedLinear(const Napi::CallbackInfo& info) {
 // loraMixedEmbedding({ ids, weight, paddingIdx, factors, scales, rows })
 Napi::Value LoraMixedEmbedding(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object o = ObjectArg(info, 0, "options");
-  at::Tensor ids = TensorField(env, o, "ids"), w = TensorField(env, o, "weight");
-  Napi::Value padValue = Field(o, "paddingIdx");
-  if (!padValue.IsNumber()) ThrowTypeError(env, "paddingIdx: expected a number, got " + Describe(padValue));
-  const int64_t padding = padValue.As<Napi::Number>().Int64Value();
+  Napi::Object o = OptionsArg(info, 0);
+  at::Tensor ids = TensorOption(o, "ids"), w = TensorOption(o, "weight");
+  const int64_t padding = IntOption(o, "paddingIdx");
   if (w.dim() != 2) ThrowRangeError(env, "weight: expected a 2-D weight, got shape " + c10::str(w.sizes()));
   CheckTokenIds(env, ids, w.size(0));
   if (ids.dim() < 1) ThrowRangeError(env, "ids: expected shape (rows, ...), got a scalar");

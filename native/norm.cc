@@ -3,7 +3,9 @@
 // Shape and dtype checks with their wording live in lib/norm.ts; these check memory safety.
 #include <c10/util/Optional.h>
 
-#include "option_fields.h"
+#include "errors.h"
+#include "handle.h"
+#include "options.h"
 
 namespace tl {
 namespace {
@@ -34,11 +36,11 @@ void CheckAffine(Napi::Env env, const at::Tensor& p, const char* name, const std
 
 // layerNorm({ input, normalizedShape, weight?, bias?, eps })
 Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
-  Napi::Object o = OptionsObjectArg(info, 0, "options");
-  at::Tensor& x = TensorField(o, "input");
-  std::vector<int64_t> shape = ShapeField(o, "normalizedShape");
-  at::Tensor w = OptionalTensorField(o, "weight"), b = OptionalTensorField(o, "bias");
-  const double eps = NumberField(o, "eps");
+  Napi::Object o = OptionsArg(info, 0);
+  at::Tensor& x = TensorOption(o, "input");
+  std::vector<int64_t> shape = ShapeOption(o, "normalizedShape");
+  at::Tensor w = OptionalTensorOption(o, "weight"), b = OptionalTensorOption(o, "bias");
+  const double eps = NumberOption(o, "eps");
   TrailingDims(info.Env(), x, shape);
   CheckAffine(info.Env(), w, "weight", shape);
   CheckAffine(info.Env(), b, "bias", shape);
@@ -90,11 +92,11 @@ struct RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
 // rmsNorm({ input, normalizedShape, weight?, eps }): half and bfloat16 inputs are normalized in
 // fp32 and rounded back before the weight multiplies, as transformers' LlamaRMSNorm does.
 Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
-  Napi::Object o = OptionsObjectArg(info, 0, "options");
-  at::Tensor& x = TensorField(o, "input");
-  std::vector<int64_t> shape = ShapeField(o, "normalizedShape");
-  at::Tensor w = OptionalTensorField(o, "weight");
-  const double eps = NumberField(o, "eps");
+  Napi::Object o = OptionsArg(info, 0);
+  at::Tensor& x = TensorOption(o, "input");
+  std::vector<int64_t> shape = ShapeOption(o, "normalizedShape");
+  at::Tensor w = OptionalTensorOption(o, "weight");
+  const double eps = NumberOption(o, "eps");
   TrailingDims(info.Env(), x, shape);
   CheckAffine(info.Env(), w, "weight", shape);
   if (!x.is_floating_point()) ThrowTypeError(info.Env(), "input: expected a floating-point tensor");

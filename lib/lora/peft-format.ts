@@ -7,6 +7,7 @@
  */
 import * as fs from "fs";
 import * as path from "path";
+import { isFloatingDtype } from "../dtype";
 import { ConfigError, FormatError, describe } from "../errors";
 import { loadSafetensors, loadSafetensorsSync, saveSafetensors, saveSafetensorsSync, writeFileAtomic, writeFileAtomicSync } from "../io";
 import { findFolderOrBackup, replaceFolder, replaceFolderSync } from "../io/atomic-folder";
@@ -39,7 +40,6 @@ import {
 
 // PEFT's safetensors writer stores this; transformers' loaders check it.
 const WEIGHTS_METADATA = { format: "pt" };
-const FLOAT_DTYPES = new Set(["float32", "float64", "float16", "bfloat16"]);
 
 /** Options of {@link saveAdapter}. */
 export interface SaveAdapterOptions {
@@ -340,7 +340,7 @@ export function planLoad(model: Module, config: ResolvedLoraConfig, name: string
     if (!t) continue;
     if (t.shape.join() !== s.shape.join())
       problems.push(`${s.key}: shape ${shapeText(t.shape)} in the file, ${shapeText(s.shape)} expected by the model and config`);
-    else if (!FLOAT_DTYPES.has(t.dtype)) problems.push(`${s.key}: dtype ${t.dtype}, expected a floating dtype`);
+    else if (!isFloatingDtype(t.dtype)) problems.push(`${s.key}: dtype ${t.dtype}, expected a floating dtype`);
   }
   if (problems.length) throw new FormatError(`${loc.weightsPath}: does not fit the model: ${problems.join("; ")}`);
   return slots;
