@@ -123,7 +123,13 @@ export class Tensor {
   }
   /** The single value of a one-element tensor. */
   item(): number {
-    return native.item(this.#h);
+    try {
+      return native.item(this.#h);
+    } catch (e) {
+      const n = this.numel;
+      if (n !== 1) throw new RangeError(`item(): the tensor must hold exactly one element, it holds ${n}`);
+      throw e;
+    }
   }
   /** The raw little-endian element bytes, copied into a Buffer. */
   toBytes(): Buffer {
@@ -417,6 +423,7 @@ export class Tensor {
   }
   /** Zeroes elements with probability `p` and scales the rest by 1/(1-p) when `train` is true. */
   dropout(p: number, train = true): Tensor {
+    if (typeof p === "number" && !(p >= 0 && p <= 1)) throw new RangeError(`p: dropout probability must be in [0, 1], got ${describe(p)}`);
     try {
       return new Tensor(native.dropout(this.#h, p, train));
     } catch (e) {
@@ -876,6 +883,12 @@ export class Tensor {
   /** True when `|this - other| <= atol + rtol·|other|` everywhere. */
   allclose(other: Tensor, options: { rtol?: number; atol?: number } = {}): boolean {
     const { rtol = 1e-5, atol = 1e-8 } = optionsObject(options);
+    for (const [name, v] of [
+      ["rtol", rtol],
+      ["atol", atol],
+    ] as const) {
+      if (typeof v === "number" && !(v >= 0 && Number.isFinite(v))) throw new RangeError(`${name}: expected a finite number >= 0, got ${describe(v)}`);
+    }
     return native.allclose(this.#h, handleOf(other, "other"), { rtol, atol });
   }
   /** True when shape, dtype, device and every value are the same (bit-exact for floats except NaN). */
@@ -1125,6 +1138,7 @@ export function arange(start: number, end?: number, step = 1, options: TensorOpt
   ] as const) {
     if (typeof v !== "number" || !Number.isFinite(v)) throw new TypeError(`${name}: expected a finite number, got ${describe(v)}`);
   }
+  if (step === 0) throw new RangeError(`step: must be a finite non-zero number, got ${describe(step)}`);
   const integral = [start, end, step].every(Number.isInteger);
   const o = defaults({ ...options, dtype: options.dtype ?? (integral ? "int64" : "float32") });
   checkGradDtype(o.requiresGrad, o.dtype);

@@ -42,11 +42,11 @@ const CASES: Case[] = [
   ],
   ["reshape to 1e300", () => zeros([2]).reshape([1e300]), /shape\[0\]: expected an integer, got 1e\+300/, "TypeError"],
   // NaN hyper-parameters and tolerances
-  ["allclose rtol NaN", () => zeros([1]).allclose(zeros([1]), { rtol: NaN }), /rtol: expected a finite number >= 0, got nan/, "RangeError"],
+  ["allclose rtol NaN", () => zeros([1]).allclose(zeros([1]), { rtol: NaN }), /rtol: expected a finite number >= 0, got NaN/, "RangeError"],
   [
     "labelSmoothing NaN",
     () => crossEntropy(zeros([2, 3]), ids([0, 1]), { labelSmoothing: NaN }),
-    /labelSmoothing: expected a number in \[0, 1\], got nan/,
+    /labelSmoothing: expected a number in \[0, 1\], got NaN/,
     "RangeError",
   ],
   ["mseLoss shapes differ", () => mseLoss(zeros([2, 3]), zeros([3])), /target: expected the shape of input \[2, 3\], got \[3\]/, "RangeError"],
