@@ -16,6 +16,7 @@ import {
   dimsRule,
   expandRule,
   firstRule,
+  formatShape,
   indexDtypeRule,
   inPlaceBroadcastRule,
   joinRule,
@@ -618,6 +619,7 @@ export class Tensor {
    * bounds mean the ends, negative bounds count from the end, out-of-range bounds are clamped.
    */
   slice(dim: number, start: number | null = null, end: number | null = null, step = 1): Tensor {
+    if (Number.isInteger(step) && step <= 0) throw this.#notPositive("slice", "step", step);
     try {
       return new Tensor(native.slice(this.#h, { dim, start: start ?? null, end: end ?? null, step }));
     } catch (e) {
@@ -626,6 +628,8 @@ export class Tensor {
   }
   /** Splits along `dim` into pieces of `splitSize` (the last may be smaller) or of the listed sizes (views). */
   split(splitSizeOrSections: number | readonly number[], dim = 0): Tensor[] {
+    const size = splitSizeOrSections;
+    if (typeof size === "number" && Number.isInteger(size) && size <= 0) throw this.#notPositive("split", "splitSizeOrSections", size);
     try {
       return native.split(this.#h, splitSizeOrSections as number | number[], dim).map(wrap);
     } catch (e) {
@@ -640,11 +644,17 @@ export class Tensor {
   }
   /** Splits along `dim` into `chunks` pieces of equal size (the last may be smaller; fewer when the size is small). */
   chunk(chunks: number, dim = 0): Tensor[] {
+    if (Number.isInteger(chunks) && chunks <= 0) throw this.#notPositive("chunk", "chunks", chunks);
     try {
       return native.chunk(this.#h, chunks, dim).map(wrap);
     } catch (e) {
       throw fail("chunk", e, [["self", this]], [dim], dimRule);
     }
+  }
+
+  /** The RangeError of `op` for an integer argument that must be positive. */
+  #notPositive(op: string, arg: string, value: number): RangeError {
+    return new RangeError(`${op}: ${arg}: expected a positive integer, got ${value} (shapes: self ${formatShape(this.shape)})`);
   }
 
   // ---- indexing ----
@@ -1157,6 +1167,7 @@ export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
 
 function join(op: "cat" | "stack", fn: (ts: NativeTensor[], dim: number) => NativeTensor, tensors: readonly Tensor[], dim: number): Tensor {
   if (!Array.isArray(tensors)) throw new TypeError(`${op}: tensors: expected an array of Tensors, got ${describe(tensors)}`);
+  if (tensors.length === 0) throw new RangeError(`${op}: tensors: expected at least one Tensor, got an empty array`);
   try {
     return new Tensor(
       fn(

@@ -104,7 +104,6 @@ Napi::Value Narrow(const Napi::CallbackInfo& info) {
 
 Napi::Value Cat(const Napi::CallbackInfo& info) {
   std::vector<at::Tensor> parts = TensorListArg(info, 0, "tensors");
-  if (parts.empty()) ThrowRangeError(info.Env(), "tensors: expected at least one Tensor, got an empty array");
   return WrapTensor(info.Env(), at::cat(parts, IntArg(info, 1, "dim")));
 }
 

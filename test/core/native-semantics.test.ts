@@ -36,6 +36,12 @@ const REFUSED: [name: string, call: () => unknown, libtorchSays: RegExp][] = [
   ["kaiming on a vector", () => native.initKaimingUniform(h(zeros([3])), { a: 0, mode: "fan_in", nonlinearity: "leaky_relu" }), /2 dimensions|dimensions/],
   ["kaiming a NaN", () => native.initKaimingNormal(h(zeros([2, 2])), { a: NaN, mode: "fan_in", nonlinearity: "leaky_relu" }), /std/],
   ["SiLU on int64", () => native.siluActivation(h(zeros([3], { dtype: "int64" }))), /not implemented for 'Long'/],
+  ["split size 0", () => native.split(h(zeros([3])), 0, 0), /split_size can only be 0/],
+  ["split size -1", () => native.split(h(zeros([3])), -1, 0), /non-negative/],
+  ["chunk count 0", () => native.chunk(h(zeros([3])), 0, 0), /greater than 0/],
+  ["slice step 0", () => native.slice(h(zeros([3])), { dim: 0, start: null, end: null, step: 0 }), /slice step must be positive/],
+  ["cat of nothing", () => native.cat([], 0), /non-empty/],
+  ["stack of nothing", () => native.stack([], 0), /non-empty/],
 ];
 
 describe("a direct native call with a semantic bad value gets libtorch's error, not a crash", () => {
