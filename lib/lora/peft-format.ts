@@ -7,6 +7,7 @@
  */
 import * as fs from "fs";
 import * as path from "path";
+import { isFloatingDtype } from "../dtype";
 import { ConfigError, FormatError, describe } from "../errors";
 import { loadSafetensors, loadSafetensorsSync, saveSafetensors, saveSafetensorsSync, writeFileAtomic, writeFileAtomicSync } from "../io";
 import { findFolderOrBackup, replaceFolder, replaceFolderSync } from "../io/atomic-folder";
@@ -15,7 +16,7 @@ import { TwinBody, runAsync, runSync, step } from "../sync-or-async";
 import { Conv1D, Embedding } from "../nn/layers";
 import { Module, copyInto } from "../nn/module";
 import { splitModulePath } from "../nn/module-paths";
-import { Tensor, noGrad } from "../tensor";
+import { Tensor, noGrad, optionsObject } from "../tensor";
 import { LoraConfig, ResolvedLoraConfig, layerSettings } from "./config";
 import { LoraEmbedding, LoraLayer, LoraLinear } from "./layers";
 import { AdapterOptions, LoraModel, injectAdapter } from "./model";
@@ -39,7 +40,6 @@ import {
 
 // PEFT's safetensors writer stores this; transformers' loaders check it.
 const WEIGHTS_METADATA = { format: "pt" };
-const FLOAT_DTYPES = new Set(["float32", "float64", "float16", "bfloat16"]);
 
 /** Options of {@link saveAdapter}. */
 export interface SaveAdapterOptions {
@@ -89,7 +89,7 @@ interface SavePlan {
 }
 
 function adapterNamesToSave(model: LoraModel, options: SaveAdapterOptions): string[] {
-  if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
+  optionsObject(options);
   const requested = options.adapterName ?? model.adapterNames;
   const names = typeof requested === "string" ? [requested] : requested;
   if (!Array.isArray(names) || names.length === 0) {
@@ -340,7 +340,7 @@ export function planLoad(model: Module, config: ResolvedLoraConfig, name: string
     if (!t) continue;
     if (t.shape.join() !== s.shape.join())
       problems.push(`${s.key}: shape ${shapeText(t.shape)} in the file, ${shapeText(s.shape)} expected by the model and config`);
-    else if (!FLOAT_DTYPES.has(t.dtype)) problems.push(`${s.key}: dtype ${t.dtype}, expected a floating dtype`);
+    else if (!isFloatingDtype(t.dtype)) problems.push(`${s.key}: dtype ${t.dtype}, expected a floating dtype`);
   }
   if (problems.length) throw new FormatError(`${loc.weightsPath}: does not fit the model: ${problems.join("; ")}`);
   return slots;
@@ -348,7 +348,7 @@ export function planLoad(model: Module, config: ResolvedLoraConfig, name: string
 
 function checkLoadArgs(model: unknown, options: LoadAdapterOptions): { name: string; trainable: boolean; adapterOptions: AdapterOptions } {
   if (!(model instanceof Module)) throw new TypeError(`model: expected an nn.Module or a LoraModel, got ${describe(model)}`);
-  if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
+  optionsObject(options);
   const name = checkAdapterName(options.adapterName ?? "default");
   if (model instanceof LoraModel && model.adapterNames.includes(name)) {
     throw new ConfigError(`adapterName: the model already has an adapter called "${name}"; pass another adapterName or deleteAdapter("${name}") first`);

@@ -4,7 +4,7 @@
  * when fan_in_fan_out) or `W += s·(B·A)ᵀ` (Embedding), through the same native kernel as
  * `LoraModel.merge`, so half-precision weights are merged in fp32 and rounded once.
  */
-import { Dtype } from "../dtype";
+import { Dtype, isFloatingDtype } from "../dtype";
 import { ConfigError, FormatError } from "../errors";
 import { Tensor, handleOf } from "../tensor";
 import { ResolvedLoraConfig, layerSettings } from "./config";
@@ -34,8 +34,6 @@ export interface AdapterModuleInfo {
   shapeB: number[];
   dtype: Dtype | null;
 }
-
-const FLOATING: readonly string[] = ["float32", "float64", "float16", "bfloat16"];
 
 /**
  * Lists the adapted modules of an adapter from its tensor names and shapes, with rank, alpha
@@ -81,7 +79,7 @@ export function describeAdapterModules(config: ResolvedLoraConfig, tensors: Tens
       throw new FormatError(`${file}: ${keyA} has shape [${A.shape.join(", ")}] and ${keyB} has shape [${B.shape.join(", ")}]; expected (r, in) and (out, r)`);
     }
     for (const t of [A, B]) {
-      if (t.dtype === null || !FLOATING.includes(t.dtype))
+      if (t.dtype === null || !isFloatingDtype(t.dtype))
         throw new FormatError(`${file}: ${t.name} has dtype ${t.dtype ?? "unsupported"}, expected a floating dtype`);
     }
     const { r, alpha, scale } = layerSettings(config, p);
@@ -195,7 +193,7 @@ export function planWeightMerge(base: TensorShapeInfo[], modules: AdapterModuleI
     } else {
       transposed = linearOrientation(m, baseKey, w.shape, known, file);
     }
-    if (w.dtype === null || !FLOATING.includes(w.dtype))
+    if (w.dtype === null || !isFloatingDtype(w.dtype))
       throw new ConfigError(`${file}: ${baseKey} has dtype ${w.dtype ?? "unsupported"}; only floating weights can be merged`);
     return { module: m, baseKey, transposed };
   });
@@ -243,7 +241,7 @@ export function mergeWeights(
   });
   if (target) {
     for (const [k, t] of Object.entries(out)) {
-      if (!touched.has(k) && FLOATING.includes(t.dtype) && t.dtype !== target) {
+      if (!touched.has(k) && isFloatingDtype(t.dtype) && t.dtype !== target) {
         out[k] = t.to({ dtype: target });
         touched.add(k);
       }
