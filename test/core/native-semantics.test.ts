@@ -42,6 +42,8 @@ const REFUSED: [name: string, call: () => unknown, libtorchSays: RegExp][] = [
   ["slice step 0", () => native.slice(h(zeros([3])), { dim: 0, start: null, end: null, step: 0 }), /slice step must be positive/],
   ["cat of nothing", () => native.cat([], 0), /non-empty/],
   ["stack of nothing", () => native.stack([], 0), /non-empty/],
+  ["linear float64 input, float32 weight", () => native.linear(h(zeros([1, 4], { dtype: "float64" })), h(zeros([2, 4])), null), /scalar type|dtype/],
+  ["linear float16 input, float32 weight", () => native.linear(h(zeros([1, 4], { dtype: "float16" })), h(zeros([2, 4])), null), /scalar type|dtype|Half/],
 ];
 
 describe("a direct native call with a semantic bad value gets libtorch's error, not a crash", () => {

@@ -80,6 +80,24 @@ const CASES: Case[] = [
     "TypeError",
   ],
   [
+    "Linear with a float64 bias, 1-D input (ATen would promote)",
+    () => Object.assign(new nn.Linear(4, 2), { bias: zeros([2], { dtype: "float64" }) }).forward(zeros([4])),
+    /bias: expected dtype float32 \(the layer weight's dtype\), got float64/,
+    "TypeError",
+  ],
+  [
+    "Linear with a 1-D weight (ATen would take a dot product)",
+    () => Object.assign(new nn.Linear(4, 2, { bias: false }), { weight: zeros([4]) }).forward(zeros([3, 4])),
+    /weight: expected a matrix \(out_features, in_features\), got shape \[4\]/,
+    "RangeError",
+  ],
+  [
+    "Linear given 3 features for 4",
+    () => new nn.Linear(4, 2).forward(zeros([2, 3])),
+    /input: expected last dimension 4 \(in_features\), got shape \[2, 3\]/,
+    "RangeError",
+  ],
+  [
     "matmul float32 x float64",
     () => zeros([2, 2]).matmul(zeros([2, 2], { dtype: "float64" })),
     /other: expected dtype float32 \(the dtype of self\), got float64/,
