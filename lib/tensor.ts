@@ -448,6 +448,7 @@ export class Tensor {
       native.add_(this.#h, operand(other), alpha);
       return this;
     } catch (e) {
+      if (!(e instanceof TypeError)) this.#refuseLeafWrite("add_");
       throw fail(
         "add_",
         e,
@@ -466,6 +467,7 @@ export class Tensor {
       native.mul_(this.#h, operand(other));
       return this;
     } catch (e) {
+      if (!(e instanceof TypeError)) this.#refuseLeafWrite("mul_");
       throw fail(
         "mul_",
         e,
@@ -484,6 +486,7 @@ export class Tensor {
       native.copy_(this.#h, handleOf(src, "src"));
       return this;
     } catch (e) {
+      if (!(e instanceof TypeError)) this.#refuseLeafWrite("copy_");
       throw fail(
         "copy_",
         e,
@@ -502,7 +505,14 @@ export class Tensor {
       native.zero_(this.#h);
       return this;
     } catch (e) {
+      this.#refuseLeafWrite("zero_");
       throw fail("zero_", e, [["self", this]]);
+    }
+  }
+  /** After a failed in-place op: libtorch's refusal to write a leaf that requires grad names no op. */
+  #refuseLeafWrite(op: string): void {
+    if (isGradEnabled() && this.requiresGrad && this.isLeaf) {
+      throw new Error(`${op}: cannot modify a leaf Tensor that requires grad in place (autograd needs its value); do it inside noGrad(), or use the out-of-place op`);
     }
   }
 

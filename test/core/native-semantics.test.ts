@@ -45,6 +45,8 @@ const REFUSED: [name: string, call: () => unknown, libtorchSays: RegExp][] = [
   ["linear float64 input, float32 weight", () => native.linear(h(zeros([1, 4], { dtype: "float64" })), h(zeros([2, 4])), null), /scalar type|dtype/],
   ["linear float16 input, float32 weight", () => native.linear(h(zeros([1, 4], { dtype: "float16" })), h(zeros([2, 4])), null), /scalar type|dtype|Half/],
   ["rmsNorm of int64", () => native.rmsNorm({ input: h(zeros([2, 4], { dtype: "int64" })), normalizedShape: [4], weight: null, eps: 1e-6 }), /Long|dtype/],
+  ["add_ on a leaf that requires grad", () => native.add_(h(tensor([1, 2], { requiresGrad: true })), 1, 1), /leaf Variable that requires grad/],
+  ["zero_ on a leaf that requires grad", () => native.zero_(h(tensor([1, 2], { requiresGrad: true }))), /leaf Variable that requires grad/],
 ];
 
 describe("a direct native call with a semantic bad value gets libtorch's error, not a crash", () => {
