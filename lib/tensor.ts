@@ -512,7 +512,9 @@ export class Tensor {
   /** After a failed in-place op: libtorch's refusal to write a leaf that requires grad names no op. */
   #refuseLeafWrite(op: string): void {
     if (isGradEnabled() && this.requiresGrad && this.isLeaf) {
-      throw new Error(`${op}: cannot modify a leaf Tensor that requires grad in place (autograd needs its value); do it inside noGrad(), or use the out-of-place op`);
+      throw new Error(
+        `${op}: cannot modify a leaf Tensor that requires grad in place (autograd needs its value); do it inside noGrad(), or use the out-of-place op`,
+      );
     }
   }
 
