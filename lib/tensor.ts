@@ -448,7 +448,7 @@ export class Tensor {
       native.add_(this.#h, operand(other), alpha);
       return this;
     } catch (e) {
-      if (!(e instanceof TypeError)) this.#refuseLeafWrite("add_");
+      if ((e as Error)?.name !== "TypeError") this.#refuseLeafWrite("add_");
       throw fail(
         "add_",
         e,
@@ -467,7 +467,7 @@ export class Tensor {
       native.mul_(this.#h, operand(other));
       return this;
     } catch (e) {
-      if (!(e instanceof TypeError)) this.#refuseLeafWrite("mul_");
+      if ((e as Error)?.name !== "TypeError") this.#refuseLeafWrite("mul_");
       throw fail(
         "mul_",
         e,
@@ -486,7 +486,7 @@ export class Tensor {
       native.copy_(this.#h, handleOf(src, "src"));
       return this;
     } catch (e) {
-      if (!(e instanceof TypeError)) this.#refuseLeafWrite("copy_");
+      if ((e as Error)?.name !== "TypeError") this.#refuseLeafWrite("copy_");
       throw fail(
         "copy_",
         e,
