@@ -4,7 +4,7 @@
  */
 import { native } from "./binding";
 import { describe } from "./errors";
-import { tensorArg, withOpChecks } from "./op-checks";
+import { shapeText, tensorArg, withOpChecks } from "./op-checks";
 import { Tensor, handleOf, optionsObject } from "./tensor";
 
 /** How a loss reduces over elements. */
@@ -31,9 +31,12 @@ export function crossEntropy(logits: Tensor, target: Tensor, options: { reductio
   const classes = handleOf(target, "target");
   checkCrossEntropyShapes(logits.shape, target.shape);
   const reduction = reductionOf(options.reduction);
-  return new Tensor(
-    native.crossEntropy({ input, target: classes, reduction, ignoreIndex: options.ignoreIndex ?? -100, labelSmoothing: options.labelSmoothing ?? 0 }),
-  );
+  if (target.dtype !== "int64") throw new TypeError(`target: expected class indices of dtype int64, got ${target.dtype}`);
+  const labelSmoothing = options.labelSmoothing ?? 0;
+  // ATen's own range check lets NaN through.
+  if (typeof labelSmoothing === "number" && !(labelSmoothing >= 0 && labelSmoothing <= 1))
+    throw new RangeError(`labelSmoothing: expected a number in [0, 1], got ${describe(labelSmoothing)}`);
+  return new Tensor(native.crossEntropy({ input, target: classes, reduction, ignoreIndex: options.ignoreIndex ?? -100, labelSmoothing }));
 }
 
 /** Throws a RangeError naming both shapes unless `target` fits `input` as PyTorch's cross_entropy reads them. */
@@ -58,7 +61,13 @@ function checkCrossEntropyShapes(input: readonly number[], target: readonly numb
 /** Mean squared error. `input` and `target` must have the same shape (no silent broadcasting). */
 export function mseLoss(input: Tensor, target: Tensor, options: { reduction?: Reduction } = {}): Tensor {
   optionsObject(options);
-  return new Tensor(native.mseLoss(handleOf(input, "input"), handleOf(target, "target"), reductionOf(options.reduction)));
+  const inputHandle = handleOf(input, "input");
+  const targetHandle = handleOf(target, "target");
+  // PyTorch only warns and broadcasts here, which silently computes the wrong loss.
+  if (input.shape.join() !== target.shape.join() || input.ndim !== target.ndim) {
+    throw new RangeError(`target: expected the shape of input ${shapeText(input.shape)}, got ${shapeText(target.shape)}`);
+  }
+  return new Tensor(native.mseLoss(inputHandle, targetHandle, reductionOf(options.reduction)));
 }
 
 export { layerNorm, rmsNorm } from "./norm";

@@ -92,6 +92,8 @@ export function rmsNorm(x: Tensor, normalizedShape: number | number[], options: 
   tensorArg(op, "input", x);
   const shape = normalizedShapeArg(op, normalizedShape);
   const weight = optionalTensorArg(op, "weight", options.weight);
+  // libtorch would promote an integer weight and compute something else; a parameter's dtype is cached on it.
+  if (weight && !isFloatingDtype(weight.dtype)) throw new TypeError(`${op}: weight: expected a floating-point tensor, got dtype ${weight.dtype}`);
   const eps = options.eps === undefined || options.eps === null ? finfoEps(x.dtype) : epsArg(op, options.eps, 0);
   return withOpChecks(
     op,

@@ -93,6 +93,11 @@ export const inPlaceBroadcastRule: ShapeRule = (operands, args) => {
 
 /** `matmul`: 1-D and N-D operands, with batch dims broadcast. */
 export const matmulRule: ShapeRule = (operands) => {
+  // matmul does not promote, and ATen's "expected scalar type Float but found Double" names no argument.
+  const [first, second] = operands;
+  if (first?.dtype && second?.dtype && first.dtype !== second.dtype) {
+    return { dtypeMessage: `${second.name}: expected dtype ${first.dtype} (the dtype of ${first.name}), got ${second.dtype}` };
+  }
   const a = shapeOf(operands, 0);
   const b = shapeOf(operands, 1);
   if (!a || !b) return null;

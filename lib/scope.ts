@@ -12,6 +12,7 @@ import { describe } from "./errors";
 import { Scope, currentScope, runInAsyncScope, runInScope } from "./scope-tracking";
 import { native } from "./binding";
 import { Tensor, handleOf } from "./tensor";
+import { isPromiseLike } from "./sync-or-async";
 
 const kept = new WeakSet<object>();
 const NOTHING_RETURNED: ReadonlySet<Tensor> = new Set();
@@ -64,10 +65,6 @@ function close(scope: Scope, result: unknown): void {
   scope.tensors.length = 0;
 }
 
-function isThenable(value: unknown): boolean {
-  return value !== null && (typeof value === "object" || typeof value === "function") && typeof (value as { then?: unknown }).then === "function";
-}
-
 /**
  * Runs `fn` and disposes every tensor created while it ran, except the tensors it returns (a
  * Tensor, or Tensors inside a returned array, plain object or Map) and those marked with
@@ -88,12 +85,12 @@ export function tidy<T>(fn: () => T): T {
   let result: T | undefined;
   try {
     result = runInScope(scope, fn);
-    if (isThenable(result)) {
+    if (isPromiseLike(result)) {
       throw new TypeError("tidy: fn returned a Promise; use tidyAsync(fn) for an async function (tidy cannot follow a scope across await)");
     }
     return result;
   } finally {
-    close(scope, isThenable(result) ? undefined : result);
+    close(scope, isPromiseLike(result) ? undefined : result);
   }
 }
 

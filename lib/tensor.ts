@@ -16,6 +16,7 @@ import {
   dimsRule,
   expandRule,
   firstRule,
+  formatShape,
   indexDtypeRule,
   inPlaceBroadcastRule,
   joinRule,
@@ -123,7 +124,13 @@ export class Tensor {
   }
   /** The single value of a one-element tensor. */
   item(): number {
-    return native.item(this.#h);
+    try {
+      return native.item(this.#h);
+    } catch (e) {
+      const n = this.numel;
+      if (n !== 1) throw new RangeError(`item(): the tensor must hold exactly one element, it holds ${n}`);
+      throw e;
+    }
   }
   /** The raw little-endian element bytes, copied into a Buffer. */
   toBytes(): Buffer {
@@ -417,6 +424,7 @@ export class Tensor {
   }
   /** Zeroes elements with probability `p` and scales the rest by 1/(1-p) when `train` is true. */
   dropout(p: number, train = true): Tensor {
+    if (typeof p === "number" && !(p >= 0 && p <= 1)) throw new RangeError(`p: dropout probability must be in [0, 1], got ${describe(p)}`);
     try {
       return new Tensor(native.dropout(this.#h, p, train));
     } catch (e) {
@@ -440,6 +448,7 @@ export class Tensor {
       native.add_(this.#h, operand(other), alpha);
       return this;
     } catch (e) {
+      if ((e as Error)?.name !== "TypeError") this.#refuseLeafWrite("add_");
       throw fail(
         "add_",
         e,
@@ -458,6 +467,7 @@ export class Tensor {
       native.mul_(this.#h, operand(other));
       return this;
     } catch (e) {
+      if ((e as Error)?.name !== "TypeError") this.#refuseLeafWrite("mul_");
       throw fail(
         "mul_",
         e,
@@ -476,6 +486,7 @@ export class Tensor {
       native.copy_(this.#h, handleOf(src, "src"));
       return this;
     } catch (e) {
+      if ((e as Error)?.name !== "TypeError") this.#refuseLeafWrite("copy_");
       throw fail(
         "copy_",
         e,
@@ -494,7 +505,16 @@ export class Tensor {
       native.zero_(this.#h);
       return this;
     } catch (e) {
+      this.#refuseLeafWrite("zero_");
       throw fail("zero_", e, [["self", this]]);
+    }
+  }
+  /** After a failed in-place op: libtorch's refusal to write a leaf that requires grad names no op. */
+  #refuseLeafWrite(op: string): void {
+    if (isGradEnabled() && this.requiresGrad && this.isLeaf) {
+      throw new Error(
+        `${op}: cannot modify a leaf Tensor that requires grad in place (autograd needs its value); do it inside noGrad(), or use the out-of-place op`,
+      );
     }
   }
 
@@ -611,6 +631,7 @@ export class Tensor {
    * bounds mean the ends, negative bounds count from the end, out-of-range bounds are clamped.
    */
   slice(dim: number, start: number | null = null, end: number | null = null, step = 1): Tensor {
+    if (Number.isInteger(step) && step <= 0) throw this.#notPositive("slice", "step", step);
     try {
       return new Tensor(native.slice(this.#h, { dim, start: start ?? null, end: end ?? null, step }));
     } catch (e) {
@@ -619,6 +640,8 @@ export class Tensor {
   }
   /** Splits along `dim` into pieces of `splitSize` (the last may be smaller) or of the listed sizes (views). */
   split(splitSizeOrSections: number | readonly number[], dim = 0): Tensor[] {
+    const size = splitSizeOrSections;
+    if (typeof size === "number" && Number.isInteger(size) && size <= 0) throw this.#notPositive("split", "splitSizeOrSections", size);
     try {
       return native.split(this.#h, splitSizeOrSections as number | number[], dim).map(wrap);
     } catch (e) {
@@ -633,11 +656,17 @@ export class Tensor {
   }
   /** Splits along `dim` into `chunks` pieces of equal size (the last may be smaller; fewer when the size is small). */
   chunk(chunks: number, dim = 0): Tensor[] {
+    if (Number.isInteger(chunks) && chunks <= 0) throw this.#notPositive("chunk", "chunks", chunks);
     try {
       return native.chunk(this.#h, chunks, dim).map(wrap);
     } catch (e) {
       throw fail("chunk", e, [["self", this]], [dim], dimRule);
     }
+  }
+
+  /** The RangeError of `op` for an integer argument that must be positive. */
+  #notPositive(op: string, arg: string, value: number): RangeError {
+    return new RangeError(`${op}: ${arg}: expected a positive integer, got ${value} (shapes: self ${formatShape(this.shape)})`);
   }
 
   // ---- indexing ----
@@ -876,6 +905,12 @@ export class Tensor {
   /** True when `|this - other| <= atol + rtol·|other|` everywhere. */
   allclose(other: Tensor, options: { rtol?: number; atol?: number } = {}): boolean {
     const { rtol = 1e-5, atol = 1e-8 } = optionsObject(options);
+    for (const [name, v] of [
+      ["rtol", rtol],
+      ["atol", atol],
+    ] as const) {
+      if (typeof v === "number" && !(v >= 0 && Number.isFinite(v))) throw new RangeError(`${name}: expected a finite number >= 0, got ${describe(v)}`);
+    }
     return native.allclose(this.#h, handleOf(other, "other"), { rtol, atol });
   }
   /** True when shape, dtype, device and every value are the same (bit-exact for floats except NaN). */
@@ -1125,6 +1160,7 @@ export function arange(start: number, end?: number, step = 1, options: TensorOpt
   ] as const) {
     if (typeof v !== "number" || !Number.isFinite(v)) throw new TypeError(`${name}: expected a finite number, got ${describe(v)}`);
   }
+  if (step === 0) throw new RangeError(`step: must be a finite non-zero number, got ${describe(step)}`);
   const integral = [start, end, step].every(Number.isInteger);
   const o = defaults({ ...options, dtype: options.dtype ?? (integral ? "int64" : "float32") });
   checkGradDtype(o.requiresGrad, o.dtype);
@@ -1143,6 +1179,7 @@ export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
 
 function join(op: "cat" | "stack", fn: (ts: NativeTensor[], dim: number) => NativeTensor, tensors: readonly Tensor[], dim: number): Tensor {
   if (!Array.isArray(tensors)) throw new TypeError(`${op}: tensors: expected an array of Tensors, got ${describe(tensors)}`);
+  if (tensors.length === 0) throw new RangeError(`${op}: tensors: expected at least one Tensor, got an empty array`);
   try {
     return new Tensor(
       fn(

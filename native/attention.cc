@@ -253,8 +253,6 @@ Napi::Value ScaledDotProductAttention(const Napi::CallbackInfo& info) {
   if (mask.defined() && mask.scalar_type() != at::kBool && !mask.is_floating_point()) {
     ThrowTypeError(env, "mask: expected a boolean or floating-point tensor");
   }
-  if (!(dropoutP >= 0 && dropoutP < 1))
-    ThrowRangeError(env, "dropoutP: expected a probability in [0, 1), got " + Describe(o.Get("dropoutP")));
   if (q.scalar_type() == at::kHalf && q.device().is_cpu()) {
     // libtorch 1.13 has no fp16 matmul on CPU: compute in fp32 and round the result once.
     at::Tensor m = mask.defined() && mask.is_floating_point() ? mask.to(at::kFloat) : mask;

@@ -5,7 +5,6 @@
 #include "handle.h"
 #include "errors.h"
 #include "lookup.h"
-#include "option_fields.h"
 #include "options.h"
 #include "workers.h"
 
@@ -16,26 +15,13 @@ namespace {
 // Linear forward, `dropouts`) one number per adapter. Only the JS types and the counts are checked
 // here (the counts are the index ranges the kernels read by); whether the factors fit the layer
 // is for libtorch to refuse and for the facade to explain (lib/lora/kernel-checks.ts).
-std::vector<double> NumberListField(const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsArray()) ThrowTypeError(o.Env(), std::string(key) + ": expected an array of numbers, got " + Describe(v));
-  Napi::Array a = v.As<Napi::Array>();
-  std::vector<double> out(a.Length());
-  for (uint32_t k = 0; k < a.Length(); ++k) {
-    Napi::Value e = a.Get(k);
-    if (!e.IsNumber()) ThrowTypeError(o.Env(), std::string(key) + "[" + std::to_string(k) + "]: expected a number, got " + Describe(e));
-    out[k] = e.As<Napi::Number>().DoubleValue();
-  }
-  return out;
-}
-
 std::vector<LoraFactors> AdaptersField(const Napi::Object& o, bool withDropouts) {
   Napi::Env env = o.Env();
   Napi::Value v = o.Get("factors");
   if (!v.IsArray()) ThrowTypeError(env, "factors: expected an array of tensors, got " + Describe(v));
   Napi::Array factors = v.As<Napi::Array>();
-  std::vector<double> scales = NumberListField(o, "scales");
-  std::vector<double> dropouts = withDropouts ? NumberListField(o, "dropouts") : std::vector<double>(scales.size(), 0.0);
+  std::vector<double> scales = NumberListOption(o, "scales");
+  std::vector<double> dropouts = withDropouts ? NumberListOption(o, "dropouts") : std::vector<double>(scales.size(), 0.0);
   if (factors.Length() != 2 * scales.size() || dropouts.size() != scales.size()) {
     ThrowRangeError(env, "factors: expected an (A, B) pair per scale" + std::string(withDropouts ? " and dropout" : "") + " (" +
                              std::to_string(2 * scales.size()) + " tensors), got " + std::to_string(factors.Length()) + " tensors, " +
@@ -54,20 +40,20 @@ std::vector<LoraFactors> AdaptersField(const Napi::Object& o, bool withDropouts)
 
 // loraLinear({ input, weight, bias | null, fanInFanOut, training, factors, scales, dropouts })
 Napi::Value LoraLinear(const Napi::CallbackInfo& info) {
-  Napi::Object o = OptionsObjectArg(info, 0, "options");
-  at::Tensor& x = TensorField(o, "input");
-  at::Tensor& w = TensorField(o, "weight");
-  at::Tensor b = OptionalTensorField(o, "bias");
-  const bool fiof = BoolField(o, "fanInFanOut"), training = BoolField(o, "training");
+  Napi::Object o = OptionsArg(info, 0, "options");
+  at::Tensor& x = TensorOption(o, "input");
+  at::Tensor& w = TensorOption(o, "weight");
+  at::Tensor b = OptionalTensorOption(o, "bias");
+  const bool fiof = BoolOption(o, "fanInFanOut"), training = BoolOption(o, "training");
   std::vector<LoraFactors> adapters = AdaptersField(o, true);
   return WrapTensor(info.Env(), LoraLinearForward(x, w, b, fiof, training, adapters));
 }
 
 // loraEmbedding({ ids, weight, paddingIdx, factors, scales })
 Napi::Value LoraEmbedding(const Napi::CallbackInfo& info) {
-  Napi::Object o = OptionsObjectArg(info, 0, "options");
-  at::Tensor& ids = TensorField(o, "ids");
-  at::Tensor& w = TensorField(o, "weight");
+  Napi::Object o = OptionsArg(info, 0, "options");
+  at::Tensor& ids = TensorOption(o, "ids");
+  at::Tensor& w = TensorOption(o, "weight");
   const int64_t padding = IntOption(o, "paddingIdx");
   std::vector<LoraFactors> adapters = AdaptersField(o, false);
   // The lookups index the weight's rows and every A's columns by the ids: the ids must be in
@@ -90,14 +76,14 @@ struct MergeArgs {
 };
 
 MergeArgs MergeArgsOf(const Napi::CallbackInfo& info) {
-  Napi::Object o = OptionsObjectArg(info, 0, "options");
+  Napi::Object o = OptionsArg(info, 0, "options");
   MergeArgs m;
-  m.weight = TensorField(o, "weight");
+  m.weight = TensorOption(o, "weight");
   m.adapters = AdaptersField(o, false);
-  m.kind = BoolField(o, "embedding") ? LoraKind::Embedding : LoraKind::Linear;
-  m.fanInFanOut = BoolField(o, "fanInFanOut");
-  m.safe = BoolField(o, "safe");
-  m.keepBackup = BoolField(o, "keepBackup");
+  m.kind = BoolOption(o, "embedding") ? LoraKind::Embedding : LoraKind::Linear;
+  m.fanInFanOut = BoolOption(o, "fanInFanOut");
+  m.safe = BoolOption(o, "safe");
+  m.keepBackup = BoolOption(o, "keepBackup");
   return m;
 }
 

@@ -11,19 +11,13 @@
 namespace tl {
 namespace {
 
-at::Tensor& WritableArg(const Napi::CallbackInfo& info, const char* op) {
-  at::Tensor& t = TensorArg(info, 0, "self");
-  if (at::GradMode::is_enabled() && t.is_leaf() && t.requires_grad()) {
-    ThrowError(info.Env(), std::string(op) +
-                               ": cannot modify a leaf Tensor that requires grad in place (autograd needs its value); "
-                               "do it inside noGrad(), or use the out-of-place op");
-  }
-  return t;
-}
+// The tensor written to. Autograd refuses to write a leaf that requires grad while grad mode is
+// on before the kernel runs; lib/tensor.ts words that error.
+at::Tensor& WritableArg(const Napi::CallbackInfo& info) { return TensorArg(info, 0, "self"); }
 
 // add_(self, other | number, alpha): self += alpha * other
 Napi::Value AddInPlace(const Napi::CallbackInfo& info) {
-  at::Tensor& t = WritableArg(info, "add_");
+  at::Tensor& t = WritableArg(info);
   at::Scalar alpha = NumberScalar(info[2]);
   if (info[1].IsNumber())
     t.add_(NumberScalar(info[1]), alpha);
@@ -34,7 +28,7 @@ Napi::Value AddInPlace(const Napi::CallbackInfo& info) {
 
 // mul_(self, other | number)
 Napi::Value MulInPlace(const Napi::CallbackInfo& info) {
-  at::Tensor& t = WritableArg(info, "mul_");
+  at::Tensor& t = WritableArg(info);
   if (info[1].IsNumber())
     t.mul_(NumberScalar(info[1]));
   else
@@ -44,14 +38,14 @@ Napi::Value MulInPlace(const Napi::CallbackInfo& info) {
 
 // copy_(self, src): recorded by autograd (unlike copyInto, which optimizers use under no-grad).
 Napi::Value CopyInPlace(const Napi::CallbackInfo& info) {
-  at::Tensor& t = WritableArg(info, "copy_");
+  at::Tensor& t = WritableArg(info);
   t.copy_(TensorArg(info, 1, "src"));
   return info[0];
 }
 
 // zero_(self)
 Napi::Value ZeroInPlace(const Napi::CallbackInfo& info) {
-  WritableArg(info, "zero_").zero_();
+  WritableArg(info).zero_();
   return info[0];
 }
 

@@ -43,7 +43,6 @@ Napi::Value Expand(const Napi::CallbackInfo& info) {
 // stack(tensors, dim)
 Napi::Value Stack(const Napi::CallbackInfo& info) {
   std::vector<at::Tensor> parts = TensorListArg(info, 0, "tensors");
-  if (parts.empty()) ThrowRangeError(info.Env(), "tensors: expected at least one Tensor, got an empty array");
   return WrapTensor(info.Env(), at::stack(parts, IntArg(info, 1, "dim")));
 }
 
@@ -52,26 +51,23 @@ Napi::Value Split(const Napi::CallbackInfo& info) {
   at::Tensor& t = TensorArg(info, 0, "tensor");
   int64_t dim = IntArg(info, 2, "dim");
   if (info[1].IsArray()) return WrapTensorList(info.Env(), t.split_with_sizes(IntListArg(info, 1, "splitSizeOrSections"), dim));
+  // ATen refuses a negative size, and 0 for a non-empty dim; lib/tensor.ts words the error.
   int64_t size = IntArg(info, 1, "splitSizeOrSections");
-  // ATen accepts 0 only for an empty dimension; a negative size would divide by it.
-  if (size <= 0) ThrowRangeError(info.Env(), "splitSizeOrSections: expected a positive integer, got " + std::to_string(size));
   return WrapTensorList(info.Env(), t.split(size, dim));
 }
 
 // chunk(t, chunks, dim)
 Napi::Value Chunk(const Napi::CallbackInfo& info) {
-  int64_t chunks = IntArg(info, 1, "chunks");
-  if (chunks <= 0) ThrowRangeError(info.Env(), "chunks: expected a positive integer, got " + std::to_string(chunks));
+  int64_t chunks = IntArg(info, 1, "chunks");  // ATen refuses chunks <= 0
   return WrapTensorList(info.Env(), TensorArg(info, 0, "tensor").chunk(chunks, IntArg(info, 2, "dim")));
 }
 
 // slice(t, { dim, start, end, step }): start/end may be null (the ends of the dimension) and
-// are clamped like Python slices; step must be positive, as in PyTorch.
+// are clamped like Python slices; step must be positive, as in PyTorch (ATen refuses others).
 Napi::Value Slice(const Napi::CallbackInfo& info) {
   at::Tensor& t = TensorArg(info, 0, "tensor");
   Napi::Object o = OptionsArg(info, 1);
   int64_t step = IntOption(o, "step");
-  if (step <= 0) ThrowRangeError(info.Env(), "step: expected a positive integer, got " + std::to_string(step));
   return WrapTensor(info.Env(), t.slice(IntOption(o, "dim"), OptionalIntOption(o, "start"), OptionalIntOption(o, "end"), step));
 }
 

@@ -13,14 +13,21 @@ at::TensorOptions DtypeDeviceOptions(const Napi::Object& o) {
   return at::TensorOptions().dtype(dtype).device(device);
 }
 
-// The `shape` field: sizes are allocated from, so a negative one is refused here.
+// The `shape` field. The factories leave negative sizes to ATen, which refuses them.
 std::vector<int64_t> ShapeOption(const Napi::Object& o) {
   c10::optional<std::vector<int64_t>> shape = OptionalIntListOption(o, "shape");
   if (!shape) ThrowTypeError(o.Env(), "shape: expected an array of integers, got " + Describe(o.Get("shape")));
-  for (int64_t d : *shape) {
+  return *shape;
+}
+
+// The `shape` of a tensor filled from JS memory: the byte count copied is computed from it,
+// so a negative size (two of them multiply to a positive count) is refused here.
+std::vector<int64_t> DataShapeOption(const Napi::Object& o) {
+  std::vector<int64_t> shape = ShapeOption(o);
+  for (int64_t d : shape) {
     if (d < 0) ThrowRangeError(o.Env(), "shape: dimensions must be >= 0, got " + std::to_string(d));
   }
-  return *shape;
+  return shape;
 }
 
 int64_t Numel(const std::vector<int64_t>& shape) {
@@ -69,7 +76,7 @@ Napi::TypedArray TypedArrayOption(const Napi::Object& o, const char* key, const 
 Napi::Value FromTypedArray(const Napi::CallbackInfo& info) {
   Napi::Object o = OptionsArg(info, 0);
   Napi::TypedArray data = TypedArrayOption(o, "data", "a typed array");
-  std::vector<int64_t> shape = ShapeOption(o);
+  std::vector<int64_t> shape = DataShapeOption(o);
   at::TensorOptions options = DtypeDeviceOptions(o);
   if (Numel(shape) != static_cast<int64_t>(data.ElementLength())) {
     ThrowRangeError(info.Env(), "shape: [" + c10::Join(", ", shape) + "] holds " + std::to_string(Numel(shape)) +
@@ -86,7 +93,7 @@ Napi::Value FromTypedArray(const Napi::CallbackInfo& info) {
 Napi::Value FromBytes(const Napi::CallbackInfo& info) {
   Napi::Object o = OptionsArg(info, 0);
   Napi::TypedArray data = TypedArrayOption(o, "bytes", "a Buffer or Uint8Array");
-  std::vector<int64_t> shape = ShapeOption(o);
+  std::vector<int64_t> shape = DataShapeOption(o);
   at::TensorOptions options = DtypeDeviceOptions(o);
   int64_t expected = Numel(shape) * static_cast<int64_t>(c10::elementSize(c10::typeMetaToScalarType(options.dtype())));
   if (expected != static_cast<int64_t>(data.ByteLength())) {
@@ -141,11 +148,9 @@ Napi::Value ToArray(const Napi::CallbackInfo& info) {
   }
 }
 
+// item(t): ATen refuses a tensor of more or fewer than one element; lib/tensor.ts words it.
 Napi::Value Item(const Napi::CallbackInfo& info) {
   at::Tensor& t = TensorArg(info, 0, "tensor");
-  if (t.numel() != 1) {
-    ThrowRangeError(info.Env(), "item(): the tensor must hold exactly one element, it holds " + std::to_string(t.numel()));
-  }
   return Napi::Number::New(info.Env(), t.item<double>());
 }
 
@@ -177,8 +182,6 @@ Napi::Value Factory(const Napi::CallbackInfo& info) {
 Napi::Value Arange(const Napi::CallbackInfo& info) {
   Napi::Object o = OptionsArg(info, 0);
   double start = NumberOption(o, "start"), end = NumberOption(o, "end"), step = NumberOption(o, "step");
-  if (step == 0 || !std::isfinite(step))
-    ThrowRangeError(info.Env(), "step: must be a finite non-zero number, got " + Describe(o.Get("step")));
   return WrapTensor(info.Env(), WithGrad(at::arange(start, end, step, DtypeDeviceOptions(o)), o));
 }
 

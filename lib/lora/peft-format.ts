@@ -16,7 +16,7 @@ import { TwinBody, runAsync, runSync, step } from "../sync-or-async";
 import { Conv1D, Embedding } from "../nn/layers";
 import { Module, copyInto } from "../nn/module";
 import { splitModulePath } from "../nn/module-paths";
-import { Tensor, noGrad } from "../tensor";
+import { Tensor, noGrad, optionsObject } from "../tensor";
 import { LoraConfig, ResolvedLoraConfig, layerSettings } from "./config";
 import { LoraEmbedding, LoraLayer, LoraLinear } from "./layers";
 import { AdapterOptions, LoraModel, injectAdapter } from "./model";
@@ -89,7 +89,7 @@ interface SavePlan {
 }
 
 function adapterNamesToSave(model: LoraModel, options: SaveAdapterOptions): string[] {
-  if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
+  optionsObject(options);
   const requested = options.adapterName ?? model.adapterNames;
   const names = typeof requested === "string" ? [requested] : requested;
   if (!Array.isArray(names) || names.length === 0) {
@@ -348,7 +348,7 @@ export function planLoad(model: Module, config: ResolvedLoraConfig, name: string
 
 function checkLoadArgs(model: unknown, options: LoadAdapterOptions): { name: string; trainable: boolean; adapterOptions: AdapterOptions } {
   if (!(model instanceof Module)) throw new TypeError(`model: expected an nn.Module or a LoraModel, got ${describe(model)}`);
-  if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
+  optionsObject(options);
   const name = checkAdapterName(options.adapterName ?? "default");
   if (model instanceof LoraModel && model.adapterNames.includes(name)) {
     throw new ConfigError(`adapterName: the model already has an adapter called "${name}"; pass another adapterName or deleteAdapter("${name}") first`);

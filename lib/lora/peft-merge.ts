@@ -35,7 +35,6 @@ export interface AdapterModuleInfo {
   dtype: Dtype | null;
 }
 
-
 /**
  * Lists the adapted modules of an adapter from its tensor names and shapes, with rank, alpha
  * and scale per module (rank_pattern / alpha_pattern / use_rslora applied). Checks that every

@@ -1,5 +1,6 @@
 /** Parameter-free modules: dropout and activations. */
 import { native } from "../binding";
+import { isFloatingDtype } from "../dtype";
 import { describe } from "../errors";
 import { Tensor, handleOf } from "../tensor";
 import { Module } from "./module";
@@ -48,7 +49,14 @@ export class Sigmoid extends Module {
 /** x · sigmoid(x) (PyTorch's `nn.SiLU`, the activation of Llama's MLP). */
 export class SiLU extends Module {
   override forward(x: Tensor): Tensor {
-    return new Tensor(native.siluActivation(handleOf(x, "input")));
+    const input = handleOf(x, "input");
+    try {
+      return new Tensor(native.siluActivation(input));
+    } catch (e) {
+      // Checked after a failure only: a forward pass pays for no dtype read.
+      if (!isFloatingDtype(x.dtype)) throw new TypeError(`SiLU: input: expected a floating-point tensor, got ${x.dtype}`);
+      throw e;
+    }
   }
 }
 

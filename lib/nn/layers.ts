@@ -5,6 +5,7 @@ import { describe } from "../errors";
 import * as init from "../init";
 import { keep } from "../scope";
 import { Tensor, empty, handleOf } from "../tensor";
+import { shapeText } from "../op-checks";
 import { Module } from "./module";
 
 /** Where and how to create a layer's parameters. */
@@ -47,8 +48,38 @@ export class Linear extends Module {
   }
 
   override forward(x: Tensor): Tensor {
-    return new Tensor(native.linear(handleOf(x, "input"), handleOf(this.weight), this.bias ? handleOf(this.bias) : null));
+    const input = handleOf(x, "input");
+    // The parameters' metadata is cached on them, so checking them each call costs nothing; a
+    // 1-D weight or a bias of another dtype would not fail in libtorch but compute something else.
+    checkLinearParameters(this.weight, this.bias);
+    try {
+      return new Tensor(native.linear(input, handleOf(this.weight), this.bias ? handleOf(this.bias) : null));
+    } catch (e) {
+      explainLinearInput(x, this.weight);
+      throw e;
+    }
   }
+}
+
+/** Throws unless `weight` is a matrix and `bias` (if any) has its dtype and device. */
+function checkLinearParameters(weight: Tensor, bias: Tensor | null): void {
+  if (weight.ndim !== 2) throw new RangeError(`weight: expected a matrix (out_features, in_features), got shape ${shapeText(weight.shape)}`);
+  if (bias) checkSameKind(bias, "bias", weight);
+}
+
+/** After a failed linear call: the worded error when the input does not fit the weight. */
+function explainLinearInput(x: Tensor, weight: Tensor): void {
+  checkSameKind(x, "input", weight);
+  const inFeatures = weight.shape[1];
+  if (x.ndim < 1 || x.shape[x.ndim - 1] !== inFeatures)
+    throw new RangeError(`input: expected last dimension ${inFeatures} (in_features), got shape ${shapeText(x.shape)}`);
+}
+
+/** libtorch's own messages ("expected scalar type Long but found Float") name neither tensor. */
+function checkSameKind(t: Tensor, name: string, weight: Tensor): void {
+  if (t.device !== weight.device)
+    throw new Error(`${name}: is on ${t.device} but the layer weight is on ${weight.device}; move it with to("${weight.device}")`);
+  if (t.dtype !== weight.dtype) throw new TypeError(`${name}: expected dtype ${weight.dtype} (the layer weight's dtype), got ${t.dtype}`);
 }
 
 /**

@@ -74,6 +74,16 @@ out = {"y": L(y), "x": L(x.grad), "w": L(w.grad), "b": L(b.grad)}
     ["normalizedShape type", () => layerNorm(f64([3, 4], 1), [] as number[]), /layerNorm: normalizedShape: expected a positive integer/],
     ["integer input", () => layerNorm(tensor([1, 2], { dtype: "int64" }), 2), /layerNorm: input: expected a floating-point tensor, got dtype int64/],
     ["eps", () => layerNorm(f64([3, 4], 1), 4, { eps: -1 }), /layerNorm: eps: expected a finite number >= 0, got -1/],
+    [
+      "rmsNorm integer input",
+      () => rmsNorm(tensor([1, 2], { dtype: "int64" }), 2, { eps: 1e-6 }),
+      /rmsNorm: input: expected a floating-point tensor, got dtype int64/,
+    ],
+    [
+      "rmsNorm integer weight",
+      () => rmsNorm(f64([3, 4], 1), 4, { weight: tensor([1, 1, 1, 1], { dtype: "int64" }) }),
+      /rmsNorm: weight: expected a floating-point tensor, got dtype int64/,
+    ],
   ])("bad input: %s", (_n, call, message) => {
     expect(call).toThrow(message);
   });

@@ -2,7 +2,7 @@
  * Temporary folders for tests: the one place the suite creates them (under the OS's temporary
  * folder, named by a prefix that says which test made them). Callers remove them when done
  * (`fs.rmSync(dir, { recursive: true, force: true })`, or the cleanup of {@link tempDir}).
- * Child-process scripts under test/**\/support/ are plain files loaded by path and make their own.
+ * Plain-JS child-process scripts under test/**\/support/ (loaded by path, without TypeScript) make their own.
  */
 import * as fs from "fs";
 import * as os from "os";

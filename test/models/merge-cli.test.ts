@@ -3,12 +3,12 @@
  * folder, loaded with fromPretrained, gives the outputs of the base with the adapter applied.
  */
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { lora, models, noGrad, randn, tensor } from "../../lib";
 import { ensureBuilt, runCli } from "../cli/run-cli";
 import { itTorch } from "../helpers/python";
 import { reference, relativeError } from "./support/reference";
+import { makeTempDir } from "../helpers/temp";
 
 const GPT2 = { model_type: "gpt2", vocab_size: 41, n_positions: 16, n_embd: 16, n_layer: 2, n_head: 2 };
 const LLAMA = {
@@ -24,7 +24,7 @@ const LLAMA = {
 let root: string;
 beforeAll(() => {
   ensureBuilt();
-  root = fs.mkdtempSync(path.join(os.tmpdir(), "tl-models-merge-"));
+  root = makeTempDir("tl-models-merge-");
 });
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 

@@ -4,9 +4,9 @@
  * cache against full recomputation, sampling, and LoRA's rules on these models.
  */
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { ConfigError, FormatError, Tensor, cat, io, lora, manualSeed, models, noGrad, tensor } from "../../lib";
+import { makeTempDir } from "../helpers/temp";
 
 const GPT2 = { model_type: "gpt2", vocab_size: 40, n_positions: 24, n_embd: 16, n_layer: 2, n_head: 4 };
 const LLAMA = {
@@ -21,7 +21,7 @@ const LLAMA = {
 
 let root: string;
 beforeAll(() => {
-  root = fs.mkdtempSync(path.join(os.tmpdir(), "tl-models-unit-"));
+  root = makeTempDir("tl-models-unit-");
 });
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 

@@ -1,8 +1,8 @@
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { FormatError, tensor } from "../../lib";
 import { PretrainedTokenizer, loadTokenizer } from "../../lib/models/tokenizer";
+import { makeTempDir } from "../helpers/temp";
 
 // Two tiny tokenizers written here in Hugging Face's tokenizer.json layout, with merges chosen so
 // that the expected ids can be worked out by hand (the comments do it).
@@ -116,7 +116,7 @@ function llamaJson(): object {
 
 /** Writes `files` (name → JSON value or raw text) into a fresh folder. */
 function folder(files: Record<string, unknown>): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tl-tok-"));
+  const dir = makeTempDir("tl-tok-");
   for (const [name, content] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), typeof content === "string" ? content : JSON.stringify(content));
   dirs.push(dir);
   return dir;

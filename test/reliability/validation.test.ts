@@ -42,11 +42,11 @@ const CASES: Case[] = [
   ],
   ["reshape to 1e300", () => zeros([2]).reshape([1e300]), /shape\[0\]: expected an integer, got 1e\+300/, "TypeError"],
   // NaN hyper-parameters and tolerances
-  ["allclose rtol NaN", () => zeros([1]).allclose(zeros([1]), { rtol: NaN }), /rtol: expected a finite number >= 0, got nan/, "RangeError"],
+  ["allclose rtol NaN", () => zeros([1]).allclose(zeros([1]), { rtol: NaN }), /rtol: expected a finite number >= 0, got NaN/, "RangeError"],
   [
     "labelSmoothing NaN",
     () => crossEntropy(zeros([2, 3]), ids([0, 1]), { labelSmoothing: NaN }),
-    /labelSmoothing: expected a number in \[0, 1\], got nan/,
+    /labelSmoothing: expected a number in \[0, 1\], got NaN/,
     "RangeError",
   ],
   ["mseLoss shapes differ", () => mseLoss(zeros([2, 3]), zeros([3])), /target: expected the shape of input \[2, 3\], got \[3\]/, "RangeError"],
@@ -78,6 +78,24 @@ const CASES: Case[] = [
     () => new nn.Linear(4, 2).forward(zeros([1, 4], { dtype: "float64" })),
     /input: expected dtype float32 .* got float64/,
     "TypeError",
+  ],
+  [
+    "Linear with a float64 bias, 1-D input (ATen would promote)",
+    () => Object.assign(new nn.Linear(4, 2), { bias: zeros([2], { dtype: "float64" }) }).forward(zeros([4])),
+    /bias: expected dtype float32 \(the layer weight's dtype\), got float64/,
+    "TypeError",
+  ],
+  [
+    "Linear with a 1-D weight (ATen would take a dot product)",
+    () => Object.assign(new nn.Linear(4, 2, { bias: false }), { weight: zeros([4]) }).forward(zeros([3, 4])),
+    /weight: expected a matrix \(out_features, in_features\), got shape \[4\]/,
+    "RangeError",
+  ],
+  [
+    "Linear given 3 features for 4",
+    () => new nn.Linear(4, 2).forward(zeros([2, 3])),
+    /input: expected last dimension 4 \(in_features\), got shape \[2, 3\]/,
+    "RangeError",
   ],
   [
     "matmul float32 x float64",

@@ -7,19 +7,19 @@
  * the independent validator (safetensors_oracle.py) to judge.
  */
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import fc from "fast-check";
 import { FormatError, Tensor, tensor, arange } from "../../../lib";
 import { dtypeSize } from "../../../lib/dtype";
 import { FORMAT_NAME_OF, setOwn } from "../../../lib/io/safetensors-format";
 import { loadSafetensors, loadSafetensorsSync, readSafetensorsHeaderSync, saveSafetensorsSync } from "../../../lib/io";
+import { makeTempDir } from "../../helpers/temp";
 
 const runs = Number(process.argv[2]);
 const seed = Number(process.argv[3]);
 const record = process.argv[4];
 const recorded: string[] = [];
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tl-fuzz-"));
+const dir = makeTempDir("tl-fuzz-");
 const target = path.join(dir, "fuzz.safetensors");
 
 // Valid starting points: mixed dtypes, metadata, a scalar, a zero-size tensor, an empty file.

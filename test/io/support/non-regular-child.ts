@@ -6,7 +6,6 @@
  */
 import { execFileSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { lora, nn, tensor } from "../../../lib";
 import {
@@ -18,12 +17,13 @@ import {
   readSafetensorsHeaderSync,
   saveStateDictSync,
 } from "../../../lib/io";
+import { makeTempDir } from "../../helpers/temp";
 
 class Net extends nn.Module {
   fc = new nn.Linear(4, 4);
 }
 
-const root = fs.mkdtempSync(path.join(os.tmpdir(), "tl-nonregular-"));
+const root = makeTempDir("tl-nonregular-");
 const good = path.join(root, "good");
 lora.injectAdapter(new Net(), { targetModules: ["fc"], r: 2 }).saveAdapter(good);
 saveStateDictSync(path.join(root, "ok.safetensors"), { w: tensor([1, 2]) });
