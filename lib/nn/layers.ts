@@ -71,10 +71,7 @@ export class Conv1D extends Module {
   }
 
   override forward(x: Tensor): Tensor {
-    const xw = x.matmul(this.weight);
-    const y = xw.add(this.bias);
-    xw.dispose(); // autograd holds what backward needs; the handle is ours alone
-    return y;
+    return new Tensor(native.linearInOut(handleOf(x, "input"), handleOf(this.weight), handleOf(this.bias)));
   }
 }
 
