@@ -87,7 +87,7 @@ export class KVCache {
     }
     this.#checkLayer(layer);
     const T = k.shape[2];
-    const [cacheKey, cacheValue] = this.#room(layer, k, this.length + T);
+    const [cacheKey, cacheValue] = this.#room(layer, k, v, this.length + T);
     return new Tensor(
       native.attentionWithCache({
         query: handleOf(q),
@@ -104,7 +104,7 @@ export class KVCache {
   }
 
   /** This layer's own buffers, with room for `needed` tokens: reallocated (keeping the cached part) when they have not. */
-  #room(layer: number, k: Tensor, needed: number): [Tensor, Tensor] {
+  #room(layer: number, k: Tensor, v: Tensor, needed: number): [Tensor, Tensor] {
     const pk = this.#k[layer];
     const pv = this.#v[layer];
     const [B, Hkv, , D] = k.shape;
@@ -130,7 +130,7 @@ export class KVCache {
       return buffer;
     };
     this.#k[layer] = grow(pk, k);
-    this.#v[layer] = grow(pv, k);
+    this.#v[layer] = grow(pv, v);
     this.#owned[layer] = true;
     return [this.#k[layer]!, this.#v[layer]!];
   }
