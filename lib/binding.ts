@@ -169,6 +169,7 @@ export interface NativeBinding {
   equal(a: H, b: H): boolean;
   copyInto(dst: H, src: H): H;
   linear(x: H, weight: H, bias: H | null): H;
+  linearInOut(x: H, weight: H, bias: H | null): H;
   // more elementwise ops, shape, indexing and in-place ops (native/ops*.cc)
   rsqrt(t: H): H;
   sin(t: H): H;
@@ -233,6 +234,8 @@ export interface NativeBinding {
   rmsNorm(options: { input: H; normalizedShape: Num[]; weight: H | null; eps: Num }): H;
   scaledDotProductAttention(options: { query: H; key: H; value: H; mask: H | null; causal: boolean; dropoutP: Num; scale: Num }): H;
   siluActivation(input: H): H;
+  geluActivation(input: H, approximate: "none" | "tanh"): H;
+  attentionWithCache(options: { query: H; key: H; value: H; cacheKey: H; cacheValue: H; past: Num; mask: H | null; causal: boolean; scale: Num }): H;
   // c10d process groups (native/dist.cc); `group` and `store` are opaque handles
   distBackends(): string[];
   distConnect(o: {

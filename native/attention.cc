@@ -10,6 +10,7 @@
 // Shape and dtype checks with their wording live in lib/attention.ts.
 #include <c10/util/Optional.h>
 
+#include <cmath>
 #include <limits>
 
 #include "errors.h"
@@ -261,8 +262,57 @@ Napi::Value ScaledDotProductAttention(const Napi::CallbackInfo& info) {
   return WrapTensor(env, Attention(q, k, v, mask, scale, causal, dropoutP));
 }
 
+// attentionWithCache({ query, key, value, cacheKey, cacheValue, past, mask?, causal, scale }): the
+// decoding step of a key/value cache in one call. Writes key and value (..., Hkv, T, E) into the
+// preallocated buffers (..., Hkv, C, E) at positions [past, past + T) of dim -2, in place, then
+// attends the query over the first past + T cached positions (views of the buffers, no copy).
+// A cache grown by cat instead copies every earlier key and value at every step.
+Napi::Value AttentionWithCache(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = OptionsArg(info, 0, "options");
+  at::Tensor &q = TensorOption(o, "query"), &k = TensorOption(o, "key"), &v = TensorOption(o, "value");
+  at::Tensor &ck = TensorOption(o, "cacheKey"), &cv = TensorOption(o, "cacheValue");
+  at::Tensor mask = OptionalTensorOption(o, "mask");
+  const double scale = NumberOption(o, "scale"), pastValue = NumberOption(o, "past");
+  const bool causal = BoolOption(o, "causal");
+  // What keeps the in-place writes inside the buffers; lib/models/context.ts words the errors.
+  const int64_t d = q.dim();
+  if (d < 3 || k.dim() != d || v.dim() != d || ck.dim() != d || cv.dim() != d)
+    ThrowRangeError(env, "attentionWithCache: query, key, value and the cache buffers must have the same rank >= 3");
+  if (!(pastValue >= 0) || std::floor(pastValue) != pastValue)
+    ThrowRangeError(env, "past: expected an integer >= 0, got " + Describe(o.Get("past")));
+  const int64_t past = static_cast<int64_t>(pastValue), T = k.size(-2);
+  if (v.size(-2) != T || past + T > ck.size(-2) || past + T > cv.size(-2))
+    ThrowRangeError(env, "attentionWithCache: the new keys and values do not fit the cache buffers");
+  for (int64_t i = 0; i < d; ++i) {
+    if (i == d - 2) continue;
+    if (ck.size(i) != k.size(i) || cv.size(i) != v.size(i))
+      ThrowRangeError(env, "attentionWithCache: the cache buffers' shape differs from the keys' or values'");
+  }
+  if (q.numel() == 0 || k.numel() == 0 || v.numel() == 0) ThrowRangeError(env, "attentionWithCache: empty query, key or value");
+  const int64_t H = q.size(-3), Hkv = k.size(-3);
+  if (Hkv < 1 || H % Hkv != 0 || k.size(-1) != q.size(-1)) ThrowRangeError(env, "attentionWithCache: incompatible head counts or sizes");
+  for (int64_t i = 0; i < d - 3; ++i) {
+    if (k.size(i) != q.size(i)) ThrowRangeError(env, "attentionWithCache: batch dims differ");
+  }
+  if (mask.defined() && mask.scalar_type() != at::kBool && !mask.is_floating_point()) {
+    ThrowTypeError(env, "mask: expected a boolean or floating-point tensor");
+  }
+  ck.narrow(-2, past, T).copy_(k);
+  cv.narrow(-2, past, T).copy_(v);
+  at::Tensor keys = ck.narrow(-2, 0, past + T), values = cv.narrow(-2, 0, past + T);
+  if (q.scalar_type() == at::kHalf && q.device().is_cpu()) {
+    at::Tensor m = mask.defined() && mask.is_floating_point() ? mask.to(at::kFloat) : mask;
+    return WrapTensor(env, Attention(q.to(at::kFloat), keys.to(at::kFloat), values.to(at::kFloat), m, scale, causal, 0).to(at::kHalf));
+  }
+  return WrapTensor(env, Attention(q, keys, values, mask, scale, causal, 0));
+}
+
 }  // namespace
 
-void RegisterAttention(Napi::Object exports) { TL_EXPORT(exports, "scaledDotProductAttention", ScaledDotProductAttention); }
+void RegisterAttention(Napi::Object exports) {
+  TL_EXPORT(exports, "scaledDotProductAttention", ScaledDotProductAttention);
+  TL_EXPORT(exports, "attentionWithCache", AttentionWithCache);
+}
 
 }  // namespace tl

@@ -36,6 +36,31 @@ at::Tensor Mm(const at::Tensor& a, const at::Tensor& b) {
   return at::mm(a, b);
 }
 
+// t·s in place; a scale of 1 (alpha = r, the common setting) skips the op: the product would be t bit for bit.
+at::Tensor Scaled(at::Tensor t, double s) { return s == 1 ? t : t.mul_(s); }
+
+// Backward of one input row (a single token) without a weight gradient: matrix-vector products
+// and outer products on 1-D views, the input gradient accumulated in place (addmv_), no
+// temporary (1, n) views. gv is the output gradient (out); the results follow LoraLinearFunction.
+void SingleRowBackward(const at::Tensor& gv, const at::Tensor& xd2, const at::Tensor& weight, const at::Tensor& A, const at::Tensor& B,
+                       const at::Tensor& h, double scale, bool fiof, bool hasDropped, bool xGrad, bool abGrad,
+                       const std::vector<int64_t>& inShape, at::Tensor& gx, at::Tensor& gDropped, at::Tensor& gA, at::Tensor& gB) {
+  if (!abGrad && !xGrad) return;
+  at::Tensor ghv = Scaled(at::mv(B.t(), gv), scale);  // (r): s·Bᵀg, the gradient reaching h
+  if (abGrad) {
+    gA = at::outer(ghv, xd2.select(0, 0));
+    gB = Scaled(at::outer(gv, h.select(0, 0)), scale);
+  }
+  if (!xGrad) return;
+  at::Tensor base = at::mv(fiof ? weight : weight.t(), gv);  // (in): Wᵀg
+  if (hasDropped) {
+    gx = base.view(inShape);
+    gDropped = at::mv(A.t(), ghv).view(inShape);
+  } else {
+    gx = base.addmv_(A.t(), ghv).view(inShape);
+  }
+}
+
 std::vector<int64_t> OutShape(const at::Tensor& x, int64_t out) {
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   shape.back() = out;
@@ -67,7 +92,6 @@ struct LoraLinearFunction : public torch::autograd::Function<LoraLinearFunction>
       y.addmm_(h, B.t(), 1, scale);
     }
 
-    ctx->save_for_backward({x2, xd2, weight, A, B, h});
     int64_t flags = 0;
     if (fanInFanOut) flags |= kFiof;
     if (dropped.has_value()) flags |= kHasDropped;
@@ -75,6 +99,11 @@ struct LoraLinearFunction : public torch::autograd::Function<LoraLinearFunction>
     if (weight.requires_grad()) flags |= kWGrad;
     if (bias.has_value() && bias->requires_grad()) flags |= kBGrad;
     if (A.requires_grad() || B.requires_grad()) flags |= kAbGrad;
+    // Only what backward will read: each saved tensor costs a SavedVariable to pack and unpack,
+    // a real share of a small layer's backward. (An undefined tensor is free to save.)
+    const bool xGrad = flags & kXGrad, abGrad = flags & kAbGrad, wGrad = flags & kWGrad;
+    ctx->save_for_backward({wGrad ? x2 : at::Tensor(), abGrad ? xd2 : at::Tensor(), xGrad ? weight : at::Tensor(), xGrad ? A : at::Tensor(),
+                            abGrad || xGrad ? B : at::Tensor(), abGrad ? h : at::Tensor()});
     ctx->saved_data["s"] = scale;
     ctx->saved_data["f"] = flags;
     return x.dim() == 2 ? y : y.view(OutShape(x, y.size(1)));
@@ -87,18 +116,23 @@ struct LoraLinearFunction : public torch::autograd::Function<LoraLinearFunction>
     const int64_t flags = ctx->saved_data["f"].toInt();
     const bool fiof = flags & kFiof, hasDropped = flags & kHasDropped, xGrad = flags & kXGrad, abGrad = flags & kAbGrad;
     at::Tensor g = grads[0].dim() == 2 ? grads[0] : grads[0].reshape({-1, grads[0].size(-1)});
+    std::vector<int64_t> inShape = grads[0].sizes().vec();
+    if (xGrad) inShape.back() = weight.size(fiof ? 0 : 1);  // in_features
 
     at::Tensor gx, gDropped, gW, gb, gA, gB;
+    if (g.size(0) == 1 && !(flags & kWGrad)) {
+      SingleRowBackward(g.select(0, 0), xd2, weight, A, B, h, scale, fiof, hasDropped, xGrad, abGrad, inShape, gx, gDropped, gA, gB);
+      if (flags & kBGrad) gb = g.sum(0);
+      return {gx, gDropped, gW, gb, gA, gB, at::Tensor(), at::Tensor()};
+    }
     at::Tensor gh;  // s·(g B): gradient reaching h = xd Aᵀ
-    if (abGrad || xGrad) gh = Mm(g, B).mul_(scale);
+    if (abGrad || xGrad) gh = Scaled(Mm(g, B), scale);
     if (abGrad) {
       gA = Mm(gh.t(), xd2);
-      gB = Mm(g.t(), h).mul_(scale);
+      gB = Scaled(Mm(g.t(), h), scale);
     }
     if (xGrad) {
       at::Tensor base = Mm(g, fiof ? weight.t() : weight);
-      std::vector<int64_t> inShape = grads[0].sizes().vec();
-      inShape.back() = x2.size(1);
       if (hasDropped) {
         gx = base.view(inShape);
         gDropped = Mm(gh, A).view(inShape);

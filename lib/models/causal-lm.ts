@@ -89,7 +89,7 @@ export abstract class CausalLM extends Module {
     const pad = options.padTokenId ?? eos[0] ?? 0;
     const B = ids.shape[0];
     const device = ids.device;
-    const cache = new KVCache(this.numLayers);
+    const cache = new KVCache(this.numLayers, { capacity: ids.shape[1] + Math.max(maxNewTokens, 1) });
     const finished = new Array<boolean>(B).fill(false);
     let mask = options.attentionMask ?? null;
     let input = ids;

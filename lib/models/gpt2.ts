@@ -6,7 +6,7 @@
  */
 import { scaledDotProductAttention } from "../attention";
 import { Dtype, Device } from "../dtype";
-import { Conv1D, Dropout, Embedding, LayerNorm, Linear, Module, ModuleList } from "../nn";
+import { Conv1D, Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, gelu } from "../nn";
 import { Tensor } from "../tensor";
 import { CausalLM } from "./causal-lm";
 import { outputHead } from "./head";
@@ -20,17 +20,13 @@ export interface ModelFactoryOptions {
   device?: Device;
 }
 
-const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
-
 /** GPT-2's activations by config name; "gelu_new" is `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`. */
 function activate(name: string, x: Tensor): Tensor {
   switch (name) {
     case "gelu_new":
     case "gelu_pytorch_tanh":
-    case "gelu_fast": {
-      const inner = x.pow(3).mul(0.044715).add(x).mul(SQRT_2_OVER_PI);
-      return inner.tanh().add(1).mul(x).mul(0.5);
-    }
+    case "gelu_fast":
+      return gelu(x, "tanh"); // one fused op: the formula above within fp32 round-off
     case "gelu":
       return x.gelu();
     case "relu":
@@ -65,8 +61,8 @@ export class GPT2Attention extends Module {
     const H = this.#heads;
     const heads = (t: Tensor) => t.view([B, T, H, E / H]).transpose(1, 2);
     const [q, k, v] = this.c_attn.forward(x).split(E, 2).map(heads);
-    const kv = ctx.cache ? ctx.cache.append(this.#layer, k, v) : { k, v };
-    const y = scaledDotProductAttention(q, kv.k, kv.v, { mask: ctx.mask, causal: ctx.causal, dropoutP: this.training ? this.#attnDropout : 0 });
+    const attention = { mask: ctx.mask, causal: ctx.causal, dropoutP: this.training ? this.#attnDropout : 0 };
+    const y = ctx.cache ? ctx.cache.attend(this.#layer, q, k, v, attention) : scaledDotProductAttention(q, k, v, attention);
     return this.resid_dropout.forward(this.c_proj.forward(y.transpose(1, 2).reshape([B, T, E])));
   }
 }

@@ -81,9 +81,8 @@ export class LlamaAttention extends Module {
     const q = applyRotary(this.q_proj.forward(x).view([B, T, H, D]).transpose(1, 2), ctx.cos, ctx.sin);
     const k = applyRotary(this.k_proj.forward(x).view([B, T, Hkv, D]).transpose(1, 2), ctx.cos, ctx.sin);
     const v = this.v_proj.forward(x).view([B, T, Hkv, D]).transpose(1, 2);
-    const kv = ctx.cache ? ctx.cache.append(this.#layer, k, v) : { k, v };
-    const dropoutP = this.training ? this.#config.attention_dropout : 0;
-    const y = scaledDotProductAttention(q, kv.k, kv.v, { mask: ctx.mask, causal: ctx.causal, dropoutP });
+    const attention = { mask: ctx.mask, causal: ctx.causal, dropoutP: this.training ? this.#config.attention_dropout : 0 };
+    const y = ctx.cache ? ctx.cache.attend(this.#layer, q, k, v, attention) : scaledDotProductAttention(q, k, v, attention);
     return this.o_proj.forward(y.transpose(1, 2).reshape([B, T, H * D]));
   }
 }

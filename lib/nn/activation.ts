@@ -25,10 +25,29 @@ export class ReLU extends Module {
   }
 }
 
-/** Gaussian error linear unit (exact erf form). */
+/** How {@link gelu} computes: the exact erf form, or the tanh approximation (GPT-2's "gelu_new"). */
+export type GeluApproximation = "none" | "tanh";
+
+/**
+ * GELU as `torch.nn.functional.gelu(x, approximate=...)`: `"none"` is `x·Φ(x)`, `"tanh"` is
+ * `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`. One native op (forward and backward) either way.
+ */
+export function gelu(x: Tensor, approximate: GeluApproximation = "none"): Tensor {
+  if (approximate !== "none" && approximate !== "tanh") throw new TypeError(`approximate: expected "none" or "tanh", got ${describe(approximate)}`);
+  return new Tensor(native.geluActivation(handleOf(x, "input"), approximate));
+}
+
+/** Gaussian error linear unit: the exact erf form, or with `approximate: "tanh"` the tanh form, as PyTorch's `nn.GELU`. */
 export class GELU extends Module {
+  readonly approximate: GeluApproximation;
+  constructor(options: { approximate?: GeluApproximation } = {}) {
+    super();
+    const approximate = options.approximate ?? "none";
+    if (approximate !== "none" && approximate !== "tanh") throw new TypeError(`approximate: expected "none" or "tanh", got ${describe(approximate)}`);
+    this.approximate = approximate;
+  }
   override forward(x: Tensor): Tensor {
-    return x.gelu();
+    return this.approximate === "none" ? x.gelu() : gelu(x, this.approximate);
   }
 }
 

@@ -61,16 +61,19 @@ export class Linear extends Module {
   }
 }
 
+/** How a layer stores its weight: PyTorch's Linear `(out, in)`, GPT-2's Conv1D `(in, out)`. */
+type WeightLayout = "out_features, in_features" | "in_features, out_features";
+
 /** Throws unless `weight` is a matrix and `bias` (if any) has its dtype and device. */
-function checkLinearParameters(weight: Tensor, bias: Tensor | null): void {
-  if (weight.ndim !== 2) throw new RangeError(`weight: expected a matrix (out_features, in_features), got shape ${shapeText(weight.shape)}`);
+function checkLinearParameters(weight: Tensor, bias: Tensor | null, layout: WeightLayout = "out_features, in_features"): void {
+  if (weight.ndim !== 2) throw new RangeError(`weight: expected a matrix (${layout}), got shape ${shapeText(weight.shape)}`);
   if (bias) checkSameKind(bias, "bias", weight);
 }
 
 /** After a failed linear call: the worded error when the input does not fit the weight. */
-function explainLinearInput(x: Tensor, weight: Tensor): void {
+function explainLinearInput(x: Tensor, weight: Tensor, layout: WeightLayout = "out_features, in_features"): void {
   checkSameKind(x, "input", weight);
-  const inFeatures = weight.shape[1];
+  const inFeatures = weight.shape[layout === "out_features, in_features" ? 1 : 0];
   if (x.ndim < 1 || x.shape[x.ndim - 1] !== inFeatures)
     throw new RangeError(`input: expected last dimension ${inFeatures} (in_features), got shape ${shapeText(x.shape)}`);
 }
@@ -102,10 +105,14 @@ export class Conv1D extends Module {
   }
 
   override forward(x: Tensor): Tensor {
-    const xw = x.matmul(this.weight);
-    const y = xw.add(this.bias);
-    xw.dispose(); // autograd holds what backward needs; the handle is ours alone
-    return y;
+    const input = handleOf(x, "input");
+    checkLinearParameters(this.weight, this.bias, "in_features, out_features");
+    try {
+      return new Tensor(native.linearInOut(input, handleOf(this.weight), handleOf(this.bias)));
+    } catch (e) {
+      explainLinearInput(x, this.weight, "in_features, out_features");
+      throw e;
+    }
   }
 }
 
