@@ -22,8 +22,11 @@ class LoraLinearRef(nn.Module):
         for p in self.base_layer.parameters():
             p.requires_grad_(False)
 
+    def base_forward(self, x):
+        return F.linear(x, self.base_layer.weight, self.base_layer.bias)
+
     def forward(self, x):
-        result = F.linear(x, self.base_layer.weight, self.base_layer.bias)
+        result = self.base_forward(x)
         for name in self.active_adapters:
             if name not in self.lora_A.keys():
                 continue
@@ -109,14 +112,6 @@ class LoraConv1DRef(LoraLinearRef):
     """PEFT's LoRA on a Conv1D (fan_in_fan_out): the base layer's own forward, then the same
     lora_B(lora_A(dropout(x))) * scaling; the (in, out) orientation matters only for merging."""
 
-    def forward(self, x):
-        result = self.base_layer(x)
-        for name in self.active_adapters:
-            if name not in self.lora_A.keys():
-                continue
-            lora_A = self.lora_A[name]
-            lora_B = self.lora_B[name]
-            dropout = self.lora_dropout[name]
-            x = x.to(lora_A.weight.dtype)
-            result = result + lora_B(lora_A(dropout(x))) * self.scaling[name]
-        return result
+    def base_forward(self, x):
+        return self.base_layer(x)
+
