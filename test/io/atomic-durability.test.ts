@@ -92,15 +92,21 @@ describe("writeFileAtomicSync: the order of the durable steps", () => {
   });
 });
 
-describe("writeFileAtomic (async): the same order", () => {
+describe("writeFileAtomic (async): the same order, short writes resumed", () => {
   test("sync the temporary file, close it, rename, then sync and close the folder", async () => {
     const target = path.join(dir, "out.bin");
     const log: string[] = [];
+    const sizes: number[] = [];
     const realOpen = fs.promises.open;
     const realRename = fs.promises.rename;
     jest.spyOn(fs.promises, "open").mockImplementation(async (p, flags, mode) => {
       const handle = await realOpen(p, flags, mode);
       log.push(`open ${p} ${flags}`);
+      const write = handle.write.bind(handle) as (b: Uint8Array, o: number, l: number) => Promise<{ bytesWritten: number }>;
+      handle.write = (async (b: Uint8Array, o: number, l: number) => {
+        sizes.push(l);
+        return write(b, o, Math.min(l, 3));
+      }) as never;
       const sync = handle.sync.bind(handle);
       const close = handle.close.bind(handle);
       handle.sync = async () => {
@@ -118,6 +124,7 @@ describe("writeFileAtomic (async): the same order", () => {
       return realRename(from, to);
     });
     await writeFileAtomic(target, Buffer.from("data"));
+    expect(sizes).toEqual([4, 1]); // a short write of 3 bytes is resumed
     const temp = log[0].split(" ")[1];
     expect(path.basename(temp)).toMatch(new RegExp(`^\\.out\\.bin\\.tmp-${process.pid}-[0-9a-f]{12}$`));
     expect(log).toEqual([`open ${temp} wx`, `sync ${temp}`, `close ${temp}`, `rename ${temp} ${target}`, `open ${dir} r`, `sync ${dir}`, `close ${dir}`]);
@@ -142,5 +149,46 @@ describe("permission bits", () => {
     writeFileAtomicSync(path.join(dir, "all"), "x", { mode: 0o7777 });
     expect(fs.statSync(path.join(dir, "none")).mode & 0o7777).toBe(0);
     expect(fs.readdirSync(dir).sort()).toEqual(["all", "none"]);
+  });
+});
+
+describe("failures", () => {
+  const openFds = () => real.readdirSync("/proc/self/fd").length;
+
+  test("a source failing mid-write closes the temporary file's descriptor and removes the file", () => {
+    const before = openFds();
+    function* failing() {
+      yield Buffer.from("abc");
+      throw new Error("source broke");
+    }
+    expect(() => writeFileAtomicSync(path.join(dir, "f"), failing())).toThrow("source broke");
+    expect(openFds()).toBe(before);
+    expect(fs.readdirSync(dir)).toEqual([]);
+  });
+
+  test.each([
+    ["null", null, "null"],
+    ["a plain object", {}, "an object"],
+  ])("data that is %s is refused by both twins before anything is created", async (_name, data, shown) => {
+    const message = new RegExp(`^data: expected a string, a Uint8Array or an iterable of Uint8Array chunks, got ${shown}`);
+    expect(() => writeFileAtomicSync(path.join(dir, "f"), data as never)).toThrow(message);
+    await expect(writeFileAtomic(path.join(dir, "f"), data as never)).rejects.toThrow(message);
+    expect(fs.readdirSync(dir)).toEqual([]);
+  });
+
+  test("a path that is not a string is named", () => {
+    expect(() => writeFileAtomicSync(5 as never, "x")).toThrow(new TypeError("path: expected a non-empty string, got 5"));
+  });
+
+  test("a folder that is a file: ENOTDIR, with the code and the folder's path on the error", () => {
+    const file = path.join(dir, "plain");
+    real.writeFileSync(file, "");
+    let thrown: NodeJS.ErrnoException | undefined;
+    try {
+      writeFileAtomicSync(path.join(file, "x"), "x");
+    } catch (e) {
+      thrown = e as NodeJS.ErrnoException;
+    }
+    expect(thrown).toMatchObject({ code: "ENOTDIR", path: file, message: `ENOTDIR: ${path.join(file, "x")}: ${file} is not a folder` });
   });
 });
