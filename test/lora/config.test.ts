@@ -60,6 +60,7 @@ describe("resolveLoraConfig: defaults", () => {
     expect(resolve({ initLoraWeights: "pissa_niter_4" }).initLoraWeights).toBe("pissa_niter_4");
     expect(resolve({ targetModules: "all-linear" }).targetModules).toBe("all-linear");
     expect(resolve({ loraDropout: 0 }).loraDropout).toBe(0);
+    expect(resolve({ r: 1, rankPattern: { q: 1 } })).toMatchObject({ r: 1, rankPattern: { q: 1 } });
   });
 });
 
@@ -121,7 +122,11 @@ describe("resolveLoraConfig: each refusal names the field, what was expected and
     ["loraAlpha a string", { targetModules: ["q"], loraAlpha: "8" }, 'LoraConfig.loraAlpha: expected a finite number > 0, got the string "8"'],
     ["loraAlpha -1", { targetModules: ["q"], loraAlpha: -1 }, "LoraConfig.loraAlpha: expected a finite number > 0, got -1"],
     ["loraAlpha Infinity", { targetModules: ["q"], loraAlpha: Infinity }, "LoraConfig.loraAlpha: expected a finite number > 0, got Infinity"],
-    ["rankPattern an array", { targetModules: ["q"], rankPattern: [] }, "LoraConfig.rankPattern: expected an object of pattern → number, got an array of length 0"],
+    [
+      "rankPattern an array",
+      { targetModules: ["q"], rankPattern: [] },
+      "LoraConfig.rankPattern: expected an object of pattern → number, got an array of length 0",
+    ],
     ["rankPattern null", { targetModules: ["q"], rankPattern: null }, "LoraConfig.rankPattern: expected an object of pattern → number, got null"],
     ["rankPattern a number", { targetModules: ["q"], rankPattern: 2 }, "LoraConfig.rankPattern: expected an object of pattern → number, got 2"],
     ["a rankPattern value", { targetModules: ["q"], rankPattern: { q: 0 } }, 'LoraConfig.rankPattern["q"]: expected an integer >= 1, got 0'],
@@ -161,6 +166,11 @@ describe("name matching and per-layer settings", () => {
     expect(matchesModuleName(["0.q", "v"], "layers.0.q")).toBe(true);
     expect(matchesModuleName("layers\\.\\d\\.q", "layers.0.q")).toBe(true);
     expect(matchesModuleName("q", "layers.0.q")).toBe(false);
+  });
+
+  test("a bad pattern met outside a config is named as what it is", () => {
+    expect(() => matchesModuleName("(", "q")).toThrow(/^module pattern: the string "\(" is not a supported regular expression/);
+    expect(() => patternKeyFor({ "(": 1 }, "q")).toThrow(/^pattern key: the string "\(" is not a supported regular expression/);
   });
 
   test("the first matching pattern key wins; none gives undefined", () => {
