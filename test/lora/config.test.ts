@@ -85,6 +85,11 @@ describe("resolveLoraConfig: each refusal names the field, what was expected and
       'LoraConfig.targetModules: expected a non-empty list of module names, a regex string, or "all-linear", got an array of length 2',
     ],
     [
+      "a list in the list",
+      { targetModules: ["q", ["k"]] },
+      'LoraConfig.targetModules: expected a non-empty list of module names, a regex string, or "all-linear", got an array of length 2',
+    ],
+    [
       "targetModules a number",
       { targetModules: 3 },
       'LoraConfig.targetModules: expected a non-empty list of module names, a regex string, or "all-linear", got 3',

@@ -48,6 +48,12 @@ describe("loadStateDict: dicts that are not optimizer state dicts", () => {
       RangeError,
     ],
     [
+      "a saved tensor of a lower rank whose dimensions agree as far as they go",
+      () => opt.loadStateDict({ ...saved, state: [{ ...entry, expAvg: tensor([1, 2], { shape: [2] }) }] }),
+      /^loadStateDict: state\[0\]\.expAvg: has shape \[2\], but parameter 0 has shape \[2, 3\]$/,
+      RangeError,
+    ],
+    [
       "a saved tensor with the dimensions swapped",
       () => opt.loadStateDict({ ...saved, state: [{ ...entry, expAvgSq: tensor([1, 2, 3, 4, 5, 6], { shape: [3, 2] }) }] }),
       /^loadStateDict: state\[0\]\.expAvgSq: has shape \[3, 2\], but parameter 0 has shape \[2, 3\]$/,
