@@ -51,6 +51,31 @@ describe("the model's module list in a message", () => {
   });
 });
 
+describe("what an unmatched entry is told", () => {
+  class Proj extends nn.Module {
+    k_proj = new nn.Linear(2, 2);
+    o_proj = new nn.Linear(2, 2);
+  }
+
+  class Blocks extends nn.Module {
+    blocks = stack(5);
+    head = new nn.Linear(2, 2);
+  }
+
+  test("a top-level container, named by its full path: at most four layers inside it are listed", () => {
+    expect(message(() => selectTargets(new Blocks(), config(["blocks"])))).toBe(
+      'LoraConfig.targetModules: ["blocks"] matches no Linear/Embedding module: "blocks" names a Sequential, not a Linear/Embedding/Conv1D layer; ' +
+        'list the layers inside it, such as "blocks.0", "blocks.1", "blocks.2", "blocks.3"',
+    );
+  });
+
+  test("several close names at the same distance are offered with or", () => {
+    expect(message(() => selectTargets(new Proj(), config(["x_proj"])))).toBe(
+      'LoraConfig.targetModules: ["x_proj"] matches no Linear/Embedding module: "x_proj" matches no Linear/Embedding module; did you mean "k_proj" or "o_proj"?',
+    );
+  });
+});
+
 describe("closeNames", () => {
   const names = ["a.q_proj", "a.k_proj", "b.q_proj", "b.v_proj", "c.o_proj", "c.gate_proj"];
 
