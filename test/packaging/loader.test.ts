@@ -6,11 +6,15 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { BUILT_BINDING, loadBinding, loaderPackage } from "../helpers/packaging";
+import { NOT_BUILT, itUnless } from "../helpers/skip";
 import { makeTempDir } from "../helpers/temp";
 
 const ROOT = path.resolve(__dirname, "../..");
 const findLibtorch = require(path.join(ROOT, "scripts/lib/find-libtorch.js"));
 const prebuilds = require(path.join(ROOT, "scripts/lib/prebuilds.js"));
+
+/** Why the tests that load dist/ cannot run here, or null when it is built. */
+const distMissing = fs.existsSync(BUILT_BINDING) ? null : NOT_BUILT;
 
 let tmp: string;
 beforeAll(() => {
@@ -77,11 +81,10 @@ describe("describeLibtorch", () => {
     expect(findLibtorch.libtorchTag(findLibtorch.describeLibtorch(path.join(dir, "share/cmake/Torch")))).toBe("torch2_2_0-cpu-cxx11abi0");
   });
 
-  test("the libtorch found here agrees with the addon built against it", () => {
-    const lt = prebuilds.runtimeLibtorch();
-    if (!lt || lt.error) return console.warn("[packaging] SKIPPED: no libtorch found here");
+  const runtime = prebuilds.runtimeLibtorch();
+  itUnless(!runtime || runtime.error ? "no libtorch found" : null, "the libtorch found here agrees with the addon built against it", () => {
     const { native } = require("../../lib/binding");
-    expect(prebuilds.tagOfBuildInfo(native.buildInfo())).toBe(lt.tag);
+    expect(prebuilds.tagOfBuildInfo(native.buildInfo())).toBe(runtime.tag);
   });
 });
 
@@ -375,31 +378,29 @@ describe("Node-API variants: stable (N-API 8) and experimental (one Node major)"
     expect(bad.stderr).toContain('TORCH_LORA_NAPI=9 is not understood: use "stable" (NAPI_VERSION=8) or "auto"');
   });
 
-  test("buildInfo().napiExperimental agrees with the experimental symbols the built files import", () => {
-    if (spawnSync("nm", ["--version"]).status !== 0) return console.warn("[packaging] SKIPPED: nm is not installed");
+  const local = path.join(ROOT, "build/Release/torch_lora.node");
+  /** The prebuilds `npm run prebuild` made here that are on disk, with their manifest's Node-API kind. */
+  const builtPrebuilds = (prebuilds.readManifest(ROOT) as { file: string; napi: number | string }[]).filter((e) =>
+    fs.existsSync(path.join(ROOT, "prebuilds", e.file)),
+  );
+  const symbolsSkip =
+    spawnSync("nm", ["--version"]).status !== 0 ? "no nm (apt-get install binutils)" : fs.existsSync(local) || builtPrebuilds.length > 0 ? null : NOT_BUILT;
+  itUnless(symbolsSkip, "buildInfo().napiExperimental agrees with the experimental symbols the built files import", () => {
     const importsPostFinalizer = (file: string) => / U node_api_post_finalizer\b/.test(spawnSync("nm", ["-D", file], { encoding: "utf8" }).stdout);
-    const checked: string[] = [];
-    const local = path.join(ROOT, "build/Release/torch_lora.node");
     if (fs.existsSync(local)) {
       const info = require(local).buildInfo();
       expect(importsPostFinalizer(local)).toBe(info.napiExperimental);
       expect(info.napiVersion).toBe(info.napiExperimental ? 2147483647 : 8);
-      checked.push(local);
     }
     // Prebuilds made here by `npm run prebuild`: the manifest's kind matches each file.
-    for (const e of prebuilds.readManifest(ROOT) as { file: string; napi: number | string }[]) {
-      const file = path.join(ROOT, "prebuilds", e.file);
-      if (!fs.existsSync(file)) continue;
-      expect([e.file, importsPostFinalizer(file)]).toEqual([e.file, e.napi === "experimental"]);
-      checked.push(file);
+    for (const e of builtPrebuilds) {
+      expect([e.file, importsPostFinalizer(path.join(ROOT, "prebuilds", e.file))]).toEqual([e.file, e.napi === "experimental"]);
     }
-    if (checked.length === 0) console.warn("[packaging] SKIPPED: no built addon or prebuild here to inspect");
   });
 });
 
 describe("the loader in a package without a fitting addon", () => {
-  test("fails with the libtorch found, the prebuilds (none) and what to do", () => {
-    if (!fs.existsSync(BUILT_BINDING)) return console.warn("[packaging] SKIPPED: dist/ is not built (node scripts/setup.js)");
+  itUnless(distMissing, "fails with the libtorch found, the prebuilds (none) and what to do", () => {
     const pkg = loaderPackage(path.join(tmp, "bare"));
     const r = loadBinding(pkg, { PATH: "", LIBTORCH: path.join(tmp, "libtorch-cu121") });
     expect(r.status).not.toBe(0);
@@ -410,8 +411,7 @@ describe("the loader in a package without a fitting addon", () => {
     expect(r.stderr).toContain("scripts/install.js --build");
   });
 
-  test("an addon that is not a loadable library: the cause, and how to rebuild in a clone and in an installed package", () => {
-    if (!fs.existsSync(BUILT_BINDING)) return console.warn("[packaging] SKIPPED: dist/ is not built (node scripts/setup.js)");
+  itUnless(distMissing, "an addon that is not a loadable library: the cause, and how to rebuild in a clone and in an installed package", () => {
     const bogus = path.join(tmp, "bogus.node");
     fs.writeFileSync(bogus, "not an ELF file\n".repeat(20));
     const load = (pkg: string) => loadBinding(pkg, { ...process.env, TORCH_LORA_ADDON: bogus });
@@ -424,7 +424,7 @@ describe("the loader in a package without a fitting addon", () => {
     expect(inPackage.stderr).toContain(`Rebuild it against the libtorch you have: node ${path.join(installed, "scripts/install.js")} --build`);
   });
 
-  test("TORCH_LORA_ADDON pointing nowhere is named in the error", () => {
+  itUnless(distMissing, "TORCH_LORA_ADDON pointing nowhere is named in the error", () => {
     const r = spawnSync(process.execPath, ["-e", `require(${JSON.stringify(path.join(ROOT, "dist/lib/binding.js"))})`], {
       env: { ...process.env, TORCH_LORA_ADDON: "/nonexistent/torch_lora.node" },
       encoding: "utf8",
