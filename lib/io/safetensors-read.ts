@@ -7,7 +7,7 @@ import * as fs from "fs";
 import { constants as bufferConstants } from "buffer";
 import { Device, checkDevice } from "../dtype";
 import { FormatError, describe } from "../errors";
-import { Tensor } from "../tensor";
+import { Tensor, optionsObject } from "../tensor";
 import { openRegularFile, openRegularFileSync } from "./regular-file";
 import { SafetensorsHeader, SafetensorsTensorInfo, parseHeader, parseHeaderLength, setOwn } from "./safetensors-format";
 
@@ -26,8 +26,7 @@ function checkPath(path: unknown): string {
 }
 
 function checkOptions(options: unknown): Device {
-  if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
-  const device = (options as LoadSafetensorsOptions).device;
+  const { device } = optionsObject(options as LoadSafetensorsOptions | undefined);
   return device === undefined ? "cpu" : checkDevice(device, "options.device");
 }
 

@@ -21,7 +21,7 @@
 import { native } from "../binding";
 import { ConfigError, describe } from "../errors";
 import { copyInto } from "../nn/module";
-import { Tensor, handleOf, noGrad } from "../tensor";
+import { Tensor, handleOf, noGrad, optionsObject } from "../tensor";
 import { checkAdapterName, requireAdapter } from "./adapter-names";
 import { LoraConfig } from "./config";
 import type { LoraModel } from "./model";
@@ -80,7 +80,7 @@ function allocatedRank(config: { r: number; rankPattern: Record<string, number> 
 function checkOptions(
   options: WeightedAdapterOptions,
 ): Required<Pick<WeightedAdapterOptions, "combinationType" | "majoritySignMethod" | "svdFullMatrices">> & WeightedAdapterOptions {
-  if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
+  optionsObject(options, "options");
   const combinationType = options.combinationType ?? "svd";
   if (!COMBINATIONS.includes(combinationType))
     throw new ConfigError(`combinationType: expected one of ${COMBINATIONS.join(", ")}, got ${describe(combinationType)}`);

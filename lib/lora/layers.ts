@@ -11,7 +11,7 @@ import { Conv1D, Embedding, Linear } from "../nn/layers";
 import { Module, ModuleDict, ParameterDict } from "../nn/module";
 import { keep, tidy } from "../scope";
 import { runAsync, runSync, step, TwinBody } from "../sync-or-async";
-import { Tensor, empty, handleOf } from "../tensor";
+import { Tensor, empty, handleOf, optionsObject } from "../tensor";
 import { EmbeddingInit, LinearInit } from "./config";
 import { checkWeightAwareInit, initFactorsFromWeight, isWeightAwareInit } from "./init-strategies";
 import { DoraTarget, doraEmbedding, doraInitialMagnitude, doraLinear, doraMerge } from "./dora";
@@ -298,7 +298,7 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
   }
 
   #mergePlan(options: MergeOptions): { names: string[]; safe: boolean } {
-    if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
+    optionsObject(options, "options");
     // A disabled layer gives the base output: a delta merged now would contradict that (and
     // forward would silently include it).
     if (this.#disabled) throw new StateError("merge: adapters are disabled on this layer; enableAdapters() before merging");

@@ -7,7 +7,7 @@ import { checkAdapterName, noSuchAdapter, requireAdapter } from "./adapter-names
 import { checkUntied } from "./tied";
 import { Conv1D, Embedding, Linear } from "../nn/layers";
 import { Module } from "../nn/module";
-import { Tensor } from "../tensor";
+import { Tensor, optionsObject } from "../tensor";
 import { runAsync, runSync, step, TwinBody } from "../sync-or-async";
 import { LoraConfig, ResolvedLoraConfig, layerSettings, resolveLoraConfig } from "./config";
 import { withDefaultTargets } from "./default-targets";
@@ -392,7 +392,7 @@ export class LoraModel<M extends Module = Module> extends Module {
   }
 
   #checkAdapterNames(options: MergeOptions): void {
-    if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
+    optionsObject(options, "options");
     const names = options.adapterNames;
     if (names === undefined) return;
     if (!Array.isArray(names)) throw new TypeError(`adapterNames: expected an array of adapter names, got ${describe(names)}`);
@@ -438,7 +438,7 @@ function followMode(layer: AnyLoraLayer, training: boolean): void {
 }
 
 function checkAdapterOptions(options: AdapterOptions): Required<AdapterOptions> {
-  if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
+  optionsObject(options, "options");
   const { autocastAdapterDtype = true, unmatchedTargets = "error", factorsFromFile = false } = options;
   if (typeof autocastAdapterDtype !== "boolean") throw new TypeError(`autocastAdapterDtype: expected a boolean, got ${describe(autocastAdapterDtype)}`);
   if (unmatchedTargets !== "error" && unmatchedTargets !== "record") {

@@ -11,6 +11,7 @@ import { StateError, describe } from "../errors";
 import { Module } from "../nn/module";
 import { Dtype } from "../dtype";
 import { runThenCleanUp } from "../sync-or-async";
+import { optionsObject } from "../tensor";
 import { checkAdapterName, noSuchAdapter } from "./adapter-names";
 import { LoraModel } from "./model";
 import { ADAPTER_CONFIG_NAME } from "./peft-config";
@@ -56,7 +57,7 @@ export class AdapterRegistry<M extends Module = Module> {
     if (!(model instanceof Module)) throw new TypeError(`model: expected an nn.Module or a LoraModel, got ${describe(model)}`);
     if (typeof root !== "string" || !fs.existsSync(root) || !fs.statSync(root).isDirectory())
       throw new TypeError(`root: expected a folder of adapter folders, got ${describe(root)}`);
-    if (options === null || typeof options !== "object") throw new TypeError(`options: expected an object, got ${describe(options)}`);
+    optionsObject(options, "options");
     const budget = options.memoryBudget ?? Infinity;
     if (typeof budget !== "number" || !(budget >= 0))
       throw new RangeError(`memoryBudget: expected a number of bytes >= 0, got ${describe(options.memoryBudget)}`);

@@ -6,7 +6,7 @@
 import { describe } from "../errors";
 import { Module } from "../nn/module";
 import { tidy } from "../scope";
-import { Tensor, cat, noGrad, ones, tensor } from "../tensor";
+import { Tensor, cat, noGrad, ones, tensor, optionsObject } from "../tensor";
 import type { GPT2Config, LlamaConfig } from "./config";
 import { CausalLMForwardOptions, KVCache } from "./context";
 import { SamplingOptions, nextTokens, resolveSampler } from "./sampling";
@@ -78,7 +78,7 @@ export abstract class CausalLM extends Module {
   /** The decoding loop: yields each step's tokens, one per row. */
   *#decode(ids: Tensor, options: GenerateOptions, name: string): Generator<number[]> {
     const caller = `${this.constructor.name}.${name}`;
-    if (options === null || typeof options !== "object") throw new TypeError(`${caller}: options: expected an object, got ${describe(options)}`);
+    optionsObject(options, `${caller}: options`);
     if (!(ids instanceof Tensor) || ids.ndim !== 2 || ids.dtype !== "int64")
       throw new TypeError(`${caller}: ids: expected an int64 Tensor (B, T), got ${describe(ids)}`);
     const maxNewTokens = options.maxNewTokens ?? 20;

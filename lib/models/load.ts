@@ -14,7 +14,7 @@ import { withoutInit } from "../init";
 import { readSafetensorsHeader } from "../io/safetensors-read";
 import { SafetensorsTensorInfo } from "../io/safetensors-format";
 import { copyInto } from "../nn/module";
-import { Tensor, noGrad } from "../tensor";
+import { Tensor, noGrad, optionsObject } from "../tensor";
 import { CausalLM } from "./causal-lm";
 import { GPT2Config, LLAMA_MODEL_TYPES, LlamaConfig } from "./config";
 import { GPT2LMHeadModel } from "./gpt2";
@@ -112,7 +112,7 @@ export function fromPretrained(dir: string, options: FromPretrainedOptions & { o
 export function fromPretrained(dir: string, options?: FromPretrainedOptions & { outputLoadingInfo?: false }): Promise<CausalLM>;
 export async function fromPretrained(dir: string, options: FromPretrainedOptions = {}): Promise<CausalLM | LoadedModel> {
   if (typeof dir !== "string" || dir === "") throw new TypeError(`fromPretrained: dir: expected a folder path, got ${describe(dir)}`);
-  if (options === null || typeof options !== "object") throw new TypeError(`fromPretrained: options: expected an object, got ${describe(options)}`);
+  optionsObject(options, "fromPretrained: options");
   const dtype = options.dtype === undefined ? "float32" : checkDtype(options.dtype, "fromPretrained: options.dtype");
   const device = options.device === undefined ? "cpu" : checkDevice(options.device, "fromPretrained: options.device");
   const strict = flag(options.strict, "strict", true);

@@ -10,7 +10,7 @@ import { describe } from "../errors";
 import { writeFileAtomic } from "../io/atomic";
 import { replaceFolder } from "../io/atomic-folder";
 import { saveSafetensors } from "../io/safetensors-write";
-import { Tensor } from "../tensor";
+import { Tensor, optionsObject } from "../tensor";
 
 /** Options of `savePretrained`. */
 export interface SavePretrainedOptions {
@@ -55,7 +55,7 @@ export async function savePretrained(
   options: SavePretrainedOptions,
 ): Promise<void> {
   if (typeof dir !== "string" || dir === "") throw new TypeError(`savePretrained: dir: expected a folder path, got ${describe(dir)}`);
-  if (options === null || typeof options !== "object") throw new TypeError(`savePretrained: options: expected an object, got ${describe(options)}`);
+  optionsObject(options, "savePretrained: options");
   const max = options.maxShardSize ?? 5e9;
   if (typeof max !== "number" || !(max >= 1))
     throw new RangeError(`savePretrained: maxShardSize: expected a number of bytes >= 1, got ${describe(options.maxShardSize)}`);

@@ -37,9 +37,9 @@ describe("arguments", () => {
   test("a path that is not a string, and options that are not an object, are named", async () => {
     expect(() => loadSafetensorsSync(5 as never)).toThrow(new TypeError("path: expected a non-empty string, got 5"));
     const file = sample();
-    expect(() => loadSafetensorsSync(file, null as never)).toThrow(new TypeError("options: expected an object, got null"));
-    expect(() => loadSafetensorsSync(file, "cpu" as never)).toThrow(new TypeError('options: expected an object, got the string "cpu"'));
-    await expect(loadSafetensors(file, 3 as never)).rejects.toThrow(new TypeError("options: expected an object, got 3"));
+    expect(() => loadSafetensorsSync(file, null as never)).toThrow(new TypeError("options: expected an options object, got null"));
+    expect(() => loadSafetensorsSync(file, "cpu" as never)).toThrow(new TypeError('options: expected an options object, got the string "cpu"'));
+    await expect(loadSafetensors(file, 3 as never)).rejects.toThrow(new TypeError("options: expected an options object, got 3"));
   });
 });
 

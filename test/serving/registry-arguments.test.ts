@@ -21,8 +21,8 @@ describe("AdapterRegistry arguments", () => {
       () => new lora.AdapterRegistry(model(), path.join(root, "missing")),
       new TypeError(`root: expected a folder of adapter folders, got the string ${JSON.stringify(path.join(root, "missing"))}`),
     ],
-    ["null options", () => new lora.AdapterRegistry(model(), root, null as never), new TypeError("options: expected an object, got null")],
-    ["options that are a number", () => new lora.AdapterRegistry(model(), root, 5 as never), new TypeError("options: expected an object, got 5")],
+    ["null options", () => new lora.AdapterRegistry(model(), root, null as never), new TypeError("options: expected an options object, got null")],
+    ["options that are a number", () => new lora.AdapterRegistry(model(), root, 5 as never), new TypeError("options: expected an options object, got 5")],
     [
       "a negative budget",
       () => new lora.AdapterRegistry(model(), root, { memoryBudget: -1 }),
