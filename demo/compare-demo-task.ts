@@ -2,7 +2,8 @@
  * The demo's task for `npm run compare-inits`: the character model of demo/model.ts pretrained
  * on task A, then LoRA fine-tuned on task B (adapting the embedding and both Linear layers).
  */
-import { lora, manualSeed } from "../lib";
+import { manualSeed } from "../lib";
+import { fineTuneRun } from "./compare-runner";
 import type { ComparisonTask } from "./compare-runner";
 import { VOCAB, encode, generateText, makeExamples } from "./data";
 import type { Task } from "./data";
@@ -32,18 +33,18 @@ export function demoTask(): ComparisonTask {
     caption: (steps, seeds) =>
       `Fine-tuning the demo model on task B: r = ${LORA.r}, alpha = ${LORA.loraAlpha}, AdamW lr ${FINETUNE.lr}, batch ${FINETUNE.batchSize}, ` +
       `${steps} steps, ${seeds} seeds (mean ± std).`,
-    run(strategy, seed, steps) {
-      const model = new CharModel(MODEL);
-      model.loadStateDict(baseState);
-      manualSeed(1000 + seed);
-      const lm = lora.injectAdapter(model, { ...LORA, targetModules: strategy.targets, ...strategy.config });
-      const evalBefore = evaluate(lm, evalB);
-      const curve: number[] = [];
-      // Same data order for every strategy and seed: only the initialization differs.
-      const t0 = process.hrtime.bigint();
-      train(lm, trainB, { ...FINETUNE, steps, label: strategy.name, quiet: true, onStep: (_s, loss) => curve.push(loss) });
-      const msPerStep = Number(process.hrtime.bigint() - t0) / 1e6 / steps;
-      return { curve, evalBefore, evalAfter: evaluate(lm, evalB), msPerStep };
-    },
+    run: (strategy, seed, steps) =>
+      fineTuneRun(
+        {
+          fresh: () => new CharModel(MODEL),
+          baseState,
+          lora: LORA,
+          evaluate: (lm) => evaluate(lm, evalB),
+          train: (lm, onStep) => train(lm, trainB, { ...FINETUNE, steps, label: strategy.name, quiet: true, onStep }),
+        },
+        strategy,
+        seed,
+        steps,
+      ),
   };
 }

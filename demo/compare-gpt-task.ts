@@ -4,8 +4,9 @@
  * adapters on every attention and MLP projection of both blocks (and on the token embedding for
  * the strategies that adapt embeddings). The weight-aware inits thus decompose trained weights.
  */
-import { lora, manualSeed, tensor } from "../lib";
+import { tensor } from "../lib";
 import { CONFIG, TinyGPT, evaluate, lmLoss, pretrain, schedule, windows } from "../examples/tiny-gpt";
+import { fineTuneRun } from "./compare-runner";
 import type { ComparisonTask } from "./compare-runner";
 import { prng } from "./data";
 import type { Examples } from "./data";
@@ -55,26 +56,27 @@ export function gptTask(options: GptTaskOptions = {}): ComparisonTask {
       `Fine-tuning the tiny GPT (examples/tiny-gpt.ts: ${CONFIG.layers} blocks, dim ${CONFIG.dim}, context ${CONFIG.context}; ` +
       `pretrained ${s.pretrainSteps} steps on task A) on task B, adapters on ${PROJECTIONS.join(", ")} (and tok where embeddings are adapted): ` +
       `r = ${LORA.r}, alpha = ${LORA.loraAlpha}, AdamW lr ${LR}, batch ${s.batchSize}, ${steps} steps, ${seeds} seeds (mean ± std).`,
-    run(strategy, seed, steps) {
-      const model = new TinyGPT(CONFIG);
-      model.loadStateDict(baseState);
-      manualSeed(1000 + seed);
-      const lm = lora.injectAdapter(model, { ...LORA, targetModules: strategy.targets, ...strategy.config });
-      const evalBefore = evaluate(lm, evalB);
-      const curve: number[] = [];
-      const t0 = process.hrtime.bigint();
-      // Same data order for every strategy and seed: only the initialization differs.
-      train(lm, trainB, {
+    run: (strategy, seed, steps) =>
+      fineTuneRun(
+        {
+          fresh: () => new TinyGPT(CONFIG),
+          baseState,
+          lora: LORA,
+          evaluate: (lm) => evaluate(lm, evalB),
+          train: (lm, onStep) =>
+            train(lm, trainB, {
+              steps,
+              batchSize: s.batchSize,
+              lr: LR,
+              label: strategy.name,
+              quiet: true,
+              loss: (m, batch) => lmLoss(m, batch.inputs),
+              onStep,
+            }),
+        },
+        strategy,
+        seed,
         steps,
-        batchSize: s.batchSize,
-        lr: LR,
-        label: strategy.name,
-        quiet: true,
-        loss: (m, batch) => lmLoss(m, batch.inputs),
-        onStep: (_s, loss) => curve.push(loss),
-      });
-      const msPerStep = Number(process.hrtime.bigint() - t0) / 1e6 / steps;
-      return { curve, evalBefore, evalAfter: evaluate(lm, evalB), msPerStep };
-    },
+      ),
   };
 }

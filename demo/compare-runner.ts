@@ -2,6 +2,7 @@
  * Runs every initialization strategy of a comparison task under several seeds and collects the
  * loss curves, the evaluation losses before and after fine-tuning, and the time per step.
  */
+import { Tensor, lora, manualSeed, nn } from "../lib";
 import type { Strategy } from "./init-strategies";
 
 /** The steps whose training loss the table reports (besides the last). */
@@ -29,6 +30,34 @@ export interface ComparisonTask {
   caption(steps: number, seeds: number): string;
   /** Injects `strategy` into a fresh copy of the base with seed `seed` and fine-tunes it for `steps` steps. */
   run(strategy: Strategy, seed: number, steps: number): InitRun;
+}
+
+/** What {@link fineTuneRun} needs of a task: a fresh model, its pretrained state, how to evaluate and train it. */
+export interface FineTuneSetup<M extends nn.Module> {
+  fresh(): M;
+  baseState: Record<string, Tensor>;
+  lora: { r: number; loraAlpha: number };
+  evaluate(lm: lora.LoraModel<M>): number;
+  /** Trains for the run's steps in the same data order every time, calling `onStep` with each step's loss. */
+  train(lm: lora.LoraModel<M>, onStep: (step: number, loss: number) => void): void;
+}
+
+/**
+ * One run of {@link ComparisonTask.run}: the base reloaded into a fresh model, `strategy`
+ * injected under `seed`, then fine-tuned. Every strategy and seed sees the same base and data
+ * order: only the initialization differs.
+ */
+export function fineTuneRun<M extends nn.Module>(setup: FineTuneSetup<M>, strategy: Strategy, seed: number, steps: number): InitRun {
+  const model = setup.fresh();
+  model.loadStateDict(setup.baseState);
+  manualSeed(1000 + seed);
+  const lm = lora.injectAdapter(model, { ...setup.lora, targetModules: strategy.targets, ...strategy.config });
+  const evalBefore = setup.evaluate(lm);
+  const curve: number[] = [];
+  const t0 = process.hrtime.bigint();
+  setup.train(lm, (_step, loss) => curve.push(loss));
+  const msPerStep = Number(process.hrtime.bigint() - t0) / 1e6 / steps;
+  return { curve, evalBefore, evalAfter: setup.evaluate(lm), msPerStep };
 }
 
 /** Every run of one strategy, one entry per seed. */
