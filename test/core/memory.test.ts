@@ -13,11 +13,10 @@
  */
 import { spawnSync } from "child_process";
 import * as path from "path";
-import * as v8 from "v8";
-import * as vm from "vm";
 import { Worker } from "worker_threads";
 import { memoryStats, zeros } from "../../lib";
 import { DIST, itDist } from "../reliability/support/child";
+import { collectLeftovers } from "../helpers/memory";
 
 const fixture = path.resolve(__dirname, "../fixtures/memory-loop.js");
 const RSS_BOUND = 64 * 2 ** 20;
@@ -65,16 +64,6 @@ describe("memoryStats counts across worker threads", () => {
       held.forEach((x) => x.dispose());
       parentPort.postMessage("disposed");
     });`;
-  /** Collects the tensors earlier tests left to the collector, so none is freed between two readings here. */
-  async function collectLeftovers(): Promise<void> {
-    v8.setFlagsFromString("--expose-gc");
-    const gc = vm.runInNewContext("gc") as () => void;
-    for (let i = 0; i < 3; i++) {
-      gc();
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-  }
-
   itDist("tensors made in a worker count in the main thread's reading, and leave it when disposed there", async () => {
     await collectLeftovers();
     const before = memoryStats();

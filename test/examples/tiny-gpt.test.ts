@@ -3,6 +3,7 @@ import * as path from "path";
 import { Tensor, crossEntropy, lora, manualSeed, memoryStats, noGrad, randn, tensor, tidy } from "../../lib";
 import { Block, CONFIG, TinyGPT, evaluate, finetune, pretrain, sample, windows } from "../../examples/tiny-gpt";
 import { ALPHABET, encode } from "../../demo/data";
+import { collectLeftovers } from "../helpers/memory";
 
 const ROOT = path.resolve(__dirname, "../..");
 
@@ -78,7 +79,7 @@ describe("examples/tiny-gpt.ts", () => {
     });
   });
 
-  test("sampling with top-k 1 is greedy decoding, computed here by argmax; a seed repeats a sample", () => {
+  test("sampling with top-k 1 is greedy decoding, computed here by argmax; a seed repeats a sample", async () => {
     manualSeed(5);
     const model = new TinyGPT({ ...CONFIG, context: 8 });
     // At init the tied head scores each input character against itself (|e|² ≈ dim), so an
@@ -104,6 +105,7 @@ describe("examples/tiny-gpt.ts", () => {
     expect(new Set(greedy.slice(4)).size).toBeGreaterThan(2); // not one character repeated
     expect(sample(model, "the ", 12, { temperature: 0.7, topK: 1, seed: 1, context: 8 })).toBe(greedy);
     // tidy frees every step's tensors: sampling leaves no live tensor behind.
+    await collectLeftovers();
     const live = memoryStats().liveTensors;
     const drawn = sample(model, "the ", 30, { temperature: 1.5, topK: 5, seed: 9, context: 8 });
     expect(memoryStats().liveTensors).toBe(live);
