@@ -13,6 +13,9 @@ export const NO_GPU = "no GPU";
 /** The reference Python cannot import torch (test/helpers/python.ts). */
 export const NO_TORCH = "no PyTorch to compare against";
 
+/** The reference Python cannot run at all (comparisons that need only its standard library). */
+export const NO_PYTHON = "no Python to compare against";
+
 /** The package is not built here (dist/ or the native addon). */
 export const NOT_BUILT = "not built (node scripts/setup.js)";
 

@@ -8,12 +8,13 @@ import { spawnSync } from "child_process";
 import * as path from "path";
 import { ConfigError, lora } from "../../lib";
 import { LlamaNames } from "../helpers/llama-names";
+import { NO_PYTHON, itUnless } from "../helpers/skip";
 import { DIST, itDist, runNode } from "./support/child";
 
 const PYTHON = process.env.TORCH_LORA_PYTHON ?? "/usr/bin/python3";
 const hasPython = spawnSync(PYTHON, ["-c", "import re"]).status === 0;
 if (!hasPython) console.warn(`[regex reference] ${PYTHON} cannot run: the comparisons with Python's re are skipped`);
-const itPython = hasPython ? it : it.skip;
+const itPython = (title: string, fn: jest.ProvidesCallback): void => itUnless(hasPython ? null : NO_PYTHON, title, fn);
 
 /** For each pattern, the names Python selects: re.fullmatch (target/exclude) or PEFT's rank_pattern rule. */
 function pythonSelects(patterns: string[], names: string[], rule: "fullmatch" | "suffix"): string[][] {
