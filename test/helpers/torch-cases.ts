@@ -3,7 +3,7 @@
  * PyTorch expression that should give the same tensors (shape, dtype and values).
  */
 import { Tensor, tensor } from "../../lib";
-import { hasTorch, py } from "./python";
+import { itTorch, py } from "./python";
 import { expectClose } from "./stats";
 
 /** A named input: flat values, shape and dtype; visible to both sides under its name. */
@@ -84,7 +84,7 @@ export function describeAgainstTorch(title: string, inputs: Record<string, CaseI
     let ref: Record<string, Flat[]> | undefined;
     const reference = (): Record<string, Flat[]> => (ref ??= torchResults(cases, inputs));
     for (const [name, c] of Object.entries(cases)) {
-      (hasTorch() ? it : it.skip)(`${name}: ${c.py}`, () => {
+      itTorch(`${name}: ${c.py}`, () => {
         const ours = flatten(c.js(makeInputs(inputs)));
         const theirs = reference()[name];
         expect(ours.map((o) => o.shape)).toEqual(theirs.map((t) => t.shape));
