@@ -66,10 +66,12 @@ describe("fullNameMatcher selects the names re.fullmatch selects", () => {
     ["] first in a class is literal", "(?![])]).*", [")x", "x", "]", ""], ["x", ""]],
     ["] first after ^ in a class is literal", "(?![^])]).*", [")a", "]", "a", ""], [")a", "]", ""]],
     ["a class of ] alone", "(?![]]).*", ["]x", "x"], ["x"]],
+    ["a ) after the first character of a class", "(?![a)]).*", ["a", ")", "b", ""], ["b", ""]],
     ["an escaped ] inside a class", String.raw`(?![\])]).*`, [")x", "]x", "x"], ["x"]],
     // A | in a group, escaped or in a class is no top-level alternation: accepted after a lookahead.
     ["an escaped | after a lookahead", String.raw`(?!x).*\|y`, ["a|y", "x|y", "ay"], ["a|y"]],
     ["a | in a class after a lookahead", "(?!x)a[|]b", ["a|b", "ab"], ["a|b"]],
+    ["a | after the first character of a class", "(?!x)[a|]b", ["ab", "|b", "xb"], ["ab", "|b"]],
     ["a | in a group after a lookahead", "(?!x)(a|b)", ["a", "b", "x"], ["a", "b"]],
     ["a ) in a class before a group with |", "(?!x)[)](a|b)", [")a", ")b", "a"], [")a", ")b"]],
   ])("%s: %s", (_what, pattern, names, selected) => {
@@ -113,7 +115,9 @@ describe("fullNameMatcher refuses, by name, what it cannot match as Python does 
   });
 
   test("a syntax error gets the parser's reason and no hint", () => {
-    expect(message(() => fullNameMatcher("(q_proj", FIELD))).toBe(`${FIELD}: the string "(q_proj" is not a supported regular expression: missing closing ): \`(q_proj\``);
+    expect(message(() => fullNameMatcher("(q_proj", FIELD))).toBe(
+      `${FIELD}: the string "(q_proj" is not a supported regular expression: missing closing ): \`(q_proj\``,
+    );
   });
 
   test("a lookahead after the start and a backreference get the hint", () => {
