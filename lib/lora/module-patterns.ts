@@ -87,7 +87,7 @@ function compile(source: string, field: string, what: string): RE2JS {
     re = RE2JS.compile(source, RE2JS.LOOKBEHINDS);
   } catch (err) {
     const why = (err as Error).message.replace(/^error parsing regexp: /, "");
-    const hint = /\(\?[!=]|\\[1-9]|lookbehind/.test(source)
+    const hint = /\(\?<?[!=]|\\[1-9]/.test(source)
       ? " (lookaheads other than at the start, capturing lookbehinds and backreferences need a backtracking matcher, which a crafted pattern can stall for minutes; use exclude_modules or a list of names instead)"
       : "";
     throw new ConfigError(`${field}: ${describe(what)} is not a supported regular expression: ${why}${hint}`);

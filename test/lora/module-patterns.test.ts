@@ -129,6 +129,15 @@ describe("fullNameMatcher refuses, by name, what it cannot match as Python does 
     );
   });
 
+  test("a capturing lookbehind gets the hint; a plain one is supported", () => {
+    for (const pattern of ["(?<=(a))b", "(?<!(a))b"]) {
+      expect(message(() => fullNameMatcher(pattern, FIELD))).toBe(
+        `${FIELD}: the string ${JSON.stringify(pattern)} is not a supported regular expression: invalid capture in lookbehind: \`${pattern}\`${BACKTRACKING_HINT}`,
+      );
+    }
+    expect(() => fullNameMatcher("(?<=a)b", FIELD)).not.toThrow();
+  });
+
   test("one instruction more than the largest program is refused, naming its size", () => {
     expect(MAX_PATTERN_PROGRAM).toBe(5000);
     const over = "x{1000}".repeat(4) + "x{999}";
