@@ -50,7 +50,7 @@ function caught(fn: () => unknown): Error {
   return undefined as never;
 }
 
-function expectError(err: Error, kind: typeof Error, message: string): void {
+function expectError(err: Error, kind: new (...args: never[]) => Error, message: string): void {
   expect(err).toBeInstanceOf(kind);
   expect(err.message).toBe(message);
 }
