@@ -132,20 +132,21 @@ describe("argument checks", () => {
     expect(reg.loaded).toEqual(["b"]);
   });
 
-  test("a name not in a folder of more than 20 adapters: the message lists 20 and the count", () => {
+  test("a name not in the folder: the message lists up to 20 adapters, then only counts them", () => {
     const many = makeTempDir("tl-registry-many-");
     try {
+      const reg = new lora.AdapterRegistry(base(), many);
+      const refusal = () => thrown(() => reg.acquire(["zz"]));
+      expectError(refusal(), RangeError, `names: no adapter the string "zz" in ${many} (adapters: none)`);
       const names = Array.from({ length: 21 }, (_, i) => `n${String(i).padStart(2, "0")}`);
-      for (const n of names) {
+      for (const n of names.slice(0, 20)) {
         fs.mkdirSync(path.join(many, n));
         fs.writeFileSync(path.join(many, n, "adapter_config.json"), "{}");
       }
-      const reg = new lora.AdapterRegistry(base(), many);
-      expectError(
-        thrown(() => reg.acquire(["zz"])),
-        RangeError,
-        `names: no adapter the string "zz" in ${many} (adapters: ${names.slice(0, 20).join(", ")}, ... (21 in all))`,
-      );
+      expectError(refusal(), RangeError, `names: no adapter the string "zz" in ${many} (adapters: ${names.slice(0, 20).join(", ")})`);
+      fs.mkdirSync(path.join(many, names[20]));
+      fs.writeFileSync(path.join(many, names[20], "adapter_config.json"), "{}");
+      expectError(refusal(), RangeError, `names: no adapter the string "zz" in ${many} (adapters: ${names.slice(0, 20).join(", ")}, ... (21 in all))`);
     } finally {
       fs.rmSync(many, { recursive: true, force: true });
     }
@@ -165,7 +166,7 @@ describe('"__base__" entries', () => {
   });
 });
 
-describe("a batch that returns a thenable", () => {
+describe("a batch that returns a thenable (any object or function with a then method)", () => {
   test("holds its adapters until the thenable settles", async () => {
     const reg = new lora.AdapterRegistry(base(), root, { memoryBudget: 0 });
     let settle!: (v: number) => void;
@@ -175,6 +176,18 @@ describe("a batch that returns a thenable", () => {
     expect(reg.loaded).toEqual(["a"]); // held, over the budget of 0
     settle(42);
     expect(await out).toBe(42);
+    expect(reg.loaded).toEqual([]);
+  });
+
+  test("a thenable may be a function too", async () => {
+    const reg = new lora.AdapterRegistry(base(), root, { memoryBudget: 0 });
+    let settle!: (v: string) => void;
+    const thenable = Object.assign(() => undefined, { then: (onFulfilled: (v: string) => void) => void (settle = onFulfilled) });
+    const out = reg.use(["b"], () => thenable) as unknown as Promise<string>;
+    await new Promise((r) => setImmediate(r));
+    expect(reg.loaded).toEqual(["b"]);
+    settle("done");
+    expect(await out).toBe("done");
     expect(reg.loaded).toEqual([]);
   });
 });
