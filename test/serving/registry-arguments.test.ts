@@ -1,4 +1,4 @@
-/** AdapterRegistry's constructor refuses each bad argument by name, and accepts a budget of 0. */
+/** AdapterRegistry's constructor refuses each bad argument by name, and accepts a budget of 0; available() is sorted. */
 import * as fs from "fs";
 import * as path from "path";
 import { lora, nn } from "../../lib";
@@ -54,5 +54,24 @@ describe("AdapterRegistry arguments", () => {
     fs.writeFileSync(file, "");
     expect(() => new lora.AdapterRegistry(model(), file)).toThrow(/^root: expected a folder of adapter folders/);
     expect(new lora.AdapterRegistry(model(), root, { memoryBudget: 0 }).memoryBudget).toBe(0);
+  });
+
+  test("a root given as a Buffer naming an existing folder is refused: root must be a string", () => {
+    expect(() => new lora.AdapterRegistry(model(), Buffer.from(root) as never)).toThrow(
+      new TypeError("root: expected a folder of adapter folders, got a Buffer"),
+    );
+  });
+
+  test("available() lists the adapter folders in JavaScript string order", () => {
+    // The folder listing comes in UTF-8 byte order, where U+FF21 comes before U+1F600; in UTF-16
+    // code units (JavaScript's order) the surrogate pair of U+1F600 comes first.
+    const names = ["b", "\uFF21", "\u{1F600}", "a"];
+    const dir = fs.mkdtempSync(path.join(root, "sorted-"));
+    for (const n of names) {
+      fs.mkdirSync(path.join(dir, n));
+      fs.writeFileSync(path.join(dir, n, "adapter_config.json"), "{}");
+    }
+    fs.mkdirSync(path.join(dir, "no-config"));
+    expect(new lora.AdapterRegistry(model(), dir).available()).toEqual(["a", "b", "\u{1F600}", "\uFF21"]);
   });
 });
