@@ -316,3 +316,19 @@ describe("an interrupted replacement: the folder is gone, its backup is next to 
     expect(fs.statSync(path.join(parent, "out")).mode & 0o777).toBe(0o750);
   });
 });
+
+describe("the working directory", () => {
+  it("outside the folder, stays where it is", () => {
+    const target = path.join(parent, "out");
+    makeFolder(target, { "a.txt": "old a" });
+    makeFolder(path.join(parent, "elsewhere"), {});
+    const cwd = process.cwd();
+    try {
+      process.chdir(path.join(parent, "elsewhere"));
+      replaceFolderSync(target, (dir) => fs.writeFileSync(path.join(dir, "a.txt"), "new a"));
+      expect(fs.realpathSync.native(".")).toBe(fs.realpathSync(path.join(parent, "elsewhere")));
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+});
