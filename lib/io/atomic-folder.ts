@@ -69,7 +69,8 @@ function carrySync(from: string, to: string): void {
 function workingDirectoryIn(folder: string): string | null {
   try {
     const rel = nodePath.relative(folder, fs.realpathSync.native("."));
-    return rel.startsWith("..") || nodePath.isAbsolute(rel) ? null : rel;
+    // ".." itself or a path through it is outside; a subfolder named "..x" is inside.
+    return rel === ".." || rel.startsWith(`..${nodePath.sep}`) || nodePath.isAbsolute(rel) ? null : rel;
   } catch {
     return null;
   }

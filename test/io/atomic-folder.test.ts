@@ -318,6 +318,20 @@ describe("an interrupted replacement: the folder is gone, its backup is next to 
 });
 
 describe("the working directory", () => {
+  it("inside a subfolder whose name starts with two dots, follows the folder", () => {
+    const target = path.join(parent, "out");
+    makeFolder(target, { "..notes/n.txt": "n" });
+    const cwd = process.cwd();
+    try {
+      process.chdir(path.join(target, "..notes"));
+      replaceFolderSync(target, (dir) => fs.writeFileSync(path.join(dir, "a.txt"), "new a"));
+      expect(fs.realpathSync.native(".")).toBe(fs.realpathSync(path.join(target, "..notes")));
+      expect(fs.readFileSync("n.txt", "utf8")).toBe("n");
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
   it("outside the folder, stays where it is", () => {
     const target = path.join(parent, "out");
     makeFolder(target, { "a.txt": "old a" });
