@@ -68,6 +68,24 @@ describe("tied weights: a merge that would change the other holder is refused", 
     expect(() => m.merge()).toThrow(/head\.base_layer\.weight is tied to emb\.weight/);
   });
 
+  test("a weight held in three places: the message names both other holders, comma-separated, in full", () => {
+    class ThreeWay extends TiedLm {
+      head2 = new nn.Linear(4, 10, { bias: false });
+      constructor() {
+        super();
+        this.head2.weight = this.emb.weight;
+      }
+    }
+    const m = lora.injectAdapter(new ThreeWay(), { targetModules: ["emb"], r: 2, loraAlpha: 4 });
+    expect(() => m.merge()).toThrow(
+      new StateError(
+        "merge: emb.base_layer.weight is tied to head.weight, head2.weight (the same tensor); merging the adapter of emb would change head.weight, head2.weight too, " +
+          "so the merged model would differ from the adapted one. Keep this adapter unmerged (merge({ adapterNames }) without it), " +
+          "or untie the weights first, e.g. model.head.weight = model.head.weight.detach().clone()",
+      ),
+    );
+  });
+
   test("adapters on untied layers of a tied model still merge, exactly", () => {
     const m = adapted(["emb", "fc"]);
     m.addAdapter("fc-only", { targetModules: ["fc"], r: 1 });

@@ -47,11 +47,44 @@ const GPT2_CONV1D = [
 /** openai-gpt's Attention (c_attn, c_proj) and MLP (c_fc, c_proj) are Conv1D; it has no cross-attention. */
 const OPENAI_GPT_CONV1D = ["transformer.h.0.attn.c_attn", "transformer.h.0.attn.c_proj", "transformer.h.0.mlp.c_fc", "transformer.h.0.mlp.c_proj"];
 /** Layers that are nn.Linear/Embedding in both, or names that only look like a Conv1D layer's. */
-const NOT_CONV1D = ["lm_head", "transformer.wte", "score", "transformer.h.0.attn", "transformer.h.0.xattn.c_attn", "transformer.h.0.attn.c_attn_extra", "c_attn"];
+const NOT_CONV1D = [
+  "lm_head",
+  "transformer.wte",
+  "score",
+  "transformer.h.0.attn",
+  "transformer.h.0.xattn.c_attn",
+  "transformer.h.0.attn.c_attn_extra",
+  "c_attn",
+];
 
 test("KNOWN_MODEL_TYPES lists every architecture with a layout, sorted", () => {
   expect(lora.KNOWN_MODEL_TYPES).toEqual([...LINEAR_ONLY, "gpt2", "openai-gpt"].sort());
-  expect(lora.KNOWN_MODEL_TYPES).toEqual(["bert", "bloom", "falcon", "gemma", "gemma2", "gpt2", "gpt_bigcode", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "mixtral", "olmo", "openai-gpt", "opt", "phi", "phi3", "qwen2", "qwen2_moe", "qwen3", "roberta", "starcoder2", "t5"]);
+  expect(lora.KNOWN_MODEL_TYPES).toEqual([
+    "bert",
+    "bloom",
+    "falcon",
+    "gemma",
+    "gemma2",
+    "gpt2",
+    "gpt_bigcode",
+    "gpt_neo",
+    "gpt_neox",
+    "gptj",
+    "llama",
+    "mistral",
+    "mixtral",
+    "olmo",
+    "openai-gpt",
+    "opt",
+    "phi",
+    "phi3",
+    "qwen2",
+    "qwen2_moe",
+    "qwen3",
+    "roberta",
+    "starcoder2",
+    "t5",
+  ]);
 });
 
 test.each(LINEAR_ONLY)("%s stores every adapted weight (out, in)", (type) => {
@@ -64,7 +97,16 @@ test("gpt2 stores its Conv1D layers (in, out), at any depth and as a bare path, 
   const layout = lora.layoutFromModelType("gpt2", "config.json")!;
   for (const p of GPT2_CONV1D) expect([p, layout.storedInOut(p)]).toEqual([p, true]);
   // The module path may be the suffix itself (a block saved on its own).
-  for (const p of ["attn.c_attn", "attn.q_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj", "crossattention.c_attn", "crossattention.q_attn", "crossattention.c_proj"]) {
+  for (const p of [
+    "attn.c_attn",
+    "attn.q_attn",
+    "attn.c_proj",
+    "mlp.c_fc",
+    "mlp.c_proj",
+    "crossattention.c_attn",
+    "crossattention.q_attn",
+    "crossattention.c_proj",
+  ]) {
     expect([p, layout.storedInOut(p)]).toEqual([p, true]);
   }
   for (const p of NOT_CONV1D) expect([p, layout.storedInOut(p)]).toEqual([p, false]);
@@ -73,7 +115,8 @@ test("gpt2 stores its Conv1D layers (in, out), at any depth and as a bare path, 
 test("openai-gpt stores its Conv1D layers (in, out), and nothing else", () => {
   const layout = lora.layoutFromModelType("openai-gpt", "config.json")!;
   for (const p of OPENAI_GPT_CONV1D) expect([p, layout.storedInOut(p)]).toEqual([p, true]);
-  for (const p of [...NOT_CONV1D, "transformer.h.0.attn.q_attn", "transformer.h.0.crossattention.c_attn"]) expect([p, layout.storedInOut(p)]).toEqual([p, false]);
+  for (const p of [...NOT_CONV1D, "transformer.h.0.attn.q_attn", "transformer.h.0.crossattention.c_attn"])
+    expect([p, layout.storedInOut(p)]).toEqual([p, false]);
 });
 
 test("an architecture it does not know gives no layout", () => {
