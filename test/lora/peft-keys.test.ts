@@ -4,7 +4,7 @@
  * `lora_embedding_B.<adapter>` (Embedding factors are bare parameters) beside
  * `base_layer.weight`; PEFT's files drop the adapter name.
  */
-import { liveLoraKeyPattern, parseSavedFactorKey, SAVED_FACTOR_KEYS } from "../../lib/lora/peft-keys";
+import { BASE_LAYER_KEY, MAGNITUDE_KEY, liveLoraKeyPattern, parseSavedFactorKey, SAVED_FACTOR_KEYS } from "../../lib/lora/peft-keys";
 
 const LIVE_KEYS = [
   "h.0.attn.c_attn.base_layer.weight",
@@ -38,6 +38,8 @@ test("with an adapter name, only the factors of that adapter match, whole name o
 
 test("saved factor keys: PEFT's four suffixes, and what each key says about itself", () => {
   expect(SAVED_FACTOR_KEYS).toEqual(["lora_A.weight", "lora_B.weight", "lora_embedding_A", "lora_embedding_B"]);
+  // DoRA's magnitude and the wrapped layer, as PEFT names them.
+  expect([MAGNITUDE_KEY, BASE_LAYER_KEY]).toEqual(["lora_magnitude_vector", "base_layer"]);
   expect(parseSavedFactorKey("base_model.model.h.0.attn.c_attn.lora_B.weight")).toEqual({
     modulePath: "base_model.model.h.0.attn.c_attn",
     kind: "linear",
