@@ -8,23 +8,44 @@ import { ConfigError } from "../errors";
 import { Module } from "../nn/module";
 import { LoraConfig } from "./config";
 
-/** PEFT's default LoRA targets for the architectures it knows, by `model_type`. */
+/** PEFT's default LoRA targets for the architectures it knows, by `model_type` (in PEFT's order). */
 export const DEFAULT_TARGET_MODULES: Readonly<Record<string, readonly string[]>> = {
+  t5: ["q", "v"],
+  mt5: ["q", "v"],
+  bart: ["q_proj", "v_proj"],
   gpt2: ["c_attn"],
-  gpt_bigcode: ["c_attn"],
-  llama: ["q_proj", "v_proj"],
-  mistral: ["q_proj", "v_proj"],
-  mixtral: ["q_proj", "v_proj"],
-  qwen2: ["q_proj", "v_proj"],
-  gemma: ["q_proj", "v_proj"],
-  gemma2: ["q_proj", "v_proj"],
+  bloom: ["query_key_value"],
+  "blip-2": ["q", "v", "q_proj", "v_proj"],
   opt: ["q_proj", "v_proj"],
   gptj: ["q_proj", "v_proj"],
-  gpt_neo: ["q_proj", "v_proj"],
   gpt_neox: ["query_key_value"],
-  bloom: ["query_key_value"],
+  gpt_neo: ["q_proj", "v_proj"],
+  bert: ["query", "value"],
+  roberta: ["query", "value"],
+  "xlm-roberta": ["query", "value"],
+  electra: ["query", "value"],
+  "deberta-v2": ["query_proj", "value_proj"],
+  deberta: ["in_proj"],
+  layoutlm: ["query", "value"],
+  llama: ["q_proj", "v_proj"],
+  llama4: ["q_proj", "v_proj"],
+  chatglm: ["query_key_value"],
+  gpt_bigcode: ["c_attn"],
+  mpt: ["Wqkv"],
+  RefinedWebModel: ["query_key_value"],
+  RefinedWeb: ["query_key_value"],
   falcon: ["query_key_value"],
+  btlm: ["c_proj", "c_attn"],
+  codegen: ["qkv_proj"],
+  mistral: ["q_proj", "v_proj"],
+  mixtral: ["q_proj", "v_proj"],
+  stablelm: ["q_proj", "v_proj"],
   phi: ["q_proj", "v_proj", "fc1", "fc2"],
+  gemma: ["q_proj", "v_proj"],
+  gemma2: ["q_proj", "v_proj"],
+  gemma3_text: ["q_proj", "v_proj"],
+  qwen2: ["q_proj", "v_proj"],
+  qwen3: ["q_proj", "v_proj"],
 };
 
 /** The transformers config a model carries (`model.config`), if any. */
@@ -46,7 +67,8 @@ export function modelTypeOfModel(model: Module): string | null {
 export function withDefaultTargets(model: Module, config: LoraConfig): LoraConfig {
   if (config === null || typeof config !== "object" || config.targetModules !== undefined) return config;
   const type = modelTypeOfModel(model);
-  const targets = type === null ? undefined : DEFAULT_TARGET_MODULES[type];
+  // Own keys only: a model_type such as "constructor" must not find Object.prototype's members.
+  const targets = type !== null && Object.hasOwn(DEFAULT_TARGET_MODULES, type) ? DEFAULT_TARGET_MODULES[type] : undefined;
   if (!targets) {
     const why =
       type === null ? "the model has no config.model_type to take PEFT's defaults from" : `PEFT has no default targets for model_type ${JSON.stringify(type)}`;

@@ -247,7 +247,7 @@ export function fromPeftConfigJson(json: Json, file: string): PeftConfigReading 
     if (e.embedding_init_std !== undefined) config.embeddingInitStd = e.embedding_init_std as number;
   }
   const ignoredFields = Object.keys(json)
-    .filter((k) => !MAPPED.has(k) && !INFORMATIONAL.has(k) && !(k in DEFAULT_ONLY))
+    .filter((k) => !MAPPED.has(k) && !INFORMATIONAL.has(k) && !Object.hasOwn(DEFAULT_ONLY, k))
     .sort();
   const inferenceMode = typeof json.inference_mode === "boolean" ? json.inference_mode : null;
   return { config, ignoredFields, inferenceMode };

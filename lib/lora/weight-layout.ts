@@ -81,7 +81,8 @@ export function patternLayout(pattern: string, source: string): WeightLayout {
 
 /** The layout of a transformers architecture, or null when `modelType` is not one this library knows. */
 export function layoutFromModelType(modelType: string, source: string): WeightLayout | null {
-  const conv1d = CONV1D_LAYERS[modelType];
+  // Own keys only: "constructor" or "toString" is not an architecture.
+  const conv1d = Object.hasOwn(CONV1D_LAYERS, modelType) ? CONV1D_LAYERS[modelType] : undefined;
   if (conv1d) return { storedInOut: (path) => conv1d.some((s) => endsWithModule(path, s)), source };
   if (LINEAR_ONLY.has(modelType)) return uniformLayout(false, source);
   return null;

@@ -150,7 +150,7 @@ export class LlamaConfig {
   constructor(json: unknown, where = "LlamaConfig") {
     const j = checkObject(json, where);
     const type = j.model_type ?? "llama";
-    if (typeof type !== "string" || !(type in LLAMA_FAMILY)) {
+    if (typeof type !== "string" || !Object.hasOwn(LLAMA_FAMILY, type)) {
       throw new ConfigError(`${where}.model_type: expected one of ${LLAMA_MODEL_TYPES.join(", ")}, got ${describe(type)}`);
     }
     const family = LLAMA_FAMILY[type];

@@ -10,24 +10,45 @@ const withConfig = (config: unknown): nn.Module => Object.assign(new nn.Module()
 
 /**
  * What PEFT selects, copied by hand from TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING in
- * peft/src/peft/utils/constants.py, for the architectures this library knows.
+ * peft/src/peft/utils/constants.py (all of its entries).
  */
 const PEFT_LORA_TARGETS: Record<string, string[]> = {
+  t5: ["q", "v"],
+  mt5: ["q", "v"],
+  bart: ["q_proj", "v_proj"],
   gpt2: ["c_attn"],
-  gpt_bigcode: ["c_attn"],
-  llama: ["q_proj", "v_proj"],
-  mistral: ["q_proj", "v_proj"],
-  mixtral: ["q_proj", "v_proj"],
-  qwen2: ["q_proj", "v_proj"],
-  gemma: ["q_proj", "v_proj"],
-  gemma2: ["q_proj", "v_proj"],
+  bloom: ["query_key_value"],
+  "blip-2": ["q", "v", "q_proj", "v_proj"],
   opt: ["q_proj", "v_proj"],
   gptj: ["q_proj", "v_proj"],
-  gpt_neo: ["q_proj", "v_proj"],
   gpt_neox: ["query_key_value"],
-  bloom: ["query_key_value"],
+  gpt_neo: ["q_proj", "v_proj"],
+  bert: ["query", "value"],
+  roberta: ["query", "value"],
+  "xlm-roberta": ["query", "value"],
+  electra: ["query", "value"],
+  "deberta-v2": ["query_proj", "value_proj"],
+  deberta: ["in_proj"],
+  layoutlm: ["query", "value"],
+  llama: ["q_proj", "v_proj"],
+  llama4: ["q_proj", "v_proj"],
+  chatglm: ["query_key_value"],
+  gpt_bigcode: ["c_attn"],
+  mpt: ["Wqkv"],
+  RefinedWebModel: ["query_key_value"],
+  RefinedWeb: ["query_key_value"],
   falcon: ["query_key_value"],
+  btlm: ["c_proj", "c_attn"],
+  codegen: ["qkv_proj"],
+  mistral: ["q_proj", "v_proj"],
+  mixtral: ["q_proj", "v_proj"],
+  stablelm: ["q_proj", "v_proj"],
   phi: ["q_proj", "v_proj", "fc1", "fc2"],
+  gemma: ["q_proj", "v_proj"],
+  gemma2: ["q_proj", "v_proj"],
+  gemma3_text: ["q_proj", "v_proj"],
+  qwen2: ["q_proj", "v_proj"],
+  qwen3: ["q_proj", "v_proj"],
 };
 
 describe("withDefaultTargets fills in PEFT's default targetModules by model_type", () => {
@@ -66,6 +87,14 @@ describe("withDefaultTargets fills in PEFT's default targetModules by model_type
     expect(call).toThrow(
       'LoraConfig.targetModules: expected a list of module names, a regex string, or "all-linear", got undefined (PEFT has no default targets for model_type "my_arch")',
     );
+  });
+
+  test("a model_type named like a member every object inherits has no defaults either", () => {
+    for (const modelType of ["constructor", "toString", "__proto__", "hasOwnProperty"]) {
+      const call = () => lora.withDefaultTargets(withConfig({ model_type: modelType }), { r: 2 });
+      expect(call).toThrow(ConfigError);
+      expect(call).toThrow(`(PEFT has no default targets for model_type ${JSON.stringify(modelType)})`);
+    }
   });
 
   test("a model without config.model_type is a ConfigError saying so", () => {

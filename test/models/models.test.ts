@@ -53,6 +53,10 @@ describe("configs", () => {
     expect(() => new models.LlamaConfig({ ...LLAMA, num_key_value_heads: 3 })).toThrow(/num_key_value_heads: 3 must divide num_attention_heads \(4\)/);
     expect(() => new models.LlamaConfig({ ...LLAMA, hidden_act: "gelu" })).toThrow(/hidden_act/);
     expect(() => new models.LlamaConfig({ ...LLAMA, model_type: "falcon" })).toThrow(/model_type: expected one of llama, mistral, qwen2/);
+    // A name every object inherits is not an architecture either.
+    for (const type of ["constructor", "toString", "__proto__"]) {
+      expect(() => new models.LlamaConfig({ ...LLAMA, model_type: type })).toThrow(`LlamaConfig.model_type: expected one of llama, mistral, qwen2, got the string "${type}"`);
+    }
     expect(() => new models.GPT2Config({ ...GPT2, n_head: 5 })).toThrow(/n_embd: 16 must be a multiple of n_head \(5\)/);
     expect(() => new models.GPT2Config({ ...GPT2, activation_function: "quick_gelu" })).toThrow(/activation_function/);
     expect(() => new models.GPT2Config({ ...GPT2, add_cross_attention: true })).toThrow(/add_cross_attention/);

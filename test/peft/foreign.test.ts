@@ -40,6 +40,9 @@ describe("a hand-built PEFT adapter directory", () => {
         alpha_pattern: { fc1: 8 },
         // Fields from later PEFT versions, and one PEFT drops when loading: tolerated.
         some_future_option: { enabled: false },
+        // Named like members every object inherits: unknown fields all the same.
+        constructor: 1,
+        toString: "x",
         runtime_config: { ephemeral_gpu_offload: false },
       }),
     );
@@ -61,7 +64,7 @@ describe("a hand-built PEFT adapter directory", () => {
     expect(got.allclose(want, { rtol: 1e-5, atol: 1e-5 })).toBe(true);
     // Not trivially true: without the adapter the output differs.
     expect((lm.withAdaptersDisabled(() => lm.forward(ids())) as Tensor).allclose(want, { rtol: 1e-3, atol: 1e-3 })).toBe(false);
-    expect(lora.readAdapterConfig(path.join(dir, "adapter_config.json")).ignoredFields).toEqual(["some_future_option"]);
+    expect(lora.readAdapterConfig(path.join(dir, "adapter_config.json")).ignoredFields).toEqual(["constructor", "some_future_option", "toString"]);
   });
 
   test("fan_in_fan_out (a GPT-2 Conv1D layer) and a saved base embedding weight", () => {
