@@ -7,9 +7,9 @@ import { ConfigError, FormatError, Tensor, tensor } from "../../lib";
 import type { Dtype } from "../../lib";
 import { resolveLoraConfig } from "../../lib/lora/config";
 import type { LoraConfig } from "../../lib/lora/config";
-import { AdapterModuleInfo, LAYOUT_ADVICE, TensorShapeInfo, describeAdapterModules, mergeWeights, planWeightMerge } from "../../lib/lora/peft-merge";
+import { AdapterModuleInfo, TensorShapeInfo, describeAdapterModules, mergeWeights, planWeightMerge } from "../../lib/lora/peft-merge";
 import { patternLayout, unknownLayout } from "../../lib/lora/weight-layout";
-import { itThrowsEach } from "../helpers/errors";
+import { ErrorCase, itThrowsEach } from "../helpers/errors";
 
 const P = "base_model.model.";
 const FILE = "adapter_model.safetensors";
@@ -97,6 +97,12 @@ describe("describeAdapterModules", () => {
         dtype: "float32",
       },
     ]);
+  });
+
+  test("many modules come back in path order, whatever the file's order", () => {
+    const paths = Array.from({ length: 70 }, (_, i) => `layers.${String((i * 37) % 70).padStart(2, "0")}.fc`);
+    const got = describeOne(paths.flatMap((p) => linearPair(p, 2, 3, 4))).map((m) => m.path);
+    expect(got).toEqual(Array.from({ length: 70 }, (_, i) => `layers.${String(i).padStart(2, "0")}.fc`));
   });
 
   test("use_rslora scales by alpha / √r", () => {
@@ -268,7 +274,9 @@ describe("planWeightMerge", () => {
       new ConfigError(
         `${BASE}: h.attn.c_proj.weight is square [4, 4], so its shape cannot tell whether module h.attn.c_proj stores it (out, in) like nn.Linear ` +
           `or (in, out) like transformers' Conv1D, and no config.json lies beside the base file (an adapter's fan_in_fan_out cannot say: PEFT decides per layer). ` +
-          `Refusing rather than risk a wrong weight: ${LAYOUT_ADVICE}`,
+          "Refusing rather than risk a wrong weight: pass --conv1d <regex> naming the modules stored (in, out) like transformers' Conv1D " +
+          "(e.g. --conv1d 'c_attn|c_proj|c_fc'), or --no-conv1d when every adapted layer is an nn.Linear, " +
+          "or put the model's config.json (with its model_type) beside the base file",
       ),
     );
   });
@@ -328,6 +336,16 @@ describe("planWeightMerge", () => {
       /^base\.safetensors: fc\.weight has shape \[5, 4\], but the adapter for fc needs \[3, 5\]$/,
       ConfigError,
     ],
+    ...[
+      [4, 3],
+      [4, 5],
+      [3, 4],
+    ].map((shape): ErrorCase => [
+      `a Linear weight [${shape}] for (in 3, out 5), one dimension right`,
+      () => planWeightMerge([info("fc.weight", shape)], m35(), false, BASE),
+      new RegExp(`^base\\.safetensors: fc\\.weight has shape \\[${shape.join(", ")}\\], but the adapter for fc needs \\[5, 3\\]$`),
+      ConfigError,
+    ]),
     [
       "a 3-D weight whose first two dimensions fit",
       () => planWeightMerge([info("fc.weight", [5, 3, 1])], m35(), false, BASE),
@@ -423,7 +441,17 @@ describe("mergeWeights", () => {
     expect(out["emb.weight"].toList()).toEqual(transposed);
     expect(out["fc.weight"].dtype).toBe("float32");
     expect(base["fc.weight"].toList()).toEqual(linear);
+    expect(out["fc.weight"]).toBe(base["fc.weight"]);
     expect(out["fc.bias"]).toBe(base["fc.bias"]);
+  });
+
+  test("a float16 base without a cast is merged in place and stays float16", () => {
+    const { base, adapter, plans } = setup("float16");
+    const out = mergeWeights(base, adapter, plans);
+    for (const k of ["fc.weight", "conv.weight", "emb.weight"]) expect(out[k]).toBe(base[k as keyof typeof base]);
+    expect(out["fc.weight"].dtype).toBe("float16");
+    expect(out["fc.weight"].toList()).toEqual(linear);
+    expect(out["conv.weight"].toList()).toEqual(transposed);
   });
 
   test("a cast to float64 merges, then casts every other floating tensor, leaving integers", () => {
