@@ -13,7 +13,7 @@ export function thrownBy(fn: () => unknown): Error {
 }
 
 /** One bad-input case: its test name, the call, the message it must throw and the error class. */
-export type ErrorCase = [name: string, fn: () => unknown, message: RegExp, kind: typeof Error];
+export type ErrorCase = [name: string, fn: () => unknown, message: RegExp, kind: new (...args: never[]) => Error];
 
 /** One `it` per case: `fn` throws an instance of `kind` whose message matches `message`. */
 export function itThrowsEach(cases: ErrorCase[]): void {
