@@ -120,7 +120,8 @@ test("openai-gpt stores its Conv1D layers (in, out), and nothing else", () => {
 });
 
 test("an architecture it does not know gives no layout", () => {
-  for (const type of ["my_arch", "GPT2", "gpt-2", "", "constructor", "toString", "__proto__", "hasOwnProperty"]) expect(lora.layoutFromModelType(type, "config.json")).toBeNull();
+  for (const type of ["my_arch", "GPT2", "gpt-2", "", "constructor", "toString", "__proto__", "hasOwnProperty"])
+    expect(lora.layoutFromModelType(type, "config.json")).toBeNull();
 });
 
 test("uniformLayout and unknownLayout answer the same for every path", () => {

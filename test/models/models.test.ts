@@ -55,7 +55,9 @@ describe("configs", () => {
     expect(() => new models.LlamaConfig({ ...LLAMA, model_type: "falcon" })).toThrow(/model_type: expected one of llama, mistral, qwen2/);
     // A name every object inherits is not an architecture either.
     for (const type of ["constructor", "toString", "__proto__"]) {
-      expect(() => new models.LlamaConfig({ ...LLAMA, model_type: type })).toThrow(`LlamaConfig.model_type: expected one of llama, mistral, qwen2, got the string "${type}"`);
+      expect(() => new models.LlamaConfig({ ...LLAMA, model_type: type })).toThrow(
+        `LlamaConfig.model_type: expected one of llama, mistral, qwen2, got the string "${type}"`,
+      );
     }
     expect(() => new models.GPT2Config({ ...GPT2, n_head: 5 })).toThrow(/n_embd: 16 must be a multiple of n_head \(5\)/);
     expect(() => new models.GPT2Config({ ...GPT2, activation_function: "quick_gelu" })).toThrow(/activation_function/);
