@@ -74,7 +74,11 @@ describe("reserveAdapterRank", () => {
     const lm = servingModel("r4");
     const before = snapshot(lm);
     const cases: [() => unknown, typeof Error, string][] = [
-      [() => lora.reserveAdapterRank(new EmbFc() as never, "slot", 8), TypeError, "model: expected a LoraModel holding the adapter to reserveAdapterRank, got a EmbFc"],
+      [
+        () => lora.reserveAdapterRank(new EmbFc() as never, "slot", 8),
+        TypeError,
+        "model: expected a LoraModel holding the adapter to reserveAdapterRank, got a EmbFc",
+      ],
       [() => lora.reserveAdapterRank(lm, "nope", 8), RangeError, 'hotswap: no adapter the string "nope" (adapters: slot, other)'],
       [() => lora.reserveAdapterRank(lm, "slot", 0), RangeError, "maxRank: expected a positive integer, got 0"],
       [() => lora.reserveAdapterRank(lm, "slot", 6.5), RangeError, "maxRank: expected a positive integer, got 6.5"],
@@ -212,10 +216,7 @@ describe("hotswapAdapter", () => {
     const [eA, eB] = [fileFactor("emb.lora_embedding_A"), fileFactor("emb.lora_embedding_B")];
     const hidden = emb.base_layer.weight.indexSelect(0, x).add(eA.t().indexSelect(0, x).matmul(eB.t()));
     const [fA, fB] = [fileFactor("fc.lora_A.weight"), fileFactor("fc.lora_B.weight")];
-    const expected = hidden
-      .matmul(fc.base_layer.weight.t())
-      .add(fc.base_layer.bias!)
-      .add(hidden.matmul(fA.t()).matmul(fB.t()));
+    const expected = hidden.matmul(fc.base_layer.weight.t()).add(fc.base_layer.bias!).add(hidden.matmul(fA.t()).matmul(fB.t()));
     expect((lm.forward(ids()) as Tensor).reshape([-1, 6]).allclose(expected, { rtol: 1e-5, atol: 1e-5 })).toBe(true);
   });
 });

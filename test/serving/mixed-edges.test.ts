@@ -191,6 +191,9 @@ describe("refusals, word for word", () => {
     expect(err.message).toBe("forward: an async merge is in flight on this layer; await it first");
     await inside;
     lm.unmerge();
-    expectRowsClose(lm.withAdapterNames(["a"], () => lm.forward(x) as Tensor), expectedRows(lm, x, ["a"]));
+    expectRowsClose(
+      lm.withAdapterNames(["a"], () => lm.forward(x) as Tensor),
+      expectedRows(lm, x, ["a"]),
+    );
   });
 });
