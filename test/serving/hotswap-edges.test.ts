@@ -64,7 +64,11 @@ beforeAll(() => {
   fs.mkdirSync(withBase);
   fs.copyFileSync(path.join(tmp, "r2", "adapter_config.json"), path.join(withBase, "adapter_config.json"));
   const tensors = io.loadSafetensorsSync(path.join(tmp, "r2", "adapter_model.safetensors"));
-  io.saveSafetensorsSync(path.join(withBase, "adapter_model.safetensors"), { ...tensors, "base_model.model.fc.base_layer.weight": new nn.Linear(4, 6).weight });
+  io.saveSafetensorsSync(path.join(withBase, "adapter_model.safetensors"), {
+    ...tensors,
+    "base_model.model.fc.base_layer.weight": new nn.Linear(4, 6).weight,
+    "base_model.model.fc.base_layer.bias": new nn.Linear(4, 6).bias!,
+  });
   // r2's adapter, whose config also lists a module this model does not have (PEFT tolerates it at load).
   copyAdapter("r2", "r2-extra-target", (c) => (c.target_modules = ["emb", "fc", "head"]));
 });
@@ -175,13 +179,32 @@ describe("hotswapAdapter", () => {
     expect(snapshot(lm)).toBe(before);
   });
 
-  test("a file that also holds a base weight is refused, and nothing is written", () => {
+  test("several modules more or fewer are all named, comma-separated", () => {
+    const stack = () => {
+      manualSeed(200);
+      return new nn.Sequential(new nn.Linear(4, 4), new nn.Linear(4, 4), new nn.Linear(4, 4));
+    };
+    const save = (dir: string, targetModules: string[]) => lora.injectAdapter(stack(), { r: 2, targetModules }).saveAdapter(path.join(tmp, dir));
+    save("stack-all", ["0", "1", "2"]);
+    save("stack-last", ["2"]);
+    const tail = ". Hot swapping keeps the injected layers as they are: load it as a new adapter instead";
+    const onLast = lora.loadAdapter(stack(), path.join(tmp, "stack-last"), { adapterName: "slot" });
+    expect(thrownBy(() => lora.hotswapAdapter(onLast, path.join(tmp, "stack-all"), "slot")).message).toBe(
+      `hotswap: the adapter in ${path.join(tmp, "stack-all")} targets other modules than adapter "slot"; also 0, 1${tail}`,
+    );
+    const onAll = lora.loadAdapter(stack(), path.join(tmp, "stack-all"), { adapterName: "slot" });
+    expect(thrownBy(() => lora.hotswapAdapter(onAll, path.join(tmp, "stack-last"), "slot")).message).toBe(
+      `hotswap: the adapter in ${path.join(tmp, "stack-last")} targets other modules than adapter "slot"; not 0, 1${tail}`,
+    );
+  });
+
+  test("a file that also holds base weights is refused, naming them, and nothing is written", () => {
     const lm = servingModel("r4");
     const before = snapshot(lm);
     const err = thrownBy(() => lora.hotswapAdapter(lm, path.join(tmp, "with-base"), "slot"));
     expect(err.name).toBe("ConfigError");
     expect(err.message).toBe(
-      `hotswap: ${path.join(tmp, "with-base", "adapter_model.safetensors")} also holds base weights (base_model.model.fc.base_layer.weight), which would change every adapter's output`,
+      `hotswap: ${path.join(tmp, "with-base", "adapter_model.safetensors")} also holds base weights (base_model.model.fc.base_layer.weight, base_model.model.fc.base_layer.bias), which would change every adapter's output`,
     );
     expect(snapshot(lm)).toBe(before);
   });
