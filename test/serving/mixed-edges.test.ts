@@ -153,17 +153,17 @@ describe("refusals, word for word", () => {
     expect(() => lm.withAdapterNames(["a"], () => lm.forward(randn([1, 4])))).not.toThrow();
   });
 
-  test("an adapter merged inside the scope is refused at the next forward; after unmerge() the batch runs", () => {
+  test("adapters merged inside the scope are named is refused at the next forward; after unmerge() the batch runs", () => {
     const lm = adapted();
     const x = randn([2, 6]);
     const err = thrownBy(() =>
       lm.withAdapterNames(["a", "b"], () => {
-        lm.merge({ adapterNames: ["b"] });
+        lm.merge({ adapterNames: ["a", "b"] });
         return lm.forward(x);
       }),
     );
     expect(err.name).toBe("StateError");
-    expect(err.message).toBe("withAdapterNames: adapters b are merged into a layer; unmerge() first (mixed batches need unmerged adapters)");
+    expect(err.message).toBe("withAdapterNames: adapters a, b are merged into a layer; unmerge() first (mixed batches need unmerged adapters)");
     lm.unmerge();
     const out = lm.withAdapterNames(["a", "b"], () => lm.forward(x) as Tensor);
     expectRowsClose(out, expectedRows(lm, x, ["a", "b"]));
