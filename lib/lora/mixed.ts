@@ -30,6 +30,8 @@ class RowAdapters implements RowAdapterForward {
 
   forward(layer: AnyLoraLayer, input: Tensor): Tensor {
     layer.assertIdle("forward");
+    // The input is checked before its shape is read, so a non-tensor gets the same message as outside a scope.
+    const inputHandle = handleOf(input, layer instanceof LoraEmbedding ? "ids" : "input");
     const rows = input.shape[0];
     if (input.shape.length === 0 || rows !== this.names.length) {
       throw new RangeError(
@@ -70,13 +72,13 @@ class RowAdapters implements RowAdapterForward {
     const base = layer.base_layer;
     if (layer instanceof LoraEmbedding) {
       const emb = base as Embedding;
-      return new Tensor(native.loraMixedEmbedding({ ...common, ids: handleOf(input, "ids"), weight: handleOf(emb.weight), paddingIdx: emb.paddingIdx ?? -1 }));
+      return new Tensor(native.loraMixedEmbedding({ ...common, ids: inputHandle, weight: handleOf(emb.weight), paddingIdx: emb.paddingIdx ?? -1 }));
     }
     const lin = base as Linear | Conv1D;
     return new Tensor(
       native.loraMixedLinear({
         ...common,
-        input: handleOf(input, "input"),
+        input: inputHandle,
         weight: handleOf(lin.weight),
         bias: lin.bias ? handleOf(lin.bias) : null,
         fanInFanOut: lin instanceof Conv1D,

@@ -121,6 +121,16 @@ describe("refusals, word for word", () => {
     expect(snapshot(lm)).toEqual(before);
   });
 
+  test("an input that is not a tensor gets the same message inside a scope as outside one", () => {
+    const lm = adapted();
+    const notTensor = [[1, 2, 3, 4, 5, 6]] as unknown as Tensor;
+    const outside = thrownBy(() => lm.forward(notTensor));
+    const inside = thrownBy(() => lm.withAdapterNames(["a"], () => lm.forward(notTensor)));
+    expect(inside).toBeInstanceOf(TypeError);
+    expect(inside.message).toBe("input: expected a Tensor, got an array of length 1");
+    expect(inside.message).toBe(outside.message);
+  });
+
   test("names that are not a non-empty array, and an fn that is not a function; fn never runs", () => {
     const lm = adapted();
     const fn = jest.fn();
