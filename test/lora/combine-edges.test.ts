@@ -262,7 +262,10 @@ describe("addWeightedAdapter: refusals", () => {
       [() => lm.addWeightedAdapter("a" as never, [1], "m"), new TypeError('adapters: expected a non-empty list of adapter names, got the string "a"')],
       [() => lm.addWeightedAdapter(["a", "a"], [1, 1], "m"), new ConfigError('adapters: each adapter may appear once, got ["a","a"]')],
       [() => lm.addWeightedAdapter(["a", "b"], [1, NaN], "m"), new TypeError("weights: expected 2 finite numbers (one per adapter), got an array of length 2")],
-      [() => lm.addWeightedAdapter(["a", "b"], [Infinity, 1], "m"), new TypeError("weights: expected 2 finite numbers (one per adapter), got an array of length 2")],
+      [
+        () => lm.addWeightedAdapter(["a", "b"], [Infinity, 1], "m"),
+        new TypeError("weights: expected 2 finite numbers (one per adapter), got an array of length 2"),
+      ],
       // The name is checked before the options.
       [
         () => lm.addWeightedAdapter(["a", "b"], [1, 1], "b", { density: 2 }),
@@ -273,8 +276,14 @@ describe("addWeightedAdapter: refusals", () => {
         () => lm.addWeightedAdapter(["a", "b"], [1, 1], "m", { combinationType: "ties", density: 0.5, majoritySignMethod: "mean" as never }),
         new ConfigError('majoritySignMethod: expected "total" or "frequency", got the string "mean"'),
       ],
-      [() => lm.addWeightedAdapter(["a", "b"], [1, 1], "m", { combinationType: "ties", density: -0.1 }), new ConfigError("density: expected a number in [0, 1], got -0.1")],
-      [() => lm.addWeightedAdapter(["a", "b"], [1, 1], "m", { combinationType: "ties", density: 1.5 }), new ConfigError("density: expected a number in [0, 1], got 1.5")],
+      [
+        () => lm.addWeightedAdapter(["a", "b"], [1, 1], "m", { combinationType: "ties", density: -0.1 }),
+        new ConfigError("density: expected a number in [0, 1], got -0.1"),
+      ],
+      [
+        () => lm.addWeightedAdapter(["a", "b"], [1, 1], "m", { combinationType: "ties", density: 1.5 }),
+        new ConfigError("density: expected a number in [0, 1], got 1.5"),
+      ],
       [
         () => lm.addWeightedAdapter(["a", "b"], [1, 1], "m", { combinationType: "ties", density: "0.5" as never }),
         new ConfigError('density: expected a number in [0, 1], got the string "0.5"'),
@@ -288,7 +297,10 @@ describe("addWeightedAdapter: refusals", () => {
       ],
       [() => lm.addWeightedAdapter(["a", "b"], [1, 1], "m", { svdRank: 0 }), new ConfigError("svdRank: expected an integer >= 1, got 0")],
       [() => lm.addWeightedAdapter(["a", "b"], [1, 1], "m", { svdRank: 2.5 }), new ConfigError("svdRank: expected an integer >= 1, got 2.5")],
-      [() => lm.addWeightedAdapter(["a", "b"], [1, 1], "m", { svdRank: "2" as never }), new ConfigError('svdRank: expected an integer >= 1, got the string "2"')],
+      [
+        () => lm.addWeightedAdapter(["a", "b"], [1, 1], "m", { svdRank: "2" as never }),
+        new ConfigError('svdRank: expected an integer >= 1, got the string "2"'),
+      ],
       [() => lm.addWeightedAdapter(["a", "b"], [1, 1], "m", { svdRank: 7 }), new ConfigError("svdRank: 7 exceeds min(out, in) = 6 of block.fc")],
       [
         () => lm.addWeightedAdapter(["a", "b"], [1, 1], "m", { svdFullMatrices: "yes" as never }),

@@ -19,7 +19,8 @@ const layerOf = (lm: lora.LoraModel): lora.LoraLinear => lm.loraLayers().find(([
 
 describe("weight-aware init names", () => {
   test("isWeightAwareInit: the four inits, pissa_niter_N with any number of digits, nothing with text around it", () => {
-    for (const v of ["pissa", "olora", "orthogonal", "pissa_niter_0", "pissa_niter_4", "pissa_niter_12"]) expect([v, lora.isWeightAwareInit(v)]).toEqual([v, true]);
+    for (const v of ["pissa", "olora", "orthogonal", "pissa_niter_0", "pissa_niter_4", "pissa_niter_12"])
+      expect([v, lora.isWeightAwareInit(v)]).toEqual([v, true]);
     for (const v of [
       "xpissa_niter_4",
       "pissa_niter_4x",
@@ -61,7 +62,9 @@ describe("checkWeightAwareInit", () => {
     expect(() => lora.checkWeightAwareInit("orthogonal", "", "linear", [8, 8], 3)).toThrow(
       new ConfigError('LoraConfig.r: "orthogonal" init needs an even rank, got 3'),
     );
-    expect(() => lora.checkWeightAwareInit("olora", "", "linear", [4, 6], 5)).toThrow(new ConfigError('LoraConfig.r: "olora" init needs r <= min(out, in) = 4, got 5'));
+    expect(() => lora.checkWeightAwareInit("olora", "", "linear", [4, 6], 5)).toThrow(
+      new ConfigError('LoraConfig.r: "olora" init needs r <= min(out, in) = 4, got 5'),
+    );
   });
 
   for (const init of ["pissa", "olora"] as const) {
@@ -79,7 +82,7 @@ describe("checkWeightAwareInit", () => {
 });
 
 describe("exact PiSSA", () => {
-  test('"pissa" uses the exact SVD: the residual is orthogonal to A\'s rows and B\'s columns (a randomized SVD is not)', () => {
+  test("\"pissa\" uses the exact SVD: the residual is orthogonal to A's rows and B's columns (a randomized SVD is not)", () => {
     const residualLeaks = (init: "pissa" | "pissa_niter_1"): number => {
       manualSeed(6);
       const lm = lora.injectAdapter(new Holder(), { r: 3, loraAlpha: 3, targetModules: ["fc"], initLoraWeights: init });
