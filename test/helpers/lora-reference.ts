@@ -3,7 +3,7 @@
  * merge (a copy taken by the test) plus the adapter formula of DESIGN.md, computed with plain
  * tensor ops, never with the fused kernels or the merged weight.
  */
-import { Tensor, lora, nn, tensor } from "../../lib";
+import { Tensor, init, lora, manualSeed, nn, noGrad, tensor } from "../../lib";
 
 /** Embedding(10, 4) → Linear(4, 6): one layer of each LoRA kind. */
 export class EmbFc extends nn.Module {
@@ -66,4 +66,13 @@ export function baseBytes(m: lora.LoraModel<EmbFc>): string {
 /** The pristine copies' bytes, in the order of {@link baseBytes}. */
 export function pristineBytes(p: Pristine): string {
   return [p.emb, p.fcWeight].map((t) => t.toBytes().toString("hex")).join("|");
+}
+
+/** Saves an adapter of `config` on a fresh EmbFc (base seeded 100) whose factors are drawn from N(0, 0.3²) with `seed`. */
+export function saveRandomAdapter(dir: string, config: lora.LoraConfig, seed: number): void {
+  manualSeed(100);
+  const lm = lora.injectAdapter(new EmbFc(), config);
+  manualSeed(seed);
+  for (const [, l] of lm.loraLayers()) for (const f of l.factors("default")) noGrad(() => init.normal_(f, 0, 0.3));
+  lm.saveAdapter(dir);
 }

@@ -28,3 +28,18 @@ export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
     }
   }
 }
+
+/** The largest |a − b| over all elements, computed in float64 (so float32 rounding does not hide or add a difference). */
+export function maxAbsDiff(a: Tensor, b: Tensor): number {
+  return a
+    .to({ dtype: "float64" })
+    .sub(b.to({ dtype: "float64" }))
+    .abs()
+    .max()
+    .item();
+}
+
+/** A tensor's values as float64 JS numbers, detached from autograd. */
+export function valuesOf(t: Tensor): number[] {
+  return Array.from(t.detach().to({ dtype: "float64" }).toArray() as Float64Array);
+}

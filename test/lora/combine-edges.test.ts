@@ -5,6 +5,7 @@
  * from the adapters' own factors with plain tensor ops.
  */
 import { ConfigError, Tensor, init, lora, manualSeed, nn, noGrad } from "../../lib";
+import { maxAbsDiff } from "../helpers/stats";
 
 class Block extends nn.Module {
   fc = new nn.Linear(8, 6);
@@ -22,13 +23,6 @@ class Net extends nn.Module {
 }
 
 const PATHS = ["block.fc", "head"];
-const maxAbsDiff = (a: Tensor, b: Tensor): number =>
-  a
-    .to({ dtype: "float64" })
-    .sub(b.to({ dtype: "float64" }))
-    .abs()
-    .max()
-    .item();
 const layerOf = (lm: lora.LoraModel, path: string) => lm.loraLayers().find(([p]) => p === path)![1];
 const scaleOf = (lm: lora.LoraModel, path: string, name: string): number => layerOf(lm, path).settings(name)!.scale;
 

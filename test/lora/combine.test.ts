@@ -4,6 +4,7 @@
  */
 import { ConfigError, Tensor, init, lora, manualSeed, nn, noGrad, randn, tensor } from "../../lib";
 import { itTorch, py } from "../helpers/python";
+import { maxAbsDiff, valuesOf } from "../helpers/stats";
 
 class Net extends nn.Module {
   emb = new nn.Embedding(12, 8);
@@ -23,14 +24,6 @@ const ids = (): Tensor =>
     ],
     { dtype: "int64" },
   );
-const list = (t: Tensor): number[] => Array.from(t.detach().to({ dtype: "float64" }).toArray() as Float64Array);
-const maxAbsDiff = (a: Tensor, b: Tensor): number =>
-  a
-    .to({ dtype: "float64" })
-    .sub(b.to({ dtype: "float64" }))
-    .abs()
-    .max()
-    .item();
 
 /** A model with adapters a (r 4, α 8), b (r 4, α 2) and c (r 2, α 6), every factor random. */
 function model(seed = 2): lora.LoraModel<Net> {
@@ -111,7 +104,7 @@ function referenceFor(
     adapters.map((n) => {
       const layer = layerOf(lm, p);
       const [A, B] = layer.factors(n);
-      return { A: list(A), B: list(B), shapeA: A.shape, shapeB: B.shape, s: layer.settings(n)!.scale };
+      return { A: valuesOf(A), B: valuesOf(B), shapeA: A.shape, shapeB: B.shape, s: layer.settings(n)!.scale };
     }),
   );
   return py<{ A: number[]; B: number[] }[]>(
@@ -212,7 +205,7 @@ describe("addWeightedAdapter", () => {
     });
     lm.addWeightedAdapter(["a", "b"], [1, 0], "mix", { combinationType: "dare_linear", density: 0.3 });
     const [A] = layerOf(lm, "fc").factors("mix");
-    const kept = list(A).filter((v) => v !== 0).length / A.numel;
+    const kept = valuesOf(A).filter((v) => v !== 0).length / A.numel;
     // 1600 Bernoulli(0.3) draws: sd ≈ 0.0115, so 5 sd either side.
     expect(Math.abs(kept - 0.3)).toBeLessThan(0.06);
   });

@@ -4,8 +4,7 @@
  * and the messages for an input that is not a tensor.
  */
 import { Tensor, init, lora, manualSeed, nn, noGrad, randn, tensor } from "../../lib";
-
-const maxAbsDiff = (a: Tensor, b: Tensor): number => a.sub(b).abs().max().item();
+import { maxAbsDiff } from "../helpers/stats";
 
 class EmbNet extends nn.Module {
   emb = new nn.Embedding(6, 3);

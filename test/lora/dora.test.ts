@@ -8,6 +8,7 @@ import * as path from "path";
 import { StateError, Tensor, init, io, lora, manualSeed, mseLoss, nn, noGrad, optim, randn, tensor } from "../../lib";
 import { itTorch, py } from "../helpers/python";
 import { makeTempDir } from "../helpers/temp";
+import { maxAbsDiff, valuesOf } from "../helpers/stats";
 
 class Net extends nn.Module {
   emb = new nn.Embedding(12, 8, { paddingIdx: 0 });
@@ -26,14 +27,6 @@ const ids = (): Tensor =>
     ],
     { dtype: "int64" },
   );
-const list = (t: Tensor): number[] => Array.from(t.detach().to({ dtype: "float64" }).toArray() as Float64Array);
-const maxAbsDiff = (a: Tensor, b: Tensor): number =>
-  a
-    .to({ dtype: "float64" })
-    .sub(b.to({ dtype: "float64" }))
-    .abs()
-    .max()
-    .item();
 const layerOf = (lm: lora.LoraModel, p: string) => lm.loraLayers().find(([q]) => q === p)![1];
 
 function doraModel(seed = 6, perturb = true): lora.LoraModel<Net> {
@@ -81,14 +74,14 @@ describe("DoRA", () => {
         return [
           p,
           {
-            W: list(base.weight),
+            W: valuesOf(base.weight),
             Ws: base.weight.shape,
-            b: base.bias ? list(base.bias) : null,
-            A: list(A),
+            b: base.bias ? valuesOf(base.bias) : null,
+            A: valuesOf(A),
             As: A.shape,
-            B: list(B),
+            B: valuesOf(B),
             Bs: B.shape,
-            m: list(l.magnitude("default")!),
+            m: valuesOf(l.magnitude("default")!),
             s: l.settings("default")!.scale,
           },
         ];

@@ -5,16 +5,9 @@
  */
 import { ConfigError, Tensor, lora, manualSeed, nn, randn, tensor } from "../../lib";
 import { itTorch, py } from "../helpers/python";
+import { maxAbsDiff, valuesOf } from "../helpers/stats";
 
-const list = (t: Tensor): number[] => Array.from(t.detach().to({ dtype: "float64" }).toArray() as Float64Array);
 const fromList = (values: number[], shape: number[]): Tensor => tensor(values, { shape, dtype: "float32" });
-const maxAbsDiff = (a: Tensor, b: Tensor): number =>
-  a
-    .to({ dtype: "float64" })
-    .sub(b.to({ dtype: "float64" }))
-    .abs()
-    .max()
-    .item();
 
 /** Two Linear layers (one square, one wide) and a Conv1D, as in a transformer block. */
 class Block extends nn.Module {
@@ -100,7 +93,7 @@ A = torch.diag(torch.sqrt(Sr)) @ Uh[:r]
 B = V[:, :r] @ torch.diag(torch.sqrt(Sr))
 out = {"A": L(A), "B": L(B), "res": L(W - s * B @ A)}
 `,
-        { W: list(original), shape: original.shape, s: 2, r: 3 },
+        { W: valuesOf(original), shape: original.shape, s: 2, r: 3 },
       );
       const layer = layerOf(lm, path);
       const [A, B] = layer.factors("default");
@@ -140,7 +133,7 @@ A = torch.diag(torch.sqrt(Sr)) @ U.t()
 B = V @ torch.diag(torch.sqrt(Sr))
 out = {"A": L(A), "B": L(B), "res": L(W - s * B @ A)}
 `,
-        { W: list(W[path]), shape: W[path].shape, r: 4, s: 1, niter },
+        { W: valuesOf(W[path]), shape: W[path].shape, r: 4, s: 1, niter },
       );
       const [A, B] = layerOf(lm, path).factors("default");
       expect(maxAbsDiff(A, fromList(ref.A, A.shape))).toBeLessThan(1e-5);
@@ -161,7 +154,7 @@ Q, R = torch.linalg.qr(W)
 A = R[:r].contiguous(); B = Q[:, :r].contiguous()
 out = {"A": L(A), "B": L(B), "res": L(W - s * B @ A)}
 `,
-        { W: list(W[path]), shape: W[path].shape, r: 5, s: 2 },
+        { W: valuesOf(W[path]), shape: W[path].shape, r: 5, s: 2 },
       );
       const [A, B] = layerOf(lm, path).factors("default");
       expect(maxAbsDiff(A, fromList(ref.A, A.shape))).toBeLessThan(1e-5);

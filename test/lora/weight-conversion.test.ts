@@ -7,6 +7,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { ConfigError, FormatError, Tensor, lora, manualSeed, mseLoss, nn, optim, randn } from "../../lib";
 import { makeTempDir } from "../helpers/temp";
+import { maxAbsDiff } from "../helpers/stats";
 
 class Block extends nn.Module {
   q = new nn.Linear(10, 10);
@@ -26,7 +27,6 @@ function original(): Block {
 }
 
 const tmp = (): string => makeTempDir("tl-convert-");
-const maxAbsDiff = (a: Tensor, b: Tensor): number => a.sub(b).abs().max().item();
 
 function trainFewSteps(lm: lora.LoraModel, x: Tensor, y: Tensor, steps: number): void {
   const opt = new optim.AdamW(lm.trainableParameters(), { lr: 0.02 });

@@ -5,8 +5,8 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { Tensor, init, io, lora, manualSeed, nn, noGrad, tensor } from "../../lib";
-import { EmbFc } from "../helpers/lora-reference";
+import { Tensor, io, lora, manualSeed, nn, tensor } from "../../lib";
+import { EmbFc, saveRandomAdapter } from "../helpers/lora-reference";
 import { thrownBy } from "../helpers/errors";
 import { makeTempDir } from "../helpers/temp";
 
@@ -14,15 +14,6 @@ const tmp = makeTempDir("tl-hotswap-edges-");
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const ids = () => tensor([[1, 2, 3]], { dtype: "int64" });
-
-/** Saves one adapter with random factors, on a fresh EmbFc with the base weights of seed 100. */
-function saveRandomAdapter(dir: string, config: lora.LoraConfig, seed: number): void {
-  manualSeed(100);
-  const lm = lora.injectAdapter(new EmbFc(), config);
-  manualSeed(seed);
-  for (const [, l] of lm.loraLayers()) for (const f of l.factors("default")) noGrad(() => init.normal_(f, 0, 0.3));
-  lm.saveAdapter(dir);
-}
 
 /** The serving model: the same base, adapter "slot" from `dir` and adapter "other" on emb and fc. */
 function servingModel(dir: string): lora.LoraModel<EmbFc> {

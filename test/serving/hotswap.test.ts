@@ -1,7 +1,7 @@
 import * as fs from "fs";
 import * as path from "path";
-import { Tensor, init, lora, manualSeed, noGrad, tensor } from "../../lib";
-import { EmbFc } from "../helpers/lora-reference";
+import { Tensor, lora, manualSeed, tensor } from "../../lib";
+import { EmbFc, saveRandomAdapter } from "../helpers/lora-reference";
 import { thrownBy } from "../helpers/errors";
 import { makeTempDir } from "../helpers/temp";
 
@@ -16,15 +16,6 @@ const ids = () =>
     ],
     { dtype: "int64" },
   );
-
-/** Saves one adapter trained to random values, on a fresh EmbFc with the base weights of `seed`. */
-function saveRandomAdapter(dir: string, config: lora.LoraConfig, seed: number): void {
-  manualSeed(100);
-  const lm = lora.injectAdapter(new EmbFc(), config);
-  manualSeed(seed);
-  for (const [, l] of lm.loraLayers()) for (const f of l.factors("default")) noGrad(() => init.normal_(f, 0, 0.3));
-  lm.saveAdapter(dir);
-}
 
 /** The serving model: the same base, adapters "slot" (from `first`) and "other". */
 function servingModel(first: string): lora.LoraModel<EmbFc> {

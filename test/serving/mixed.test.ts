@@ -1,6 +1,7 @@
 import { Tensor, init, lora, manualSeed, nn, noGrad, randn, tensor } from "../../lib";
 import type { Dtype } from "../../lib";
 import { thrownBy } from "../helpers/errors";
+import { maxAbsDiff } from "../helpers/stats";
 
 /**
  * Adapters of different ranks and scalings, with nonzero B so that each one changes the output.
@@ -21,7 +22,6 @@ function adapted(layer: nn.Module): lora.LoraModel<nn.Sequential> {
 }
 
 const row = (t: Tensor, i: number) => t.narrow(0, i, 1);
-const maxAbsDiff = (a: Tensor, b: Tensor) => a.sub(b).abs().max().item();
 
 /** Checks a mixed batch row by row against single-adapter runs of the whole batch and the base output. */
 function checkMixed(lm: lora.LoraModel<nn.Sequential>, input: Tensor, names: string[]): void {
