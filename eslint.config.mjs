@@ -5,7 +5,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/**", "build/**", "node_modules/**", "prebuilds/**", "bench-results/**", "coverage/**", "reports/**", ".stryker-tmp/**"] },
+  { ignores: ["dist/**", "build/**", "node_modules/**", "prebuilds/**", "bench-results/**", "coverage/**", "reports/**", ".stryker-tmp*/**"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
