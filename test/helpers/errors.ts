@@ -12,6 +12,13 @@ export function thrownBy(fn: () => unknown): Error {
   return caught as Error;
 }
 
+/** The message of the error `fn` throws, after checking that it is an instance of `kind`. */
+export function messageOf(fn: () => unknown, kind: new (...args: never[]) => Error): string {
+  const err = thrownBy(fn);
+  expect(err).toBeInstanceOf(kind);
+  return err.message;
+}
+
 /** One bad-input case: its test name, the call, the message it must throw and the error class. */
 export type ErrorCase = [name: string, fn: () => unknown, message: RegExp, kind: new (...args: never[]) => Error];
 

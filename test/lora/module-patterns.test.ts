@@ -9,6 +9,7 @@
  */
 import { ConfigError } from "../../lib/errors";
 import { MAX_PATTERN_LENGTH, MAX_PATTERN_PROGRAM, fullNameMatcher, suffixKeyMatcher } from "../../lib/lora/module-patterns";
+import { messageOf } from "../helpers/errors";
 
 const FIELD = "LoraConfig.targetModules";
 
@@ -16,15 +17,7 @@ const FIELD = "LoraConfig.targetModules";
 const fullSelects = (pattern: string, names: string[]) => names.filter(fullNameMatcher(pattern, FIELD));
 
 /** The message of the ConfigError that `fn` throws. */
-function message(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConfigError);
-    return (e as Error).message;
-  }
-  throw new Error("expected a ConfigError");
-}
+const message = (fn: () => unknown): string => messageOf(fn, ConfigError);
 
 /** What the refusal of a pattern that needs a backtracking matcher adds to the parser's reason. */
 const BACKTRACKING_HINT =

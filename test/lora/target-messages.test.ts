@@ -6,20 +6,14 @@
 import { ConfigError, nn } from "../../lib";
 import { resolveLoraConfig } from "../../lib/lora/config";
 import { closeNames, selectTargets } from "../../lib/lora/targets";
+import { messageOf } from "../helpers/errors";
 
 /** A Sequential of `n` Linear layers named "0" .. "n-1". */
 const stack = (n: number) => new nn.Sequential(...Array.from({ length: n }, () => new nn.Linear(2, 2)));
 const config = (targetModules: string[] | string) => resolveLoraConfig({ targetModules });
 
-function message(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConfigError);
-    return (e as Error).message;
-  }
-  throw new Error("expected a ConfigError");
-}
+/** The message of the ConfigError that `fn` throws. */
+const message = (fn: () => unknown): string => messageOf(fn, ConfigError);
 
 describe("the model's module list in a message", () => {
   const names = (n: number) => Array.from({ length: n }, (_, i) => String(i)).join(", ");
