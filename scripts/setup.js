@@ -2,8 +2,9 @@
 "use strict";
 // One set-up step for `npm test`, `npm run demo` and `npm run bench` on a fresh clone: the
 // system packages of scripts/lib/system-packages.js (libtorch, the build tools and, for the tests
-// and the benchmark, the PyTorch they compare against), npm dependencies, the native addon and
-// the TypeScript build — each skipped when already up to date.
+// and the benchmark, the PyTorch they compare against), npm dependencies, the native addon, the
+// TypeScript build and, for the tests, the transformers and PEFT of test/interop/
+// (scripts/lib/hf-reference.js) — each skipped when already up to date.
 //
 //   node scripts/setup.js [--for demo|test|bench] [--plan] [--force-build]
 //
@@ -15,6 +16,7 @@ const { run } = require("./lib/run");
 const { findLibtorch } = require("./lib/find-libtorch");
 const { buildNative, newestMtime, mtime } = require("./lib/build-native");
 const { commandFrom, gatherFacts, planSetup, pythonHasTorch } = require("./lib/setup-plan");
+const { ensureHfReference } = require("./lib/hf-reference");
 
 const root = path.resolve(__dirname, "..");
 const forceBuild = process.argv.includes("--force-build");
@@ -86,6 +88,10 @@ function main() {
   ensureNodeModules();
   buildNative(root, libtorch, { force: forceBuild, log });
   buildTypeScript();
+  if (command === "test") {
+    const why = ensureHfReference({ log });
+    if (why) log(`note: the interop tests with transformers and PEFT will be skipped: ${why}`);
+  }
 }
 
 try {

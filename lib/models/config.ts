@@ -176,7 +176,11 @@ export class LlamaConfig {
     this.hidden_act = f("hidden_act", "silu", (v) => v === "silu" || v === "swish", '"silu" (the only activation implemented for this family)');
     this.max_position_embeddings = f("max_position_embeddings", 2048, positiveInt, "a positive integer");
     this.rms_norm_eps = f("rms_norm_eps", family.rms_norm_eps, nonNegative, "a number >= 0");
-    this.rope_theta = f("rope_theta", 10000, (v) => typeof v === "number" && v > 0, "a number > 0");
+    this.rope_theta = ropeTheta(
+      j,
+      f("rope_theta", 10000, (v) => typeof v === "number" && v > 0, "a number > 0"),
+      where,
+    );
     this.tie_word_embeddings = f("tie_word_embeddings", false, isBool, "a boolean");
     this.attention_bias = f("attention_bias", false, isBool, "a boolean");
     this.qkv_bias = family.qkv_bias || this.attention_bias;
@@ -206,6 +210,27 @@ export class LlamaConfig {
     const { raw: _raw, name_or_path: _n, o_proj_bias: _o, qkv_bias: _q, ...fields } = this;
     return { ...fields, ...this.raw }; // the file's own values as written; defaults for what it left out
   }
+}
+
+/**
+ * The RoPE base: transformers 5 writes it inside `rope_parameters` (`{ rope_type, rope_theta }`),
+ * earlier versions as `rope_theta` (`topLevel`, already checked). Only unscaled RoPE is
+ * implemented; a file giving two different bases is refused rather than one of them ignored.
+ */
+function ropeTheta(json: Json, topLevel: number, where: string): number {
+  const params = json.rope_parameters;
+  if (params === undefined || params === null) return topLevel;
+  const name = `${where}.rope_parameters`;
+  if (typeof params !== "object" || Array.isArray(params))
+    throw new ConfigError(`${name}: expected an object { rope_type, rope_theta }, got ${describe(params)}`);
+  const p = params as Json;
+  const kind = p.rope_type ?? p.type ?? "default";
+  if (kind !== "default") throw new ConfigError(`${name}.rope_type: RoPE scaling of type ${describe(kind)} is not implemented (only unscaled RoPE)`);
+  const theta = field(p, "rope_theta", topLevel, (v) => typeof v === "number" && v > 0, "a number > 0", name);
+  if (json.rope_theta !== undefined && json.rope_theta !== null && theta !== topLevel) {
+    throw new ConfigError(`${name}.rope_theta: ${theta} differs from the file's rope_theta (${topLevel}); which one applies is ambiguous`);
+  }
+  return theta;
 }
 
 /** Throws a ConfigError for the first field whose rule returns a reason. */

@@ -11,7 +11,7 @@ const { findLibtorch } = require("./find-libtorch");
 /** The commands set-up serves, and the package purposes each needs (see system-packages.js). */
 const COMMANDS = {
   demo: ["libtorch", "build"],
-  test: ["libtorch", "build", "compare", "lint"],
+  test: ["libtorch", "build", "compare", "lint", "interop"],
   bench: ["libtorch", "build", "compare"],
 };
 
@@ -130,6 +130,15 @@ function planSetup(command, facts) {
       const enable = viaApt ? `sudo apt-get install ${lacking.join(" ")}` : `${facts.python} -m pip install torch`;
       notices.push(`${facts.python} cannot import torch, so ${COMPARISONS[command]} will be skipped. Enable them with: ${enable}`);
     }
+  }
+
+  if (facts.debian && purposes.includes("interop")) {
+    const lacking = missing("interop");
+    if (canApt) apt.push(...lacking);
+    else if (lacking.length)
+      notices.push(
+        `${lacking.join(", ")} not installed: the interop tests with transformers and PEFT will be skipped (sudo apt-get install ${lacking.join(" ")})`,
+      );
   }
   return { command, apt, notices, error };
 }

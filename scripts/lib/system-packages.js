@@ -11,9 +11,11 @@
  *  - libtorch: the libtorch the addon links against, with what makes it fast on Debian;
  *  - build:    the toolchain and headers of the native build;
  *  - compare:  the PyTorch that `npm test` and `npm run bench` compare torch-lora against;
- *  - lint:     the format check of native/ that `npm run lint` (and so `npm test`) runs.
+ *  - lint:     the format check of native/ that `npm run lint` (and so `npm test`) runs;
+ *  - interop:  the virtual environment of transformers and PEFT that test/interop/ compares
+ *              against (scripts/lib/hf-reference.js).
  */
-const PURPOSES = ["libtorch", "build", "compare", "lint"];
+const PURPOSES = ["libtorch", "build", "compare", "lint", "interop"];
 
 const SYSTEM_PACKAGES = [
   { name: "libtorch-dev", purpose: "libtorch", why: "libtorch's headers, libraries and CMake files" },
@@ -26,6 +28,7 @@ const SYSTEM_PACKAGES = [
   { name: "libgloo-dev", purpose: "build", why: "gloo's headers, which libtorch's c10d headers include" },
   { name: "clang-format", purpose: "lint", why: "the format check of native/*.cc and *.h in npm run lint (.clang-format)" },
   { name: "python3-torch", purpose: "compare", why: "PyTorch for /usr/bin/python3: the reference of the tests' cross-checks and the benchmark's baseline" },
+  { name: "python3-venv", purpose: "interop", why: "the virtual environment of transformers and PEFT that test/interop/ compares against" },
 ];
 
 /** The names of the packages serving any of `purposes` (all purposes when none is given), in list order. */

@@ -16,6 +16,9 @@ export const NO_TORCH = "no PyTorch to compare against";
 /** The reference Python cannot run at all (comparisons that need only its standard library). */
 export const NO_PYTHON = "no Python to compare against";
 
+/** The environment of transformers and PEFT (scripts/lib/hf-reference.js) is not installed. */
+export const NO_HF = "no transformers and PEFT to compare against";
+
 /** The package is not built here (dist/ or the native addon). */
 export const NOT_BUILT = "not built (node scripts/setup.js)";
 

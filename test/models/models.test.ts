@@ -65,6 +65,25 @@ describe("configs", () => {
     expect(() => new models.GPT2Config({ ...GPT2, n_layer: "2" })).toThrow(/GPT2Config.n_layer: expected a positive integer, got the string "2"/);
   });
 
+  it("transformers 5's rope_parameters: its rope_theta applies; scaling, a second base that differs, and a non-object are refused by name", () => {
+    const theta = (extra: Record<string, unknown>) => new models.LlamaConfig({ ...LLAMA, ...extra }).rope_theta;
+    expect(theta({ rope_parameters: { rope_type: "default", rope_theta: 500000 } })).toBe(500000);
+    expect(theta({ rope_parameters: { rope_type: "default", rope_theta: 500000 }, rope_theta: 500000 })).toBe(500000);
+    expect(theta({ rope_parameters: { rope_type: "default" }, rope_theta: 250000 })).toBe(250000);
+    expect(theta({ rope_parameters: null, rope_theta: 250000 })).toBe(250000);
+    expect(() => theta({ rope_parameters: { rope_type: "llama3", rope_theta: 500000, factor: 8 } })).toThrow(
+      'LlamaConfig.rope_parameters.rope_type: RoPE scaling of type the string "llama3" is not implemented (only unscaled RoPE)',
+    );
+    expect(() => theta({ rope_parameters: { rope_type: "default", rope_theta: 500000 }, rope_theta: 10000 })).toThrow(
+      "LlamaConfig.rope_parameters.rope_theta: 500000 differs from the file's rope_theta (10000); which one applies is ambiguous",
+    );
+    expect(() => theta({ rope_parameters: { rope_theta: -1 } })).toThrow("LlamaConfig.rope_parameters.rope_theta: expected a number > 0, got -1");
+    expect(() => theta({ rope_parameters: [500000] })).toThrow(ConfigError);
+    expect(() => theta({ rope_parameters: "default" })).toThrow(
+      'LlamaConfig.rope_parameters: expected an object { rope_type, rope_theta }, got the string "default"',
+    );
+  });
+
   it("a sliding window shorter than the sequence is refused by name; within it, attention is plain causal", () => {
     const m = new models.LlamaForCausalLM({ ...LLAMA, model_type: "mistral", sliding_window: 4 });
     expect(() => m.forward(int64([[1, 2, 3, 4, 5]]))).toThrow(/sliding_window \(4\)/);

@@ -134,11 +134,12 @@ describe("the plan on other machines (facts given)", () => {
     ...over,
   });
 
-  test("a fresh Debian as root: everything the command needs, in one apt-get call; python3-torch only for test and bench, clang-format only for test", () => {
+  test("a fresh Debian as root: everything the command needs, in one apt-get call; python3-torch only for test and bench, clang-format and python3-venv only for test", () => {
     const fresh = facts({ libtorch: null, installed: [] });
+    const testOnly = ["clang-format", "python3-venv"];
     expect(planSetup("test", fresh)).toEqual({ command: "test", apt: ALL, notices: [], error: null });
-    expect(planSetup("bench", fresh).apt).toEqual(ALL.filter((p: string) => p !== "clang-format"));
-    expect(planSetup("demo", { ...fresh, pythonHasTorch: null }).apt).toEqual(ALL.filter((p: string) => p !== "python3-torch" && p !== "clang-format"));
+    expect(planSetup("bench", fresh).apt).toEqual(ALL.filter((p: string) => !testOnly.includes(p)));
+    expect(planSetup("demo", { ...fresh, pythonHasTorch: null }).apt).toEqual(ALL.filter((p: string) => p !== "python3-torch" && !testOnly.includes(p)));
     expect(planSetup("test", facts({ pythonHasTorch: true })).apt).toEqual([]);
   });
 
