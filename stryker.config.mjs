@@ -13,7 +13,8 @@ const only = process.env.MUTATION_TESTS?.split(",").filter(Boolean);
 process.env.TORCH_LORA_ADDON ??= path.resolve("build/Release/torch_lora.node");
 
 /** Tests that cannot see a mutant: they run dist/ or the sources in child processes (the active
- * mutant lives in the jest process), or build native code. Left out to keep the run bounded. */
+ * mutant lives in the jest process), or build native code; and the interop tests, which start
+ * transformers in Python for every case (seconds each). Left out to keep the run bounded. */
 const outOfReach = [
   "/test/packaging/",
   "/test/cuda/",
@@ -24,6 +25,7 @@ const outOfReach = [
   "/test/reliability/api-fuzz.test.ts",
   "/test/reliability/file-fuzz.test.ts",
   "/test/io/safetensors-fuzz.test.ts",
+  "/test/interop/",
 ];
 
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */

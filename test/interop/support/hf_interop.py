@@ -133,4 +133,5 @@ def versions(_req):
 OPS = {"make": make, "forward": forward, "generate": generate, "peft_adapter": peft_adapter, "merge": merge, "versions": versions}
 
 if __name__ == "__main__":
-    print(json.dumps([OPS[r["op"]](r) for r in json.loads(sys.stdin.read())]))
+    # default=sorted: PEFT's configs hold sets (target_modules).
+    print(json.dumps([OPS[r["op"]](r) for r in json.loads(sys.stdin.read())], default=sorted))

@@ -1,0 +1,169 @@
+/**
+ * Adapters cross between torch-lora and PEFT itself, both ways, on checkpoints written by
+ * transformers: an adapter that PEFT saved loads here and gives PEFT's logits; one that
+ * torch-lora saved loads in PEFT with every factor found and gives the same logits, loss and
+ * factor gradients; `torch-lora merge` writes the weights of PEFT's `merge_and_unload`.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import { Tensor, lora, manualSeed, models, noGrad, randn, tensor } from "../../lib";
+import type { Module } from "../../lib/nn";
+import { ensureBuilt, runCli } from "../cli/run-cli";
+import { makeTempDir } from "../helpers/temp";
+import { atRealTokens, relativeError } from "../models/support/reference";
+import { describeHf, hfOne } from "./support/hf";
+
+const GPT2 = { model_type: "gpt2", vocab_size: 61, n_positions: 32, n_embd: 24, n_layer: 2, n_head: 3, bos_token_id: null, eos_token_id: null };
+const LLAMA = {
+  model_type: "llama",
+  vocab_size: 53,
+  hidden_size: 32,
+  intermediate_size: 40,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  rope_theta: 500000,
+  attention_bias: true,
+  max_position_embeddings: 64,
+  bos_token_id: null,
+  eos_token_id: null,
+};
+
+// Row 0 is left-padded by two tokens; labels ignore padding and what is predicted from it.
+const IDS = [
+  [0, 0, 5, 17, 3, 9, 22],
+  [4, 11, 30, 2, 8, 1, 13],
+];
+const MASK = [
+  [0, 0, 1, 1, 1, 1, 1],
+  [1, 1, 1, 1, 1, 1, 1],
+];
+const LABELS = IDS.map((row, b) => row.map((t, i) => (MASK[b][i] && (i === 0 || MASK[b][i - 1]) ? t : -100)));
+const ids = () => tensor(IDS, { dtype: "int64" });
+const mask = () => tensor(MASK, { dtype: "int64" });
+
+interface Forward {
+  logits: number[];
+  shape: number[];
+  loss: number;
+  grads: Record<string, number[]>;
+  adapter_config: Record<string, unknown>;
+}
+
+let root: string;
+const bases = new Map<string, string>();
+beforeAll(() => {
+  root = makeTempDir("tl-interop-peft-");
+});
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+/** A checkpoint of `config` written by transformers (once per config). */
+function base(config: Record<string, unknown>): string {
+  const dir = path.join(root, `base-${config.model_type as string}`);
+  if (!bases.has(dir)) {
+    hfOne({ op: "make", dir, config, seed: 5 });
+    bases.set(dir, dir);
+  }
+  return dir;
+}
+
+const logitsError = (ours: Tensor, theirs: { logits: number[]; shape: number[] }) =>
+  relativeError(atRealTokens(ours.toList() as number[], theirs.shape, MASK), atRealTokens(theirs.logits, theirs.shape, MASK));
+
+describeHf("adapters between torch-lora and PEFT", () => {
+  test.each([
+    ["gpt2, PEFT's default target (c_attn, Conv1D: fan_in_fan_out)", GPT2, { r: 4, lora_alpha: 8 }],
+    [
+      "llama, embedding and linear targets, rsLoRA, rank and alpha patterns",
+      LLAMA,
+      {
+        r: 4,
+        lora_alpha: 8,
+        target_modules: ["embed_tokens", "q_proj", "v_proj", "down_proj"],
+        use_rslora: true,
+        rank_pattern: { q_proj: 2 },
+        alpha_pattern: { down_proj: 3 },
+      },
+    ],
+    ["llama, DoRA on q_proj and v_proj", LLAMA, { r: 4, lora_alpha: 8, target_modules: ["q_proj", "v_proj"], use_dora: true }],
+  ])("%s: PEFT saves, torch-lora loads: PEFT's logits", async (name, config, loraConfig) => {
+    const dir = base(config);
+    const adapterDir = path.join(root, `peft-${name.split(",")[0]}-${Object.keys(loraConfig).length}`);
+    const theirs = hfOne<Forward>({ op: "peft_adapter", dir, out: adapterDir, lora: loraConfig, ids: IDS, mask: MASK, seed: 9 });
+    const model = await models.fromPretrained(dir);
+    const plain = model.forward(ids(), { attentionMask: mask() });
+    const peft = lora.loadAdapter(model, adapterDir);
+    expect(peft.loraLayers().length).toBeGreaterThan(0);
+    const adapted = model.forward(ids(), { attentionMask: mask() });
+    expect(logitsError(adapted, theirs)).toBeLessThan(1e-5);
+    expect(logitsError(plain, theirs)).toBeGreaterThan(1e-3); // the adapter does change the output
+  });
+
+  test.each([
+    ["gpt2, default target", GPT2, { r: 4, loraAlpha: 8 }],
+    [
+      "llama, embedding and linear targets, rsLoRA",
+      LLAMA,
+      { r: 4, loraAlpha: 8, targetModules: ["embed_tokens", "q_proj", "v_proj", "o_proj"], useRslora: true },
+    ],
+    ["llama, DoRA", LLAMA, { r: 2, loraAlpha: 4, targetModules: ["q_proj", "v_proj"], useDora: true }],
+  ])("%s: torch-lora saves, PEFT loads every factor: same logits, loss and factor gradients", async (name, config, options) => {
+    const dir = base(config);
+    manualSeed(21);
+    const model = await models.fromPretrained(dir);
+    const peft = lora.injectAdapter(model, options);
+    // B starts at zero, and DoRA's magnitude at the weight's row norms: move every factor, so that a
+    // factor read from the wrong place, or not read, shows.
+    const moved = (l: lora.LoraLayer<Module & { weight: Tensor }>) => [
+      ...l.factors("default"),
+      ...(l.magnitude("default") ? [l.magnitude("default") as Tensor] : []),
+    ];
+    noGrad(() => peft.loraLayers().forEach(([, l]) => moved(l).forEach((f) => f.add_(randn(f.shape).mul(0.2)))));
+    const logits = model.forward(ids(), { attentionMask: mask() });
+    const loss = models.causalLmLoss(logits, tensor(LABELS, { dtype: "int64" }));
+    loss.backward();
+    const adapterDir = path.join(root, `ours-${name.split(",")[0]}-${Object.keys(options).length}`);
+    lora.saveAdapter(peft, adapterDir);
+    const theirs = hfOne<Forward>({ op: "forward", dir, adapter: adapterDir, ids: IDS, mask: MASK, labels: LABELS });
+    expect(theirs.adapter_config).toMatchObject({
+      peft_type: "LORA",
+      task_type: "CAUSAL_LM",
+      base_model_name_or_path: dir,
+      r: options.r,
+      lora_alpha: options.loraAlpha,
+    });
+    expect(logitsError(logits, theirs)).toBeLessThan(1e-5);
+    expect(Math.abs(loss.item() - theirs.loss) / theirs.loss).toBeLessThan(1e-5);
+    // Every factor of ours has its gradient on PEFT's side, and PEFT has no factor we lack.
+    const ourGrads = new Map<string, Tensor>();
+    for (const [p, layer] of peft.loraLayers()) {
+      const [A, B] = layer.factors("default");
+      const embedding = layer instanceof lora.LoraEmbedding;
+      ourGrads.set(embedding ? `${p}.lora_embedding_A.default` : `${p}.lora_A.default.weight`, A.grad as Tensor);
+      ourGrads.set(embedding ? `${p}.lora_embedding_B.default` : `${p}.lora_B.default.weight`, B.grad as Tensor);
+      const magnitude = layer.magnitude("default");
+      if (magnitude) ourGrads.set(`${p}.lora_magnitude_vector.default.weight`, magnitude.grad as Tensor);
+    }
+    expect(Object.keys(theirs.grads).sort()).toEqual([...ourGrads.keys()].sort());
+    for (const [key, grad] of ourGrads) expect(relativeError(grad, theirs.grads[key])).toBeLessThan(1e-4);
+  });
+
+  test("torch-lora merge writes the weights of PEFT's merge_and_unload (sharded GPT-2 with Conv1D, and Llama)", async () => {
+    ensureBuilt();
+    for (const config of [GPT2, LLAMA]) {
+      const dir = base(config);
+      const adapterDir = path.join(root, `merge-${config.model_type}`);
+      const targets = config.model_type === "gpt2" ? ["c_attn", "c_fc"] : ["q_proj", "k_proj", "gate_proj"];
+      hfOne({ op: "peft_adapter", dir, out: adapterDir, lora: { r: 4, lora_alpha: 8, target_modules: targets }, ids: IDS, mask: MASK, seed: 4 });
+      const out = path.join(root, `merged-${config.model_type}`);
+      const r = runCli(["merge", "--base", dir, "--adapter", adapterDir, "--out", out]);
+      expect(r.stderr).not.toMatch(/Error/);
+      expect(r.code).toBe(0);
+      const merged = (await models.fromPretrained(out)).stateDict();
+      const keys = Object.keys(merged).filter((k) => targets.some((t) => k.includes(`.${t}.weight`)));
+      expect(keys.length).toBe(2 * targets.length);
+      const theirs = hfOne<{ weights: Record<string, number[]> }>({ op: "merge", dir, adapter: adapterDir, keys });
+      for (const k of keys) expect(relativeError(merged[k], theirs.weights[k])).toBeLessThan(1e-6);
+    }
+  });
+});
