@@ -2,7 +2,8 @@
  * Adapters cross between torch-lora and PEFT itself, both ways, on checkpoints written by
  * transformers: an adapter that PEFT saved loads here and gives PEFT's logits; one that
  * torch-lora saved loads in PEFT with every factor found and gives the same logits, loss and
- * factor gradients; `torch-lora merge` writes the weights of PEFT's `merge_and_unload`.
+ * factor gradients; `mergeAndUnload` and `torch-lora merge` give the weights of PEFT's
+ * `merge_and_unload`.
  */
 import * as fs from "fs";
 import * as path from "path";
@@ -148,22 +149,76 @@ describeHf("adapters between torch-lora and PEFT", () => {
     for (const [key, grad] of ourGrads) expect(relativeError(grad, theirs.grads[key])).toBeLessThan(1e-4);
   });
 
-  test("torch-lora merge writes the weights of PEFT's merge_and_unload (sharded GPT-2 with Conv1D, and Llama)", async () => {
+  test("two adapters in one PEFT folder (the second in its subfolder), one targeted by a regex string: each gives PEFT's logits when active", async () => {
+    const dir = base(LLAMA);
+    const adapterDir = path.join(root, "peft-two-adapters");
+    const theirs = hfOne<Forward & { by_adapter: Record<string, number[]> }>({
+      op: "peft_adapter",
+      dir,
+      out: adapterDir,
+      lora: { r: 4, lora_alpha: 8, target_modules: String.raw`.*layers\.1\.self_attn\.(q_proj|o_proj)` },
+      more: { second: { r: 2, lora_alpha: 6, target_modules: ["v_proj", "up_proj"] } },
+      ids: IDS,
+      mask: MASK,
+      seed: 13,
+    });
+    expect(fs.existsSync(path.join(adapterDir, "second", "adapter_model.safetensors"))).toBe(true);
+    const model = await models.fromPretrained(dir);
+    const peft = lora.loadAdapter(lora.loadAdapter(model, adapterDir), adapterDir, { adapterName: "second" });
+    expect(peft.adapterNames).toEqual(["default", "second"]);
+    expect(
+      peft
+        .loraLayers()
+        .filter(([, l]) => l.adapterNames.includes("default"))
+        .map(([p]) => p),
+    ).toEqual(["model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.o_proj"]);
+    for (const name of ["default", "second"]) {
+      peft.setAdapter(name);
+      expect(logitsError(model.forward(ids(), { attentionMask: mask() }), { logits: theirs.by_adapter[name], shape: theirs.shape })).toBeLessThan(1e-5);
+    }
+  });
+
+  test("merged weights equal PEFT's merge_and_unload: torch-lora merge and mergeAndUnload for LoRA (GPT-2's Conv1D, Llama), mergeAndUnload for DoRA", async () => {
     ensureBuilt();
-    for (const config of [GPT2, LLAMA]) {
+    for (const [config, useDora] of [
+      [GPT2, false],
+      [LLAMA, false],
+      [LLAMA, true],
+    ] as const) {
       const dir = base(config);
-      const adapterDir = path.join(root, `merge-${config.model_type}`);
+      const kind = `${config.model_type}-${useDora ? "dora" : "lora"}`;
+      const adapterDir = path.join(root, `merge-${kind}`);
       const targets = config.model_type === "gpt2" ? ["c_attn", "c_fc"] : ["q_proj", "k_proj", "gate_proj"];
-      hfOne({ op: "peft_adapter", dir, out: adapterDir, lora: { r: 4, lora_alpha: 8, target_modules: targets }, ids: IDS, mask: MASK, seed: 4 });
-      const out = path.join(root, `merged-${config.model_type}`);
-      const r = runCli(["merge", "--base", dir, "--adapter", adapterDir, "--out", out]);
-      expect(r.stderr).not.toMatch(/Error/);
-      expect(r.code).toBe(0);
-      const merged = (await models.fromPretrained(out)).stateDict();
-      const keys = Object.keys(merged).filter((k) => targets.some((t) => k.includes(`.${t}.weight`)));
+      hfOne({
+        op: "peft_adapter",
+        dir,
+        out: adapterDir,
+        lora: { r: 4, lora_alpha: 8, target_modules: targets, use_dora: useDora },
+        ids: IDS,
+        mask: MASK,
+        seed: 4,
+      });
+      const viaApi = lora
+        .loadAdapter(await models.fromPretrained(dir), adapterDir)
+        .mergeAndUnload()
+        .stateDict();
+      const keys = Object.keys(viaApi).filter((k) => targets.some((t) => k.includes(`.${t}.weight`)));
       expect(keys.length).toBe(2 * targets.length);
       const theirs = hfOne<{ weights: Record<string, number[]> }>({ op: "merge", dir, adapter: adapterDir, keys });
-      for (const k of keys) expect(relativeError(merged[k], theirs.weights[k])).toBeLessThan(1e-6);
+      for (const k of keys) expect(relativeError(viaApi[k], theirs.weights[k])).toBeLessThan(1e-6);
+
+      // The merge from files: the same weights, or (DoRA) a refusal that names the way that works.
+      const out = path.join(root, `merged-${kind}`);
+      const r = runCli(["merge", "--base", dir, "--adapter", adapterDir, "--out", out]);
+      if (useDora) {
+        expect(r.code).toBe(1);
+        expect(r.stderr).toMatch(/use_dora = true is not supported by the merge from files .*load the adapter with loadAdapter and call mergeAndUnload\(\)/);
+        expect(fs.existsSync(out)).toBe(false);
+        continue;
+      }
+      if (r.code !== 0) throw new Error(`torch-lora merge failed (${r.code}): ${r.stderr}`);
+      const viaCli = (await models.fromPretrained(out)).stateDict();
+      for (const k of keys) expect(relativeError(viaCli[k], theirs.weights[k])).toBeLessThan(1e-6);
     }
   });
 });

@@ -127,4 +127,17 @@ describeHf("checkpoints between torch-lora and transformers", () => {
     model.eval();
     expect(logitsError(model.forward(ids(), { attentionMask: mask() }).toList() as number[], theirs)).toBeLessThan(1e-5);
   });
+
+  test("llama: transformers writes bfloat16, torch-lora reads it as bfloat16: logits within bfloat16 tolerance of transformers' own bfloat16 run", async () => {
+    const dir = path.join(root, "theirs-bf16");
+    const config = CONFIGS[1][1];
+    const [, theirs] = hf<Logits>([
+      { op: "make", dir, config, seed: 8, dtype: "bfloat16" },
+      { op: "forward", dir, ids: IDS, mask: MASK, dtype: "bfloat16" },
+    ]);
+    const model = await models.fromPretrained(dir, { dtype: "bfloat16" });
+    expect(model.parameters().every((p) => p.dtype === "bfloat16")).toBe(true);
+    const logits = model.forward(ids(), { attentionMask: mask() }).to("float32");
+    expect(logitsError(logits.toList() as number[], theirs)).toBeLessThan(3e-2);
+  });
 });

@@ -37,13 +37,15 @@ def load_base(folder, dtype="float32"):
 
 
 def make(req):
-    """A random model of `config` written with save_pretrained; every parameter (norms and biases too) perturbed."""
+    """A random model of `config` written with save_pretrained (in `dtype`, default float32); every parameter
+    (norms and biases too) perturbed."""
     torch.manual_seed(req.get("seed", 0))
     config = AutoConfig.for_model(**req["config"])
     model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
+    model.to(getattr(torch, req.get("dtype", "float32")))
     kwargs = {"max_shard_size": req["max_shard_size"]} if req.get("max_shard_size") else {}
     model.save_pretrained(req["dir"], **kwargs)
     return {}
@@ -103,20 +105,28 @@ def generate(req):
 
 
 def peft_adapter(req):
-    """PEFT's get_peft_model on the checkpoint with `lora` (LoraConfig's fields), random B too; saved with save_pretrained."""
+    """PEFT's get_peft_model on the checkpoint with `lora` (LoraConfig's fields), random B too, and any
+    `more` adapters (name -> fields) beside it; saved with save_pretrained (the others in subfolders).
+    Answers the logits with the first adapter active, and `by_adapter`: the logits with each active."""
     model, _ = load_base(req["dir"])
     torch.manual_seed(req.get("seed", 0))
-    config = LoraConfig(task_type="CAUSAL_LM", init_lora_weights=False, **req["lora"])
-    model = get_peft_model(model, config)
+    model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", init_lora_weights=False, **req["lora"]))
+    for name, fields in req.get("more", {}).items():
+        model.add_adapter(name, LoraConfig(task_type="CAUSAL_LM", init_lora_weights=False, **fields))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_" in name:
                 p.copy_(torch.randn_like(p) * 0.2)
     model.save_pretrained(req["out"])
     model.eval()
+    by_adapter = {}
     with torch.no_grad():
+        for name in ["default", *req.get("more", {})]:
+            model.set_adapter(name)
+            by_adapter[name] = flat(logits_of(model, req))
+        model.set_adapter("default")
         logits = logits_of(model, req)
-    return {"logits": flat(logits), "shape": list(logits.shape)}
+    return {"logits": flat(logits), "shape": list(logits.shape), "by_adapter": by_adapter}
 
 
 def merge(req):
