@@ -12,36 +12,13 @@ import type { Module } from "../../lib/nn";
 import { ensureBuilt, runCli } from "../cli/run-cli";
 import { makeTempDir } from "../helpers/temp";
 import { atRealTokens, relativeError } from "../models/support/reference";
+import { PADDED_IDS, PADDED_LABELS, PADDED_MASK, TINY_GPT2, TINY_LLAMA, paddedIds, paddedMask } from "../models/support/tiny-checkpoints";
 import { describeHf, hfOne } from "./support/hf";
 
-const GPT2 = { model_type: "gpt2", vocab_size: 61, n_positions: 32, n_embd: 24, n_layer: 2, n_head: 3, bos_token_id: null, eos_token_id: null };
-const LLAMA = {
-  model_type: "llama",
-  vocab_size: 53,
-  hidden_size: 32,
-  intermediate_size: 40,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  rope_theta: 500000,
-  attention_bias: true,
-  max_position_embeddings: 64,
-  bos_token_id: null,
-  eos_token_id: null,
-};
-
-// Row 0 is left-padded by two tokens; labels ignore padding and what is predicted from it.
-const IDS = [
-  [0, 0, 5, 17, 3, 9, 22],
-  [4, 11, 30, 2, 8, 1, 13],
-];
-const MASK = [
-  [0, 0, 1, 1, 1, 1, 1],
-  [1, 1, 1, 1, 1, 1, 1],
-];
-const LABELS = IDS.map((row, b) => row.map((t, i) => (MASK[b][i] && (i === 0 || MASK[b][i - 1]) ? t : -100)));
-const ids = () => tensor(IDS, { dtype: "int64" });
-const mask = () => tensor(MASK, { dtype: "int64" });
+const GPT2 = { ...TINY_GPT2, bos_token_id: null, eos_token_id: null };
+const LLAMA = { ...TINY_LLAMA, bos_token_id: null, eos_token_id: null };
+const [IDS, MASK, LABELS] = [PADDED_IDS, PADDED_MASK, PADDED_LABELS];
+const [ids, mask] = [paddedIds, paddedMask];
 
 interface Forward {
   logits: number[];

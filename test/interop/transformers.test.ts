@@ -6,82 +6,23 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { manualSeed, models, tensor } from "../../lib";
+import { manualSeed, models } from "../../lib";
 import { makeTempDir } from "../helpers/temp";
 import { atRealTokens, relativeError } from "../models/support/reference";
+import { PADDED_IDS, PADDED_MASK, TINY_GPT2, TINY_LLAMA, TINY_QWEN2, paddedIds, paddedMask } from "../models/support/tiny-checkpoints";
 import { describeHf, hf, hfOne } from "./support/hf";
 
-// Tiny configs of each family, with the fields where the families differ set away from their
-// defaults. No eos token: generation then runs every step on both sides.
+// No eos token: generation then runs every step on both sides. A position limit transformers'
+// generate needs to know.
+const FOR_GENERATION = { bos_token_id: null, eos_token_id: null, max_position_embeddings: 64 };
 const CONFIGS: [string, Record<string, unknown>][] = [
-  ["gpt2", { model_type: "gpt2", vocab_size: 61, n_positions: 32, n_embd: 24, n_layer: 2, n_head: 3, bos_token_id: null, eos_token_id: null }],
-  [
-    "llama (GQA, head_dim, biases, rope_theta, untied)",
-    {
-      model_type: "llama",
-      vocab_size: 53,
-      hidden_size: 32,
-      intermediate_size: 40,
-      num_hidden_layers: 2,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      head_dim: 12,
-      rms_norm_eps: 1e-5,
-      rope_theta: 500000,
-      attention_bias: true,
-      mlp_bias: true,
-      tie_word_embeddings: false,
-      max_position_embeddings: 64,
-      bos_token_id: null,
-      eos_token_id: null,
-    },
-  ],
-  [
-    "mistral (GQA)",
-    {
-      model_type: "mistral",
-      vocab_size: 45,
-      hidden_size: 32,
-      intermediate_size: 48,
-      num_hidden_layers: 2,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      sliding_window: null,
-      max_position_embeddings: 64,
-      bos_token_id: null,
-      eos_token_id: null,
-    },
-  ],
-  [
-    "qwen2 (tied, one kv head, q/k/v biases)",
-    {
-      model_type: "qwen2",
-      vocab_size: 47,
-      hidden_size: 16,
-      intermediate_size: 24,
-      num_hidden_layers: 2,
-      num_attention_heads: 4,
-      num_key_value_heads: 1,
-      tie_word_embeddings: true,
-      rope_theta: 1e6,
-      max_position_embeddings: 64,
-      bos_token_id: null,
-      eos_token_id: null,
-    },
-  ],
+  ["gpt2", { ...TINY_GPT2, bos_token_id: null, eos_token_id: null }],
+  ["llama (GQA, head_dim, biases, rope_theta, untied)", { ...TINY_LLAMA, ...FOR_GENERATION }],
+  ["mistral (GQA)", { ...TINY_LLAMA, model_type: "mistral", head_dim: 8, attention_bias: false, mlp_bias: false, sliding_window: null, ...FOR_GENERATION }],
+  ["qwen2 (tied, one kv head, q/k/v biases)", { ...TINY_QWEN2, ...FOR_GENERATION }],
 ];
-
-// Row 0 is left-padded by two tokens.
-const IDS = [
-  [0, 0, 5, 17, 3, 9, 22],
-  [4, 11, 30, 2, 8, 1, 13],
-];
-const MASK = [
-  [0, 0, 1, 1, 1, 1, 1],
-  [1, 1, 1, 1, 1, 1, 1],
-];
-const ids = () => tensor(IDS, { dtype: "int64" });
-const mask = () => tensor(MASK, { dtype: "int64" });
+const [IDS, MASK] = [PADDED_IDS, PADDED_MASK];
+const [ids, mask] = [paddedIds, paddedMask];
 
 interface Logits {
   logits: number[];

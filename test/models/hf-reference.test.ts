@@ -9,56 +9,12 @@ import { Tensor, lora, models, noGrad, randn, tensor } from "../../lib";
 import { itTorch } from "../helpers/python";
 import { makeTempDir } from "../helpers/temp";
 import { atRealTokens, reference, relativeError } from "./support/reference";
+import { PADDED_IDS, PADDED_LABELS, PADDED_MASK, TINY_GPT2, TINY_LLAMA, TINY_QWEN2, paddedIds, paddedMask } from "./support/tiny-checkpoints";
 
-const GPT2 = {
-  model_type: "gpt2",
-  vocab_size: 61,
-  n_positions: 32,
-  n_embd: 24,
-  n_layer: 2,
-  n_head: 3,
-  activation_function: "gelu_new",
-  layer_norm_epsilon: 1e-5,
-};
-const LLAMA = {
-  model_type: "llama",
-  vocab_size: 53,
-  hidden_size: 32,
-  intermediate_size: 40,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  head_dim: 12,
-  rms_norm_eps: 1e-5,
-  rope_theta: 500000,
-  attention_bias: true,
-  mlp_bias: true,
-  tie_word_embeddings: false,
-};
-const QWEN2 = {
-  model_type: "qwen2",
-  vocab_size: 47,
-  hidden_size: 16,
-  intermediate_size: 24,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 1,
-  tie_word_embeddings: true,
-  rope_theta: 1e6,
-};
-
-// Row 0 is left-padded by two tokens.
-const IDS = [
-  [0, 0, 5, 17, 3, 9, 22],
-  [4, 11, 30, 2, 8, 1, 13],
-];
-const MASK = [
-  [0, 0, 1, 1, 1, 1, 1],
-  [1, 1, 1, 1, 1, 1, 1],
-];
-// A token predicted from a padding position is ignored too: transformers' logits there come from
-// a fully masked attention row (it averages every key; ours gives zeros), which no one trains on.
-const LABELS = IDS.map((row, b) => row.map((t, i) => (MASK[b][i] && (i === 0 || MASK[b][i - 1]) ? t : -100)));
+const GPT2 = TINY_GPT2;
+const LLAMA = TINY_LLAMA;
+const QWEN2 = TINY_QWEN2;
+const [IDS, MASK, LABELS] = [PADDED_IDS, PADDED_MASK, PADDED_LABELS];
 
 let root: string;
 beforeAll(() => {
@@ -72,8 +28,7 @@ function checkpoint(name: string, config: Record<string, unknown>, extra: Record
   return dir;
 }
 
-const ids = () => tensor(IDS, { dtype: "int64" });
-const mask = () => tensor(MASK, { dtype: "int64" });
+const [ids, mask] = [paddedIds, paddedMask];
 
 describe.each([
   ["gpt2 (published key layout: no transformer. prefix, attn.bias buffers)", "gpt2", GPT2, {}],
