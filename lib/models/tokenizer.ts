@@ -208,6 +208,8 @@ export class PretrainedTokenizer {
     const cleanUp = options.cleanUpTokenizationSpaces;
     if (cleanUp !== undefined && typeof cleanUp !== "boolean")
       throw new TypeError(`decode: cleanUpTokenizationSpaces: expected a boolean, got ${describe(cleanUp)}`);
+    // No ids decode to the empty text, as in transformers (the library refuses an empty list).
+    if (list.length === 0) return "";
     return this.#inner.decode(list, { skip_special_tokens: skipSpecialTokens, clean_up_tokenization_spaces: cleanUp ?? null });
   }
 

@@ -166,6 +166,10 @@ describe("loadTokenizer: a GPT-2-style byte-level BPE", () => {
     expect(tok.decode([261, 264, 265])).toBe("hello world<|endoftext|>");
     expect(tok.decode([261, 264, 265], { skipSpecialTokens: true })).toBe("hello world");
     expect(tok.decode(tensor([261, 264], { dtype: "int64" }))).toBe("hello world");
+    // No ids (the encoding of "", a generation of no new token) decode to "", as in transformers.
+    expect(tok.encode("")).toEqual([]);
+    expect(tok.decode([])).toBe("");
+    expect(tok.decode(tensor([], { dtype: "int64" }), { skipSpecialTokens: true })).toBe("");
   });
 
   test("decode keeps spaces before punctuation unless clean_up_tokenization_spaces asks otherwise", () => {
