@@ -117,7 +117,8 @@ const FOLDERS: Record<string, Folder> = {
 /** Whether transformers 5 cleans up the decoded spaces of `name`. */
 const cleansUp = (name: string) => {
   const config = FOLDERS[name].config ?? {};
-  return config.clean_up_tokenization_spaces === true && (FOLDERS[name].kind === "unigram" || config === FORCE_BPE_CLEAN_UP);
+  const forced = config.clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output === true;
+  return config.clean_up_tokenization_spaces === true && (FOLDERS[name].kind === "unigram" || forced);
 };
 const NAMES = Object.keys(FOLDERS);
 
