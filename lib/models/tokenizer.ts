@@ -17,6 +17,9 @@ import { Tensor, tensor } from "../tensor";
 /** Largest `tokenizer.json` read: real ones are up to a few tens of MiB (large vocabularies). */
 const MAX_TOKENIZER_BYTES = 256 << 20;
 
+/** The tokenizer_config.json field with which transformers 5 applies the legacy space clean-up to a BPE model's decodes. */
+const FORCE_BPE_CLEAN_UP = "clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output";
+
 /** The special-token roles read from the config files, as transformers names them. */
 const SPECIAL_ROLES = ["bos_token", "eos_token", "unk_token", "pad_token"] as const;
 type SpecialRole = (typeof SPECIAL_ROLES)[number];
@@ -31,7 +34,11 @@ export interface EncodeOptions {
 export interface DecodeOptions {
   /** Leave out special tokens (`<s>`, `</s>`, `<|endoftext|>`…). Default false, as transformers. */
   skipSpecialTokens?: boolean;
-  /** Remove the space before punctuation and contractions (`" ,"` → `","`, `" 's"` → `"'s"`). Default: the config's `clean_up_tokenization_spaces`, else false. */
+  /**
+   * Remove the space before punctuation and contractions (`" ,"` → `","`, `" 's"` → `"'s"`). Default: the config's
+   * `clean_up_tokenization_spaces`, else false; for a BPE model, as in transformers 5, only when the config also sets
+   * `clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output`. Given here, it applies to every model.
+   */
   cleanUpTokenizationSpaces?: boolean;
 }
 
@@ -86,8 +93,15 @@ export class PretrainedTokenizer {
     if (model === null || typeof model !== "object") throw new FormatError(`${source}: no "model" object (the tokenizer's vocabulary and algorithm)`);
     // transformers (≥ 4.45) leaves decoded spaces alone unless the config asks for the legacy
     // clean-up (" ," → ","); the JS library would clean up by default, so the default is set here.
-    const cleanUp = config.clean_up_tokenization_spaces ?? false;
-    if (typeof cleanUp !== "boolean") throw new FormatError(`tokenizer config: clean_up_tokenization_spaces: expected a boolean, got ${describe(cleanUp)}`);
+    const asked = config.clean_up_tokenization_spaces ?? false;
+    if (typeof asked !== "boolean") throw new FormatError(`tokenizer config: clean_up_tokenization_spaces: expected a boolean, got ${describe(asked)}`);
+    // transformers 5 ignores that request for a BPE model (the clean-up was written for WordPiece and
+    // changes text a BPE spells exactly; Llama 3's config asks for it) unless the config insists.
+    const forced = config[FORCE_BPE_CLEAN_UP] ?? false;
+    if (typeof forced !== "boolean") throw new FormatError(`tokenizer config: ${FORCE_BPE_CLEAN_UP}: expected a boolean, got ${describe(forced)}`);
+    const { type, merges } = model as { type?: unknown; merges?: unknown };
+    const bpe = type === "BPE" || (type === undefined && merges !== undefined);
+    const cleanUp = asked && (!bpe || forced);
     try {
       this.#inner = new HfTokenizer(tokenizerJson, { ...config, clean_up_tokenization_spaces: cleanUp });
     } catch (err) {
@@ -208,6 +222,8 @@ export class PretrainedTokenizer {
     const cleanUp = options.cleanUpTokenizationSpaces;
     if (cleanUp !== undefined && typeof cleanUp !== "boolean")
       throw new TypeError(`decode: cleanUpTokenizationSpaces: expected a boolean, got ${describe(cleanUp)}`);
+    // No ids decode to the empty text, as in transformers (the library refuses an empty list).
+    if (list.length === 0) return "";
     return this.#inner.decode(list, { skip_special_tokens: skipSpecialTokens, clean_up_tokenization_spaces: cleanUp ?? null });
   }
 

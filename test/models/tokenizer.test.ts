@@ -166,15 +166,41 @@ describe("loadTokenizer: a GPT-2-style byte-level BPE", () => {
     expect(tok.decode([261, 264, 265])).toBe("hello world<|endoftext|>");
     expect(tok.decode([261, 264, 265], { skipSpecialTokens: true })).toBe("hello world");
     expect(tok.decode(tensor([261, 264], { dtype: "int64" }))).toBe("hello world");
+    // No ids (the encoding of "", a generation of no new token) decode to "", as in transformers.
+    expect(tok.encode("")).toEqual([]);
+    expect(tok.decode([])).toBe("");
+    expect(tok.decode(tensor([], { dtype: "int64" }), { skipSpecialTokens: true })).toBe("");
   });
 
   test("decode keeps spaces before punctuation unless clean_up_tokenization_spaces asks otherwise", () => {
     const text = "hello , world ! it 's";
     expect(tok.decode(tok.encode(text))).toBe(text);
     expect(tok.decode(tok.encode(text), { cleanUpTokenizationSpaces: true })).toBe("hello, world! it's");
-    const legacy = loadTokenizer(folder({ "tokenizer.json": gpt2Json(), "tokenizer_config.json": { clean_up_tokenization_spaces: true } }));
+    // The config's request: a BPE model ignores it, as transformers 5 does, unless the config insists.
+    const asked = loadTokenizer(folder({ "tokenizer.json": gpt2Json(), "tokenizer_config.json": { clean_up_tokenization_spaces: true } }));
+    expect(asked.decode(asked.encode(text))).toBe(text);
+    expect(asked.decode(asked.encode(text), { cleanUpTokenizationSpaces: true })).toBe("hello, world! it's");
+    const forced = { clean_up_tokenization_spaces: true, clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output: true };
+    const legacy = loadTokenizer(folder({ "tokenizer.json": gpt2Json(), "tokenizer_config.json": forced }));
     expect(legacy.decode(legacy.encode(text))).toBe("hello, world! it's");
     expect(legacy.decode(legacy.encode(text), { cleanUpTokenizationSpaces: false })).toBe(text);
+    // Another model (here a word-level one) follows the config's request.
+    const words = {
+      version: "1.0",
+      added_tokens: [],
+      normalizer: null,
+      pre_tokenizer: { type: "WhitespaceSplit" },
+      post_processor: null,
+      decoder: null,
+      model: { type: "WordLevel", vocab: { hello: 0, ",": 1, world: 2, "!": 3, "[UNK]": 4 }, unk_token: "[UNK]" },
+    };
+    const wordLevel = loadTokenizer(folder({ "tokenizer.json": words, "tokenizer_config.json": { clean_up_tokenization_spaces: true } }));
+    expect(wordLevel.encode("hello , world !")).toEqual([0, 1, 2, 3]);
+    expect(wordLevel.decode([0, 1, 2, 3])).toBe("hello, world!");
+    expect(new PretrainedTokenizer(words).decode([0, 1, 2, 3])).toBe("hello , world !");
+    expect(() => new PretrainedTokenizer(gpt2Json(), { clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output: 1 })).toThrow(
+      /clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output: expected a boolean, got 1/,
+    );
     expect(() => loadTokenizer(folder({ "tokenizer.json": gpt2Json(), "tokenizer_config.json": { clean_up_tokenization_spaces: "yes" } }))).toThrow(
       /clean_up_tokenization_spaces: expected a boolean/,
     );

@@ -8,6 +8,7 @@ process per list: importing transformers takes seconds).
 """
 import json
 import os
+import random
 import sys
 import warnings
 
@@ -18,7 +19,9 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import peft  # noqa: E402
 import transformers  # noqa: E402
 from peft import LoraConfig, PeftModel, get_peft_model  # noqa: E402
-from transformers import AutoConfig, AutoModelForCausalLM  # noqa: E402
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors, trainers  # noqa: E402
+from tokenizers.models import BPE, Unigram  # noqa: E402
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -136,11 +139,138 @@ def merge(req):
     return {"weights": {k: flat(v) for k, v in merged.state_dict().items() if k in req["keys"]}}
 
 
+def trained_model(corpus, trainer, pre_tokenizer, model):
+    """The vocabulary and merges (BPE) or pieces (Unigram) that `trainer` learns from `corpus`, as the tokenizer.json model."""
+    tok = Tokenizer(model)
+    tok.pre_tokenizer = pre_tokenizer
+    tok.train_from_iterator(corpus, trainer)
+    return json.loads(tok.to_str())["model"]
+
+
+def gpt2_tokenizer(corpus, vocab_size):
+    """GPT-2's pipeline: byte-level BPE, <|endoftext|> at id 0, and a non-special added token past the vocabulary."""
+    tok = Tokenizer(BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    tok.train_from_iterator(corpus, trainer)
+    tok.add_tokens([AddedToken("<tool>", special=False, normalized=False)])
+    special = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
+    return tok, special
+
+
+def llama_tokenizer(corpus, vocab_size):
+    """Llama 2's pipeline (SentencePiece BPE as transformers converts it): <unk> <s> </s>, the 256 byte-fallback
+    pieces <0x00>..<0xFF>, then the learned pieces; the Prepend/Replace normalizer, <s> added in front, <pad> added."""
+    learned = trained_model(
+        corpus,
+        trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False),
+        pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always"),
+        BPE(),
+    )
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    vocab.update({f"<0x{b:02X}>": 3 + b for b in range(256)})
+    for piece in sorted(learned["vocab"], key=learned["vocab"].get):
+        vocab.setdefault(piece, len(vocab))
+    # tokenizers ≥ 0.20 writes a merge as a pair, older versions as one "a b" string.
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in learned["merges"]]
+    tok = Tokenizer(BPE(vocab=vocab, merges=merges, unk_token="<unk>", fuse_unk=True, byte_fallback=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    tok.decoder = decoders.Sequence(
+        [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s>:1 $B:1", special_tokens=[("<s>", 1)])
+    tok.add_special_tokens([AddedToken(t, normalized=False) for t in ["<unk>", "<s>", "</s>", "<pad>"]])
+    special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>", "padding_side": "left"}
+    return tok, special
+
+
+def unigram_tokenizer(corpus, vocab_size):
+    """T5's pipeline: a Unigram model behind NFKC and a collapse of space runs, the Metaspace pre-tokenizer and
+    decoder, </s> appended; <mask> an added special token that takes the space before it (lstrip)."""
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False
+    )
+    tok = Tokenizer(Unigram())
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    tok.train_from_iterator(corpus, trainer)
+    eos = ("</s>", tok.token_to_id("</s>"))
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>", special_tokens=[eos])
+    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, normalized=False)])
+    special = {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
+    return tok, special
+
+
+TOKENIZERS = {"gpt2": gpt2_tokenizer, "llama": llama_tokenizer, "unigram": unigram_tokenizer}
+
+
+def train_tokenizer(req):
+    """A tokenizer of `kind` trained with the tokenizers library on `corpus`, saved by transformers'
+    PreTrainedTokenizerFast.save_pretrained into `dir` (tokenizer.json and tokenizer_config.json), then the fields
+    of `config` written over those of tokenizer_config.json (a real checkpoint's tokenizer_class, say)."""
+    tok, special = TOKENIZERS[req["kind"]](req["corpus"], req["vocab_size"])
+    PreTrainedTokenizerFast(tokenizer_object=tok, **special).save_pretrained(req["dir"])
+    if req.get("config"):
+        path = os.path.join(req["dir"], "tokenizer_config.json")
+        with open(path) as f:
+            config = json.load(f)
+        with open(path, "w") as f:
+            json.dump({**config, **req["config"]}, f, indent=2)
+    return {"files": sorted(os.listdir(req["dir"]))}
+
+
+def encode(req):
+    """transformers' AutoTokenizer of `dir` on `texts`: ids with and without special tokens, tokens, decodes with
+    and without special tokens, padded batches on the config's padding side, on the left and on the right (padding
+    with eos where no pad token is named, as torch-lora does), and the decodes of `random_decodes` random id lists."""
+    tok = AutoTokenizer.from_pretrained(req["dir"])
+    info = {
+        "class": type(tok).__name__,
+        "special": {"bos": tok.bos_token_id, "eos": tok.eos_token_id, "pad": tok.pad_token_id, "unk": tok.unk_token_id},
+        "vocab_size": tok.vocab_size,
+        "size": len(tok),
+        "padding_side": tok.padding_side,
+    }
+    rows = []
+    for text in req["texts"]:
+        ids = tok.encode(text)
+        plain = tok.encode(text, add_special_tokens=False)
+        rows.append(
+            {
+                "ids": ids,
+                "plain": plain,
+                "tokens": tok.tokenize(text),
+                "decoded": tok.decode(ids),
+                "skipped": tok.decode(ids, skip_special_tokens=True),
+                "plain_decoded": tok.decode(plain),
+            }
+        )
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    batches = {}
+    for side in ["default", "left", "right"]:
+        batch = tok(req["texts"], padding=True, **({} if side == "default" else {"padding_side": side}))
+        batches[side] = {"ids": batch["input_ids"], "mask": batch["attention_mask"]}
+    # Id lists no text encodes to, as a model may generate: special and byte tokens amid the others.
+    rng = random.Random(req.get("seed", 0))
+    random_ids = [[rng.randrange(len(tok)) for _ in range(rng.randint(1, 16))] for _ in range(req.get("random_decodes", 0))]
+    decodes = [
+        {"ids": ids, "decoded": tok.decode(ids), "skipped": tok.decode(ids, skip_special_tokens=True)} for ids in random_ids
+    ]
+    return {**info, "rows": rows, "batches": batches, "decodes": decodes}
+
+
 def versions(_req):
     return {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
 
 
 OPS = {"make": make, "forward": forward, "generate": generate, "peft_adapter": peft_adapter, "merge": merge, "versions": versions}
+OPS.update(train_tokenizer=train_tokenizer, encode=encode)
 
 if __name__ == "__main__":
     # default=sorted: PEFT's configs hold sets (target_modules).
