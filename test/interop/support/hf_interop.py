@@ -269,8 +269,16 @@ def versions(_req):
     return {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
 
 
-OPS = {"make": make, "forward": forward, "generate": generate, "peft_adapter": peft_adapter, "merge": merge, "versions": versions}
-OPS.update(train_tokenizer=train_tokenizer, encode=encode)
+OPS = {
+    "make": make,
+    "forward": forward,
+    "generate": generate,
+    "peft_adapter": peft_adapter,
+    "merge": merge,
+    "versions": versions,
+    "train_tokenizer": train_tokenizer,
+    "encode": encode,
+}
 
 if __name__ == "__main__":
     # default=sorted: PEFT's configs hold sets (target_modules).
