@@ -5,6 +5,7 @@
  * name rather than silently ignored, and fields that change nothing here are kept as given.
  */
 import { ConfigError, describe } from "../errors";
+import { RopeScaling, ropeSettings } from "./rope";
 
 type Json = Record<string, unknown>;
 
@@ -127,6 +128,8 @@ export class LlamaConfig {
   readonly max_position_embeddings: number;
   readonly rms_norm_eps: number;
   readonly rope_theta: number;
+  /** How RoPE's frequencies are scaled (`rope_scaling`, or transformers 5's `rope_parameters`). */
+  readonly rope_scaling: RopeScaling;
   readonly tie_word_embeddings: boolean;
   /** Biases on q/k/v/o (Llama's attention_bias); Qwen2 has them on q/k/v only. */
   readonly attention_bias: boolean;
@@ -176,11 +179,13 @@ export class LlamaConfig {
     this.hidden_act = f("hidden_act", "silu", (v) => v === "silu" || v === "swish", '"silu" (the only activation implemented for this family)');
     this.max_position_embeddings = f("max_position_embeddings", 2048, positiveInt, "a positive integer");
     this.rms_norm_eps = f("rms_norm_eps", family.rms_norm_eps, nonNegative, "a number >= 0");
-    this.rope_theta = ropeTheta(
+    const rope = ropeSettings(
       j,
       f("rope_theta", 10000, (v) => typeof v === "number" && v > 0, "a number > 0"),
       where,
     );
+    this.rope_theta = rope.theta;
+    this.rope_scaling = rope.scaling;
     this.tie_word_embeddings = f("tie_word_embeddings", false, isBool, "a boolean");
     this.attention_bias = f("attention_bias", false, isBool, "a boolean");
     this.qkv_bias = family.qkv_bias || this.attention_bias;
@@ -196,41 +201,15 @@ export class LlamaConfig {
     this.initializer_range = f("initializer_range", 0.02, nonNegative, "a number >= 0");
     this.name_or_path = typeof j._name_or_path === "string" && j._name_or_path ? j._name_or_path : null;
     refuse(j, where, {
-      rope_scaling: (v) => {
-        if (v === null || v === undefined) return false;
-        const kind = (v as Json).rope_type ?? (v as Json).type;
-        return kind !== "default" && `RoPE scaling of type ${describe(kind)} is not implemented (only unscaled RoPE)`;
-      },
       pretraining_tp: (v) => v !== undefined && v !== null && v !== 1 && typeof v !== "number" && "expected a number",
     });
   }
 
   /** The config as config.json holds it: every field of the file unchanged, with the defaults of the fields it omits. */
   toJSON(): Json {
-    const { raw: _raw, name_or_path: _n, o_proj_bias: _o, qkv_bias: _q, ...fields } = this;
+    const { raw: _raw, name_or_path: _n, o_proj_bias: _o, qkv_bias: _q, rope_scaling: _r, ...fields } = this;
     return { ...fields, ...this.raw }; // the file's own values as written; defaults for what it left out
   }
-}
-
-/**
- * The RoPE base: transformers 5 writes it inside `rope_parameters` (`{ rope_type, rope_theta }`),
- * earlier versions as `rope_theta` (`topLevel`, already checked). Only unscaled RoPE is
- * implemented; a file giving two different bases is refused rather than one of them ignored.
- */
-function ropeTheta(json: Json, topLevel: number, where: string): number {
-  const params = json.rope_parameters;
-  if (params === undefined || params === null) return topLevel;
-  const name = `${where}.rope_parameters`;
-  if (typeof params !== "object" || Array.isArray(params))
-    throw new ConfigError(`${name}: expected an object { rope_type, rope_theta }, got ${describe(params)}`);
-  const p = params as Json;
-  const kind = p.rope_type ?? p.type ?? "default";
-  if (kind !== "default") throw new ConfigError(`${name}.rope_type: RoPE scaling of type ${describe(kind)} is not implemented (only unscaled RoPE)`);
-  const theta = field(p, "rope_theta", topLevel, (v) => typeof v === "number" && v > 0, "a number > 0", name);
-  if (json.rope_theta !== undefined && json.rope_theta !== null && theta !== topLevel) {
-    throw new ConfigError(`${name}.rope_theta: ${theta} differs from the file's rope_theta (${topLevel}); which one applies is ambiguous`);
-  }
-  return theta;
 }
 
 /** Throws a ConfigError for the first field whose rule returns a reason. */

@@ -6,11 +6,12 @@
  */
 import { scaledDotProductAttention } from "../attention";
 import { Embedding, Linear, Module, ModuleList, RMSNorm, SiLU } from "../nn";
-import { Tensor, arange, cat, full } from "../tensor";
+import { Tensor, arange, cat, full, tensor } from "../tensor";
 import { CausalLM } from "./causal-lm";
 import { outputHead } from "./head";
 import { initCausalLMWeights } from "./init-weights";
 import { LlamaConfig } from "./config";
+import { scaleInverseFrequencies } from "./rope";
 import { CausalLMForwardOptions, ForwardContext, forwardContext } from "./context";
 import type { ModelFactoryOptions } from "./gpt2";
 
@@ -31,7 +32,10 @@ function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
   return x.mul(cos).add(rotateHalf(x).mul(sin));
 }
 
-/** transformers' `LlamaRotaryEmbedding`: inverse frequencies `1 / θ^(2i/D)` (a non-persistent buffer), tables computed in float32. */
+/**
+ * transformers' `LlamaRotaryEmbedding`: inverse frequencies `1 / θ^(2i/D)` (a non-persistent
+ * buffer), scaled as the config's RoPE scaling says ("linear", "llama3"), tables computed in float32.
+ */
 export class LlamaRotaryEmbedding extends Module {
   declare inv_freq: Tensor;
 
@@ -39,9 +43,10 @@ export class LlamaRotaryEmbedding extends Module {
     super();
     const D = config.head_dim;
     const device = options.device ?? "cpu";
-    const exponents = arange(0, D, 2, { dtype: "int64", device }).to("float32").div(D);
-    const invFreq = full([D / 2], 1, { device }).div(full([D / 2], config.rope_theta, { device }).pow(exponents));
-    this.registerBuffer("inv_freq", invFreq, { persistent: false });
+    const exponents = arange(0, D, 2, { dtype: "int64" }).to("float32").div(D);
+    const invFreq = full([D / 2], 1).div(full([D / 2], config.rope_theta).pow(exponents));
+    const scaled = scaleInverseFrequencies(invFreq.toList() as number[], config.rope_scaling);
+    this.registerBuffer("inv_freq", tensor(scaled, { dtype: "float32", device }), { persistent: false });
   }
 
   /** The cos and sin tables `(B, 1, T, D)` of `positions (B, T)`, in `dtype`. */

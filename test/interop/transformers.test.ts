@@ -20,6 +20,17 @@ const CONFIGS: [string, Record<string, unknown>][] = [
   ["llama (GQA, head_dim, biases, rope_theta, untied)", { ...TINY_LLAMA, ...FOR_GENERATION }],
   ["mistral (GQA)", { ...TINY_LLAMA, model_type: "mistral", head_dim: 8, attention_bias: false, mlp_bias: false, sliding_window: null, ...FOR_GENERATION }],
   ["qwen2 (tied, one kv head, q/k/v biases)", { ...TINY_QWEN2, ...FOR_GENERATION }],
+  // Llama 3.1's scaling, with a window that puts the 6 frequencies of head_dim 12 in all three of
+  // its bands (wavelengths 6.3 < 200/4, 56 between, 499 and up > 200).
+  [
+    "llama3 (Llama 3.1's RoPE scaling, rope_parameters)",
+    {
+      ...TINY_LLAMA,
+      ...FOR_GENERATION,
+      rope_parameters: { rope_type: "llama3", rope_theta: 500000, factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 200 },
+    },
+  ],
+  ["qwen2-linear (linear RoPE scaling)", { ...TINY_QWEN2, ...FOR_GENERATION, rope_parameters: { rope_type: "linear", rope_theta: 1e6, factor: 4 } }],
 ];
 const [IDS, MASK] = [PADDED_IDS, PADDED_MASK];
 const [ids, mask] = [paddedIds, paddedMask];

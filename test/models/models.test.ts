@@ -46,8 +46,8 @@ describe("configs", () => {
   });
 
   it("refuse bad and unimplemented fields by name", () => {
-    expect(() => new models.LlamaConfig({ ...LLAMA, rope_scaling: { rope_type: "linear", factor: 2 } })).toThrow(
-      /rope_scaling: RoPE scaling of type the string "linear" is not implemented/,
+    expect(() => new models.LlamaConfig({ ...LLAMA, rope_scaling: { rope_type: "yarn", factor: 2 } })).toThrow(
+      'LlamaConfig.rope_scaling.rope_type: RoPE scaling of type the string "yarn" is not implemented (only "default", "linear" and "llama3")',
     );
     expect(() => new models.LlamaConfig({ ...LLAMA, num_key_value_heads: 3 })).toThrow(ConfigError);
     expect(() => new models.LlamaConfig({ ...LLAMA, num_key_value_heads: 3 })).toThrow(/num_key_value_heads: 3 must divide num_attention_heads \(4\)/);
@@ -65,23 +65,43 @@ describe("configs", () => {
     expect(() => new models.GPT2Config({ ...GPT2, n_layer: "2" })).toThrow(/GPT2Config.n_layer: expected a positive integer, got the string "2"/);
   });
 
-  it("transformers 5's rope_parameters: its rope_theta applies; scaling, a second base that differs, and a non-object are refused by name", () => {
-    const theta = (extra: Record<string, unknown>) => new models.LlamaConfig({ ...LLAMA, ...extra }).rope_theta;
-    expect(theta({ rope_parameters: { rope_type: "default", rope_theta: 500000 } })).toBe(500000);
-    expect(theta({ rope_parameters: { rope_type: "default", rope_theta: 500000 }, rope_theta: 500000 })).toBe(500000);
-    expect(theta({ rope_parameters: { rope_type: "default" }, rope_theta: 250000 })).toBe(250000);
-    expect(theta({ rope_parameters: null, rope_theta: 250000 })).toBe(250000);
-    expect(() => theta({ rope_parameters: { rope_type: "llama3", rope_theta: 500000, factor: 8 } })).toThrow(
-      'LlamaConfig.rope_parameters.rope_type: RoPE scaling of type the string "llama3" is not implemented (only unscaled RoPE)',
+  it("RoPE from rope_parameters (transformers 5) or rope_theta and rope_scaling: base and scaling read; other types, a second base that differs, bad fields refused by name", () => {
+    const rope = (extra: Record<string, unknown>) => {
+      const c = new models.LlamaConfig({ ...LLAMA, ...extra });
+      return [c.rope_theta, c.rope_scaling];
+    };
+    const plain = { rope_type: "default" };
+    expect(rope({ rope_parameters: { rope_type: "default", rope_theta: 500000 } })).toEqual([500000, plain]);
+    expect(rope({ rope_parameters: { rope_type: "default", rope_theta: 500000 }, rope_theta: 500000 })).toEqual([500000, plain]);
+    expect(rope({ rope_parameters: { rope_type: "default" }, rope_theta: 250000 })).toEqual([250000, plain]);
+    expect(rope({ rope_parameters: null, rope_theta: 250000 })).toEqual([250000, plain]);
+    expect(rope({ rope_parameters: { rope_type: "linear", factor: 4, rope_theta: 1e4 } })).toEqual([1e4, { rope_type: "linear", factor: 4 }]);
+    expect(rope({ rope_scaling: { type: "linear", factor: 2 }, rope_theta: 3e4 })).toEqual([3e4, { rope_type: "linear", factor: 2 }]);
+    // Llama 3.1's published config (transformers 4 layout), and the window taken from the file when the scaling omits it.
+    const llama3 = { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 };
+    expect(rope({ rope_scaling: llama3, rope_theta: 500000 })).toEqual([500000, llama3]);
+    const { original_max_position_embeddings: _o, ...withoutWindow } = llama3;
+    expect(rope({ rope_parameters: { ...withoutWindow, rope_theta: 5e5 }, max_position_embeddings: 4096 })[1]).toEqual({
+      ...llama3,
+      original_max_position_embeddings: 4096,
+    });
+    expect(() => rope({ rope_parameters: { rope_type: "yarn", rope_theta: 500000, factor: 8 } })).toThrow(
+      'LlamaConfig.rope_parameters.rope_type: RoPE scaling of type the string "yarn" is not implemented (only "default", "linear" and "llama3")',
     );
-    expect(() => theta({ rope_parameters: { rope_type: "default", rope_theta: 500000 }, rope_theta: 10000 })).toThrow(
+    expect(() => rope({ rope_parameters: { rope_type: "linear" } })).toThrow(
+      'LlamaConfig.rope_parameters.factor: expected a number > 0 for RoPE scaling of type the string "linear", got undefined',
+    );
+    expect(() => rope({ rope_scaling: { ...llama3, high_freq_factor: 1 } })).toThrow(
+      "LlamaConfig.rope_scaling.high_freq_factor: expected a number > low_freq_factor (1), got 1",
+    );
+    expect(() => rope({ rope_parameters: { rope_type: "default", rope_theta: 500000 }, rope_theta: 10000 })).toThrow(
       "LlamaConfig.rope_parameters.rope_theta: 500000 differs from the file's rope_theta (10000); which one applies is ambiguous",
     );
-    expect(() => theta({ rope_parameters: { rope_theta: -1 } })).toThrow("LlamaConfig.rope_parameters.rope_theta: expected a number > 0, got -1");
-    expect(() => theta({ rope_parameters: [500000] })).toThrow(ConfigError);
-    expect(() => theta({ rope_parameters: "default" })).toThrow(
-      'LlamaConfig.rope_parameters: expected an object { rope_type, rope_theta }, got the string "default"',
-    );
+    expect(() => rope({ rope_parameters: { rope_theta: -1 } })).toThrow("LlamaConfig.rope_parameters.rope_theta: expected a number > 0, got -1");
+    expect(() => rope({ rope_parameters: [500000] })).toThrow(ConfigError);
+    expect(() => rope({ rope_parameters: "default" })).toThrow('LlamaConfig.rope_parameters: expected an object { rope_type, ... }, got the string "default"');
+    // The file's own fields are written back as they were; the parsed scaling is not added.
+    expect(new models.LlamaConfig({ ...LLAMA, rope_parameters: { rope_type: "default", rope_theta: 5e5 } }).toJSON()).not.toHaveProperty("rope_scaling");
   });
 
   it("a sliding window shorter than the sequence is refused by name; within it, attention is plain causal", () => {
