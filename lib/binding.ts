@@ -309,6 +309,8 @@ export interface NativeBinding {
   loraMergeAsync(options: LoraMergeOptions): Promise<H | null>;
   loraRestore(weight: H, backup: H): void;
   loraRestoreAsync(weight: H, backup: H): Promise<void>;
+  // file bytes read straight into a contiguous CPU tensor's memory (native/file_read.cc, lib/io/read-into.ts)
+  readIntoTensorAsync(options: { fd: number; position: number; target: H }): Promise<boolean>;
   // optimizers (native/optim.cc): one call over all parameters; `steps` is updated in place.
   // lib/optim checks the hyper-parameters; the state lists are read only when in use
   // (maxExpAvgSq with amsgrad, momentumBuffers with a non-zero momentum).

@@ -44,6 +44,7 @@ void TuneMalloc();
 void RegisterLoraInit(Napi::Object exports);
 void RegisterLoraCombine(Napi::Object exports);
 void RegisterLoraDora(Napi::Object exports);
+void RegisterFileRead(Napi::Object exports);
 
 // Registrars of optional objects linked into an addon besides the shipped ones: native/bench.cc
 // in torch_lora_bench.node adds itself from a static initializer, so the shipped addon, which
@@ -111,6 +112,7 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   RegisterLoraInit(exports);
   RegisterLoraCombine(exports);
   RegisterLoraDora(exports);
+  RegisterFileRead(exports);
   TL_EXPORT(exports, "buildInfo", BuildInfo);
   for (auto registrar : ExtraRegistrars()) registrar(exports);
   return exports;

@@ -3,14 +3,17 @@
  * shards listed by `model.safetensors.index.json`) becomes the model its `model_type` names.
  * Every header is read and every key and shape checked before any weight is read; then the
  * weights are read one tensor at a time into a model built without its random init (its
- * parameters are uninitialized memory until their bytes arrive), so loading costs no init time
- * and peak memory stays about the model's size plus one block of a tensor.
+ * parameters are uninitialized memory until their bytes arrive), so loading costs no init time.
+ * A CPU parameter of the file's dtype is read straight into its memory; any other (another
+ * dtype, another device) through a staging tensor of at most one 16 MB block, so peak memory
+ * stays about the model's size.
  */
 import * as fs from "fs";
 import * as path from "path";
 import { Device, Dtype, checkDevice, checkDtype } from "../dtype";
 import { ConfigError, FormatError, describe } from "../errors";
 import { withoutInit } from "../init";
+import { readIntoTensor } from "../io/read-into";
 import { readSafetensorsHeader } from "../io/safetensors-read";
 import { SafetensorsTensorInfo } from "../io/safetensors-format";
 import { copyInto } from "../nn/module";
@@ -195,7 +198,10 @@ function isTiedDuplicate(tensors: Map<string, Located>, model: CausalLM): boolea
 // of about this size (16 MB), so loading never holds a second copy of it.
 const BLOCK_BYTES = 16 << 20;
 
-/** Reads each planned tensor's bytes and copies them into the model's tensor (converting dtype and device), block by block. */
+/**
+ * Reads each planned tensor's bytes into the model's tensor: in one read when they can go there
+ * as they are, else block by block through a staging tensor (converting dtype and device).
+ */
 async function readInto(plan: [string, Located][], targets: Record<string, Tensor>): Promise<void> {
   const handles = new Map<string, fs.promises.FileHandle>();
   // One buffer for every block (fromBytes copies out of it): no garbage for the collector to find late.
@@ -204,6 +210,8 @@ async function readInto(plan: [string, Located][], targets: Record<string, Tenso
     for (const [key, { file, dataStart, info }] of plan) {
       let handle = handles.get(file);
       if (!handle) handles.set(file, (handle = await fs.promises.open(file, "r")));
+      // Same dtype, on the CPU: the bytes go straight into the parameter, no staging copy.
+      if (await readIntoTensor(handle, dataStart + info.dataOffsets[0], targets[key], info.dtype!)) continue;
       const rows = info.shape.length === 0 ? 1 : info.shape[0];
       const rowBytes = rows === 0 ? 0 : info.byteLength / rows;
       const perBlock = info.shape.length === 0 ? 1 : Math.max(1, Math.floor(BLOCK_BYTES / Math.max(rowBytes, 1)));
