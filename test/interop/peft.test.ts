@@ -7,7 +7,7 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { Tensor, lora, manualSeed, models, noGrad, randn, tensor } from "../../lib";
+import { Tensor, lora, manualSeed, models, noGrad, optim, randn, tensor } from "../../lib";
 import type { Module } from "../../lib/nn";
 import { ensureBuilt, runCli } from "../cli/run-cli";
 import { makeTempDir } from "../helpers/temp";
@@ -124,6 +124,46 @@ describeHf("adapters between torch-lora and PEFT", () => {
     }
     expect(Object.keys(theirs.grads).sort()).toEqual([...ourGrads.keys()].sort());
     for (const [key, grad] of ourGrads) expect(relativeError(grad, theirs.grads[key])).toBeLessThan(1e-4);
+  });
+
+  test("five AdamW steps from the same adapter, with torch-lora and with PEFT and torch.optim.AdamW: the same losses and trained factors", async () => {
+    const dir = base(LLAMA);
+    manualSeed(33);
+    const model = await models.fromPretrained(dir);
+    const peft = lora.injectAdapter(model, { r: 4, loraAlpha: 8, targetModules: ["q_proj", "v_proj", "down_proj"] });
+    noGrad(() => peft.loraLayers().forEach(([, l]) => l.factors("default")[1].copy_(randn(l.factors("default")[1].shape).mul(0.1))));
+    const adapterDir = path.join(root, "before-training");
+    lora.saveAdapter(peft, adapterDir);
+    const theirs = hfOne<{ losses: number[]; factors: Record<string, number[]> }>({
+      op: "train",
+      dir,
+      adapter: adapterDir,
+      ids: IDS,
+      mask: MASK,
+      labels: LABELS,
+      steps: 5,
+      adamw: { lr: 0.01, betas: [0.9, 0.99], eps: 1e-8, weight_decay: 0.05 },
+    });
+    const opt = new optim.AdamW(peft.trainableParameters(), { lr: 0.01, betas: [0.9, 0.99], eps: 1e-8, weightDecay: 0.05 });
+    const losses: number[] = [];
+    for (let step = 0; step < 5; step++) {
+      opt.zeroGrad();
+      const loss = models.causalLmLoss(model.forward(ids(), { attentionMask: mask() }), tensor(LABELS, { dtype: "int64" }));
+      loss.backward();
+      opt.step();
+      losses.push(loss.item());
+    }
+    expect(losses[4]).toBeLessThan(losses[0] - 0.01); // it trained
+    losses.forEach((l, i) => expect(Math.abs(l - theirs.losses[i]) / theirs.losses[i]).toBeLessThan(1e-5));
+    const ours = peft.loraLayers().flatMap(([p, layer]) => {
+      const [A, B] = layer.factors("default");
+      return [
+        [`${p}.lora_A.default.weight`, A],
+        [`${p}.lora_B.default.weight`, B],
+      ] as [string, Tensor][];
+    });
+    expect(ours.map(([k]) => k).sort()).toEqual(Object.keys(theirs.factors).sort());
+    for (const [key, factor] of ours) expect(relativeError(factor, theirs.factors[key])).toBeLessThan(1e-4);
   });
 
   test("two adapters in one PEFT folder (the second in its subfolder), one targeted by a regex string: each gives PEFT's logits when active", async () => {

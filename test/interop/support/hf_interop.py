@@ -132,6 +132,25 @@ def peft_adapter(req):
     return {"logits": flat(logits), "shape": list(logits.shape), "by_adapter": by_adapter}
 
 
+def train(req):
+    """`steps` AdamW steps (torch.optim.AdamW with `adamw`'s settings) of the adapter in `adapter` on the batch's
+    shifted loss; answers the losses and the factors after training, by PEFT parameter name."""
+    model, _ = load_base(req["dir"])
+    model = PeftModel.from_pretrained(model, req["adapter"], is_trainable=True)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, **req["adamw"])
+    losses = []
+    for _ in range(req["steps"]):
+        opt.zero_grad()
+        loss = loss_of(logits_of(model, req), req["labels"])
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    factors = {name[len("base_model.model."):]: flat(p) for name, p in model.named_parameters() if p.requires_grad}
+    return {"losses": losses, "factors": factors}
+
+
 def merge(req):
     """PEFT's merge_and_unload of an adapter into its base: the merged state dict."""
     model, _ = load_base(req["dir"])
@@ -275,6 +294,7 @@ OPS = {
     "generate": generate,
     "peft_adapter": peft_adapter,
     "merge": merge,
+    "train": train,
     "versions": versions,
     "train_tokenizer": train_tokenizer,
     "encode": encode,
