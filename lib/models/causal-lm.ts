@@ -99,8 +99,8 @@ export abstract class CausalLM extends Module {
       for (let step = 0; step < maxNewTokens; step++) {
         const chosen = noGrad(() =>
           tidy(() => {
-            const logits = this.forward(input, { attentionMask: mask, cache });
-            return nextTokens(logits.narrow(1, logits.shape[1] - 1, 1).squeeze(1), sampler).toList() as number[];
+            const logits = this.forward(input, { attentionMask: mask, cache, logitsToKeep: 1 });
+            return nextTokens(logits.squeeze(1), sampler).toList() as number[];
           }),
         );
         const tokens = chosen.map((t, b) => (finished[b] ? pad : t));

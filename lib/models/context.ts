@@ -161,6 +161,25 @@ export interface CausalLMForwardOptions {
   attentionMask?: Tensor | null;
   /** A cache to read earlier keys and values from and append this forward's to. */
   cache?: KVCache | null;
+  /**
+   * Compute the logits of the last `logitsToKeep` positions only (transformers' `logits_to_keep`):
+   * the result is `(B, logitsToKeep, V)`. 0, the default, keeps every position. Generation keeps 1,
+   * which spares the output layer's product over the prompt.
+   */
+  logitsToKeep?: number;
+}
+
+/**
+ * The hidden states `(B, T, E)` of the positions whose logits are asked for: the last
+ * `options.logitsToKeep` of them, or all. @throws RangeError for a count that is not an integer in [0, T].
+ */
+export function keptPositions(hidden: Tensor, options: CausalLMForwardOptions, caller: string): Tensor {
+  const keep = options.logitsToKeep ?? 0;
+  const T = hidden.shape[1];
+  if (!Number.isInteger(keep) || keep < 0 || keep > T) {
+    throw new RangeError(`${caller}: logitsToKeep: expected an integer in [0, ${T}] (0 keeps every position), got ${describe(options.logitsToKeep)}`);
+  }
+  return keep === 0 || keep === T ? hidden : hidden.narrow(1, T - keep, keep);
 }
 
 /** The per-forward state handed to every layer. */

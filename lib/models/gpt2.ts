@@ -12,7 +12,7 @@ import { CausalLM } from "./causal-lm";
 import { outputHead } from "./head";
 import { initCausalLMWeights } from "./init-weights";
 import { GPT2Config } from "./config";
-import { CausalLMForwardOptions, ForwardContext, forwardContext } from "./context";
+import { CausalLMForwardOptions, ForwardContext, forwardContext, keptPositions } from "./context";
 
 /** Where the parameters are created. */
 export interface ModelFactoryOptions {
@@ -164,7 +164,7 @@ export class GPT2LMHeadModel extends CausalLM {
     if (last > this.config.n_positions) {
       throw new RangeError(`GPT2LMHeadModel.forward: position ${last - 1} is beyond n_positions (${this.config.n_positions})`);
     }
-    const logits = this.lm_head.forward(this.transformer.forward(ids, ctx));
+    const logits = this.lm_head.forward(keptPositions(this.transformer.forward(ids, ctx), options, "GPT2LMHeadModel.forward"));
     if (ctx.cache) ctx.cache.length = last;
     return logits;
   }

@@ -170,6 +170,23 @@ describe.each([
     expect(padded.narrow(0, 0, 1).narrow(1, 2, 3).allclose(alone, { rtol: 1e-5, atol: 1e-5 })).toBe(true);
   });
 
+  it("logitsToKeep k gives the logits of the last k positions of the whole forward; a count outside [0, T] is refused", () => {
+    const m = build();
+    const ids = int64([
+      [3, 1, 4, 1, 5],
+      [9, 2, 6, 5, 3],
+    ]);
+    const whole = m.forward(ids);
+    for (const k of [1, 2, 5]) expect(m.forward(ids, { logitsToKeep: k }).equal(whole.narrow(1, 5 - k, k))).toBe(true);
+    expect(m.forward(ids, { logitsToKeep: 0 }).equal(whole)).toBe(true);
+    const name = m instanceof models.GPT2LMHeadModel ? "GPT2LMHeadModel" : "LlamaForCausalLM";
+    for (const bad of [6, -1, 1.5, "1"]) {
+      expect(() => m.forward(ids, { logitsToKeep: bad as number })).toThrow(
+        `${name}.forward: logitsToKeep: expected an integer in [0, 5] (0 keeps every position), got ${typeof bad === "string" ? 'the string "1"' : bad}`,
+      );
+    }
+  });
+
   it("a forward in pieces through the KV cache equals the forward over the whole sequence", () => {
     const m = build();
     const ids = int64([[3, 1, 4, 1, 5, 9, 2]]);
