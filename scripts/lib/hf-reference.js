@@ -5,7 +5,7 @@
 // and give the same numbers. Debian's python3-torch (1.13) is too old for them, so they get a
 // pip-installed PyTorch, kept apart from /usr/bin/python3 (the reference of every other test).
 //
-// The environment lives outside the clone (a few GB, installed once per version set):
+// The environment lives outside the clone (1 GB or more, installed once per version set):
 // $TORCH_LORA_HF_VENV, else $XDG_CACHE_HOME/torch-lora/hf-reference-<versions>, else
 // ~/.cache/torch-lora/hf-reference-<versions>. pip installs from the indexes its own
 // configuration names.
