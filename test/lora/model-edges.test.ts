@@ -5,7 +5,7 @@
  * merges leaving the weights bit for bit as they were, in every dtype.
  */
 import { ConfigError, Dtype, StateError, Tensor, init, lora, manualSeed, memoryStats, nn, noGrad, tensor } from "../../lib";
-import { messageOf } from "../helpers/errors";
+import { messageOf, thrownBy } from "../helpers/errors";
 import { TinyModel, changedParameters, snapshot } from "../helpers/models";
 
 /** A TinyModel (emb → fc1 → ReLU → head) with adapter "default" on emb and fc1, B random so the adapter moves the output. */
@@ -349,3 +349,48 @@ describe.each(["float16", "bfloat16", "float32", "float64"] as const)("%s: a fai
     expect(bytes(m)).toEqual(mergedA);
   });
 });
+
+describe("withAdaptersDisabled when a layer fails to enter or to leave", () => {
+  /** emb and fc1 merged; returns the merged weights' bytes. */
+  function mergedModel(): { m: lora.LoraModel<TinyModel>; merged: string[] } {
+    const m = injected();
+    m.merge();
+    return { m, merged: m.loraLayers().map(([, l]) => l.base_layer.weight.toBytes().toString("hex")) };
+  }
+
+  it("a layer that cannot leave (its weight disposed inside fn) does not keep the others from leaving, and its error is thrown", () => {
+    const { m, merged } = mergedModel();
+    const [emb, fc1] = m.loraLayers().map(([, l]) => l);
+    let ran = false;
+    const err = thrownBy(() =>
+      m.withAdaptersDisabled(() => {
+        ran = true;
+        emb.base_layer.weight.dispose();
+      }),
+    );
+    expect(ran).toBe(true);
+    expect(err.message).toMatch(/disposed/);
+    // fc1 left its scope: merged again with the same bits, adapters on, and open to changes.
+    expect(fc1.disabled).toBe(false);
+    expect(fc1.mergedAdapters).toEqual(["default"]);
+    expect(fc1.base_layer.weight.toBytes().toString("hex")).toBe(merged[1]);
+    fc1.unmerge();
+    expect(fc1.merged).toBe(false);
+  });
+
+  it("a layer that cannot enter (its weight disposed before) leaves the layers already entered as they were, and fn does not run", () => {
+    const { m, merged } = mergedModel();
+    const [emb, fc1] = m.loraLayers().map(([, l]) => l);
+    fc1.base_layer.weight.dispose();
+    let ran = false;
+    const err = thrownBy(() => m.withAdaptersDisabled(() => (ran = true)));
+    expect(err.message).toMatch(/disposed/);
+    expect(ran).toBe(false);
+    expect(emb.disabled).toBe(false);
+    expect(emb.mergedAdapters).toEqual(["default"]);
+    expect(emb.base_layer.weight.toBytes().toString("hex")).toBe(merged[0]);
+    emb.unmerge();
+    expect(emb.merged).toBe(false);
+  });
+});
+
