@@ -35,8 +35,6 @@ function state(m: lora.LoraModel): unknown {
   };
 }
 
-const ids = (): Tensor => tensor([[1, 2, 0, 3]], { dtype: "int64" });
-
 describe("getters hand out copies", () => {
   it("changing what activeAdapters and unmatchedTargets return changes nothing in the model", () => {
     manualSeed(5);
@@ -272,23 +270,26 @@ describe("unload and mergeAndUnload", () => {
     expect(m.adapterNames).toEqual([]);
   });
 
-  it.each(["sync", "async"] as const)("%s mergeAndUnload frees the exact-unmerge backups at once and leaves the old layers with nothing merged", async (mode) => {
-    const m = injected(["emb", "fc1", "head"]);
-    const layers = m.loraLayers().map(([, l]) => l);
-    const pristine = layers.map((l) => l.base_layer.weight.detach().clone());
-    const before = memoryStats().liveTensors;
-    m.merge();
-    // One backup of the pristine weight per merged layer.
-    expect(memoryStats().liveTensors - before).toBe(3);
-    const plain = mode === "sync" ? m.mergeAndUnload() : await m.mergeAndUnloadAsync();
-    expect(memoryStats().liveTensors - before).toBe(0);
-    expect(layers.map((l) => l.mergedAdapters)).toEqual([[], [], []]);
-    // The plain model keeps W + ΔW: the old layer's unmerge has nothing to put back.
-    const merged = [plain.emb.weight, plain.fc1.weight, plain.head.weight].map((w) => w.toBytes().toString("hex"));
-    for (const l of layers) l.unmerge();
-    expect([plain.emb.weight, plain.fc1.weight, plain.head.weight].map((w) => w.toBytes().toString("hex"))).toEqual(merged);
-    expect(merged[1]).not.toEqual(pristine[1].toBytes().toString("hex"));
-  });
+  it.each(["sync", "async"] as const)(
+    "%s mergeAndUnload frees the exact-unmerge backups at once and leaves the old layers with nothing merged",
+    async (mode) => {
+      const m = injected(["emb", "fc1", "head"]);
+      const layers = m.loraLayers().map(([, l]) => l);
+      const pristine = layers.map((l) => l.base_layer.weight.detach().clone());
+      m.merge();
+      // Each merged layer holds one backup of its pristine weight; mergeAndUnload disposes them at
+      // once (a collection in between can only free more, never fewer).
+      const merged3 = memoryStats().liveTensors;
+      const plain = mode === "sync" ? m.mergeAndUnload() : await m.mergeAndUnloadAsync();
+      expect(merged3 - memoryStats().liveTensors).toBeGreaterThanOrEqual(3);
+      expect(layers.map((l) => l.mergedAdapters)).toEqual([[], [], []]);
+      // The plain model keeps W + ΔW: the old layer's unmerge has nothing to put back.
+      const merged = [plain.emb.weight, plain.fc1.weight, plain.head.weight].map((w) => w.toBytes().toString("hex"));
+      for (const l of layers) l.unmerge();
+      expect([plain.emb.weight, plain.fc1.weight, plain.head.weight].map((w) => w.toBytes().toString("hex"))).toEqual(merged);
+      expect(merged[1]).not.toEqual(pristine[1].toBytes().toString("hex"));
+    },
+  );
 });
 
 class Stack extends nn.Module {
@@ -393,4 +394,3 @@ describe("withAdaptersDisabled when a layer fails to enter or to leave", () => {
     expect(emb.merged).toBe(false);
   });
 });
-

@@ -168,9 +168,7 @@ describe("finding the adapter's files", () => {
     fs.writeFileSync(path.join(dir, "adapter_config.json"), pythonStyleConfig({}));
     expect(refusal(dir)).toBe(`${weightsOf(dir)}: missing`);
     fs.writeFileSync(path.join(dir, "adapter_model.bin"), Buffer.from([0x80, 0x02]));
-    expect(refusal(dir)).toBe(
-      `${weightsOf(dir)}: missing (this adapter was saved as adapter_model.bin, a pickle; save it again with safe_serialization=True)`,
-    );
+    expect(refusal(dir)).toBe(`${weightsOf(dir)}: missing (this adapter was saved as adapter_model.bin, a pickle; save it again with safe_serialization=True)`);
   });
 
   it("an empty or non-string directory is refused by name", () => {
