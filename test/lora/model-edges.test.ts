@@ -292,6 +292,23 @@ describe("unload and mergeAndUnload", () => {
   );
 });
 
+describe("the record of merge calls", () => {
+  it("lists the adapters each merge call merged, oldest first, as copies; unmerge clears it", () => {
+    const m = injected();
+    m.addAdapter("b", { targetModules: ["emb", "fc1"], r: 2 });
+    const fc1 = m.loraLayers()[1][1];
+    const first = fc1.merge({ adapterNames: ["default"] });
+    // "default" is merged already: the second call merges "b" only.
+    expect(fc1.merge({ adapterNames: ["b", "default"] })).toEqual(["b"]);
+    expect(fc1.mergeCalls).toEqual([["default"], ["b"]]);
+    first.push("changed by the caller");
+    fc1.mergeCalls[1].push("changed by the caller");
+    expect(fc1.mergeCalls).toEqual([["default"], ["b"]]);
+    fc1.unmerge();
+    expect(fc1.mergeCalls).toEqual([]);
+  });
+});
+
 class Stack extends nn.Module {
   layers: nn.ModuleList<nn.Linear>;
   constructor(dtype: Dtype) {

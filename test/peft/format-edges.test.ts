@@ -119,12 +119,13 @@ describe("saveAdapter output", () => {
 describe("finding the adapter's files", () => {
   it("adapterSubfolders lists the visible subfolders holding adapter_config.json, sorted; a missing folder has none", () => {
     const dir = tmpDir();
-    for (const sub of ["z", "a", ".hidden", "b"]) fs.mkdirSync(path.join(dir, sub));
-    for (const sub of ["z", "a", ".hidden"]) fs.writeFileSync(path.join(dir, sub, "adapter_config.json"), "{}");
-    fs.writeFileSync(path.join(dir, "c"), "not a folder");
-    expect(adapterSubfolders(dir)).toEqual(["a", "z"]);
+    const adapters = ["m", "c", "x", "a", "q", "f"];
+    for (const sub of [...adapters, ".hidden", "b"]) fs.mkdirSync(path.join(dir, sub));
+    for (const sub of [...adapters, ".hidden"]) fs.writeFileSync(path.join(dir, sub, "adapter_config.json"), "{}");
+    fs.writeFileSync(path.join(dir, "d"), "not a folder");
+    expect(adapterSubfolders(dir)).toEqual(["a", "c", "f", "m", "q", "x"]);
     expect(adapterSubfolders(path.join(dir, "missing"))).toEqual([]);
-    expect(adapterSubfolders(path.join(dir, "c"))).toEqual([]);
+    expect(adapterSubfolders(path.join(dir, "d"))).toEqual([]);
   });
 
   it("a folder holding only adapter subfolders is refused with their list, and with the name asked for when one was", () => {
