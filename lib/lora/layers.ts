@@ -76,6 +76,8 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
   #active: string[] = [];
   #disabled = false;
   #merged: string[] = [];
+  /** The adapters of each merge call, in order (a half-precision merge rounds once per call). */
+  #mergeCalls: string[][] = [];
   /** Pristine base weight kept while anything is merged: unmerge copies it back, bit for bit. */
   #backup: Tensor | null = null;
   /** Name of the async operation in flight, during which conflicting calls fail. */
@@ -175,6 +177,13 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
   /** Adapters currently merged into the base weight. */
   get mergedAdapters(): string[] {
     return this.#merged.slice();
+  }
+  /**
+   * @internal The adapters merged by each merge call, oldest first: re-merging them call by call
+   * from the pristine weight reproduces the merged weight bit for bit.
+   */
+  get mergeCalls(): string[][] {
+    return this.#mergeCalls.map((names) => names.slice());
   }
   /** Whether any adapter is merged. */
   get merged(): boolean {
@@ -314,6 +323,7 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
   #afterMerge(names: string[], backup: NativeTensor | Tensor | null): void {
     if (backup) this.#backup = backup instanceof Tensor ? backup : keep(new Tensor(backup));
     this.#merged.push(...names);
+    this.#mergeCalls.push(names.slice());
   }
 
   /**
@@ -395,6 +405,7 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     this.#backup?.dispose();
     this.#backup = null;
     this.#merged = [];
+    this.#mergeCalls = [];
   }
 
   /**

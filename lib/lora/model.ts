@@ -450,10 +450,11 @@ function checkAdapterOptions(options: AdapterOptions): Required<AdapterOptions> 
 /** Undoes the merge of `names` on `layer` made by the failed call, leaving earlier merges in place. */
 function rollback(layer: AnyLoraLayer, names: string[]): void {
   if (names.length === 0) return;
-  const earlier = layer.mergedAdapters.filter((n) => !names.includes(n));
+  const earlier = layer.mergeCalls.map((call) => call.filter((n) => !names.includes(n))).filter((call) => call.length > 0);
   layer.unmerge();
-  // Re-merging the earlier adapters from the pristine weight reproduces their bits exactly.
-  if (earlier.length) layer.merge({ adapterNames: earlier });
+  // Re-merging the earlier adapters from the pristine weight, call by call as they were merged,
+  // reproduces their bits exactly: a half-precision merge rounds once per call.
+  for (const adapterNames of earlier) layer.merge({ adapterNames });
 }
 
 /**
