@@ -193,6 +193,21 @@ describe("fields mapped to LoraConfig", () => {
   });
 });
 
+describe("fields accepted only empty", () => {
+  // null, [] and {} are empty; a number, a boolean or a string is a value, even one with no entries.
+  const EXPECTED: Record<string, string> = {
+    modules_to_save: "null (extra fully trained modules are not supported)",
+    layers_pattern: "null (layer selection by index is not supported)",
+    loftq_config: "{} or null (LoftQ is not supported)",
+    target_parameters: "null (targeting bare parameters is not supported)",
+  };
+  test.each(Object.keys(EXPECTED).flatMap((field) => [0, 3, true, false, ""].map((v) => [field, v] as const)))("%s = %j is refused", (field, value) => {
+    expect(configError({ ...BASE, [field]: value }).message).toBe(
+      `${FILE}: unsupported PEFT config: ${field} = ${JSON.stringify(value)} is not supported; expected ${EXPECTED[field]}`,
+    );
+  });
+});
+
 describe("values of the wrong type are refused by PEFT's field name", () => {
   const NUMBER_FIELDS = ["r", "lora_alpha", "lora_dropout"];
   test.each(
