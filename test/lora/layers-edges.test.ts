@@ -61,8 +61,12 @@ describe("merge options", () => {
     const layer = linearLayer("a", "b");
     const before = bytesOf(layer);
     expect(messageOf(() => layer.merge(null as never), TypeError)).toBe("options: expected an options object, got null");
-    expect(messageOf(() => layer.merge({ adapterNames: "a" as never }), TypeError)).toBe('adapterNames: expected an array of adapter names, got the string "a"');
-    expect(messageOf(() => layer.merge({ adapterNames: ["a", "zz"] }), RangeError)).toBe('adapterNames: no adapter the string "zz" in this layer (adapters: a, b)');
+    expect(messageOf(() => layer.merge({ adapterNames: "a" as never }), TypeError)).toBe(
+      'adapterNames: expected an array of adapter names, got the string "a"',
+    );
+    expect(messageOf(() => layer.merge({ adapterNames: ["a", "zz"] }), RangeError)).toBe(
+      'adapterNames: no adapter the string "zz" in this layer (adapters: a, b)',
+    );
     expect(layer.mergedAdapters).toEqual([]);
     expect(bytesOf(layer)).toBe(before);
   });
@@ -215,7 +219,10 @@ describe("deleting an adapter", () => {
     // forward is the base plus b alone.
     const x = randn([2, 4]);
     const w = mergedWeight(layer, layer.base_layer.weight.detach(), ["b"]);
-    const expected = x.to({ dtype: "float64" }).matmul(w.t()).add(layer.base_layer.bias!.to({ dtype: "float64" }));
+    const expected = x
+      .to({ dtype: "float64" })
+      .matmul(w.t())
+      .add(layer.base_layer.bias!.to({ dtype: "float64" }));
     expect(maxAbsDiff(layer.forward(x), expected)).toBeLessThan(1e-5);
   });
 
@@ -272,6 +279,9 @@ test("deltaWeight of float16 factors is s·B·A in float32, as computed in float
   expect(delta.dtype).toBe("float32");
   expect(delta.shape).toEqual([5, 6]);
   // The float16 values are exact in float64: the only rounding left is float32's.
-  const expected = B.detach().to({ dtype: "float64" }).matmul(A.detach().to({ dtype: "float64" })).mul(0.75);
+  const expected = B.detach()
+    .to({ dtype: "float64" })
+    .matmul(A.detach().to({ dtype: "float64" }))
+    .mul(0.75);
   expect(maxAbsDiff(delta, expected)).toBeLessThan(1e-5);
 });
