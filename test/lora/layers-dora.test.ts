@@ -133,6 +133,17 @@ describe("merges that mix plain and DoRA adapters", () => {
     expect(layer.base_layer.weight.equal(pristine)).toBe(true);
   });
 
+  test("a safe merge refused at its first adapter, on a layer with nothing merged: the native refusal as is, nothing written", () => {
+    const layer = mixedLayer();
+    noGrad(() => init.constant_(layer.magnitude("d")!, NaN));
+    const pristine = layer.base_layer.weight.detach().clone();
+    const err = thrownBy(() => layer.merge({ adapterNames: ["d"], safe: true }));
+    expect(err).not.toBeInstanceOf(StateError);
+    expect(err.message).toBe("merge refused: the merged weight would contain NaN or Inf values; the base weight is unchanged");
+    expect(layer.base_layer.weight.equal(pristine)).toBe(true);
+    expect(layer.mergedAdapters).toEqual([]);
+  });
+
   test("refused at the DoRA adapter on a layer already merged: a StateError that says so; unmerge still restores the base", () => {
     const layer = mixedLayer();
     const pristine = layer.base_layer.weight.detach().clone();
