@@ -104,6 +104,8 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
   /** The (A, B) factor tensors of an adapter. */
   abstract factors(name: string): [Tensor, Tensor];
   protected abstract createFactors(name: string, r: number, how: AdapterInit): void;
+  /** Registers `A` and `B` as adapter `name`'s factors (the tensors themselves, not copies). */
+  protected abstract setFactors(name: string, A: Tensor, B: Tensor): void;
   protected abstract removeFactors(name: string): void;
   /** The DoRA magnitude vectors, by adapter (PEFT's `lora_magnitude_vector.<adapter>.weight`). */
   protected abstract get magnitudes(): ModuleDict<LoraFactor>;
@@ -114,14 +116,17 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
     if (this.#merged.includes(name)) throw new StateError(`adapter "${name}" is merged; unmerge() before replacing it`);
     const weightAware = isWeightAwareInit(how.initLoraWeights) ? how.initLoraWeights : null;
     if (weightAware) checkWeightAwareInit(weightAware, "", this.kind, this.base_layer.weight.shape, settings.r);
+    // The factors of an adapter being replaced: put back if the new ones cannot be initialized.
+    const replaced = weightAware && this.#settings.has(name) ? this.factors(name) : null;
     this.createFactors(name, settings.r, how);
     if (weightAware) {
-      // PiSSA/OLoRA rewrite the base weight; a failed decomposition writes nothing and leaves no factors behind.
+      // PiSSA/OLoRA rewrite the base weight; a failed decomposition writes nothing and leaves the factors of before.
       const [A, B] = this.factors(name);
       try {
         initFactorsFromWeight(weightAware, { weight: this.base_layer.weight, A, B, fanInFanOut: this.fanInFanOut, scale: settings.scale });
       } catch (err) {
-        if (!this.#settings.has(name)) this.removeFactors(name);
+        if (replaced) this.setFactors(name, ...replaced);
+        else this.removeFactors(name);
         throw err;
       }
     }
@@ -532,6 +537,9 @@ export class LoraLinear extends LoraLayer<Linear | Conv1D> {
     }
     A.requiresGrad = true;
     B.requiresGrad = true;
+    this.setFactors(name, A, B);
+  }
+  protected setFactors(name: string, A: Tensor, B: Tensor): void {
     this.lora_A.set(name, new LoraFactor(A));
     this.lora_B.set(name, new LoraFactor(B));
   }
@@ -600,6 +608,9 @@ export class LoraEmbedding extends LoraLayer<Embedding> {
     }
     A.requiresGrad = true;
     B.requiresGrad = true;
+    this.setFactors(name, A, B);
+  }
+  protected setFactors(name: string, A: Tensor, B: Tensor): void {
     this.lora_embedding_A.set(name, A);
     this.lora_embedding_B.set(name, B);
   }
