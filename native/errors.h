@@ -8,6 +8,7 @@
 // exception: it then calls into JS inside the collector and V8 aborts the process.
 #pragma once
 #include <string>
+#include <c10/util/Exception.h>
 #include <napi.h>
 
 namespace tl {
