@@ -18,3 +18,21 @@ export function tempDir(prefix = "torch-lora-test-"): { dir: string; cleanup: ()
   const dir = makeTempDir(prefix);
   return { dir, cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) };
 }
+
+/**
+ * A maker of temporary folders named by `prefix`, and the function that removes every folder it
+ * made: for a test file that needs a fresh folder per case (`afterAll(cleanup)`).
+ */
+export function tempDirs(prefix: string): { make: () => string; cleanup: () => void } {
+  const made: string[] = [];
+  return {
+    make: () => {
+      const dir = makeTempDir(prefix);
+      made.push(dir);
+      return dir;
+    },
+    cleanup: () => {
+      for (const dir of made.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

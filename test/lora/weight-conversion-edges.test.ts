@@ -5,7 +5,10 @@
  */
 import * as path from "path";
 import { ConfigError, FormatError, Tensor, io, lora, tensor } from "../../lib";
-import { makeTempDir } from "../helpers/temp";
+import { tempDirs } from "../helpers/temp";
+
+const { make: tmp, cleanup } = tempDirs("tl-convert-edges-");
+afterAll(cleanup);
 
 const KEY_A = "base_model.model.q.lora_A.weight";
 const KEY_B = "base_model.model.q.lora_B.weight";
@@ -13,7 +16,7 @@ const KEY_EMB_A = "base_model.model.wte.lora_embedding_A";
 
 /** A directory holding a step-0 adapter with the given tensors. */
 function initialDir(tensors: Record<string, Tensor>): string {
-  const dir = makeTempDir("tl-convert-edges-");
+  const dir = tmp();
   io.saveSafetensorsSync(path.join(dir, "adapter_model.safetensors"), tensors);
   return dir;
 }
@@ -91,7 +94,7 @@ describe("convertToPlainLora refusals, before anything is read", () => {
   });
 
   test("a directory without adapter_model.safetensors is a FormatError saying how to make it", () => {
-    const dir = makeTempDir("tl-convert-empty-");
+    const dir = tmp();
     const file = path.join(dir, "adapter_model.safetensors");
     const call = () => lora.convertToPlainLora(none, json(), dir);
     expect(call).toThrow(FormatError);

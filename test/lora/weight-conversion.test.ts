@@ -6,7 +6,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { ConfigError, FormatError, Tensor, lora, manualSeed, mseLoss, nn, optim, randn } from "../../lib";
-import { makeTempDir } from "../helpers/temp";
+import { tempDirs } from "../helpers/temp";
 import { maxAbsDiff } from "../helpers/stats";
 
 class Block extends nn.Module {
@@ -26,7 +26,8 @@ function original(): Block {
   return m;
 }
 
-const tmp = (): string => makeTempDir("tl-convert-");
+const { make: tmp, cleanup } = tempDirs("tl-convert-");
+afterAll(cleanup);
 
 function trainFewSteps(lm: lora.LoraModel, x: Tensor, y: Tensor, steps: number): void {
   const opt = new optim.AdamW(lm.trainableParameters(), { lr: 0.02 });

@@ -3,18 +3,13 @@ import * as fs from "fs";
 import * as path from "path";
 import { Tensor, init, io, lora, manualSeed, nn, tensor } from "../../lib";
 import { TinyModel } from "../helpers/models";
-import { makeTempDir } from "../helpers/temp";
+import { tempDirs } from "../helpers/temp";
 
+const dirs = tempDirs("torch-lora-peft-");
 /** A fresh temporary directory, removed by {@link cleanupTmp}. */
-const made: string[] = [];
-export function tmpDir(): string {
-  const d = makeTempDir("torch-lora-peft-");
-  made.push(d);
-  return d;
-}
-export function cleanupTmp(): void {
-  for (const d of made.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-}
+export const tmpDir = dirs.make;
+/** Removes every directory {@link tmpDir} made. */
+export const cleanupTmp = dirs.cleanup;
 
 /** The same base weights every time for the same seed. */
 export function seededModel(seed = 11): TinyModel {
