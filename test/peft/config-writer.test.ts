@@ -8,41 +8,9 @@ import * as fs from "fs";
 import * as path from "path";
 import { lora } from "../../lib";
 import { messageOf } from "../helpers/errors";
-import { cleanupTmp, seededModel, tmpDir } from "./helpers";
+import { PEFT_FIXED_FIELDS, cleanupTmp, seededModel, tmpDir } from "./helpers";
 
 afterAll(cleanupTmp);
-
-/** The fields PEFT's LoraConfig.to_dict() writes, at PEFT's defaults, for what this library cannot express. */
-const PEFT_DEFAULTS = {
-  alora_invocation_tokens: null,
-  arrow_config: null,
-  auto_mapping: null,
-  base_model_name_or_path: null,
-  bias: "none",
-  corda_config: null,
-  ensure_weight_tying: false,
-  eva_config: null,
-  kasa_config: null,
-  layer_replication: null,
-  layers_pattern: null,
-  layers_to_transform: null,
-  loftq_config: {},
-  lora_bias: false,
-  lora_ga_config: null,
-  megatron_config: null,
-  megatron_core: "megatron.core",
-  modules_to_save: null,
-  monteclora_config: null,
-  peft_type: "LORA",
-  qalora_group_size: 16,
-  revision: null,
-  target_parameters: null,
-  task_type: null,
-  trainable_token_indices: null,
-  use_bdlora: null,
-  use_qalora: false,
-  velora_config: null,
-};
 
 describe("toPeftConfigJson", () => {
   test("a config with every field set is written as PEFT's fields, with ours under torch_lora", () => {
@@ -61,7 +29,7 @@ describe("toPeftConfigJson", () => {
       embeddingInitStd: 0.125,
     });
     expect(lora.toPeftConfigJson(resolved, true, false)).toStrictEqual({
-      ...PEFT_DEFAULTS,
+      ...PEFT_FIXED_FIELDS,
       alpha_pattern: { fc1: 3 },
       exclude_modules: ["emb"],
       fan_in_fan_out: true,
@@ -81,7 +49,7 @@ describe("toPeftConfigJson", () => {
   test("a config at its defaults: no exclude_modules is null, inference_mode is true unless told", () => {
     const resolved = lora.resolveLoraConfig({ targetModules: "fc1|head" });
     expect(lora.toPeftConfigJson(resolved, false)).toStrictEqual({
-      ...PEFT_DEFAULTS,
+      ...PEFT_FIXED_FIELDS,
       alpha_pattern: {},
       exclude_modules: null,
       fan_in_fan_out: false,
