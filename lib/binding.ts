@@ -114,6 +114,8 @@ export interface NativeBinding {
   dtype(t: H): string;
   device(t: H): string;
   numel(t: H): number;
+  /** libtorch's version counter of the tensor's memory: moved on by every in-place write. */
+  version(t: H): Num;
   to(t: H, dtype: string | null, device: string | null): H;
   dispose(t: H): void;
   isDisposed(t: H): boolean;
@@ -165,6 +167,8 @@ export interface NativeBinding {
   dropout(t: H, p: Num, train: boolean): H;
   crossEntropy(options: { input: H; target: H; reduction: string; ignoreIndex: Num; labelSmoothing: Num }): H;
   mseLoss(input: H, target: H, reduction: string): H;
+  /** cross_entropy(linear(hidden, weight, bias), target), mean over non-ignored targets, logits chunk by chunk. */
+  linearCrossEntropy(options: { hidden: H; weight: H; bias: H | null; target: H; ignoreIndex: Num; chunkRows: Num }): H;
   allclose(a: H, b: H, options: { rtol: Num; atol: Num }): boolean;
   equal(a: H, b: H): boolean;
   copyInto(dst: H, src: H): H;

@@ -73,6 +73,8 @@ export function mseLoss(input: Tensor, target: Tensor, options: { reduction?: Re
 export { layerNorm, rmsNorm } from "./norm";
 export { scaledDotProductAttention } from "./attention";
 export type { AttentionOptions } from "./attention";
+export { linearCrossEntropy } from "./linear-cross-entropy";
+export type { LinearCrossEntropyOptions } from "./linear-cross-entropy";
 
 /**
  * Looks up rows of `weight (V, d)` for integer `ids` of any shape, giving `(...ids, d)`

@@ -6,9 +6,9 @@
 export { Tensor, tensor, zeros, ones, empty, full, rand, randn, arange, cat, stack, where, oneHot, noGrad, isGradEnabled, manualSeed } from "./tensor";
 export type { TensorOptions, TensorData, Operand, DispersionOptions } from "./tensor";
 export type { Dtype, Device } from "./dtype";
-export { crossEntropy, mseLoss } from "./functional";
+export { crossEntropy, mseLoss, linearCrossEntropy } from "./functional";
 export { tidy, tidyAsync, keep } from "./scope";
-export type { Reduction } from "./functional";
+export type { Reduction, LinearCrossEntropyOptions } from "./functional";
 export { layerNorm, rmsNorm, scaledDotProductAttention, embedding } from "./functional";
 export type { AttentionOptions } from "./functional";
 export { memoryStats } from "./memory";

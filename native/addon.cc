@@ -45,6 +45,7 @@ void RegisterLoraInit(Napi::Object exports);
 void RegisterLoraCombine(Napi::Object exports);
 void RegisterLoraDora(Napi::Object exports);
 void RegisterFileRead(Napi::Object exports);
+void RegisterLinearCrossEntropy(Napi::Object exports);
 
 // Registrars of optional objects linked into an addon besides the shipped ones: native/bench.cc
 // in torch_lora_bench.node adds itself from a static initializer, so the shipped addon, which
@@ -113,6 +114,7 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   RegisterLoraCombine(exports);
   RegisterLoraDora(exports);
   RegisterFileRead(exports);
+  RegisterLinearCrossEntropy(exports);
   TL_EXPORT(exports, "buildInfo", BuildInfo);
   for (auto registrar : ExtraRegistrars()) registrar(exports);
   return exports;

@@ -229,6 +229,7 @@ Napi::Value DistAllReduce(const Napi::CallbackInfo& info) {
   opts.reduceOp = ParseOp(info.Env(), StringOption(o, "op"));
   Pending p;
   p.work = group->allreduce(tensors, opts);
+  MarkWritten(tensors);
   p.afterWait = Divide(tensors, NumberOption(o, "divisor", 1));
   p.keepAlive = tensors;
   return Finish(info.Env(), "torch-lora:allReduce", group, std::move(p), BoolOption(o, "sync", false));
@@ -245,6 +246,7 @@ Napi::Value DistBroadcast(const Napi::CallbackInfo& info) {
   opts.rootRank = IntOption(o, "root", 0, group->size - 1);
   Pending p;
   p.work = group->broadcast(tensors, opts);
+  MarkWritten(tensors);
   p.keepAlive = tensors;
   return Finish(info.Env(), "torch-lora:broadcast", group, std::move(p), BoolOption(o, "sync", false));
 }

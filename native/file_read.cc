@@ -54,7 +54,10 @@ Napi::Value ReadIntoTensorAsync(const Napi::CallbackInfo& info) {
   return RunAsync(
       info.Env(), "torch-lora:read",
       [a, readable]() {
-        if (readable) ReadAll(a.fd, a.position, a.target);
+        if (readable) {
+          ReadAll(a.fd, a.position, a.target);
+          MarkWritten({a.target});
+        }
         return std::vector<at::Tensor>{};
       },
       [readable](Napi::Env env, std::vector<at::Tensor>&) { return Napi::Boolean::New(env, readable); });

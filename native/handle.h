@@ -24,6 +24,15 @@ at::Tensor OptionalTensorArg(const Napi::CallbackInfo& info, size_t i, const cha
 /** Array of handles. */
 std::vector<at::Tensor> TensorListArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 
+/**
+ * Records that native code wrote these tensors' memory itself (a file read, a collective), as
+ * libtorch's in-place ops do: their version counter moves on, so autograd refuses a graph that
+ * saved the old values and the caches keyed by version (lib/models/head-columns.ts) rebuild.
+ */
+inline void MarkWritten(const std::vector<at::Tensor>& tensors) {
+  for (const at::Tensor& t : tensors) torch::autograd::impl::bump_version(t);
+}
+
 /** Frees the tensor's memory now; later use of the handle is a clear error. */
 void DisposeHandle(const Napi::CallbackInfo& info, size_t i);
 

@@ -219,6 +219,11 @@ Napi::Value Numel(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(TensorArg(info, 0, "tensor").numel()));
 }
 
+// version(t): libtorch's version counter of t's memory, moved on by every in-place write.
+Napi::Value Version(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(TensorArg(info, 0, "tensor")._version()));
+}
+
 // to(t, dtype | null, device | null)
 Napi::Value To(const Napi::CallbackInfo& info) {
   at::Tensor& t = TensorArg(info, 0, "tensor");
@@ -281,6 +286,7 @@ void RegisterTensor(Napi::Object exports) {
   TL_EXPORT(exports, "dtype", Dtype);
   TL_EXPORT(exports, "device", Device);
   TL_EXPORT(exports, "numel", Numel);
+  TL_EXPORT(exports, "version", Version);
   TL_EXPORT(exports, "to", To);
   TL_EXPORT(exports, "dispose", Dispose);
   TL_EXPORT(exports, "isDisposed", IsDisposed);

@@ -1,14 +1,20 @@
 /**
- * The base of the causal language models: generation with a key/value cache (greedy or
- * sampled, batched with left padding, synchronous or streamed) and saving in transformers'
- * layout. Subclasses supply the config and `forward(ids, { attentionMask, cache })`.
+ * The base of the causal language models: the logits and the training loss, generation with a
+ * key/value cache (greedy or sampled, batched with left padding, synchronous or streamed) and
+ * saving in transformers' layout. Subclasses supply the config, the decoder (`hiddenStates`)
+ * and `lm_head`.
  */
 import { describe } from "../errors";
+import { linearCrossEntropy } from "../linear-cross-entropy";
+import { Linear } from "../nn/layers";
 import { Module } from "../nn/module";
 import { tidy } from "../scope";
-import { Tensor, cat, noGrad, ones, tensor, optionsObject } from "../tensor";
+import { Tensor, cat, handleOf, noGrad, ones, tensor, optionsObject } from "../tensor";
 import type { GPT2Config, LlamaConfig } from "./config";
-import { CausalLMForwardOptions, KVCache } from "./context";
+import { native } from "../binding";
+import { CausalLMForwardOptions, KVCache, keptPositions } from "./context";
+import { HeadColumns, transposableHead } from "./head-columns";
+import { causalLmLoss } from "./loss";
 import { SamplingOptions, nextTokens, resolveSampler } from "./sampling";
 import { SavePretrainedOptions, savePretrained } from "./save";
 
@@ -22,6 +28,13 @@ export interface GenerateOptions extends SamplingOptions {
   padTokenId?: number;
   /** `(B, T)` 1 for tokens, 0 for (left) padding. Default: all ones. */
   attentionMask?: Tensor | null;
+  /**
+   * For a float32 model on the CPU: keep a transposed copy of the output head's weight between
+   * calls (one more head's memory, `V × d` floats), over which each token's logits take about
+   * half the time at a large vocabulary. It is made again when the weight changes. Default
+   * true; false frees it and decodes over the weight itself.
+   */
+  transposedHead?: boolean;
 }
 
 function tokenList(value: unknown, caller: string): number[] {
@@ -32,12 +45,86 @@ function tokenList(value: unknown, caller: string): number[] {
   return list as number[];
 }
 
+/** Options of {@link CausalLM.loss}. */
+export interface CausalLMLossOptions {
+  /**
+   * `(B, T)` int64: position t is trained to predict `labels[t + 1]`, and labels of -100 do not
+   * count (transformers' `labels`, shifted inside as there). Default: `ids` themselves.
+   */
+  labels?: Tensor;
+  /** `(B, T)` 1 for tokens, 0 for padding, as in {@link CausalLMForwardOptions}. Padded labels still count unless they are -100. */
+  attentionMask?: Tensor | null;
+}
+
+/**
+ * Whether `head` computes exactly `linear(x, weight, bias)` in a dtype the chunked loss
+ * multiplies in: a plain Linear (an adapter on the head has its own forward), and no fp16 or
+ * fp64 (libtorch has no fp16 GEMM on CPU, and the unfused loss rounds fp64 logits to fp32).
+ */
+function plainHead(head: Module, hidden: Tensor): boolean {
+  if (Object.getPrototypeOf(head) !== Linear.prototype) return false;
+  const { weight, bias } = head as Linear;
+  if (weight.dtype !== hidden.dtype || weight.device !== hidden.device || (bias && bias.dtype !== weight.dtype)) return false;
+  return hidden.dtype === "float32" || hidden.dtype === "bfloat16" || (hidden.dtype === "float16" && hidden.device !== "cpu");
+}
+
 /** A decoder-only language model in transformers' layout. */
 export abstract class CausalLM extends Module {
   abstract readonly config: GPT2Config | LlamaConfig;
+  /** The output projection `hidden → vocab` (tied to the input embedding when the config says so). */
+  abstract lm_head: Linear;
+  /** The head's weight transposed for decoding (see {@link GenerateOptions.transposedHead}). */
+  readonly #headColumns = new HeadColumns();
 
-  /** The logits `(B, T, V)` of `ids (B, T)`. */
-  abstract override forward(ids: Tensor, options?: CausalLMForwardOptions): Tensor;
+  /**
+   * The decoder's output `(B, T, E)` for `ids (B, T)`: the embeddings, every layer and the final
+   * norm, without the head. Appends this forward's keys and values to `options.cache` when given.
+   */
+  protected abstract hiddenStates(ids: Tensor, options: CausalLMForwardOptions, caller: string): Tensor;
+
+  /** The logits `(B, T, V)` of `ids (B, T)` (the last `logitsToKeep` positions when asked). */
+  override forward(ids: Tensor, options: CausalLMForwardOptions = {}): Tensor {
+    const caller = `${this.constructor.name}.forward`;
+    return this.lm_head.forward(keptPositions(this.hiddenStates(ids, options, caller), options, caller));
+  }
+
+  /**
+   * The causal-LM training loss of `ids`, as transformers' `model(ids, labels=labels).loss`: the
+   * same number as `causalLmLoss(model.forward(ids), labels)`, computed without the `(B, T, V)`
+   * logits. The head's product and the cross-entropy go through `linearCrossEntropy` chunk by
+   * chunk, which at a large vocabulary saves most of the memory and time that the logits cost
+   * (GPT-2's head makes 200 MB of them per 1024 tokens). An adapter on `lm_head`, and fp16 on
+   * CPU, take the unfused path, with the same result.
+   *
+   * The head's gradient is computed during this call when autograd records it: evaluate in `noGrad`.
+   *
+   * @example
+   * const loss = tidy(() => { const l = lm.model.loss(ids); l.backward(); return l.item(); });
+   */
+  loss(ids: Tensor, options: CausalLMLossOptions = {}): Tensor {
+    const caller = `${this.constructor.name}.loss`;
+    optionsObject(options, `${caller}: options`);
+    if (!(ids instanceof Tensor) || ids.ndim !== 2 || ids.dtype !== "int64")
+      throw new TypeError(`${caller}: ids: expected an int64 Tensor (B, T), got ${describe(ids)}`);
+    const labels = options.labels ?? ids;
+    if (!(labels instanceof Tensor) || labels.dtype !== "int64" || labels.shape.join() !== ids.shape.join())
+      throw new TypeError(`${caller}: labels: expected an int64 Tensor of the ids' shape [${ids.shape.join(", ")}], got ${describe(labels)}`);
+    if (labels.device !== ids.device) throw new Error(`${caller}: labels are on ${labels.device} but ids are on ${ids.device}`);
+    const hidden = this.hiddenStates(ids, { attentionMask: options.attentionMask }, caller);
+    const head = this.lm_head;
+    if (!plainHead(head, hidden)) return causalLmLoss(head.forward(hidden), labels);
+    const [B, T, E] = hidden.shape;
+    const shifted = hidden.narrow(1, 0, T - 1);
+    const rows = shifted.reshape([B * (T - 1), E]);
+    const next = labels.narrow(1, 1, T - 1);
+    const targets = next.reshape([B * (T - 1)]);
+    try {
+      return linearCrossEntropy(rows, head.weight, targets, { bias: head.bias });
+    } finally {
+      // autograd holds what it needs; these handles would otherwise wait for the collector
+      for (const t of new Set([hidden, shifted, rows, next, targets])) t.dispose();
+    }
+  }
 
   /** The number of transformer layers, i.e. of key/value cache entries. */
   get numLayers(): number {
@@ -96,10 +183,11 @@ export abstract class CausalLM extends Module {
     const wasTraining = this.training;
     this.eval();
     try {
+      const columns = this.#decodingHead(options.transposedHead, caller);
       for (let step = 0; step < maxNewTokens; step++) {
         const chosen = noGrad(() =>
           tidy(() => {
-            const logits = this.forward(input, { attentionMask: mask, cache, logitsToKeep: 1 });
+            const logits = this.#lastLogits(input, { attentionMask: mask, cache }, columns, caller);
             return nextTokens(logits.squeeze(1), sampler).toList() as number[];
           }),
         );
@@ -121,6 +209,25 @@ export abstract class CausalLM extends Module {
       if (mask && mask !== options.attentionMask) mask.dispose();
       this.train(wasTraining);
     }
+  }
+
+  /** The transposed head to decode with, or null to use `lm_head` itself. */
+  #decodingHead(wanted: unknown, caller: string): Tensor | null {
+    if (wanted !== undefined && typeof wanted !== "boolean") throw new TypeError(`${caller}: transposedHead: expected a boolean, got ${describe(wanted)}`);
+    if (wanted === false || !transposableHead(this.lm_head)) {
+      this.#headColumns.release();
+      return null;
+    }
+    return this.#headColumns.of(this.lm_head.weight);
+  }
+
+  /** One decoding step's logits `(B, 1, V)`: the last position only, through `columns` when given. */
+  #lastLogits(input: Tensor, options: CausalLMForwardOptions, columns: Tensor | null, caller: string): Tensor {
+    if (!columns) return this.forward(input, { ...options, logitsToKeep: 1 });
+    const hidden = keptPositions(this.hiddenStates(input, options, caller), { logitsToKeep: 1 }, caller);
+    const bias = this.lm_head.bias;
+    // hidden · (d, V) + b: one gemv per row over the columns (GPT-2's Conv1D product)
+    return new Tensor(native.linearInOut(handleOf(hidden), handleOf(columns), bias ? handleOf(bias) : null));
   }
 
   /**

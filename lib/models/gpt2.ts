@@ -12,7 +12,7 @@ import { CausalLM } from "./causal-lm";
 import { outputHead } from "./head";
 import { initCausalLMWeights } from "./init-weights";
 import { GPT2Config } from "./config";
-import { CausalLMForwardOptions, ForwardContext, forwardContext, keptPositions } from "./context";
+import { CausalLMForwardOptions, ForwardContext, forwardContext } from "./context";
 
 /** Where the parameters are created. */
 export interface ModelFactoryOptions {
@@ -157,15 +157,15 @@ export class GPT2LMHeadModel extends CausalLM {
     initCausalLMWeights(this, this.config);
   }
 
-  override forward(ids: Tensor, options: CausalLMForwardOptions = {}): Tensor {
-    const ctx = forwardContext(ids, options, null, "", "GPT2LMHeadModel.forward");
+  protected override hiddenStates(ids: Tensor, options: CausalLMForwardOptions, caller: string): Tensor {
+    const ctx = forwardContext(ids, options, null, "", caller);
     const past = ctx.cache?.length ?? 0;
     const last = past + ids.shape[1];
     if (last > this.config.n_positions) {
-      throw new RangeError(`GPT2LMHeadModel.forward: position ${last - 1} is beyond n_positions (${this.config.n_positions})`);
+      throw new RangeError(`${caller}: position ${last - 1} is beyond n_positions (${this.config.n_positions})`);
     }
-    const logits = this.lm_head.forward(keptPositions(this.transformer.forward(ids, ctx), options, "GPT2LMHeadModel.forward"));
+    const hidden = this.transformer.forward(ids, ctx);
     if (ctx.cache) ctx.cache.length = last;
-    return logits;
+    return hidden;
   }
 }

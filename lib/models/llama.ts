@@ -12,7 +12,7 @@ import { outputHead } from "./head";
 import { initCausalLMWeights } from "./init-weights";
 import { LlamaConfig } from "./config";
 import { scaleInverseFrequencies } from "./rope";
-import { CausalLMForwardOptions, ForwardContext, forwardContext, keptPositions } from "./context";
+import { CausalLMForwardOptions, ForwardContext, forwardContext } from "./context";
 import type { ModelFactoryOptions } from "./gpt2";
 
 /** A forward's context plus the rotary tables of its positions, `(B, T, D)`. */
@@ -186,10 +186,10 @@ export class LlamaForCausalLM extends CausalLM {
     initCausalLMWeights(this, this.config);
   }
 
-  override forward(ids: Tensor, options: CausalLMForwardOptions = {}): Tensor {
-    const ctx = forwardContext(ids, options, this.config.sliding_window, `${this.config.model_type}'s sliding_window`, "LlamaForCausalLM.forward");
-    const logits = this.lm_head.forward(keptPositions(this.model.forward(ids, ctx), options, "LlamaForCausalLM.forward"));
+  protected override hiddenStates(ids: Tensor, options: CausalLMForwardOptions, caller: string): Tensor {
+    const ctx = forwardContext(ids, options, this.config.sliding_window, `${this.config.model_type}'s sliding_window`, caller);
+    const hidden = this.model.forward(ids, ctx);
     if (ctx.cache) ctx.cache.length += ids.shape[1];
-    return logits;
+    return hidden;
   }
 }

@@ -8,6 +8,7 @@ import * as path from "path";
 import { io, manualSeed, models, tensor, zeros } from "../../lib";
 import { native } from "../../lib/binding";
 import { readIntoTensor } from "../../lib/io/read-into";
+import { handleOf } from "../../lib/tensor";
 import { tempDir } from "../helpers/temp";
 
 const { dir, cleanup } = tempDir("tl-read-into-");
@@ -26,8 +27,11 @@ test("fills a contiguous CPU tensor of the file's dtype from the position given"
   const handle = await fs.promises.open(valuesFile(), "r");
   try {
     const t = zeros([3, 4]);
+    const version = native.version(handleOf(t));
     expect(await readIntoTensor(handle, 7, t, "float32")).toBe(true);
     expect(t.toList()).toEqual(Array.from({ length: 12 }, (_, i) => i + 0.5));
+    // a write as an in-place op's: caches keyed by the version (the decoding head) see it
+    expect(native.version(handleOf(t))).toBeGreaterThan(version);
     const tail = zeros([2]);
     expect(await readIntoTensor(handle, 7 + 40, tail, "float32")).toBe(true);
     expect(tail.toList()).toEqual([10.5, 11.5]);

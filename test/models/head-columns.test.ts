@@ -1,0 +1,145 @@
+/**
+ * Decoding over the transposed head (GenerateOptions.transposedHead): the same tokens as over
+ * the head's own weight (a second code path), the copy made once and reused, made again after
+ * every kind of write to the weight (an in-place op, an optimizer step, a merged adapter on the
+ * tied embedding, a replaced tensor), kept through a caller's tidy(), freed by
+ * `transposedHead: false`; and the version counter that tells a write apart.
+ */
+import { Tensor, lora, memoryStats, models, noGrad, optim, tensor, tidy } from "../../lib";
+import { native } from "../../lib/binding";
+import { handleOf } from "../../lib/tensor";
+import { pseudoRandom } from "../helpers/gradcheck";
+
+const GPT2 = { model_type: "gpt2", vocab_size: 50, n_positions: 40, n_embd: 32, n_layer: 2, n_head: 4 };
+const LLAMA = {
+  model_type: "llama",
+  vocab_size: 45,
+  hidden_size: 32,
+  intermediate_size: 48,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  tie_word_embeddings: false,
+};
+const PROMPT = [[3, 14, 15, 9, 2]];
+const ids = () => tensor(PROMPT, { dtype: "int64" });
+const version = (t: Tensor) => native.version(handleOf(t));
+
+/** Greedy tokens both ways: over the transposed head and over the weight itself. */
+function bothWays(model: models.CausalLM, maxNewTokens = 8): { transposed: number[]; direct: number[] } {
+  const transposed = model.generate(ids(), { maxNewTokens }).toList() as number[];
+  const direct = model.generate(ids(), { maxNewTokens, transposedHead: false }).toList() as number[];
+  return { transposed, direct };
+}
+
+/** How many transposed copies of the head `fn` makes (contiguous copies of a (d, V) view). */
+function copiesMade(model: models.CausalLM, fn: () => void): number {
+  const table = native as unknown as Record<string, (...a: unknown[]) => unknown>;
+  const original = table.contiguous;
+  const c = model.config as unknown as Record<string, number>;
+  const [V, d] = [c.vocab_size, c.n_embd ?? c.hidden_size];
+  let n = 0;
+  table.contiguous = (...a: unknown[]) => {
+    const out = original(...a);
+    if (native.shape(out as never).join() === [d, V].join()) n++;
+    return out;
+  };
+  try {
+    fn();
+  } finally {
+    table.contiguous = original;
+  }
+  return n;
+}
+
+/** Writes new values into `t` in place. */
+function overwrite(t: Tensor, seed: number): void {
+  noGrad(() => t.copy_(tensor(pseudoRandom(t.numel, seed), { shape: t.shape }).mul(0.5)));
+}
+
+describe("decoding over the transposed head", () => {
+  it.each([
+    ["GPT-2 (tied head)", () => new models.GPT2LMHeadModel(GPT2)],
+    ["Llama (own head)", () => new models.LlamaForCausalLM(LLAMA)],
+  ])("%s: the same greedy tokens as over the head's weight, the copy made once for many calls", (_name, make) => {
+    const model = make();
+    overwrite(model.lm_head.weight, 3); // logits far apart enough that both products pick the same token
+    const { transposed, direct } = bothWays(model);
+    expect(transposed).toEqual(direct);
+    expect(copiesMade(model, () => bothWays(model))).toBe(1);
+    expect(copiesMade(model, () => model.generate(ids(), { maxNewTokens: 3 }))).toBe(1);
+    expect(copiesMade(model, () => model.generate(ids(), { maxNewTokens: 3 }))).toBe(0);
+  });
+
+  it("makes the copy again after an in-place write to the head, and follows the new weights", () => {
+    const model = new models.LlamaForCausalLM(LLAMA);
+    bothWays(model);
+    const before = version(model.lm_head.weight);
+    overwrite(model.lm_head.weight, 7);
+    expect(version(model.lm_head.weight)).toBeGreaterThan(before);
+    let result = { transposed: [] as number[], direct: [] as number[] };
+    expect(copiesMade(model, () => (result = bothWays(model)))).toBe(1);
+    expect(result.transposed).toEqual(result.direct);
+  });
+
+  it("after an optimizer step on the tied head, decodes with the stepped weights", () => {
+    const model = new models.GPT2LMHeadModel(GPT2);
+    bothWays(model);
+    const opt = new optim.SGD([model.transformer.wte.weight], { lr: 50 });
+    tidy(() => {
+      model.loss(tensor([[1, 2, 3, 4, 5, 6, 7, 8]], { dtype: "int64" })).backward();
+      opt.step();
+    });
+    let result = { transposed: [] as number[], direct: [] as number[] };
+    expect(copiesMade(model, () => (result = bothWays(model)))).toBe(1);
+    expect(result.transposed).toEqual(result.direct);
+  });
+
+  it("after an adapter on the head is merged into it and unloaded", () => {
+    const base = new models.LlamaForCausalLM(LLAMA);
+    bothWays(base);
+    const lm = lora.injectAdapter(base, { r: 4, loraAlpha: 32, targetModules: ["lm_head"] });
+    noGrad(() => {
+      for (const [name, p] of lm.namedParameters()) if (name.includes("lora_")) p.copy_(tensor(pseudoRandom(p.numel, name.length), { shape: p.shape }));
+    });
+    const adapted = lm.model.generate(ids(), { maxNewTokens: 8, transposedHead: false }).toList();
+    const merged = lm.mergeAndUnload();
+    let result = { transposed: [] as number[], direct: [] as number[] };
+    expect(copiesMade(merged, () => (result = bothWays(merged)))).toBe(1);
+    expect(result.transposed).toEqual(result.direct);
+    expect(result.transposed).toEqual(adapted);
+  });
+
+  it("makes the copy again when the head's weight is another tensor", () => {
+    const model = new models.LlamaForCausalLM(LLAMA);
+    bothWays(model);
+    model.lm_head.weight = tensor(pseudoRandom(45 * 32, 11), { shape: [45, 32] });
+    let result = { transposed: [] as number[], direct: [] as number[] };
+    expect(copiesMade(model, () => (result = bothWays(model)))).toBe(1);
+    expect(result.transposed).toEqual(result.direct);
+  });
+
+  it("keeps the copy through a caller's tidy(), and transposedHead: false frees it", () => {
+    const model = new models.LlamaForCausalLM(LLAMA);
+    tidy(() => model.generate(ids(), { maxNewTokens: 2 }));
+    expect(copiesMade(model, () => tidy(() => model.generate(ids(), { maxNewTokens: 2 })))).toBe(0);
+    const held = memoryStats();
+    model.generate(ids(), { maxNewTokens: 2, transposedHead: false }).dispose();
+    const freed = memoryStats();
+    // the copy (45 × 32 floats) is gone, give or take what the collector freed meanwhile
+    expect(held.liveBytes - freed.liveBytes).toBeGreaterThan(0.9 * 45 * 32 * 4);
+    expect(copiesMade(model, () => model.generate(ids(), { maxNewTokens: 2 }))).toBe(1);
+  });
+
+  it("is skipped for a head under an adapter and for other dtypes: no copy is made", () => {
+    const lm = lora.injectAdapter(new models.LlamaForCausalLM(LLAMA), { r: 2, loraAlpha: 4, targetModules: ["lm_head"] });
+    expect(copiesMade(lm.model, () => lm.model.generate(ids(), { maxNewTokens: 2 }))).toBe(0);
+    const f64 = new models.LlamaForCausalLM(LLAMA, { dtype: "float64" });
+    expect(copiesMade(f64, () => f64.generate(ids(), { maxNewTokens: 2 }))).toBe(0);
+  });
+
+  it("refuses a transposedHead that is not a boolean", () => {
+    const model = new models.GPT2LMHeadModel(GPT2);
+    expect(() => model.generate(ids(), { transposedHead: "yes" as never })).toThrow(/GPT2LMHeadModel\.generate: transposedHead: expected a boolean, got the string "yes"/);
+  });
+});
