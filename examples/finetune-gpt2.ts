@@ -111,19 +111,22 @@ export function evaluationWindows(tokenizer: models.PretrainedTokenizer, task: T
   return tensor(ids.slice(0, rows * CONTEXT), { dtype: "int64", shape: [rows, CONTEXT] });
 }
 
-/** transformers' causal-LM loss of `model` on windows (B, T) int64: each token predicts the next. */
-export function lmLoss(model: { forward(ids: Tensor): Tensor }, batch: Tensor): Tensor {
-  return models.causalLmLoss(model.forward(batch), batch);
+/**
+ * transformers' causal-LM loss of `model` on windows (B, T) int64: each token predicts the next.
+ * `model.loss` never builds the (B, T, V) logits; with LoRA injected, the adapters act inside it.
+ */
+export function lmLoss(model: models.CausalLM, batch: Tensor): Tensor {
+  return model.loss(batch);
 }
 
 /** The loss over a whole evaluation set (N, CONTEXT), without autograd. */
-export function evaluate(model: { forward(ids: Tensor): Tensor }, data: Tensor): number {
+export function evaluate(model: models.CausalLM, data: Tensor): number {
   return noGrad(() => tidy(() => lmLoss(model, data).item()));
 }
 
 /** Trains `params` for `steps` AdamW steps on `data`, reporting on a progress bar called `label`. */
 export function train(
-  model: { forward(ids: Tensor): Tensor },
+  model: models.CausalLM,
   params: Tensor[],
   data: Examples,
   options: { steps: number; batchSize: number; lr: number; label: string },
@@ -226,13 +229,13 @@ async function main(): Promise<void> {
   manualSeed(1);
   const lm = lora.injectAdapter(model, LORA);
   console.log(lm.formatTrainableParameters());
-  train(lm, lm.trainableParameters(), windows(tokenizer, "B", s.sentences, 2), {
+  train(lm.model, lm.trainableParameters(), windows(tokenizer, "B", s.sentences, 2), {
     steps: s.finetuneSteps,
     batchSize: s.batchSize,
     lr: 1e-2,
     label: "LoRA (task B)",
   });
-  const after = evaluate(lm, evalB);
+  const after = evaluate(lm.model, evalB);
   console.log(`task B loss after LoRA: ${after.toFixed(4)}`);
   // 3. The LoRA layers act inside generate's cached decoding too.
   console.log(`generated after: ${JSON.stringify(complete(model, tokenizer, prompt, s.newTokens))}`);

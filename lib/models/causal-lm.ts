@@ -6,13 +6,14 @@
  */
 import { describe } from "../errors";
 import { linearCrossEntropy } from "../linear-cross-entropy";
-import { Linear } from "../nn/layers";
+import type { Linear } from "../nn/layers";
 import { Module } from "../nn/module";
 import { tidy } from "../scope";
 import { Tensor, cat, handleOf, noGrad, ones, tensor, optionsObject } from "../tensor";
 import type { GPT2Config, LlamaConfig } from "./config";
 import { native } from "../binding";
 import { CausalLMForwardOptions, KVCache, keptPositions } from "./context";
+import { isPlainHead } from "./head";
 import { HeadColumns, transposableHead } from "./head-columns";
 import { causalLmLoss } from "./loss";
 import { SamplingOptions, nextTokens, resolveSampler } from "./sampling";
@@ -57,13 +58,12 @@ export interface CausalLMLossOptions {
 }
 
 /**
- * Whether `head` computes exactly `linear(x, weight, bias)` in a dtype the chunked loss
- * multiplies in: a plain Linear (an adapter on the head has its own forward), and no fp16 or
- * fp64 (libtorch has no fp16 GEMM on CPU, and the unfused loss rounds fp64 logits to fp32).
+ * Whether the chunked loss may stand in for `head`: a plain Linear in a dtype it multiplies in
+ * (libtorch has no fp16 GEMM on CPU, and the unfused loss rounds fp64 logits to fp32).
  */
-function plainHead(head: Module, hidden: Tensor): boolean {
-  if (Object.getPrototypeOf(head) !== Linear.prototype) return false;
-  const { weight, bias } = head as Linear;
+function chunkableHead(head: unknown, hidden: Tensor): head is Linear {
+  if (!isPlainHead(head)) return false;
+  const { weight, bias } = head;
   if (weight.dtype !== hidden.dtype || weight.device !== hidden.device || (bias && bias.dtype !== weight.dtype)) return false;
   return hidden.dtype === "float32" || hidden.dtype === "bfloat16" || (hidden.dtype === "float16" && hidden.device !== "cpu");
 }
@@ -111,8 +111,8 @@ export abstract class CausalLM extends Module {
       throw new TypeError(`${caller}: labels: expected an int64 Tensor of the ids' shape [${ids.shape.join(", ")}], got ${describe(labels)}`);
     if (labels.device !== ids.device) throw new Error(`${caller}: labels are on ${labels.device} but ids are on ${ids.device}`);
     const hidden = this.hiddenStates(ids, { attentionMask: options.attentionMask }, caller);
-    const head = this.lm_head;
-    if (!plainHead(head, hidden)) return causalLmLoss(head.forward(hidden), labels);
+    const head: Module = this.lm_head;
+    if (!chunkableHead(head, hidden)) return causalLmLoss(head.forward(hidden) as Tensor, labels);
     const [B, T, E] = hidden.shape;
     const shifted = hidden.narrow(1, 0, T - 1);
     const rows = shifted.reshape([B * (T - 1), E]);

@@ -8,14 +8,15 @@
  * counter, which every in-place op, file read and collective of this library moves on).
  */
 import { native } from "../binding";
-import { Linear } from "../nn/layers";
+import type { Linear } from "../nn/layers";
+import { isPlainHead } from "./head";
 import { keep, tidy } from "../scope";
 import { Tensor, handleOf, noGrad } from "../tensor";
 
 /** Whether `head` is a plain fp32 Linear on the CPU, the case the transposed layout speeds up. */
 export function transposableHead(head: unknown): head is Linear {
-  if (Object.getPrototypeOf(head) !== Linear.prototype) return false; // an adapter on the head has its own forward
-  const { weight } = head as Linear;
+  if (!isPlainHead(head)) return false;
+  const { weight } = head;
   return weight.device === "cpu" && weight.dtype === "float32" && weight.ndim === 2;
 }
 

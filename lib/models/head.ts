@@ -17,3 +17,12 @@ export function outputHead(hidden: number, vocab: number, tiedTo: Tensor | null,
   Object.assign(head, { inFeatures: hidden, outFeatures: vocab });
   return head;
 }
+
+/**
+ * Whether `head` is a plain Linear, whose forward is exactly `linear(x, weight, bias)`: the case
+ * the chunked loss and the transposed decoding head may compute themselves (an adapter on the
+ * head has its own forward).
+ */
+export function isPlainHead(head: unknown): head is Linear {
+  return Object.getPrototypeOf(head) === Linear.prototype;
+}

@@ -2,7 +2,7 @@
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { Tensor, crossEntropy, init, lora, manualSeed, optim, randn, tensor } from "../../lib";
+import { Tensor, crossEntropy, init, linearCrossEntropy, lora, manualSeed, models, noGrad, optim, randn, tensor } from "../../lib";
 import type { Device } from "../../lib";
 import { VOCAB, batchAt, encode, generateText, makeExamples } from "../../demo/data";
 import { CharModel } from "../../demo/model";
@@ -268,4 +268,45 @@ describeCuda("the demo on cuda:0", () => {
       fs.rmSync(out, { recursive: true, force: true });
     }
   }, 240_000);
+});
+
+describeCuda("the chunked loss on cuda:0", () => {
+  test("linearCrossEntropy gives the CPU's loss and gradients, and CausalLM.loss the unfused loss", () => {
+    const make = (device: Device) => {
+      manualSeed(5);
+      const hidden = randn([40, 16]).mul(0.5).to({ device });
+      hidden.requiresGrad = true;
+      const weight = randn([300, 16]).mul(0.3).to({ device });
+      weight.requiresGrad = true;
+      const target = tensor(
+        Array.from({ length: 40 }, (_, i) => (i % 7 === 3 ? -100 : (i * 41) % 300)),
+        { dtype: "int64", device },
+      );
+      const loss = linearCrossEntropy(hidden, weight, target, { chunkRows: 16 });
+      loss.backward();
+      return { loss: loss.item(), hidden: hidden.grad!.cpu(), weight: weight.grad!.cpu() };
+    };
+    const gpu = make(GPU);
+    const cpu = make("cpu");
+    expect(Math.abs(gpu.loss - cpu.loss) / cpu.loss).toBeLessThan(1e-5);
+    expect(gpu.hidden.allclose(cpu.hidden, { rtol: 1e-4, atol: 1e-6 })).toBe(true);
+    expect(gpu.weight.allclose(cpu.weight, { rtol: 1e-4, atol: 1e-6 })).toBe(true);
+
+    const model = new models.GPT2LMHeadModel({
+      vocab_size: 60,
+      n_positions: 16,
+      n_embd: 32,
+      n_layer: 2,
+      n_head: 4,
+      resid_pdrop: 0,
+      embd_pdrop: 0,
+      attn_pdrop: 0,
+    }).to({
+      device: GPU,
+    });
+    const ids = tensor([[5, 17, 3, 42, 8, 8, 29, 1]], { dtype: "int64", device: GPU });
+    const fused = noGrad(() => model.loss(ids).item());
+    const unfused = noGrad(() => models.causalLmLoss(model.forward(ids), ids).item());
+    expect(Math.abs(fused - unfused) / unfused).toBeLessThan(1e-5);
+  });
 });

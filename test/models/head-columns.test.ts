@@ -140,6 +140,8 @@ describe("decoding over the transposed head", () => {
 
   it("refuses a transposedHead that is not a boolean", () => {
     const model = new models.GPT2LMHeadModel(GPT2);
-    expect(() => model.generate(ids(), { transposedHead: "yes" as never })).toThrow(/GPT2LMHeadModel\.generate: transposedHead: expected a boolean, got the string "yes"/);
+    expect(() => model.generate(ids(), { transposedHead: "yes" as never })).toThrow(
+      /GPT2LMHeadModel\.generate: transposedHead: expected a boolean, got the string "yes"/,
+    );
   });
 });
