@@ -183,8 +183,11 @@ export abstract class CausalLM extends Module {
     const wasTraining = this.training;
     this.eval();
     try {
-      const columns = this.#decodingHead(options.transposedHead, caller);
+      const transposedHead = options.transposedHead ?? true;
+      if (typeof transposedHead !== "boolean") throw new TypeError(`${caller}: transposedHead: expected a boolean, got ${describe(transposedHead)}`);
       for (let step = 0; step < maxNewTokens; step++) {
+        // looked up each step (one version read): a stream sees weights written between its steps
+        const columns = this.#decodingHead(transposedHead);
         const chosen = noGrad(() =>
           tidy(() => {
             const logits = this.#lastLogits(input, { attentionMask: mask, cache }, columns, caller);
@@ -212,9 +215,8 @@ export abstract class CausalLM extends Module {
   }
 
   /** The transposed head to decode with, or null to use `lm_head` itself. */
-  #decodingHead(wanted: unknown, caller: string): Tensor | null {
-    if (wanted !== undefined && typeof wanted !== "boolean") throw new TypeError(`${caller}: transposedHead: expected a boolean, got ${describe(wanted)}`);
-    if (wanted === false || !transposableHead(this.lm_head)) {
+  #decodingHead(wanted: boolean): Tensor | null {
+    if (!wanted || !transposableHead(this.lm_head)) {
       this.#headColumns.release();
       return null;
     }

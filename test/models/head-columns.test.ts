@@ -9,18 +9,11 @@ import { Tensor, lora, memoryStats, models, noGrad, optim, tensor, tidy } from "
 import { native } from "../../lib/binding";
 import { handleOf } from "../../lib/tensor";
 import { pseudoRandom } from "../helpers/gradcheck";
+import { TINY_GPT2, TINY_LLAMA } from "./support/tiny-checkpoints";
 
-const GPT2 = { model_type: "gpt2", vocab_size: 50, n_positions: 40, n_embd: 32, n_layer: 2, n_head: 4 };
-const LLAMA = {
-  model_type: "llama",
-  vocab_size: 45,
-  hidden_size: 32,
-  intermediate_size: 48,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  tie_word_embeddings: false,
-};
+const GPT2 = TINY_GPT2;
+const LLAMA = TINY_LLAMA; // its own head (untied)
+const [V, D] = [TINY_LLAMA.vocab_size, TINY_LLAMA.hidden_size];
 const PROMPT = [[3, 14, 15, 9, 2]];
 const ids = () => tensor(PROMPT, { dtype: "int64" });
 const version = (t: Tensor) => native.version(handleOf(t));
@@ -110,10 +103,26 @@ describe("decoding over the transposed head", () => {
     expect(result.transposed).toEqual(adapted);
   });
 
+  it("a stream sees the head written between its steps, as decoding over the weight does", async () => {
+    const model = new models.LlamaForCausalLM(LLAMA);
+    const run = async (transposedHead: boolean, write = true) => {
+      overwrite(model.lm_head.weight, 5);
+      const tokens: number[] = [];
+      for await (const [token] of model.stream(ids(), { maxNewTokens: 6, transposedHead })) {
+        tokens.push(token);
+        if (tokens.length === 3 && write) overwrite(model.lm_head.weight, 6);
+      }
+      return tokens;
+    };
+    const transposed = await run(true);
+    expect(transposed).toEqual(await run(false));
+    expect(transposed).not.toEqual(await run(true, false)); // the write changed what followed it
+  });
+
   it("makes the copy again when the head's weight is another tensor", () => {
     const model = new models.LlamaForCausalLM(LLAMA);
     bothWays(model);
-    model.lm_head.weight = tensor(pseudoRandom(45 * 32, 11), { shape: [45, 32] });
+    model.lm_head.weight = tensor(pseudoRandom(V * D, 11), { shape: [V, D] });
     let result = { transposed: [] as number[], direct: [] as number[] };
     expect(copiesMade(model, () => (result = bothWays(model)))).toBe(1);
     expect(result.transposed).toEqual(result.direct);
@@ -126,8 +135,8 @@ describe("decoding over the transposed head", () => {
     const held = memoryStats();
     model.generate(ids(), { maxNewTokens: 2, transposedHead: false }).dispose();
     const freed = memoryStats();
-    // the copy (45 × 32 floats) is gone, give or take what the collector freed meanwhile
-    expect(held.liveBytes - freed.liveBytes).toBeGreaterThan(0.9 * 45 * 32 * 4);
+    // the copy (V × D floats) is gone, give or take what the collector freed meanwhile
+    expect(held.liveBytes - freed.liveBytes).toBeGreaterThan(0.9 * V * D * 4);
     expect(copiesMade(model, () => model.generate(ids(), { maxNewTokens: 2 }))).toBe(1);
   });
 

@@ -9,20 +9,11 @@ import { Tensor, lora, models, nn, noGrad, tensor } from "../../lib";
 import { native } from "../../lib/binding";
 import { pseudoRandom } from "../helpers/gradcheck";
 import { expectClose } from "../helpers/stats";
-import { PADDED_IDS, PADDED_LABELS, PADDED_MASK } from "./support/tiny-checkpoints";
+import { PADDED_IDS, PADDED_LABELS, PADDED_MASK, TINY_GPT2, TINY_LLAMA } from "./support/tiny-checkpoints";
 
 // No dropout: both paths must see the same network.
-const GPT2 = { model_type: "gpt2", vocab_size: 60, n_positions: 32, n_embd: 32, n_layer: 2, n_head: 4, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 };
-const LLAMA = {
-  model_type: "llama",
-  vocab_size: 70,
-  hidden_size: 32,
-  intermediate_size: 48,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  tie_word_embeddings: false,
-};
+const GPT2 = { ...TINY_GPT2, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 };
+const LLAMA = TINY_LLAMA; // untied head, biases, grouped-query attention
 
 const int64 = (rows: number[][]) => tensor(rows, { dtype: "int64" });
 const IDS = [
@@ -139,8 +130,8 @@ describe("CausalLM.loss", () => {
     ["float labels", (m) => m.loss(int64(IDS), { labels: tensor(IDS) }), /labels: expected an int64 Tensor of the ids' shape/],
     [
       "a label past the vocabulary",
-      (m) => m.loss(int64(IDS), { labels: int64([IDS[0], [...IDS[1].slice(0, 7), 60]]) }),
-      /target: class 60 is out of range \[0, 60\)/,
+      (m) => m.loss(int64(IDS), { labels: int64([IDS[0], [...IDS[1].slice(0, 7), 61]]) }),
+      /target: class 61 is out of range \[0, 61\)/,
     ],
     ["an unknown option shape", (m) => m.loss(int64(IDS), 3 as never), /GPT2LMHeadModel\.loss: options/],
   ])("refuses %s", (_name, call, message) => {
