@@ -126,7 +126,7 @@ describeHf("adapters between torch-lora and PEFT", () => {
     for (const [key, grad] of ourGrads) expect(relativeError(grad, theirs.grads[key])).toBeLessThan(1e-4);
   });
 
-  test("five AdamW steps from the same adapter, with torch-lora and with PEFT and torch.optim.AdamW: the same losses and trained factors", async () => {
+  test("five AdamW steps from the same adapter, with torch-lora (model.loss) and with PEFT and torch.optim.AdamW: the same losses and trained factors", async () => {
     const dir = base(LLAMA);
     manualSeed(33);
     const model = await models.fromPretrained(dir);
@@ -148,7 +148,8 @@ describeHf("adapters between torch-lora and PEFT", () => {
     const losses: number[] = [];
     for (let step = 0; step < 5; step++) {
       opt.zeroGrad();
-      const loss = models.causalLmLoss(model.forward(ids(), { attentionMask: mask() }), tensor(LABELS, { dtype: "int64" }));
+      // model.loss, the chunked head and cross-entropy, against PEFT's model(ids, labels=labels).loss
+      const loss = model.loss(ids(), { attentionMask: mask(), labels: tensor(LABELS, { dtype: "int64" }) });
       loss.backward();
       opt.step();
       losses.push(loss.item());
