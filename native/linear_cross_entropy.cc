@@ -64,8 +64,10 @@ ChunkedResult Compute(const at::Tensor& hidden, const at::Tensor& weight, const 
     const at::Tensor rowLoss = sumExp.log().add_(rowMax).sub_(picked);
     lossSum.add_(rowLoss.masked_fill_(valid.narrow(0, start, rows).unsqueeze(1).logical_not(), 0).sum());
     if (!want.any()) continue;
-    // d loss / d logits = (softmax − one-hot) × the row's share of the mean.
-    z.div_(sumExp).scatter_add_(1, cls, at::full({rows, 1}, -1.0, z.options())).mul_(rowScale.narrow(0, start, rows));
+    // d loss / d logits = (softmax − one-hot) × the row's share of the mean: exp(z − max) times
+    // share / Σexp in one pass, then −share at the target.
+    const at::Tensor share = rowScale.narrow(0, start, rows);
+    z.mul_(share / sumExp).scatter_add_(1, cls, share.neg());
     const at::Tensor g = z.to(hidden.scalar_type());
     if (want.hidden) {
       at::Tensor gradRows = out.gradHidden.narrow(0, start, rows);

@@ -4,6 +4,7 @@
  * saving in transformers' layout. Subclasses supply the config, the decoder (`hiddenStates`)
  * and `lm_head`.
  */
+import { native } from "../binding";
 import { describe } from "../errors";
 import { linearCrossEntropy } from "../linear-cross-entropy";
 import type { Linear } from "../nn/layers";
@@ -11,7 +12,6 @@ import { Module } from "../nn/module";
 import { tidy } from "../scope";
 import { Tensor, cat, handleOf, noGrad, ones, tensor, optionsObject } from "../tensor";
 import type { GPT2Config, LlamaConfig } from "./config";
-import { native } from "../binding";
 import { CausalLMForwardOptions, KVCache, keptPositions } from "./context";
 import { isPlainHead } from "./head";
 import { HeadColumns, transposableHead } from "./head-columns";
@@ -93,8 +93,8 @@ export abstract class CausalLM extends Module {
    * same number as `causalLmLoss(model.forward(ids), labels)`, computed without the `(B, T, V)`
    * logits. The head's product and the cross-entropy go through `linearCrossEntropy` chunk by
    * chunk, which at a large vocabulary saves most of the memory and time that the logits cost
-   * (GPT-2's head makes 200 MB of them per 1024 tokens). An adapter on `lm_head`, and fp16 on
-   * CPU, take the unfused path, with the same result.
+   * (GPT-2's head makes 200 MB of them per 1024 tokens). An adapter on `lm_head`, fp16 on the
+   * CPU and fp64 take the unfused path, with the same result.
    *
    * The head's gradient is computed during this call when autograd records it: evaluate in `noGrad`.
    *
