@@ -12,6 +12,7 @@ import { TinyModel, changedParameters, snapshot } from "../helpers/models";
 import { expectDemoClaims, recomputeDemo } from "../helpers/demo-checks";
 import { tinyByFormula } from "../helpers/lora-formula";
 import { makeTempDir } from "../helpers/temp";
+import { TINY_GPT2 } from "../models/support/tiny-checkpoints";
 
 const ROOT = path.resolve(__dirname, "../..");
 
@@ -292,18 +293,7 @@ describeCuda("the chunked loss on cuda:0", () => {
     expect(gpu.hidden.allclose(cpu.hidden, { rtol: 1e-4, atol: 1e-6 })).toBe(true);
     expect(gpu.weight.allclose(cpu.weight, { rtol: 1e-4, atol: 1e-6 })).toBe(true);
 
-    const model = new models.GPT2LMHeadModel({
-      vocab_size: 60,
-      n_positions: 16,
-      n_embd: 32,
-      n_layer: 2,
-      n_head: 4,
-      resid_pdrop: 0,
-      embd_pdrop: 0,
-      attn_pdrop: 0,
-    }).to({
-      device: GPU,
-    });
+    const model = new models.GPT2LMHeadModel({ ...TINY_GPT2, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 }).to({ device: GPU });
     const ids = tensor([[5, 17, 3, 42, 8, 8, 29, 1]], { dtype: "int64", device: GPU });
     const fused = noGrad(() => model.loss(ids).item());
     const unfused = noGrad(() => models.causalLmLoss(model.forward(ids), ids).item());
