@@ -9,9 +9,9 @@
  */
 import { native } from "../binding";
 import type { Linear } from "../nn/layers";
-import { isPlainHead } from "./head";
 import { keep, tidy } from "../scope";
 import { Tensor, handleOf, noGrad } from "../tensor";
+import { isPlainHead } from "./head";
 
 /** Whether `head` is a plain fp32 Linear on the CPU, the case the transposed layout speeds up. */
 export function transposableHead(head: unknown): head is Linear {
