@@ -51,6 +51,18 @@ export interface LoraMergeOptions extends LoraAdapterOptions {
   safe: boolean;
   keepBackup: boolean;
 }
+/** Options of `loraDoraMerge`/`loraDoraMergeAsync`: one DoRA adapter into its weight, as `loraMerge` takes them. */
+export interface DoraMergeOptions {
+  weight: H;
+  A: H;
+  B: H;
+  magnitude: H;
+  scale: Num;
+  fanInFanOut: boolean;
+  embedding: boolean;
+  safe: boolean;
+  keepBackup: boolean;
+}
 
 /** What `buildInfo()` reports: every field native/addon.cc sets (scripts/lib/prebuilds.js reads them too). */
 export interface BuildInfo {
@@ -295,17 +307,8 @@ export interface NativeBinding {
   loraDoraMagnitude(options: { weight: H; A: H; B: H; scale: Num; fanInFanOut: boolean; embedding: boolean }): H;
   loraDoraLinear(options: { x: H; weight: H; bias: H | null; fanInFanOut: boolean; training: boolean; A: H; B: H; magnitude: H; scale: Num; dropout: Num }): H;
   loraDoraEmbedding(options: { ids: H; weight: H; paddingIdx: Num; A: H; B: H; magnitude: H; scale: Num }): H;
-  loraDoraMerge(options: {
-    weight: H;
-    A: H;
-    B: H;
-    magnitude: H;
-    scale: Num;
-    fanInFanOut: boolean;
-    embedding: boolean;
-    safe: boolean;
-    keepBackup: boolean;
-  }): H | null;
+  loraDoraMerge(options: DoraMergeOptions): H | null;
+  loraDoraMergeAsync(options: DoraMergeOptions): Promise<H | null>;
   // fused LoRA forward, merge and restore (native/lora.cc, native/lora_kernels.cc); *Async run off the event loop
   loraLinear(options: LoraLinearOptions): H;
   loraEmbedding(options: LoraEmbeddingOptions): H;

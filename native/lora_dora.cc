@@ -12,6 +12,7 @@
 #include "errors.h"
 #include "options.h"
 #include "lora.h"
+#include "workers.h"
 
 namespace tl {
 namespace {
@@ -107,13 +108,10 @@ Napi::Value LoraDoraEmbedding(const Napi::CallbackInfo& info) {
   return WrapTensor(env, scaleByNorm * result + scaleByNorm * lora * d.scale);
 }
 
-// loraDoraMerge({ weight, A, B, magnitude, scale, fanInFanOut, embedding, safe, keepBackup }) -> backup | null
-Napi::Value LoraDoraMerge(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Object o = OptionsArg(info, 0);
-  Dora d = DoraArgs(env, o, o.Get("embedding").ToBoolean());
-  if (!d.magnitude.defined()) ThrowTypeError(env, "options.magnitude: expected a tensor");
-  const bool safe = o.Get("safe").ToBoolean(), keepBackup = o.Get("keepBackup").ToBoolean();
+// m ⊙ (W + s·B·A) / ‖W + s·B·A‖ in the weight's layout and dtype, computed aside (the weight is
+// only read: this runs on a worker for loraDoraMergeAsync). A std::runtime_error, not a JS error,
+// refuses a non-finite result: it may be thrown off the main thread.
+at::Tensor ComputeDoraMerge(const Dora& d, bool safe) {
   at::NoGradGuard noGrad;
   const bool half = d.weight.scalar_type() == at::kHalf || d.weight.scalar_type() == at::kBFloat16;
   const auto dtype = half ? at::kFloat : d.weight.scalar_type();
@@ -122,13 +120,54 @@ Napi::Value LoraDoraMerge(const Napi::CallbackInfo& info) {
   at::Tensor mergedOutIn = (d.magnitude.to(dtype) / norm).unsqueeze(1) * combined;
   at::Tensor merged = OutIn(d, mergedOutIn).to(d.weight.scalar_type()).contiguous();
   if (safe && !at::isfinite(merged).all().item<bool>()) {
-    ThrowError(env, "merge refused: the merged weight would contain NaN or Inf values; the base weight is unchanged");
+    throw std::runtime_error("merge refused: the merged weight would contain NaN or Inf values; the base weight is unchanged");
   }
-  if (!keepBackup) {
+  return merged;
+}
+
+Dora DoraMergeArgs(Napi::Env env, const Napi::Object& o) {
+  Dora d = DoraArgs(env, o, o.Get("embedding").ToBoolean());
+  if (!d.magnitude.defined()) ThrowTypeError(env, "options.magnitude: expected a tensor");
+  return d;
+}
+
+// loraDoraMerge({ weight, A, B, magnitude, scale, fanInFanOut, embedding, safe, keepBackup }) -> backup | null
+Napi::Value LoraDoraMerge(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = OptionsArg(info, 0);
+  Dora d = DoraMergeArgs(env, o);
+  at::Tensor merged = ComputeDoraMerge(d, o.Get("safe").ToBoolean());
+  if (!o.Get("keepBackup").ToBoolean()) {
+    at::NoGradGuard noGrad;
     d.weight.copy_(merged);
     return env.Null();
   }
   return WrapTensor(env, SwapInMerged(d.weight, merged));
+}
+
+// loraDoraMergeAsync(same options) -> Promise<backup | null>: loraDoraMerge on a worker. As
+// loraMergeAsync does, the worker reads snapshots of the factors and the magnitude (an optimizer
+// step on the main thread must not leak half-applied into the merge) and computes the merged
+// weight aside; the completion, on the main thread, installs it, so that nothing ever reads the
+// weight half-merged.
+Napi::Value LoraDoraMergeAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = OptionsArg(info, 0);
+  Dora d = DoraMergeArgs(env, o);
+  const bool safe = o.Get("safe").ToBoolean(), keep = o.Get("keepBackup").ToBoolean();
+  {
+    at::NoGradGuard noGrad;
+    d.A = d.A.clone();
+    d.B = d.B.clone();
+    d.magnitude = d.magnitude.clone();
+  }
+  const at::Tensor w = d.weight;
+  return RunAsync(
+      env, "torch-lora:merge", [=]() { return std::vector<at::Tensor>{ComputeDoraMerge(d, safe)}; },
+      [w, keep](Napi::Env env, std::vector<at::Tensor>& r) {
+        at::Tensor backup = SwapInMerged(w, r[0]);
+        return keep ? WrapTensor(env, std::move(backup)) : env.Null();
+      });
 }
 
 }  // namespace
@@ -138,6 +177,7 @@ void RegisterLoraDora(Napi::Object exports) {
   TL_EXPORT(exports, "loraDoraLinear", LoraDoraLinear);
   TL_EXPORT(exports, "loraDoraEmbedding", LoraDoraEmbedding);
   TL_EXPORT(exports, "loraDoraMerge", LoraDoraMerge);
+  TL_EXPORT(exports, "loraDoraMergeAsync", LoraDoraMergeAsync);
 }
 
 }  // namespace tl

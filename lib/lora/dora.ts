@@ -8,7 +8,7 @@
  * layer's DoRA adapter runs only as its single active adapter (PEFT's stacked forward, where a
  * DoRA adapter rescales the other adapters' outputs, is refused rather than reproduced).
  */
-import { native } from "../binding";
+import { DoraMergeOptions, native } from "../binding";
 import { Tensor, handleOf } from "../tensor";
 
 /** What the DoRA calls need from a layer and one adapter. */
@@ -71,11 +71,12 @@ export function doraEmbedding(ids: Tensor, t: DoraTarget, paddingIdx: number | n
 }
 
 /**
- * Merges one DoRA adapter: W ← (m/n) ⊙ (W + s·B·A). With `keepBackup` the weight takes a new
- * buffer and the pristine one is returned (for the bit-exact unmerge); `safe` refuses NaN/Inf.
+ * The native request that merges one DoRA adapter: W ← (m/n) ⊙ (W + s·B·A), in place with
+ * `loraDoraMerge` or on a worker with `loraDoraMergeAsync`. With `keepBackup` the weight takes a
+ * new buffer and the pristine one comes back (for the bit-exact unmerge); `safe` refuses NaN/Inf.
  */
-export function doraMerge(t: DoraTarget, magnitude: Tensor, safe: boolean, keepBackup: boolean): Tensor | null {
-  const backup = native.loraDoraMerge({
+export function doraMergeRequest(t: DoraTarget, magnitude: Tensor, safe: boolean, keepBackup: boolean): DoraMergeOptions {
+  return {
     weight: handleOf(t.weight),
     A: handleOf(t.A),
     B: handleOf(t.B),
@@ -85,6 +86,5 @@ export function doraMerge(t: DoraTarget, magnitude: Tensor, safe: boolean, keepB
     embedding: t.embedding,
     safe,
     keepBackup,
-  });
-  return backup ? new Tensor(backup) : null;
+  };
 }

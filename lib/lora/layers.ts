@@ -14,7 +14,7 @@ import { runAsync, runSync, step, TwinBody } from "../sync-or-async";
 import { Tensor, empty, handleOf, optionsObject } from "../tensor";
 import { EmbeddingInit, LinearInit } from "./config";
 import { checkWeightAwareInit, initFactorsFromWeight, isWeightAwareInit } from "./init-strategies";
-import { DoraTarget, doraEmbedding, doraInitialMagnitude, doraLinear, doraMerge } from "./dora";
+import { DoraTarget, doraEmbedding, doraInitialMagnitude, doraLinear, doraMergeRequest } from "./dora";
 import { ForwardAdapter, explainEmbeddingFailure, explainLinearFailure, explainMergeFailure } from "./kernel-checks";
 import { loraNative } from "./native";
 import { noSuchAdapter } from "./adapter-names";
@@ -250,21 +250,28 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
   }
 
   /** Merges `names` one after the other (a DoRA adapter renormalizes what is merged before it, as in PEFT). */
-  #mergeInOrder(names: string[], safe: boolean): NativeTensor | Tensor | null {
+  *#mergeInOrder(names: string[], safe: boolean): TwinBody<Tensor | null> {
     let backup: Tensor | null = null;
     try {
       for (const name of names) {
         const s = this.#settings.get(name)!;
-        const keep = this.#backup === null && backup === null;
-        let taken: Tensor | null = null;
+        const keepBackup = this.#backup === null && backup === null;
+        let taken: NativeTensor | null;
         if (s.useDora) {
-          taken = doraMerge(this.#doraTarget(name, s.scale), this.magnitude(name)!, safe, keep);
+          const request = doraMergeRequest(this.#doraTarget(name, s.scale), this.magnitude(name)!, safe, keepBackup);
+          taken = yield* step(
+            () => loraNative.loraDoraMerge(request),
+            () => loraNative.loraDoraMergeAsync(request),
+          );
         } else {
           const [A, B] = this.factors(name);
-          const h = loraNative.loraMerge({ ...this.#mergeTarget(safe, keep), factors: [handleOf(A), handleOf(B)], scales: [s.scale] });
-          taken = h ? new Tensor(h) : null;
+          const request: LoraMergeOptions = { ...this.#mergeTarget(safe, keepBackup), factors: [handleOf(A), handleOf(B)], scales: [s.scale] };
+          taken = yield* step(
+            () => loraNative.loraMerge(request),
+            () => loraNative.loraMergeAsync(request),
+          );
         }
-        if (keep) backup = taken;
+        if (keepBackup && taken) backup = new Tensor(taken);
       }
     } catch (err) {
       // All or nothing on this layer: put back the weight of before this call.
@@ -333,15 +340,20 @@ export abstract class LoraLayer<Base extends Module & { weight: Tensor }> extend
 
   /**
    * The body of {@link merge} and {@link mergeAsync}: checks, yields the one native merge (in
-   * place or on a worker), and records it. DoRA adapters merge here, on the main thread (one native
-   * call per adapter). Conflicting calls on this layer fail while the native merge runs.
+   * place or on a worker), and records it. With a DoRA adapter among them, the adapters merge one
+   * native call each, in order. Conflicting calls on this layer fail while a native merge runs.
    */
   *#merging(options: MergeOptions): TwinBody<string[]> {
     this.assertMutable("merge");
     const plan = this.#mergePlan(options);
     if (plan.names.length === 0) return [];
     if (plan.names.some((n) => this.#settings.get(n)!.useDora)) {
-      this.#afterMerge(plan.names, this.#mergeInOrder(plan.names, plan.safe));
+      this.#busy = "merge";
+      try {
+        this.#afterMerge(plan.names, yield* this.#mergeInOrder(plan.names, plan.safe));
+      } finally {
+        this.#busy = null;
+      }
       return plan.names;
     }
     const factors: NativeTensor[] = [];
