@@ -22,18 +22,19 @@ export function transposableHead(head: unknown): head is Linear {
 
 /** One model's transposed head, `(d, V)` contiguous, and what it was made from. */
 export class HeadColumns {
-  #source: Tensor | null = null;
+  /** Weakly held: a replaced weight must not stay alive for this cache's sake. */
+  #source: WeakRef<Tensor> | null = null;
   #version = -1;
   #columns: Tensor | null = null;
 
   /** The transposed copy of `weight` (owned here: do not dispose it), made again when stale. */
   of(weight: Tensor): Tensor {
     const version = native.version(handleOf(weight));
-    if (this.#columns && this.#source === weight && this.#version === version) return this.#columns;
+    if (this.#columns && this.#source?.deref() === weight && this.#version === version) return this.#columns;
     this.release();
     // kept: a caller's tidy() must not free what outlives the call
     this.#columns = keep(noGrad(() => tidy(() => weight.transpose(0, 1).contiguous())));
-    this.#source = weight;
+    this.#source = new WeakRef(weight);
     this.#version = version;
     return this.#columns;
   }
