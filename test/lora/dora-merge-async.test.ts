@@ -5,25 +5,12 @@
  * other work while a merge is in flight and never shows the weight half-merged; a refused safe
  * merge rejects and leaves the weight as it was.
  */
-import { Tensor, init, lora, manualSeed, nn, noGrad, randn, tensor } from "../../lib";
+import { Tensor, noGrad, randn, tensor } from "../../lib";
 import { native } from "../../lib/binding";
+import { mixedLayer as mixedDoraLayer } from "./support/mixed-dora";
 
-const INIT = { initLoraWeights: true, embeddingInit: "a-normal", embeddingInitStd: 1 } as const;
-const PLAIN = { r: 2, alpha: 1, scale: 0.5, dropout: 0 };
-const DORA = { r: 2, alpha: 3, scale: 1.5, dropout: 0, useDora: true };
-
-/** A Linear 6 → 5 with plain adapter "p" and DoRA adapter "d", every factor and magnitude random (the same for a seed). */
-function mixedLayer(): lora.LoraLinear {
-  manualSeed(7);
-  const layer = new lora.LoraLinear(new nn.Linear(6, 5));
-  layer.addAdapter("p", PLAIN, INIT);
-  layer.addAdapter("d", DORA, INIT);
-  noGrad(() => {
-    for (const name of ["p", "d"]) init.normal_(layer.factors(name)[1], 0, 0.5);
-    init.uniform_(layer.magnitude("d")!, 0.5, 2);
-  });
-  return layer;
-}
+/** A Linear 6 → 5 with plain adapter "p" and DoRA adapter "d", every factor and magnitude random (the same each call). */
+const mixedLayer = () => mixedDoraLayer(6, 5, 7);
 
 /** Counts calls of the named native entry points while `fn` runs (its Promise included). */
 async function callsDuring(names: string[], fn: () => Promise<unknown>): Promise<Record<string, number>> {

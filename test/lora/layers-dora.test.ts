@@ -4,27 +4,15 @@
  * in order and computed here in float64, bit-exact unmerges, safe merges refused half-way, and
  * what replacing or deleting a DoRA adapter leaves behind.
  */
-import { StateError, Tensor, init, lora, manualSeed, nn, noGrad, randn } from "../../lib";
+import { StateError, Tensor, init, lora, noGrad, randn } from "../../lib";
 import { messageOf, thrownBy } from "../helpers/errors";
 import { maxAbsDiff } from "../helpers/stats";
+import { INIT, PLAIN, mixedLayer as mixedDoraLayer } from "./support/mixed-dora";
 
-const INIT = { initLoraWeights: true, embeddingInit: "a-normal", embeddingInitStd: 1 } as const;
-const PLAIN = { r: 2, alpha: 1, scale: 0.5, dropout: 0 };
-const DORA = { r: 2, alpha: 3, scale: 1.5, dropout: 0, useDora: true };
 const F64 = { dtype: "float64" } as const;
 
 /** A Linear 5 → 4 with plain adapter "p" and DoRA adapter "d", every factor and magnitude random. */
-function mixedLayer(): lora.LoraLinear {
-  manualSeed(21);
-  const layer = new lora.LoraLinear(new nn.Linear(5, 4));
-  layer.addAdapter("p", PLAIN, INIT);
-  layer.addAdapter("d", DORA, INIT);
-  noGrad(() => {
-    for (const name of ["p", "d"]) init.normal_(layer.factors(name)[1], 0, 0.5);
-    init.uniform_(layer.magnitude("d")!, 0.5, 2);
-  });
-  return layer;
-}
+const mixedLayer = () => mixedDoraLayer(5, 4, 21);
 
 /** s·B·A of adapter `name`, in float64. */
 function delta(layer: lora.LoraLinear, name: string): Tensor {
