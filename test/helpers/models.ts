@@ -1,6 +1,7 @@
 /** Small models shared by the LoRA tests. */
-import { Tensor, nn } from "../../lib";
+import { Tensor, nn, noGrad, tensor } from "../../lib";
 import type { Dtype } from "../../lib";
+import { pseudoRandom } from "./gradcheck";
 
 /** Embedding → Linear → ReLU → Linear, the shape of a tiny token classifier. */
 export class TinyModel extends nn.Module {
@@ -40,4 +41,16 @@ export function stats(t: Tensor): { mean: number; std: number } {
   const mean = v.reduce((a, b) => a + b, 0) / v.length;
   const variance = v.reduce((a, b) => a + (b - mean) ** 2, 0) / (v.length - 1);
   return { mean, std: Math.sqrt(variance) };
+}
+
+/**
+ * Gives every LoRA factor of `m` deterministic random values in [-scale, scale): an unmerged
+ * adapter then changes the output, and both factors get a non-zero gradient.
+ */
+export function randomizeFactors(m: nn.Module, scale = 0.2): void {
+  noGrad(() => {
+    for (const [name, p] of m.namedParameters()) {
+      if (name.includes("lora_")) p.copy_(tensor(pseudoRandom(p.numel, name.length), { shape: p.shape }).mul(scale));
+    }
+  });
 }

@@ -6,30 +6,11 @@
  * merge rejects and leaves the weight as it was.
  */
 import { Tensor, noGrad, randn, tensor } from "../../lib";
-import { native } from "../../lib/binding";
+import { countCallsAsync } from "../helpers/native-calls";
 import { mixedLayer as mixedDoraLayer } from "./support/mixed-dora";
 
 /** A Linear 6 → 5 with plain adapter "p" and DoRA adapter "d", every factor and magnitude random (the same each call). */
 const mixedLayer = () => mixedDoraLayer(6, 5, 7);
-
-/** Counts calls of the named native entry points while `fn` runs (its Promise included). */
-async function callsDuring(names: string[], fn: () => Promise<unknown>): Promise<Record<string, number>> {
-  const table = native as unknown as Record<string, (...a: unknown[]) => unknown>;
-  const originals = names.map((n) => table[n]);
-  const counts: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
-  names.forEach((n, i) => {
-    table[n] = (...a: unknown[]) => {
-      counts[n]++;
-      return originals[i](...a);
-    };
-  });
-  try {
-    await fn();
-  } finally {
-    names.forEach((n, i) => (table[n] = originals[i]));
-  }
-  return counts;
-}
 
 const bits = (t: Tensor) => Buffer.from(t.detach().toBytes()).toString("hex");
 
@@ -43,7 +24,9 @@ describe("mergeAsync with DoRA adapters", () => {
     sync.merge({ adapterNames: names });
     const layer = mixedLayer();
     const pristine = bits(layer.base_layer.weight);
-    const counts = await callsDuring(["loraDoraMerge", "loraDoraMergeAsync", "loraMerge", "loraMergeAsync"], () => layer.mergeAsync({ adapterNames: names }));
+    const counts = await countCallsAsync(["loraDoraMerge", "loraDoraMergeAsync", "loraMerge", "loraMergeAsync"], () =>
+      layer.mergeAsync({ adapterNames: names }),
+    );
     expect(counts).toEqual({ loraDoraMerge: 0, loraDoraMergeAsync: 1, loraMerge: 0, loraMergeAsync: names.length - 1 });
     expect(layer.mergedAdapters).toEqual(names);
     expect(bits(layer.base_layer.weight)).toBe(bits(sync.base_layer.weight));

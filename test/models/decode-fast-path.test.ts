@@ -8,6 +8,8 @@
 import { Tensor, cat, lora, manualSeed, models, nn, noGrad, tensor } from "../../lib";
 import { native } from "../../lib/binding";
 import { handleOf } from "../../lib/tensor";
+import { randomizeFactors } from "../helpers/models";
+import { countCalls } from "../helpers/native-calls";
 import { expectGradientMatchesFiniteDifferences, pseudoRandom } from "../helpers/gradcheck";
 
 const GPT2 = { model_type: "gpt2", vocab_size: 50, n_positions: 40, n_embd: 32, n_layer: 2, n_head: 4 };
@@ -23,32 +25,6 @@ const LLAMA = {
 
 const int64 = (rows: number[][]) => tensor(rows, { dtype: "int64" });
 
-/** Counts calls of one native entry point while `fn` runs. */
-function countCalls(name: "attentionWithCache", fn: () => void): number {
-  const table = native as unknown as Record<string, (...a: unknown[]) => unknown>;
-  const original = table[name];
-  let n = 0;
-  table[name] = (...a: unknown[]) => {
-    n++;
-    return original(...a);
-  };
-  try {
-    fn();
-  } finally {
-    table[name] = original;
-  }
-  return n;
-}
-
-/** Gives every LoRA factor random values, so that an unmerged adapter changes the output. */
-function randomizeFactors(m: nn.Module): void {
-  noGrad(() => {
-    for (const [name, p] of m.namedParameters()) {
-      if (name.includes("lora_")) p.copy_(tensor(pseudoRandom(p.numel, name.length), { shape: p.shape }).mul(0.2));
-    }
-  });
-}
-
 /**
  * Prefills `ids (B, T0)` through a cache of `capacity` tokens, then feeds `steps` tokens one at a
  * time; compares every step's last logits with the forward over the whole sequence so far.
@@ -58,7 +34,7 @@ function expectStepsMatchFullForward(m: models.CausalLM, ids: Tensor, steps: num
     const cache = new models.KVCache(m.numLayers, { capacity });
     let seq = ids;
     let fullMask = mask;
-    const attended = countCalls("attentionWithCache", () => {
+    const attended = countCalls(["attentionWithCache"], () => {
       let logits = m.forward(ids, { cache, attentionMask: mask });
       expect(logits.allclose(m.forward(ids, { attentionMask: mask }), { rtol: 1e-5, atol: 1e-5 })).toBe(true);
       for (const step of steps) {
@@ -71,7 +47,7 @@ function expectStepsMatchFullForward(m: models.CausalLM, ids: Tensor, steps: num
         expect(logits.shape).toEqual(last.shape);
         expect(logits.allclose(last, { rtol: 1e-5, atol: 1e-5 })).toBe(true);
       }
-    });
+    }).attentionWithCache;
     // Every layer of every forward took the in-place path.
     expect(attended).toBe(m.numLayers * (steps.length + 1));
     expect(cache.length).toBe(seq.shape[1]);
@@ -146,11 +122,11 @@ describe("a cache used with gradients", () => {
     const m = new models.GPT2LMHeadModel(GPT2).eval(); // no dropout; gradients are still recorded
     const ids = int64([[4, 9, 2, 7, 1]]);
     const cache = new models.KVCache(2);
-    const calls = countCalls("attentionWithCache", () => {
+    const calls = countCalls(["attentionWithCache"], () => {
       const first = m.forward(ids.narrow(1, 0, 3), { cache });
       const second = m.forward(ids.narrow(1, 3, 2), { cache });
       cat([first, second], 1).sum().backward();
-    });
+    }).attentionWithCache;
     expect(calls).toBe(0);
     const viaCache = m.transformer.wte.weight.grad!.clone();
     for (const p of m.parameters()) p.grad = null;

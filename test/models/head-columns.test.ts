@@ -9,6 +9,8 @@ import { Tensor, lora, memoryStats, models, noGrad, optim, tensor, tidy } from "
 import { native } from "../../lib/binding";
 import { handleOf } from "../../lib/tensor";
 import { pseudoRandom } from "../helpers/gradcheck";
+import { randomizeFactors } from "../helpers/models";
+import { countCalls } from "../helpers/native-calls";
 import { TINY_GPT2, TINY_LLAMA } from "./support/tiny-checkpoints";
 
 const GPT2 = TINY_GPT2;
@@ -27,22 +29,16 @@ function bothWays(model: models.CausalLM, maxNewTokens = 8): { transposed: numbe
 
 /** How many transposed copies of the head `fn` makes (contiguous copies of a (d, V) view). */
 function copiesMade(model: models.CausalLM, fn: () => void): number {
-  const table = native as unknown as Record<string, (...a: unknown[]) => unknown>;
-  const original = table.contiguous;
   const c = model.config as unknown as Record<string, number>;
-  const [V, d] = [c.vocab_size, c.n_embd ?? c.hidden_size];
-  let n = 0;
-  table.contiguous = (...a: unknown[]) => {
-    const out = original(...a);
-    if (native.shape(out as never).join() === [d, V].join()) n++;
-    return out;
-  };
-  try {
-    fn();
-  } finally {
-    table.contiguous = original;
-  }
-  return n;
+  const columns = [c.n_embd ?? c.hidden_size, c.vocab_size].join();
+  return countCalls(["contiguous"], fn, (_name, out) => native.shape(out as never).join() === columns).contiguous;
+}
+
+/** Decodes both ways after the head changed, checking that this made exactly one new copy of it. */
+function bothWaysRemade(model: models.CausalLM): { transposed: number[]; direct: number[] } {
+  let result = { transposed: [] as number[], direct: [] as number[] };
+  expect(copiesMade(model, () => (result = bothWays(model)))).toBe(1);
+  return result;
 }
 
 /** Writes new values into `t` in place. */
@@ -70,8 +66,7 @@ describe("decoding over the transposed head", () => {
     const before = version(model.lm_head.weight);
     overwrite(model.lm_head.weight, 7);
     expect(version(model.lm_head.weight)).toBeGreaterThan(before);
-    let result = { transposed: [] as number[], direct: [] as number[] };
-    expect(copiesMade(model, () => (result = bothWays(model)))).toBe(1);
+    const result = bothWaysRemade(model);
     expect(result.transposed).toEqual(result.direct);
   });
 
@@ -83,8 +78,7 @@ describe("decoding over the transposed head", () => {
       model.loss(tensor([[1, 2, 3, 4, 5, 6, 7, 8]], { dtype: "int64" })).backward();
       opt.step();
     });
-    let result = { transposed: [] as number[], direct: [] as number[] };
-    expect(copiesMade(model, () => (result = bothWays(model)))).toBe(1);
+    const result = bothWaysRemade(model);
     expect(result.transposed).toEqual(result.direct);
   });
 
@@ -92,13 +86,10 @@ describe("decoding over the transposed head", () => {
     const base = new models.LlamaForCausalLM(LLAMA);
     bothWays(base);
     const lm = lora.injectAdapter(base, { r: 4, loraAlpha: 32, targetModules: ["lm_head"] });
-    noGrad(() => {
-      for (const [name, p] of lm.namedParameters()) if (name.includes("lora_")) p.copy_(tensor(pseudoRandom(p.numel, name.length), { shape: p.shape }));
-    });
+    randomizeFactors(lm, 1);
     const adapted = lm.model.generate(ids(), { maxNewTokens: 8, transposedHead: false }).toList();
     const merged = lm.mergeAndUnload();
-    let result = { transposed: [] as number[], direct: [] as number[] };
-    expect(copiesMade(merged, () => (result = bothWays(merged)))).toBe(1);
+    const result = bothWaysRemade(merged);
     expect(result.transposed).toEqual(result.direct);
     expect(result.transposed).toEqual(adapted);
   });
@@ -123,8 +114,7 @@ describe("decoding over the transposed head", () => {
     const model = new models.LlamaForCausalLM(LLAMA);
     bothWays(model);
     model.lm_head.weight = tensor(pseudoRandom(V * D, 11), { shape: [V, D] });
-    let result = { transposed: [] as number[], direct: [] as number[] };
-    expect(copiesMade(model, () => (result = bothWays(model)))).toBe(1);
+    const result = bothWaysRemade(model);
     expect(result.transposed).toEqual(result.direct);
   });
 

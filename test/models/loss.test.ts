@@ -6,8 +6,8 @@
  * lm_head takes the unfused path; and its refusals.
  */
 import { Tensor, lora, models, nn, noGrad, tensor } from "../../lib";
-import { native } from "../../lib/binding";
-import { pseudoRandom } from "../helpers/gradcheck";
+import { randomizeFactors } from "../helpers/models";
+import { countCalls } from "../helpers/native-calls";
 import { expectClose } from "../helpers/stats";
 import { PADDED_IDS, PADDED_LABELS, PADDED_MASK, TINY_GPT2, TINY_LLAMA } from "./support/tiny-checkpoints";
 
@@ -21,31 +21,8 @@ const IDS = [
   [40, 2, 11, 6, 33, 19, 4, 25],
 ];
 
-/** Counts calls of the chunked loss's native entry point while `fn` runs. */
-function fusedCalls(fn: () => void): number {
-  const table = native as unknown as Record<string, (...a: unknown[]) => unknown>;
-  const original = table.linearCrossEntropy;
-  let n = 0;
-  table.linearCrossEntropy = (...a: unknown[]) => {
-    n++;
-    return original(...a);
-  };
-  try {
-    fn();
-  } finally {
-    table.linearCrossEntropy = original;
-  }
-  return n;
-}
-
-/** Gives every LoRA factor random values, so that both factors get a non-zero gradient. */
-function randomizeFactors(m: nn.Module): void {
-  noGrad(() => {
-    for (const [name, p] of m.namedParameters()) {
-      if (name.includes("lora_")) p.copy_(tensor(pseudoRandom(p.numel, name.length), { shape: p.shape }).mul(0.2));
-    }
-  });
-}
+/** Calls of the chunked loss's native entry point while `fn` runs. */
+const fusedCalls = (fn: () => void): number => countCalls(["linearCrossEntropy"], fn).linearCrossEntropy;
 
 /** The loss and every trainable parameter's gradient after `compute(model).backward()`. */
 function lossAndGrads(module: nn.Module, compute: () => Tensor): { loss: number; grads: Map<string, number[]> } {
